@@ -107,7 +107,7 @@ export interface ResponseHeader {
 
 export interface PutRequest {
   key: string;
-  value: Buffer;
+  value: Uint8Array;
   clientId: string;
   seq: bigint;
 }
@@ -128,7 +128,7 @@ export interface GetRequest {
 export interface GetResponse {
   header: ResponseHeader | undefined;
   found: boolean;
-  value: Buffer;
+  value: Uint8Array;
   /** Applied index the read was served at. */
   index: bigint;
 }
@@ -154,8 +154,8 @@ export interface DeleteResponse {
  */
 export interface CompareAndSwapRequest {
   key: string;
-  expectedValue?: Buffer | undefined;
-  newValue: Buffer;
+  expectedValue?: Uint8Array | undefined;
+  newValue: Uint8Array;
   clientId: string;
   seq: bigint;
 }
@@ -165,7 +165,7 @@ export interface CompareAndSwapResponse {
   swapped: boolean;
   /** When not swapped: whether the key exists and its current value. */
   found: boolean;
-  currentValue: Buffer;
+  currentValue: Uint8Array;
   index: bigint;
 }
 
@@ -181,7 +181,7 @@ export interface RangeRequest {
 
 export interface KeyValue {
   key: string;
-  value: Buffer;
+  value: Uint8Array;
 }
 
 export interface RangeResponse {
@@ -379,7 +379,7 @@ export const ResponseHeader: MessageFns<ResponseHeader> = {
 };
 
 function createBasePutRequest(): PutRequest {
-  return { key: "", value: Buffer.alloc(0), clientId: "", seq: 0n };
+  return { key: "", value: new Uint8Array(0), clientId: "", seq: 0n };
 }
 
 export const PutRequest: MessageFns<PutRequest> = {
@@ -428,7 +428,7 @@ export const PutRequest: MessageFns<PutRequest> = {
               break;
             }
 
-            message.value = Buffer.from(reader.bytes());
+            message.value = reader.bytes();
             continue;
           }
           case 3: {
@@ -465,7 +465,7 @@ export const PutRequest: MessageFns<PutRequest> = {
   fromPartial(object: DeepPartial<PutRequest>): PutRequest {
     const message = createBasePutRequest();
     message.key = object.key ?? "";
-    message.value = object.value ?? Buffer.alloc(0);
+    message.value = object.value ?? new Uint8Array(0);
     message.clientId = object.clientId ?? "";
     message.seq = (object.seq !== undefined && object.seq !== null) ? BigInt(object.seq) : 0n;
     return message;
@@ -612,7 +612,7 @@ export const GetRequest: MessageFns<GetRequest> = {
 };
 
 function createBaseGetResponse(): GetResponse {
-  return { header: undefined, found: false, value: Buffer.alloc(0), index: 0n };
+  return { header: undefined, found: false, value: new Uint8Array(0), index: 0n };
 }
 
 export const GetResponse: MessageFns<GetResponse> = {
@@ -669,7 +669,7 @@ export const GetResponse: MessageFns<GetResponse> = {
               break;
             }
 
-            message.value = Buffer.from(reader.bytes());
+            message.value = reader.bytes();
             continue;
           }
           case 4: {
@@ -701,7 +701,7 @@ export const GetResponse: MessageFns<GetResponse> = {
       ? ResponseHeader.fromPartial(object.header)
       : undefined;
     message.found = object.found ?? false;
-    message.value = object.value ?? Buffer.alloc(0);
+    message.value = object.value ?? new Uint8Array(0);
     message.index = (object.index !== undefined && object.index !== null) ? BigInt(object.index) : 0n;
     return message;
   },
@@ -874,7 +874,7 @@ export const DeleteResponse: MessageFns<DeleteResponse> = {
 };
 
 function createBaseCompareAndSwapRequest(): CompareAndSwapRequest {
-  return { key: "", expectedValue: undefined, newValue: Buffer.alloc(0), clientId: "", seq: 0n };
+  return { key: "", expectedValue: undefined, newValue: new Uint8Array(0), clientId: "", seq: 0n };
 }
 
 export const CompareAndSwapRequest: MessageFns<CompareAndSwapRequest> = {
@@ -926,7 +926,7 @@ export const CompareAndSwapRequest: MessageFns<CompareAndSwapRequest> = {
               break;
             }
 
-            message.expectedValue = Buffer.from(reader.bytes());
+            message.expectedValue = reader.bytes();
             continue;
           }
           case 3: {
@@ -934,7 +934,7 @@ export const CompareAndSwapRequest: MessageFns<CompareAndSwapRequest> = {
               break;
             }
 
-            message.newValue = Buffer.from(reader.bytes());
+            message.newValue = reader.bytes();
             continue;
           }
           case 4: {
@@ -972,7 +972,7 @@ export const CompareAndSwapRequest: MessageFns<CompareAndSwapRequest> = {
     const message = createBaseCompareAndSwapRequest();
     message.key = object.key ?? "";
     message.expectedValue = object.expectedValue ?? undefined;
-    message.newValue = object.newValue ?? Buffer.alloc(0);
+    message.newValue = object.newValue ?? new Uint8Array(0);
     message.clientId = object.clientId ?? "";
     message.seq = (object.seq !== undefined && object.seq !== null) ? BigInt(object.seq) : 0n;
     return message;
@@ -980,7 +980,7 @@ export const CompareAndSwapRequest: MessageFns<CompareAndSwapRequest> = {
 };
 
 function createBaseCompareAndSwapResponse(): CompareAndSwapResponse {
-  return { header: undefined, swapped: false, found: false, currentValue: Buffer.alloc(0), index: 0n };
+  return { header: undefined, swapped: false, found: false, currentValue: new Uint8Array(0), index: 0n };
 }
 
 export const CompareAndSwapResponse: MessageFns<CompareAndSwapResponse> = {
@@ -1048,7 +1048,7 @@ export const CompareAndSwapResponse: MessageFns<CompareAndSwapResponse> = {
               break;
             }
 
-            message.currentValue = Buffer.from(reader.bytes());
+            message.currentValue = reader.bytes();
             continue;
           }
           case 5: {
@@ -1081,7 +1081,7 @@ export const CompareAndSwapResponse: MessageFns<CompareAndSwapResponse> = {
       : undefined;
     message.swapped = object.swapped ?? false;
     message.found = object.found ?? false;
-    message.currentValue = object.currentValue ?? Buffer.alloc(0);
+    message.currentValue = object.currentValue ?? new Uint8Array(0);
     message.index = (object.index !== undefined && object.index !== null) ? BigInt(object.index) : 0n;
     return message;
   },
@@ -1179,7 +1179,7 @@ export const RangeRequest: MessageFns<RangeRequest> = {
 };
 
 function createBaseKeyValue(): KeyValue {
-  return { key: "", value: Buffer.alloc(0) };
+  return { key: "", value: new Uint8Array(0) };
 }
 
 export const KeyValue: MessageFns<KeyValue> = {
@@ -1219,7 +1219,7 @@ export const KeyValue: MessageFns<KeyValue> = {
               break;
             }
 
-            message.value = Buffer.from(reader.bytes());
+            message.value = reader.bytes();
             continue;
           }
         }
@@ -1240,7 +1240,7 @@ export const KeyValue: MessageFns<KeyValue> = {
   fromPartial(object: DeepPartial<KeyValue>): KeyValue {
     const message = createBaseKeyValue();
     message.key = object.key ?? "";
-    message.value = object.value ?? Buffer.alloc(0);
+    message.value = object.value ?? new Uint8Array(0);
     return message;
   },
 };

@@ -61,7 +61,7 @@ export interface Entry {
   term: bigint;
   kind: EntryKind;
   /** Opaque command bytes (empty for a NO-OP). */
-  data: Buffer;
+  data: Uint8Array;
 }
 
 /** AppendEntries (§5.3): replication and heartbeat. */
@@ -141,7 +141,7 @@ export interface InstallSnapshotRequest {
   /** Byte offset of this chunk; offset + length <= meta.size_bytes. */
   offset: bigint;
   /** Chunk bytes; exactly `length` of them. */
-  data: Buffer;
+  data: Uint8Array;
   length: bigint;
   /** Last chunk: offset + length == meta.size_bytes. */
   done: boolean;
@@ -292,7 +292,7 @@ export const PeerHeader: MessageFns<PeerHeader> = {
 };
 
 function createBaseEntry(): Entry {
-  return { index: 0n, term: 0n, kind: 0, data: Buffer.alloc(0) };
+  return { index: 0n, term: 0n, kind: 0, data: new Uint8Array(0) };
 }
 
 export const Entry: MessageFns<Entry> = {
@@ -360,7 +360,7 @@ export const Entry: MessageFns<Entry> = {
               break;
             }
 
-            message.data = Buffer.from(reader.bytes());
+            message.data = reader.bytes();
             continue;
           }
         }
@@ -383,7 +383,7 @@ export const Entry: MessageFns<Entry> = {
     message.index = (object.index !== undefined && object.index !== null) ? BigInt(object.index) : 0n;
     message.term = (object.term !== undefined && object.term !== null) ? BigInt(object.term) : 0n;
     message.kind = object.kind ?? 0;
-    message.data = object.data ?? Buffer.alloc(0);
+    message.data = object.data ?? new Uint8Array(0);
     return message;
   },
 };
@@ -972,7 +972,15 @@ export const SnapshotMeta: MessageFns<SnapshotMeta> = {
 };
 
 function createBaseInstallSnapshotRequest(): InstallSnapshotRequest {
-  return { header: undefined, meta: undefined, offset: 0n, data: Buffer.alloc(0), length: 0n, done: false, round: 0n };
+  return {
+    header: undefined,
+    meta: undefined,
+    offset: 0n,
+    data: new Uint8Array(0),
+    length: 0n,
+    done: false,
+    round: 0n,
+  };
 }
 
 export const InstallSnapshotRequest: MessageFns<InstallSnapshotRequest> = {
@@ -1052,7 +1060,7 @@ export const InstallSnapshotRequest: MessageFns<InstallSnapshotRequest> = {
               break;
             }
 
-            message.data = Buffer.from(reader.bytes());
+            message.data = reader.bytes();
             continue;
           }
           case 5: {
@@ -1103,7 +1111,7 @@ export const InstallSnapshotRequest: MessageFns<InstallSnapshotRequest> = {
       ? SnapshotMeta.fromPartial(object.meta)
       : undefined;
     message.offset = (object.offset !== undefined && object.offset !== null) ? BigInt(object.offset) : 0n;
-    message.data = object.data ?? Buffer.alloc(0);
+    message.data = object.data ?? new Uint8Array(0);
     message.length = (object.length !== undefined && object.length !== null) ? BigInt(object.length) : 0n;
     message.done = object.done ?? false;
     message.round = (object.round !== undefined && object.round !== null) ? BigInt(object.round) : 0n;
