@@ -287,7 +287,10 @@ describe("codec refusals", () => {
     expectRefused(viaWire(voteResp(false, false)), "zeroTerm");
     const e = { index: 4n, term: 0n, kind: EntryKind.ENTRY_KIND_COMMAND, data: new Uint8Array(0) };
     expectRefused(viaWire(append({ prevLogIndex: 3n, prevLogTerm: 2n, entries: [e] })), "zeroTerm");
-    expectRefused(viaWire(append({ prevLogIndex: 0n, prevLogTerm: 0n, entries: [e] })), "zeroTerm");
+    expectRefused(
+      viaWire(append({ prevLogIndex: 0n, prevLogTerm: 0n, entries: [{ ...e, index: 1n }] })),
+      "zeroTerm",
+    );
   });
 
   test("entries: backwards terms, terms above the message, gaps, bad kinds, noop with data", () => {
