@@ -172,7 +172,13 @@ export interface SoftState {
 
 /** Why a lease read cannot be served locally right now. */
 export type LeaseStatus =
-  | { readonly ok: true; readonly validUntilTick: number }
+  | {
+      readonly ok: true;
+      /** The lease holds while this node's tick clock is below this (compare against real time at the edge). */
+      readonly validUntilTick: number;
+      /** Serve only once the state machine has applied at least this index (the leader's NO-OP). */
+      readonly minAppliedIndex: number;
+    }
   | {
       readonly ok: false;
       readonly reason: "notLeader" | "noLease" | "waitingOldLease" | "noopNotApplied";

@@ -56,6 +56,16 @@ export class Prng {
     return item as T;
   }
 
+  /** A shuffled copy (Fisher-Yates). */
+  shuffle<T>(items: readonly T[]): T[] {
+    const out = items.slice();
+    for (let i = out.length - 1; i > 0; i--) {
+      const j = this.int(0, i);
+      [out[i], out[j]] = [out[j]!, out[i]!];
+    }
+    return out;
+  }
+
   /** A new independent generator derived from this one. */
   fork(): Prng {
     return new Prng(this.nextU32());

@@ -1,0 +1,94 @@
+// The leader's view of one follower: match/next indexes, probe/replicate/snapshot state, inflight window.
+
+import { assert } from "../lib/assert.ts";
+import type { SnapshotMeta } from "./types.ts";
+
+export type ProgressState = "probe" | "replicate" | "snapshot";
+
+export class Progress {
+  /** Highest index known replicated on the follower. */
+  match = 0;
+  /** Next index to send. */
+  next: number;
+  state: ProgressState = "probe";
+  /** In probe state: one message was sent and we wait for its answer or the next heartbeat. */
+  probeSent = false;
+  /** Last indexes of AppendEntries in flight (replicate state), oldest first. */
+  inflight: number[] = [];
+  /** Highest heartbeat round this follower acknowledged in the current term. */
+  ackedRound = 0;
+  /** Heard from this follower since the last check-quorum window. */
+  recentActive = false;
+  /** Snapshot being sent, and the next byte offset the follower expects. */
+  snapshot: SnapshotMeta | null = null;
+  snapshotOffset = 0;
+  /** Ticks since the current snapshot chunk was sent (to resend when lost). */
+  snapshotIdleTicks = 0;
+
+  /** Tick when match last advanced or the window last started filling (to detect a lost message). */
+  lastAdvanceTick: number;
+
+  constructor(next: number, now: number) {
+    this.next = next;
+    this.lastAdvanceTick = now;
+  }
+
+  becomeProbe(): void {
+    this.state = "probe";
+    this.probeSent = false;
+    this.inflight = [];
+    this.snapshot = null;
+    this.next = Math.max(this.match + 1, this.next);
+  }
+
+  becomeReplicate(): void {
+    this.state = "replicate";
+    this.inflight = [];
+    this.snapshot = null;
+    this.next = this.match + 1;
+  }
+
+  becomeSnapshot(meta: SnapshotMeta): void {
+    this.state = "snapshot";
+    this.inflight = [];
+    this.snapshot = meta;
+    this.snapshotOffset = 0;
+    this.snapshotIdleTicks = 0;
+  }
+
+  /** May we send an AppendEntries carrying entries now? */
+  canSend(maxInflight: number): boolean {
+    switch (this.state) {
+      case "probe":
+        return !this.probeSent;
+      case "replicate":
+        return this.inflight.length < maxInflight;
+      case "snapshot":
+        return false;
+    }
+  }
+
+  /** An AppendEntries ending at lastIndex was sent at tick now. */
+  sent(lastIndex: number, now: number): void {
+    if (this.state === "probe") {
+      this.probeSent = true;
+      return;
+    }
+    if (this.state === "replicate") {
+      assert(lastIndex >= this.next - 1, () => `sent ${lastIndex} behind next ${this.next}`);
+      this.next = lastIndex + 1;
+      if (this.inflight.length === 0) this.lastAdvanceTick = now;
+      this.inflight.push(lastIndex);
+    }
+  }
+
+  /** The follower confirmed entries through index at tick now. Returns true if match advanced. */
+  acked(index: number, now: number): boolean {
+    while (this.inflight.length > 0 && this.inflight[0]! <= index) this.inflight.shift();
+    if (index <= this.match) return false;
+    this.lastAdvanceTick = now;
+    this.match = index;
+    this.next = Math.max(this.next, index + 1);
+    return true;
+  }
+}

@@ -1,0 +1,834 @@
+// The Raft state machine: roles, elections with pre-vote, replication, commit, leases and ReadIndex.
+// Pure and synchronous: driven by tick(), step(), propose() and readIndex(); output through ready().
+
+import { assert, unreachable } from "../lib/assert.ts";
+import { Prng } from "../lib/prng.ts";
+import { type CoreConfig, validateCoreConfig } from "./config.ts";
+import { RaftLog } from "./log.ts";
+import { Progress } from "./progress.ts";
+import { quorumValue, tally } from "./quorum.ts";
+import type {
+  AppendEntries,
+  AppendEntriesResponse,
+  Entry,
+  HardState,
+  InstallSnapshot,
+  InstallSnapshotResponse,
+  LeaseStatus,
+  Message,
+  NodeId,
+  ProposeResult,
+  ReadFailure,
+  ReadState,
+  Ready,
+  RequestVote,
+  RequestVoteResponse,
+  Role,
+  SnapshotChunk,
+  SnapshotMeta,
+  SoftState,
+} from "./types.ts";
+
+const EMPTY = new Uint8Array(0);
+/** Committed entries handed out per Ready, so one Ready stays bounded. */
+const MAX_APPLY_PER_READY = 4096;
+
+/** What storage recovered, to start the core from. */
+export interface CoreBoot {
+  readonly hardState: HardState;
+  readonly snapshot: SnapshotMeta | null;
+  readonly entries: readonly Entry[];
+}
+
+interface PendingRead {
+  readonly requestId: number;
+  readonly index: number;
+  /** Heartbeat round whose majority acknowledgement proves leadership; 0 until the round is sent. */
+  round: number;
+}
+
+export class Raft {
+  readonly id: NodeId;
+  private readonly cfg: CoreConfig;
+  private readonly prng: Prng;
+  private readonly others: readonly NodeId[];
+
+  private term = 0;
+  private votedFor: NodeId | null = null;
+  private role: Role = "follower";
+  private leaderId: NodeId | null = null;
+  readonly log: RaftLog;
+  private latestSnapshot: SnapshotMeta | null;
+
+  /** Ticks since this core started: its only notion of time. */
+  private now = 0;
+  private electionElapsed = 0;
+  private randomizedElectionTimeout = 0;
+  private heartbeatElapsed = 0;
+  /** Tick at which we last heard from a live leader (or were one). Boot counts: a restarted node
+   *  cannot know whose lease it helped build, so it refuses votes for an election timeout. */
+  private leaderContactTick = 0;
+
+  // Candidate state.
+  private votes = new Map<NodeId, boolean>();
+  private maxLeaseRemainingTicks = 0;
+
+  // Leader state.
+  private progress = new Map<NodeId, Progress>();
+  private round = 0;
+  private roundSentTick = new Map<number, number>();
+  private leaderSinceTick = 0;
+  private noopIndex = 0;
+  private oldLeaseUntilTick = 0;
+  private leaseRevoked = false;
+  private needBroadcast = false;
+  private readsAwaitingRound: PendingRead[] = [];
+  private pendingReads: PendingRead[] = [];
+  private transferee: NodeId | null = null;
+  private transferElapsed = 0;
+
+  // Follower state: a snapshot being received.
+  private incoming: { meta: SnapshotMeta; offset: number } | null = null;
+
+  // Output accumulated until ready().
+  private msgs: Message[] = [];
+  private readStates: ReadState[] = [];
+  private readFailures: ReadFailure[] = [];
+  private snapshotChunks: SnapshotChunk[] = [];
+  private installSnapshot: SnapshotMeta | null = null;
+  private softStateChanged = false;
+  private lastHardState: HardState;
+
+  constructor(cfg: CoreConfig, boot: CoreBoot) {
+    validateCoreConfig(cfg);
+    this.cfg = cfg;
+    this.id = cfg.id;
+    this.prng = new Prng(cfg.seed);
+    this.others = cfg.peers.filter((p) => p !== cfg.id);
+    this.term = boot.hardState.term;
+    this.votedFor = boot.hardState.votedFor;
+    this.log = RaftLog.recover(boot.snapshot, boot.entries, boot.hardState.commitIndex);
+    this.latestSnapshot = boot.snapshot;
+    this.lastHardState = boot.hardState;
+    this.resetElectionTimer();
+  }
+
+  // ---------------------------------------------------------------- queries
+
+  softState(): SoftState {
+    return { role: this.role, leaderId: this.leaderId, term: this.term };
+  }
+
+  hardState(): HardState {
+    return { term: this.term, votedFor: this.votedFor, commitIndex: this.log.committed };
+  }
+
+  tickCount(): number {
+    return this.now;
+  }
+
+  /** Per-follower replication state (leader only), for status and metrics. */
+  followers(): { id: NodeId; match: number; next: number; state: string }[] {
+    return [...this.progress.entries()].map(([id, p]) => ({
+      id,
+      match: p.match,
+      next: p.next,
+      state: p.state,
+    }));
+  }
+
+  /** May this leader serve a read from its own state right now (thesis §6.4.1)? */
+  leaseStatus(): LeaseStatus {
+    if (this.role !== "leader") return { ok: false, reason: "notLeader" };
+    if (this.leaseRevoked || this.transferee !== null) return { ok: false, reason: "noLease" };
+    if (this.now < this.oldLeaseUntilTick) return { ok: false, reason: "waitingOldLease" };
+    if (this.log.committed < this.noopIndex) return { ok: false, reason: "noopNotApplied" };
+    const sent = this.quorumRoundSentTick();
+    if (sent === null) return { ok: false, reason: "noLease" };
+    const validUntilTick = sent + this.cfg.leaseTicks;
+    if (this.now >= validUntilTick) return { ok: false, reason: "noLease" };
+    return { ok: true, validUntilTick, minAppliedIndex: this.noopIndex };
+  }
+
+  /** The snapshot the host last reported, used to catch up lagging followers. */
+  snapshotMeta(): SnapshotMeta | null {
+    return this.latestSnapshot;
+  }
+
+  // ---------------------------------------------------------------- inputs
+
+  tick(): void {
+    this.now++;
+    if (this.role === "leader") this.tickLeader();
+    else this.tickElection();
+  }
+
+  propose(data: Uint8Array): ProposeResult {
+    if (this.role !== "leader") return { ok: false, reason: "notLeader", leaderId: this.leaderId };
+    if (this.transferee !== null) return { ok: false, reason: "transferring", leaderId: this.id };
+    if (data.length > this.cfg.maxEntryBytes) return { ok: false, reason: "tooLarge", leaderId: this.id };
+    if (this.log.lastIndex() - this.log.committed >= this.cfg.maxPendingProposals)
+      return { ok: false, reason: "overloaded", leaderId: this.id };
+    const entry: Entry = { index: this.log.lastIndex() + 1, term: this.term, kind: "command", data };
+    this.log.append([entry]);
+    this.needBroadcast = true;
+    if (this.others.length === 0) this.maybeCommit();
+    return { ok: true, index: entry.index, term: entry.term };
+  }
+
+  /** ReadIndex (thesis §6.4): the answer arrives as a ReadState (or ReadFailure) in a later Ready. */
+  readIndex(requestId: number): ReadFailure | null {
+    if (this.role !== "leader" || this.transferee !== null)
+      return { requestId, reason: "notLeader", leaderId: this.leaderId };
+    if (this.pendingReads.length + this.readsAwaitingRound.length >= this.cfg.maxPendingReads)
+      return { requestId, reason: "overloaded", leaderId: this.id };
+    const read: PendingRead = { requestId, index: Math.max(this.log.committed, this.noopIndex), round: 0 };
+    if (this.others.length === 0) {
+      read.round = this.round;
+      this.pendingReads.push(read);
+      this.releaseReads();
+    } else {
+      this.readsAwaitingRound.push(read);
+    }
+    return null;
+  }
+
+  /** Hand leadership to `to` (thesis §3.10): catch it up, then send TimeoutNow. */
+  transferLeadership(to: NodeId): boolean {
+    if (this.role !== "leader" || to === this.id || !this.others.includes(to)) return false;
+    this.transferee = to;
+    this.transferElapsed = 0;
+    const pr = this.progress.get(to)!;
+    if (pr.match === this.log.lastIndex()) this.sendTimeoutNow(to);
+    else this.sendAppends(to, false);
+    return true;
+  }
+
+  /** The host saved a snapshot of the state machine (through meta.index, already applied). */
+  snapshotSaved(meta: SnapshotMeta): void {
+    assert(meta.index <= this.log.applied, () => `snapshot ${meta.index} beyond applied ${this.log.applied}`);
+    if (this.latestSnapshot === null || meta.index > this.latestSnapshot.index) this.latestSnapshot = meta;
+  }
+
+  /** Drop log entries through index (must be covered by a saved snapshot). */
+  compact(index: number): void {
+    const snap = this.latestSnapshot;
+    assert(snap !== null && index <= snap.index, () => `compact to ${index} without a snapshot covering it`);
+    const term = this.log.term(index);
+    if (term !== undefined && index > this.log.snapshotIndex) this.log.compact(index, term);
+  }
+
+  step(m: Message): void {
+    assert(m.to === this.id, () => `node ${this.id} got a message for ${m.to}`);
+    if (m.from === this.id || !this.others.includes(m.from)) return;
+    if (m.term > this.term) {
+      if (m.type === "vote" && !m.transfer && this.inLease()) return; // thesis §4.2.3: ignore disruptors
+      if (m.type === "vote" && m.preVote) return this.handleVote(m);
+      if (m.type === "voteResponse" && m.preVote && m.granted) {
+        // A granted pre-vote carries the term we would campaign in; no step-down.
+      } else {
+        const fromLeader = m.type === "append" || m.type === "snapshot" || m.type === "timeoutNow";
+        this.becomeFollower(m.term, fromLeader ? m.from : null);
+      }
+    } else if (m.term < this.term) {
+      return this.handleStale(m);
+    }
+    switch (m.type) {
+      case "append":
+        return this.handleAppend(m);
+      case "appendResponse":
+        return this.handleAppendResponse(m);
+      case "vote":
+        return this.handleVote(m);
+      case "voteResponse":
+        return this.handleVoteResponse(m);
+      case "snapshot":
+        return this.handleSnapshot(m);
+      case "snapshotResponse":
+        return this.handleSnapshotResponse(m);
+      case "timeoutNow":
+        if (this.role !== "leader" && m.from === this.leaderId) this.campaign(false, true);
+        return;
+      default:
+        unreachable(m);
+    }
+  }
+
+  // ---------------------------------------------------------------- output
+
+  hasReady(): boolean {
+    return (
+      this.msgs.length > 0 ||
+      this.needBroadcast ||
+      this.readsAwaitingRound.length > 0 ||
+      this.log.unstableFrom <= this.log.lastIndex() ||
+      Math.min(this.log.committed, this.log.persisted) > this.log.applied ||
+      this.readStates.length > 0 ||
+      this.readFailures.length > 0 ||
+      this.snapshotChunks.length > 0 ||
+      this.installSnapshot !== null ||
+      this.softStateChanged ||
+      !sameHardState(this.hardState(), this.lastHardState)
+    );
+  }
+
+  ready(): Ready {
+    if (this.role === "leader") {
+      if (this.readsAwaitingRound.length > 0) this.broadcastHeartbeat();
+      if (this.needBroadcast) for (const p of this.others) this.sendAppends(p, false);
+      this.needBroadcast = false;
+    }
+    const hs = this.hardState();
+    const hsChanged = !sameHardState(hs, this.lastHardState);
+    const voteChanged = hs.term !== this.lastHardState.term || hs.votedFor !== this.lastHardState.votedFor;
+    const entries = this.log.takeUnstable();
+    const rd: Ready = {
+      hardState: hsChanged ? hs : null,
+      entries,
+      mustSync: voteChanged || entries.length > 0 || this.installSnapshot !== null,
+      snapshotChunks: this.snapshotChunks,
+      installSnapshot: this.installSnapshot,
+      messages: this.msgs,
+      committedEntries: this.log.takeCommitted(MAX_APPLY_PER_READY),
+      readStates: this.readStates,
+      readFailures: this.readFailures,
+      softStateChanged: this.softStateChanged,
+    };
+    this.lastHardState = hs;
+    this.msgs = [];
+    this.snapshotChunks = [];
+    this.installSnapshot = null;
+    this.readStates = [];
+    this.readFailures = [];
+    this.softStateChanged = false;
+    return rd;
+  }
+
+  /** The host persisted, sent and applied everything in rd. */
+  advance(rd: Ready): void {
+    const last = rd.entries[rd.entries.length - 1];
+    if (last !== undefined) {
+      this.log.markPersisted(last.index, last.term);
+      if (this.role === "leader") this.maybeCommit();
+    }
+  }
+
+  // ---------------------------------------------------------------- roles
+
+  private becomeFollower(term: number, leaderId: NodeId | null): void {
+    assert(term >= this.term, () => `term going backwards: ${this.term} -> ${term}`);
+    if (this.role === "leader") this.leaderContactTick = this.now; // our own lease guards our votes
+    if (term > this.term) {
+      this.term = term;
+      this.votedFor = null;
+    }
+    this.resetRole("follower");
+    this.leaderId = leaderId;
+    if (leaderId !== null) this.leaderContactTick = this.now;
+  }
+
+  private becomePreCandidate(): void {
+    this.resetRole("preCandidate");
+  }
+
+  private becomeCandidate(): void {
+    this.term++;
+    this.votedFor = this.id;
+    this.resetRole("candidate");
+  }
+
+  private becomeLeader(): void {
+    assert(this.role === "candidate", () => `becomeLeader from ${this.role}`);
+    const leaseWait = Math.max(this.maxLeaseRemainingTicks, this.ownLeaseRemainingTicks());
+    this.resetRole("leader");
+    this.leaderId = this.id;
+    this.leaderSinceTick = this.now;
+    this.oldLeaseUntilTick = this.now + Math.ceil(leaseWait * this.cfg.driftBound);
+    for (const p of this.others) this.progress.set(p, new Progress(this.log.lastIndex() + 1, this.now));
+    this.noopIndex = this.log.lastIndex() + 1;
+    this.log.append([{ index: this.noopIndex, term: this.term, kind: "noop", data: EMPTY }]);
+    this.broadcastHeartbeat();
+    this.needBroadcast = true;
+    if (this.others.length === 0) this.maybeCommit();
+  }
+
+  /** Reset every per-role field (STYLE rule 8). */
+  private resetRole(role: Role): void {
+    if (this.role === "leader") this.failPendingReads("steppedDown");
+    this.role = role;
+    this.leaderId = null;
+    this.softStateChanged = true;
+    this.electionElapsed = 0;
+    this.heartbeatElapsed = 0;
+    this.resetElectionTimer();
+    this.votes = new Map();
+    this.maxLeaseRemainingTicks = 0;
+    this.progress = new Map();
+    this.round = 0;
+    this.roundSentTick = new Map();
+    this.noopIndex = 0;
+    this.oldLeaseUntilTick = 0;
+    this.leaseRevoked = false;
+    this.needBroadcast = false;
+    this.transferee = null;
+    this.transferElapsed = 0;
+    this.incoming = null;
+  }
+
+  private failPendingReads(reason: ReadFailure["reason"]): void {
+    for (const r of [...this.readsAwaitingRound, ...this.pendingReads])
+      this.readFailures.push({ requestId: r.requestId, reason, leaderId: null });
+    this.readsAwaitingRound = [];
+    this.pendingReads = [];
+  }
+
+  private resetElectionTimer(): void {
+    this.randomizedElectionTimeout = this.prng.int(
+      this.cfg.electionTimeoutMinTicks,
+      this.cfg.electionTimeoutMaxTicks,
+    );
+  }
+
+  // ---------------------------------------------------------------- time
+
+  private tickElection(): void {
+    this.electionElapsed++;
+    if (this.electionElapsed >= this.randomizedElectionTimeout) {
+      this.electionElapsed = 0;
+      this.campaign(this.cfg.preVote, false);
+    }
+  }
+
+  private tickLeader(): void {
+    this.heartbeatElapsed++;
+    if (this.heartbeatElapsed >= this.cfg.heartbeatTicks) {
+      this.heartbeatElapsed = 0;
+      this.broadcastHeartbeat();
+    }
+    if (this.transferee !== null && ++this.transferElapsed >= this.cfg.electionTimeoutMinTicks) {
+      this.transferee = null; // transfer timed out (thesis §3.10); lease stays revoked if TimeoutNow left
+    }
+    // Check quorum (thesis §6.2): a leader no majority acknowledged within an election timeout steps down.
+    const acked = this.quorumRoundSentTick() ?? this.leaderSinceTick;
+    if (this.cfg.checkQuorum && this.now - acked >= this.cfg.electionTimeoutMinTicks) {
+      this.becomeFollower(this.term, null);
+    }
+  }
+
+  /** Are we bound to a live leader (or are one), so that we must not help elect another (§6.4.1)? */
+  private inLease(): boolean {
+    if (this.role === "leader") return true;
+    return this.now - this.leaderContactTick <= this.cfg.electionTimeoutMinTicks;
+  }
+
+  /** How much longer a leader we heard from might still hold a lease, in our ticks. */
+  private ownLeaseRemainingTicks(): number {
+    return Math.max(0, this.leaderContactTick + this.cfg.electionTimeoutMinTicks + 1 - this.now);
+  }
+
+  // ---------------------------------------------------------------- elections
+
+  private campaign(preVote: boolean, transfer: boolean): void {
+    if (preVote) this.becomePreCandidate();
+    else this.becomeCandidate();
+    const voteTerm = preVote ? this.term + 1 : this.term;
+    this.votes.set(this.id, true);
+    if (transfer) this.maxLeaseRemainingTicks = this.ownLeaseRemainingTicks();
+    if (this.others.length === 0) {
+      if (preVote) this.campaign(false, false);
+      else this.becomeLeader();
+      return;
+    }
+    for (const to of this.others) {
+      this.send({
+        type: "vote",
+        from: this.id,
+        to,
+        term: voteTerm,
+        preVote,
+        lastLogIndex: this.log.lastIndex(),
+        lastLogTerm: this.log.lastTerm(),
+        transfer,
+      });
+    }
+  }
+
+  private handleVote(m: RequestVote): void {
+    const canVote = m.preVote
+      ? m.term > this.term || (m.term === this.term && this.leaderId === null && this.role !== "leader")
+      : this.votedFor === m.from || (this.votedFor === null && this.leaderId === null);
+    const granted = canVote && this.log.isUpToDate(m.lastLogIndex, m.lastLogTerm);
+    if (granted && !m.preVote) {
+      this.votedFor = m.from;
+      this.electionElapsed = 0;
+    }
+    this.send({
+      type: "voteResponse",
+      from: this.id,
+      to: m.from,
+      term: granted && m.preVote ? m.term : this.term,
+      preVote: m.preVote,
+      granted,
+      leaseRemainingTicks: granted ? this.ownLeaseRemainingTicks() : 0,
+    });
+  }
+
+  private handleVoteResponse(m: RequestVoteResponse): void {
+    const expectPre = this.role === "preCandidate";
+    if (m.preVote !== expectPre) return;
+    if (
+      expectPre ? m.term !== this.term + 1 && (m.granted || m.term !== this.term) : this.role !== "candidate"
+    )
+      return;
+    this.votes.set(m.from, m.granted);
+    if (m.granted) this.maxLeaseRemainingTicks = Math.max(this.maxLeaseRemainingTicks, m.leaseRemainingTicks);
+    const result = tally(this.votes, this.cfg.peers.length);
+    if (result === "won") {
+      if (expectPre) this.campaign(false, false);
+      else this.becomeLeader();
+    } else if (result === "lost") {
+      this.becomeFollower(this.term, null);
+    }
+  }
+
+  // ---------------------------------------------------------------- replication (follower)
+
+  private handleStale(m: Message): void {
+    // Tell a deposed leader or a stale pre-candidate our term so it steps down (§5.1).
+    if (m.type === "append" || m.type === "snapshot") {
+      this.send({
+        type: "appendResponse",
+        from: this.id,
+        to: m.from,
+        term: this.term,
+        success: false,
+        matchIndex: 0,
+        conflictTerm: 0,
+        conflictIndex: 0,
+        round: 0,
+      });
+    } else if (m.type === "vote" && m.preVote) {
+      this.send({
+        type: "voteResponse",
+        from: this.id,
+        to: m.from,
+        term: this.term,
+        preVote: true,
+        granted: false,
+        leaseRemainingTicks: 0,
+      });
+    }
+  }
+
+  private acceptLeader(from: NodeId): void {
+    assert(this.role !== "leader", () => `two leaders in term ${this.term}: ${this.id} and ${from}`);
+    if (this.role !== "follower") this.becomeFollower(this.term, from);
+    this.leaderId = from;
+    this.leaderContactTick = this.now;
+    this.electionElapsed = 0;
+  }
+
+  private handleAppend(m: AppendEntries): void {
+    this.acceptLeader(m.from);
+    const lastNew = this.log.maybeAppend(m.prevLogIndex, m.prevLogTerm, m.entries);
+    if (lastNew !== null) {
+      this.log.commitTo(Math.min(m.leaderCommit, lastNew));
+      this.respondAppend(m, true, lastNew, 0, 0);
+      return;
+    }
+    // §5.3 with the fast-backtracking hint: tell the leader where our log diverges.
+    const ourTerm = this.log.term(m.prevLogIndex);
+    if (ourTerm === undefined) {
+      this.respondAppend(m, false, m.prevLogIndex, 0, this.log.lastIndex() + 1);
+    } else {
+      this.respondAppend(
+        m,
+        false,
+        m.prevLogIndex,
+        ourTerm,
+        this.log.firstIndexOfTerm(ourTerm, m.prevLogIndex),
+      );
+    }
+  }
+
+  private respondAppend(
+    m: AppendEntries,
+    success: boolean,
+    matchIndex: number,
+    cTerm: number,
+    cIndex: number,
+  ): void {
+    this.send({
+      type: "appendResponse",
+      from: this.id,
+      to: m.from,
+      term: this.term,
+      success,
+      matchIndex,
+      conflictTerm: cTerm,
+      conflictIndex: cIndex,
+      round: m.round,
+    });
+  }
+
+  private handleSnapshot(m: InstallSnapshot): void {
+    this.acceptLeader(m.from);
+    const respond = (nextOffset: number, installed: boolean): void =>
+      this.send({
+        type: "snapshotResponse",
+        from: this.id,
+        to: m.from,
+        term: this.term,
+        snapshotIndex: m.meta.index,
+        nextOffset,
+        installed,
+        round: m.round,
+      });
+    if (m.meta.index <= this.log.committed) return respond(m.meta.sizeBytes, true);
+    const inc = this.incoming;
+    if (inc === null || inc.meta.index !== m.meta.index || inc.meta.term !== m.meta.term) {
+      if (m.offset !== 0) return respond(-1, false);
+      this.incoming = { meta: m.meta, offset: 0 };
+    }
+    const cur = this.incoming!;
+    if (m.offset !== cur.offset) return respond(cur.offset, false);
+    assert(m.data.length === m.length, () => `snapshot chunk length ${m.data.length} != ${m.length}`);
+    this.snapshotChunks.push({ meta: m.meta, offset: m.offset, data: m.data });
+    cur.offset += m.data.length;
+    if (!m.done) return respond(cur.offset, false);
+    this.incoming = null;
+    if (cur.offset !== m.meta.sizeBytes) return respond(-1, false);
+    this.log.restore(m.meta);
+    this.latestSnapshot = m.meta;
+    this.installSnapshot = m.meta;
+    respond(cur.offset, true);
+  }
+
+  // ---------------------------------------------------------------- replication (leader)
+
+  private broadcastHeartbeat(): void {
+    this.round++;
+    this.roundSentTick.set(this.round, this.now);
+    for (const r of this.readsAwaitingRound) {
+      r.round = this.round;
+      this.pendingReads.push(r);
+    }
+    this.readsAwaitingRound = [];
+    for (const p of this.others) this.sendHeartbeat(p);
+  }
+
+  private sendHeartbeat(to: NodeId): void {
+    const pr = this.progress.get(to)!;
+    switch (pr.state) {
+      case "snapshot":
+        if (
+          pr.snapshot !== null &&
+          this.latestSnapshot !== null &&
+          this.latestSnapshot.index > pr.snapshot.index
+        )
+          pr.becomeSnapshot(this.latestSnapshot);
+        return this.sendSnapshotChunk(to, pr);
+      case "probe":
+        pr.probeSent = false;
+        this.sendAppends(to, true);
+        return;
+      case "replicate": {
+        const stalled =
+          pr.inflight.length > 0 && pr.lastAdvanceTick + 2 * this.cfg.heartbeatTicks <= this.now;
+        if (stalled) {
+          pr.becomeProbe(); // a message was lost: restart from what we know matches
+          pr.next = pr.match + 1;
+          this.sendAppends(to, true);
+          return;
+        }
+        // Heartbeats vouch for what is known to match; below our snapshot, probing finds the way.
+        this.sendAppend(to, Math.max(pr.match, this.log.snapshotIndex), [], true);
+        return;
+      }
+    }
+  }
+
+  /** Send what the follower lacks, as far as its window allows; with allowEmpty, at least a heartbeat. */
+  private sendAppends(to: NodeId, allowEmpty: boolean): void {
+    const pr = this.progress.get(to)!;
+    let sentAny = false;
+    while (pr.state !== "snapshot" && pr.canSend(this.cfg.maxInflightMessages)) {
+      const prev = pr.next - 1;
+      if (this.log.term(prev) === undefined) {
+        this.startSnapshot(to, pr);
+        return;
+      }
+      const last = this.log.lastIndex();
+      if (pr.next > last) break;
+      const entries = this.log.slice(
+        pr.next,
+        last,
+        this.cfg.maxEntriesPerMessage,
+        this.cfg.maxBytesPerMessage,
+      );
+      this.sendAppend(to, prev, entries, false);
+      pr.sent(entries[entries.length - 1]!.index, this.now);
+      sentAny = true;
+      if (pr.state === "probe") break;
+    }
+    if (!sentAny && allowEmpty && pr.state !== "snapshot") {
+      const prev = pr.state === "probe" ? pr.next - 1 : pr.match;
+      if (this.log.term(prev) === undefined) this.startSnapshot(to, pr);
+      else this.sendAppend(to, prev, [], true);
+    }
+  }
+
+  private sendAppend(to: NodeId, prev: number, entries: readonly Entry[], heartbeat: boolean): void {
+    const prevTerm = this.log.term(prev);
+    assert(prevTerm !== undefined, () => `append to ${to} with compacted prev ${prev}`);
+    const lastNew = prev + entries.length;
+    this.send({
+      type: "append",
+      from: this.id,
+      to,
+      term: this.term,
+      prevLogIndex: prev,
+      prevLogTerm: prevTerm,
+      entries,
+      // A heartbeat never commits past what it vouches for on the follower.
+      leaderCommit: heartbeat ? Math.min(this.log.committed, lastNew) : this.log.committed,
+      round: this.round,
+    });
+  }
+
+  private startSnapshot(to: NodeId, pr: Progress): void {
+    const snap = this.latestSnapshot;
+    assert(snap !== null, () => `follower ${to} needs compacted entries but there is no snapshot`);
+    pr.becomeSnapshot(snap);
+    this.sendSnapshotChunk(to, pr);
+  }
+
+  private sendSnapshotChunk(to: NodeId, pr: Progress): void {
+    const meta = pr.snapshot!;
+    const offset = pr.snapshotOffset;
+    const length = Math.max(0, Math.min(this.cfg.snapshotChunkBytes, meta.sizeBytes - offset));
+    this.send({
+      type: "snapshot",
+      from: this.id,
+      to,
+      term: this.term,
+      meta,
+      offset,
+      data: EMPTY,
+      length,
+      done: offset + length >= meta.sizeBytes,
+      round: this.round,
+    });
+  }
+
+  private sendTimeoutNow(to: NodeId): void {
+    this.leaseRevoked = true; // from here on the target may be elected without waiting for our lease
+    this.send({ type: "timeoutNow", from: this.id, to, term: this.term });
+  }
+
+  private noteAck(from: NodeId, round: number): Progress | undefined {
+    const pr = this.progress.get(from);
+    if (pr === undefined) return undefined;
+    pr.recentActive = true;
+    if (round > pr.ackedRound && round <= this.round) {
+      pr.ackedRound = round;
+      this.pruneRounds();
+      this.releaseReads();
+    }
+    return pr;
+  }
+
+  private handleAppendResponse(m: AppendEntriesResponse): void {
+    if (this.role !== "leader") return;
+    const pr = this.noteAck(m.from, m.round);
+    if (pr === undefined) return;
+    if (m.success) {
+      if (pr.acked(m.matchIndex, this.now)) {
+        if (pr.state === "probe") pr.becomeReplicate();
+        this.maybeCommit();
+        if (this.transferee === m.from && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);
+      } else if (pr.state === "probe" && m.matchIndex >= pr.next - 1) {
+        pr.becomeReplicate();
+      }
+      this.sendAppends(m.from, false);
+      return;
+    }
+    if (m.matchIndex === 0 && m.conflictIndex === 0) return; // a term notice, not a log rejection
+    if (m.matchIndex <= pr.match || (pr.state === "probe" && m.matchIndex !== pr.next - 1)) return; // stale
+    let next: number;
+    if (m.conflictTerm > 0) {
+      const ours = this.log.lastIndexAtOrBeforeTerm(m.conflictTerm, m.matchIndex);
+      next = this.log.term(ours) === m.conflictTerm ? ours + 1 : m.conflictIndex;
+    } else {
+      next = m.conflictIndex;
+    }
+    pr.becomeProbe();
+    pr.next = Math.max(pr.match + 1, Math.min(next, m.matchIndex));
+    this.sendAppends(m.from, false);
+  }
+
+  private handleSnapshotResponse(m: InstallSnapshotResponse): void {
+    if (this.role !== "leader") return;
+    const pr = this.noteAck(m.from, m.round);
+    if (pr === undefined) return;
+    if (m.installed) {
+      pr.acked(m.snapshotIndex, this.now);
+      if (pr.state === "snapshot") pr.becomeProbe();
+      this.maybeCommit();
+      this.sendAppends(m.from, false);
+      return;
+    }
+    if (pr.state !== "snapshot" || pr.snapshot === null || pr.snapshot.index !== m.snapshotIndex) return;
+    pr.snapshotOffset = m.nextOffset < 0 ? 0 : Math.min(m.nextOffset, pr.snapshot.sizeBytes);
+    this.sendSnapshotChunk(m.from, pr);
+  }
+
+  /** §5.3/§5.4.2: commit the highest index on a majority, but only if it is from our term. */
+  private maybeCommit(): void {
+    const matches = [this.log.persisted];
+    for (const pr of this.progress.values()) matches.push(pr.match);
+    const q = quorumValue(matches);
+    if (q > this.log.committed && this.log.term(q) === this.term) {
+      this.log.commitTo(q);
+      this.releaseReads();
+    }
+  }
+
+  /** The highest round a majority (us included) acknowledged; 0 if none. */
+  private quorumRound(): number {
+    const rounds = [this.round];
+    for (const pr of this.progress.values()) rounds.push(pr.ackedRound);
+    return quorumValue(rounds);
+  }
+
+  private quorumRoundSentTick(): number | null {
+    const q = this.quorumRound();
+    return q === 0 ? null : (this.roundSentTick.get(q) ?? null);
+  }
+
+  private pruneRounds(): void {
+    const q = this.quorumRound();
+    for (const r of this.roundSentTick.keys()) if (r < q) this.roundSentTick.delete(r);
+  }
+
+  /** ReadIndex reads whose round a majority confirmed and whose index is committed become ReadStates. */
+  private releaseReads(): void {
+    if (this.pendingReads.length === 0 || this.log.committed < this.noopIndex) return;
+    const q = this.quorumRound();
+    let n = 0;
+    for (const r of this.pendingReads) {
+      if (r.round > q || r.index > this.log.committed) break;
+      this.readStates.push({ requestId: r.requestId, index: r.index });
+      n++;
+    }
+    if (n > 0) this.pendingReads.splice(0, n);
+  }
+
+  private send(m: Message): void {
+    this.msgs.push(m);
+  }
+}
+
+function sameHardState(a: HardState, b: HardState): boolean {
+  return a.term === b.term && a.votedFor === b.votedFor && a.commitIndex === b.commitIndex;
+}

@@ -1,0 +1,98 @@
+// The KV operations on one node, over its Replica: what the client gRPC service and the simulator call.
+
+import type { NodeId } from "../core/types.ts";
+import { type ClientSession, encodeCommand, type KvCommand } from "../kv/command.ts";
+import { DEFAULT_KV_LIMITS, type KvLimits, validateKey } from "../kv/limits.ts";
+import type { KvResult } from "../kv/result.ts";
+import type { KvRange, KvStateMachine } from "../kv/state-machine.ts";
+import { RaftKvError } from "../lib/errors.ts";
+import { type Consistency, NotLeaderError, type Replica } from "./replica.ts";
+
+export interface WriteOutcome {
+  readonly revision: number;
+  readonly result: KvResult;
+}
+
+/** Told how each read was actually served (the simulator's lease checker listens). */
+export type ReadObserver = (servedAs: Consistency, term: number) => void;
+
+export class KvService {
+  private readonly replica: Replica<KvResult>;
+  private readonly limits: KvLimits;
+  private readonly onRead: ReadObserver | undefined;
+
+  constructor(replica: Replica<KvResult>, limits: KvLimits = DEFAULT_KV_LIMITS, onRead?: ReadObserver) {
+    this.replica = replica;
+    this.limits = limits;
+    this.onRead = onRead;
+  }
+
+  get nodeId(): NodeId {
+    return this.replica.id;
+  }
+
+  put(key: string, value: Uint8Array, session?: ClientSession): Promise<WriteOutcome> {
+    return this.write(session === undefined ? { op: "put", key, value } : { op: "put", key, value, session });
+  }
+
+  delete(key: string, session?: ClientSession): Promise<WriteOutcome> {
+    return this.write(session === undefined ? { op: "delete", key } : { op: "delete", key, session });
+  }
+
+  cas(
+    key: string,
+    expected: Uint8Array | null,
+    value: Uint8Array | null,
+    session?: ClientSession,
+  ): Promise<WriteOutcome> {
+    const cmd: KvCommand =
+      session === undefined
+        ? { op: "cas", key, expected, value }
+        : { op: "cas", key, expected, value, session };
+    return this.write(cmd);
+  }
+
+  async get(key: string, consistency: Consistency): Promise<Uint8Array | null> {
+    this.checkKey(key);
+    const ticket = await this.barrier(consistency);
+    const value = this.kv().get(key);
+    if (!this.replica.stillValid(ticket)) return this.get(key, "readIndex"); // lease ran out meanwhile
+    this.onRead?.(ticket.consistency, this.replica.core.softState().term);
+    return value;
+  }
+
+  async range(prefix: string, limit: number, consistency: Consistency): Promise<KvRange> {
+    const ticket = await this.barrier(consistency);
+    const r = this.kv().range(prefix, limit);
+    if (!this.replica.stillValid(ticket)) return this.range(prefix, limit, "readIndex");
+    return r;
+  }
+
+  private async barrier(consistency: Consistency) {
+    return this.replica.readBarrier(consistency);
+  }
+
+  private kv(): KvStateMachine {
+    return this.replica.stateMachine as unknown as KvStateMachine;
+  }
+
+  private checkKey(key: string): void {
+    const err = validateKey(key, this.limits);
+    if (err !== null) throw err;
+  }
+
+  private async write(cmd: KvCommand): Promise<WriteOutcome> {
+    const data = encodeCommand(cmd, this.limits);
+    const { index, result } = await this.replica.propose(data);
+    if (result.type === "error") {
+      throw new RaftKvError({
+        code: "INVALID_ARGUMENT",
+        message: `write at index ${index} was refused by the state machine: ${result.message}`,
+        nodeId: this.replica.id,
+      });
+    }
+    return { revision: index, result };
+  }
+}
+
+export { NotLeaderError };

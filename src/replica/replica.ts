@@ -1,0 +1,416 @@
+// One node's loop: inputs into the core; each Ready to storage (sync first), then the network, then the
+// state machine, then advance(). Pending proposals and reads are promises resolved from applied entries.
+
+import type { Raft } from "../core/raft.ts";
+import type { Entry, Message, NodeId, Ready, SnapshotMeta } from "../core/types.ts";
+import { assert } from "../lib/assert.ts";
+import { crc32c } from "../lib/crc32c.ts";
+import { RaftKvError } from "../lib/errors.ts";
+import type { Clock, MessageSender, ReplicaStorage, RestoreStateMachine, StateMachine } from "./seams.ts";
+
+export type Consistency = "lease" | "readIndex" | "stale";
+
+export interface ReplicaOptions<R> {
+  core: Raft;
+  storage: ReplicaStorage;
+  sender: MessageSender;
+  stateMachine: StateMachine<R>;
+  restore: RestoreStateMachine<R>;
+  clock: Clock;
+  /** Local time (clock.nowMs) of core tick 0, and the tick length: tick k is delivered no earlier
+   *  than bootMs + k * tickMs, which is what makes the tick-based lease safe to check in ms. */
+  bootMs: number;
+  tickMs: number;
+  /** Take a snapshot after this many applied entries since the last one (0: never). */
+  snapshotEveryEntries: number;
+  /** Entries kept in the log behind a snapshot, so slightly lagging followers need no snapshot. */
+  keepEntriesAfterSnapshot: number;
+  /** Called once when storage fails: the node stops acknowledging anything. */
+  onFatal?: (err: unknown) => void;
+  /** Observes every applied entry (the simulator's checkers use it). */
+  onApply?: (entry: Entry, result: R | null) => void;
+}
+
+interface PendingProposal<R> {
+  term: number;
+  resolve: (r: { index: number; result: R }) => void;
+  reject: (e: unknown) => void;
+}
+
+interface PendingRead {
+  resolve: () => void;
+  reject: (e: unknown) => void;
+  /** Set once the core has confirmed leadership for it: serve after applying this index. */
+  index: number | null;
+}
+
+/** A lease that was valid when a read started; re-check with stillValid() just before replying. */
+export interface ReadTicket {
+  readonly consistency: Consistency;
+  /** For lease reads: local ms until which the lease holds. */
+  readonly leaseUntilMs: number | null;
+}
+
+export class Replica<R> {
+  readonly id: NodeId;
+  private readonly o: ReplicaOptions<R>;
+  private sm: StateMachine<R>;
+  private readonly proposals = new Map<number, PendingProposal<R>>();
+  private readonly reads = new Map<number, PendingRead>();
+  private readonly readsByIndex: { id: number; index: number }[] = [];
+  private nextReadId = 1;
+  private running = false;
+  private failed: unknown = null;
+  private stopped = false;
+  private lastSnapshotIndex: number;
+  private snapshotting = false;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(o: ReplicaOptions<R>) {
+    this.o = o;
+    this.id = o.core.id;
+    this.sm = o.stateMachine;
+    this.lastSnapshotIndex = o.core.snapshotMeta()?.index ?? 0;
+    this.kick();
+  }
+
+  get stateMachine(): StateMachine<R> {
+    return this.sm;
+  }
+
+  get core(): Raft {
+    return this.o.core;
+  }
+
+  get failure(): unknown {
+    return this.failed;
+  }
+
+  // ---------------------------------------------------------------- inputs
+
+  tick(): void {
+    if (this.stopped || this.failed !== null) return;
+    this.o.core.tick();
+    this.kick();
+  }
+
+  receive(m: Message): void {
+    if (this.stopped || this.failed !== null) return;
+    this.o.core.step(m);
+    this.kick();
+  }
+
+  /** Propose a command; resolves with its result once applied here, rejects with a typed error. */
+  propose(data: Uint8Array): Promise<{ index: number; result: R }> {
+    const refused = this.refusal();
+    if (refused !== null) return Promise.reject(refused);
+    const r = this.o.core.propose(data);
+    if (!r.ok) return Promise.reject(this.proposeError(r.reason, r.leaderId));
+    return new Promise((resolve, reject) => {
+      this.proposals.set(r.index, { term: r.term, resolve, reject });
+      this.kick();
+    });
+  }
+
+  /**
+   * Wait until the local state machine may serve a read at this consistency. Lease reads resolve at
+   * once while the lease holds (thesis §6.4.1) and fall back to ReadIndex otherwise (thesis §6.4).
+   */
+  async readBarrier(consistency: Consistency): Promise<ReadTicket> {
+    const refused = this.refusal();
+    if (refused !== null) throw refused;
+    if (consistency === "stale") return { consistency, leaseUntilMs: null };
+    if (consistency === "lease") {
+      const until = this.leaseUntilMs();
+      if (until !== null) return { consistency, leaseUntilMs: until };
+    }
+    await this.readIndex();
+    return { consistency: "readIndex", leaseUntilMs: null };
+  }
+
+  /** Just before a lease read's reply leaves: does the lease still hold (the loop may have stalled)? */
+  stillValid(ticket: ReadTicket): boolean {
+    if (ticket.leaseUntilMs === null) return true;
+    return this.o.clock.nowMs() < ticket.leaseUntilMs && this.o.core.softState().role === "leader";
+  }
+
+  /** Local ms until which this leader's lease lets it serve reads, or null. */
+  leaseUntilMs(): number | null {
+    const st = this.o.core.leaseStatus();
+    if (!st.ok || this.sm.appliedIndex < st.minAppliedIndex) return null;
+    const untilMs = this.o.bootMs + st.validUntilTick * this.o.tickMs;
+    return this.o.clock.nowMs() < untilMs ? untilMs : null;
+  }
+
+  private readIndex(): Promise<void> {
+    const id = this.nextReadId++;
+    const failure = this.o.core.readIndex(id);
+    if (failure !== null) return Promise.reject(this.proposeError(failure.reason, failure.leaderId));
+    return new Promise((resolve, reject) => {
+      this.reads.set(id, { resolve, reject, index: null });
+      this.kick();
+    });
+  }
+
+  /** Stop: fail everything pending; the core is no longer driven. */
+  stop(reason = "node is shutting down"): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.failAll(new RaftKvError({ code: "SHUTTING_DOWN", message: reason, nodeId: this.id }), true);
+  }
+
+  /** Resolves when the loop has nothing left to do (tests and the simulator use it). */
+  idle(): Promise<void> {
+    if (!this.running) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  // ---------------------------------------------------------------- the loop
+
+  private kick(): void {
+    if (this.running || this.stopped || this.failed !== null) return;
+    if (!this.o.core.hasReady()) return;
+    this.running = true;
+    void this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      while (!this.stopped && this.failed === null && this.o.core.hasReady()) {
+        const rd = this.o.core.ready();
+        await this.persist(rd);
+        if (this.stopped) break;
+        this.sendAll(rd.messages);
+        this.applyAll(rd);
+        this.o.core.advance(rd);
+        await this.maybeSnapshot();
+      }
+    } catch (err) {
+      this.fail(err);
+    } finally {
+      this.running = false;
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  private async persist(rd: Ready): Promise<void> {
+    const st = this.o.storage;
+    for (const c of rd.snapshotChunks) await st.writeSnapshotChunk(c.meta, c.offset, c.data);
+    if (rd.installSnapshot !== null) {
+      const image = await st.installIncomingSnapshot(rd.installSnapshot);
+      this.sm = this.o.restore(image);
+      assert(
+        this.sm.appliedIndex === rd.installSnapshot.index,
+        () =>
+          `restored state machine at ${this.sm.appliedIndex}, snapshot is at ${rd.installSnapshot?.index}`,
+      );
+      this.lastSnapshotIndex = rd.installSnapshot.index;
+      this.failProposalsThrough(rd.installSnapshot.index);
+    }
+    if (rd.hardState !== null || rd.entries.length > 0) await st.save(rd.hardState, rd.entries, rd.mustSync);
+  }
+
+  private sendAll(messages: readonly Message[]): void {
+    const plain: Message[] = [];
+    for (const m of messages) {
+      if (m.type === "snapshot" && m.data.length < m.length) void this.sendSnapshotChunk(m);
+      else plain.push(m);
+    }
+    if (plain.length > 0) this.o.sender.send(plain);
+  }
+
+  /** Fill a snapshot chunk from our snapshot file; a failed read just drops it (the leader resends). */
+  private async sendSnapshotChunk(m: Message & { type: "snapshot" }): Promise<void> {
+    try {
+      const data = await this.o.storage.readSnapshotChunk(m.meta, m.offset, m.length);
+      if (!this.stopped && this.failed === null) this.o.sender.send([{ ...m, data }]);
+    } catch {
+      // The snapshot was replaced meanwhile; the next heartbeat restarts from the newest one.
+    }
+  }
+
+  private applyAll(rd: Ready): void {
+    for (const e of rd.committedEntries) {
+      let result: R | null = null;
+      if (e.kind === "noop") this.sm.applyNoop(e.index);
+      else result = this.sm.apply(e.index, e.data);
+      this.o.onApply?.(e, result);
+      const p = this.proposals.get(e.index);
+      if (p !== undefined) {
+        this.proposals.delete(e.index);
+        if (p.term === e.term && result !== null) p.resolve({ index: e.index, result });
+        else p.reject(this.notApplied(e.index));
+      }
+    }
+    for (const rs of rd.readStates) {
+      const r = this.reads.get(rs.requestId);
+      if (r !== undefined) {
+        r.index = rs.index;
+        this.readsByIndex.push({ id: rs.requestId, index: rs.index });
+      }
+    }
+    for (const f of rd.readFailures) {
+      const r = this.reads.get(f.requestId);
+      if (r === undefined) continue;
+      this.reads.delete(f.requestId);
+      r.reject(this.proposeError(f.reason, f.leaderId));
+    }
+    this.releaseReads();
+    if (rd.softStateChanged && this.o.core.softState().role !== "leader")
+      this.failAll(this.leadershipLost(), false);
+  }
+
+  private releaseReads(): void {
+    const applied = this.sm.appliedIndex;
+    let n = 0;
+    for (const r of this.readsByIndex) {
+      if (r.index > applied) break;
+      const p = this.reads.get(r.id);
+      this.reads.delete(r.id);
+      p?.resolve();
+      n++;
+    }
+    if (n > 0) this.readsByIndex.splice(0, n);
+  }
+
+  private async maybeSnapshot(): Promise<void> {
+    const every = this.o.snapshotEveryEntries;
+    const applied = this.sm.appliedIndex;
+    if (every <= 0 || this.snapshotting || applied - this.lastSnapshotIndex < every) return;
+    const term = this.o.core.log.term(applied);
+    if (term === undefined) return;
+    this.snapshotting = true;
+    try {
+      const image = this.sm.snapshot();
+      const meta: SnapshotMeta = { index: applied, term, sizeBytes: image.length, crc32c: crc32c(image) };
+      await this.o.storage.saveSnapshot(meta, image);
+      this.o.core.snapshotSaved(meta);
+      this.o.core.compact(Math.max(this.o.core.log.snapshotIndex, applied - this.o.keepEntriesAfterSnapshot));
+      this.lastSnapshotIndex = applied;
+    } finally {
+      this.snapshotting = false;
+    }
+  }
+
+  // ---------------------------------------------------------------- failures
+
+  private fail(err: unknown): void {
+    if (this.failed !== null) return;
+    this.failed = err;
+    this.failAll(
+      new RaftKvError({
+        code: "STORAGE",
+        message: `node stopped acknowledging after a storage failure: ${err instanceof Error ? err.message : String(err)}`,
+        nodeId: this.id,
+        hint: "check the disk (space, permissions) and restart the node; it recovers from its log",
+        cause: err,
+      }),
+      true,
+    );
+    this.o.onFatal?.(err);
+  }
+
+  private failAll(err: RaftKvError, includeProposals: boolean): void {
+    for (const [id, r] of this.reads) {
+      this.reads.delete(id);
+      r.reject(err);
+    }
+    this.readsByIndex.length = 0;
+    if (includeProposals || err.code === "UNAVAILABLE") {
+      for (const [i, p] of this.proposals) {
+        this.proposals.delete(i);
+        p.reject(err);
+      }
+    }
+  }
+
+  private failProposalsThrough(index: number): void {
+    for (const [i, p] of this.proposals) {
+      if (i > index) continue;
+      this.proposals.delete(i);
+      p.reject(this.leadershipLost());
+    }
+  }
+
+  private refusal(): RaftKvError | null {
+    if (this.stopped)
+      return new RaftKvError({ code: "SHUTTING_DOWN", message: "node is shutting down", nodeId: this.id });
+    if (this.failed !== null)
+      return new RaftKvError({
+        code: "STORAGE",
+        message: "node stopped after a storage failure",
+        nodeId: this.id,
+        hint: "restart the node once the disk is healthy",
+      });
+    return null;
+  }
+
+  private leadershipLost(): RaftKvError {
+    return new RaftKvError({
+      code: "UNAVAILABLE",
+      message: "leadership changed before the request completed; the outcome is unknown",
+      nodeId: this.id,
+      hint: "retry with the same request id; retried writes apply at most once",
+    });
+  }
+
+  private notApplied(index: number): RaftKvError {
+    return new RaftKvError({
+      code: "NOT_LEADER",
+      message: `the entry at index ${index} was replaced by a new leader; the write was not applied`,
+      nodeId: this.id,
+      hint: "retry against the current leader",
+    });
+  }
+
+  private proposeError(reason: string, leaderId: NodeId | null): RaftKvError {
+    switch (reason) {
+      case "notLeader":
+      case "transferring":
+        return new NotLeaderError(this.id, leaderId);
+      case "steppedDown":
+        return this.leadershipLost();
+      case "overloaded":
+        return new RaftKvError({
+          code: "OVERLOADED",
+          message: "too many pending requests",
+          nodeId: this.id,
+          hint: "retry after a short backoff",
+        });
+      case "tooLarge":
+        return new RaftKvError({
+          code: "TOO_LARGE",
+          message: "command exceeds maxEntryBytes",
+          nodeId: this.id,
+        });
+      default:
+        return new RaftKvError({
+          code: "INTERNAL",
+          message: `unexpected refusal ${reason}`,
+          nodeId: this.id,
+        });
+    }
+  }
+}
+
+/** "Not the leader": carries the leader's id (or null) so the caller can redirect. */
+export class NotLeaderError extends RaftKvError {
+  readonly leaderId: NodeId | null;
+  constructor(nodeId: NodeId, leaderId: NodeId | null) {
+    super({
+      code: leaderId === null ? "NO_LEADER" : "NOT_LEADER",
+      message:
+        leaderId === null
+          ? "no leader is known right now"
+          : `node ${nodeId} is not the leader; node ${leaderId} is`,
+      nodeId,
+      hint:
+        leaderId === null
+          ? "retry shortly; an election is probably under way"
+          : `send the request to node ${leaderId}`,
+    });
+    this.leaderId = leaderId;
+  }
+}

@@ -1,0 +1,104 @@
+// Safety checkers the simulator runs on every seed: election safety, state-machine safety, leader
+// completeness and lease safety. Linearizability of client histories lives in linearizability.ts.
+
+import type { Entry, NodeId } from "../core/types.ts";
+import { crc32c } from "../lib/crc32c.ts";
+import type { SimNode } from "./sim-node.ts";
+
+export class SafetyChecker {
+  readonly violations: string[] = [];
+  /** term -> leader */
+  private readonly leaders = new Map<number, NodeId>();
+  /** index -> term and checksum of the entry applied there (by anyone). */
+  private readonly applied = new Map<number, { term: number; crc: number; node: NodeId }>();
+  private maxApplied = 0;
+  /** term -> earliest true time (ms) its leader applied its NO-OP (could serve writes and reads). */
+  private readonly firstNoopMs = new Map<number, number>();
+  /** term -> latest true time (ms) a lease read was served in that term. */
+  private readonly lastLeaseReadMs = new Map<number, number>();
+  elections = 0;
+  leaseReads = 0;
+  readIndexReads = 0;
+
+  private fail(msg: string): void {
+    if (this.violations.length < 20) this.violations.push(msg);
+  }
+
+  /** After every event: at most one leader per term (§5.2), and each new leader holds every applied entry (§5.4). */
+  observeRoles(nodes: readonly SimNode[]): void {
+    for (const n of nodes) {
+      const core = n.replica?.core;
+      if (core === undefined) continue;
+      const s = core.softState();
+      if (s.role !== "leader") continue;
+      const known = this.leaders.get(s.term);
+      if (known === undefined) {
+        this.leaders.set(s.term, n.id);
+        this.elections++;
+        this.checkCompleteness(n);
+      } else if (known !== n.id) {
+        this.fail(`election safety: term ${s.term} has two leaders, ${known} and ${n.id}`);
+      }
+    }
+  }
+
+  private checkCompleteness(n: SimNode): void {
+    const log = n.replica!.core.log;
+    if (log.lastIndex() < this.maxApplied) {
+      this.fail(
+        `leader completeness: node ${n.id} leads with last index ${log.lastIndex()} < applied ${this.maxApplied}`,
+      );
+      return;
+    }
+    for (let i = log.snapshotIndex + 1; i <= this.maxApplied; i++) {
+      const a = this.applied.get(i);
+      if (a !== undefined && log.term(i) !== a.term) {
+        this.fail(
+          `leader completeness: node ${n.id} has term ${log.term(i)} at ${i}, applied was term ${a.term}`,
+        );
+        return;
+      }
+    }
+  }
+
+  /** State-machine safety (§5.4.3): no two nodes apply different entries at one index. */
+  observeApply(node: NodeId, e: Entry, isLeaderOfTerm: boolean, nowMs: number): void {
+    const crc = crc32c(e.data);
+    const prev = this.applied.get(e.index);
+    if (prev === undefined) {
+      this.applied.set(e.index, { term: e.term, crc, node });
+      if (e.index > this.maxApplied) this.maxApplied = e.index;
+    } else if (prev.term !== e.term || prev.crc !== crc) {
+      this.fail(
+        `state machine safety: index ${e.index} applied as term ${prev.term} on node ${prev.node} but term ${e.term} on node ${node}`,
+      );
+    }
+    if (e.kind === "noop" && isLeaderOfTerm) {
+      const seen = this.firstNoopMs.get(e.term);
+      if (seen === undefined || nowMs < seen) this.firstNoopMs.set(e.term, nowMs);
+    }
+  }
+
+  observeRead(servedAs: string, term: number, nowMs: number): void {
+    if (servedAs === "lease") {
+      this.leaseReads++;
+      const prev = this.lastLeaseReadMs.get(term) ?? Number.NEGATIVE_INFINITY;
+      if (nowMs > prev) this.lastLeaseReadMs.set(term, nowMs);
+    } else {
+      this.readIndexReads++;
+    }
+  }
+
+  /** Lease safety (thesis §6.4.1): no lease read of term T at or after a later term's leader went live. */
+  finish(): void {
+    for (const [t1, readMs] of this.lastLeaseReadMs) {
+      for (const [t2, liveMs] of this.firstNoopMs) {
+        if (t2 > t1 && readMs >= liveMs) {
+          this.fail(
+            `lease safety: a lease read in term ${t1} at ${readMs.toFixed(3)} ms, after term ${t2}'s leader went live at ${liveMs.toFixed(3)} ms`,
+          );
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,384 @@
+// One seeded simulation: a whole cluster in one process under drawn faults, a client workload, a
+// liveness phase, and every checker. Same seed, same run.
+
+import { type CoreConfig, maxSafeLeaseTicks } from "../core/config.ts";
+import type { Message, NodeId } from "../core/types.ts";
+import { Prng } from "../lib/prng.ts";
+import { SafetyChecker } from "./checkers.ts";
+import { EventQueue } from "./event-queue.ts";
+import type { HistoryOp } from "./history.ts";
+import { checkHistory } from "./linearizability.ts";
+import { SimNetwork } from "./network.ts";
+import { type SimDisk, SimNode } from "./sim-node.ts";
+import { SimClient, type WorkloadOptions } from "./workload.ts";
+
+export type FaultLevel = "none" | "normal" | "heavy";
+
+export interface SimOptions {
+  seed: number;
+  nodes: number;
+  faults: FaultLevel;
+  /** Simulated time with faults and load, ms. */
+  durationMs: number;
+  clients: number;
+  keys: number;
+  snapshotEveryEntries: number;
+  trace: boolean;
+  makeDisk: (id: NodeId, prng: Prng) => SimDisk;
+  /** Deliberately unsafe variants, to show the checkers catch them (never used by default). */
+  mutate?: (cfg: CoreConfig) => CoreConfig;
+}
+
+export interface SimResult {
+  seed: number;
+  nodes: number;
+  ok: boolean;
+  violations: string[];
+  ops: number;
+  opsOk: number;
+  opsUnknown: number;
+  opsChecked: number;
+  simSeconds: number;
+  elections: number;
+  crashes: number;
+  partitions: number;
+  pauses: number;
+  leaseReads: number;
+  readIndexReads: number;
+  leaderAfterHealMs: number | null;
+  messagesDelivered: number;
+  messagesDropped: number;
+  wallMs: number;
+  history: HistoryOp[];
+}
+
+const TICK_MS = 10;
+const HEARTBEAT_TICKS = 3;
+const ELECTION_MIN_TICKS = 15;
+const ELECTION_MAX_TICKS = 30;
+const DRIFT_BOUND = 1.05;
+const MAX_ELECTION_MS = ELECTION_MAX_TICKS * TICK_MS;
+
+export function simCoreConfig(id: NodeId, peers: readonly NodeId[], seed: number): CoreConfig {
+  return {
+    id,
+    peers,
+    heartbeatTicks: HEARTBEAT_TICKS,
+    electionTimeoutMinTicks: ELECTION_MIN_TICKS,
+    electionTimeoutMaxTicks: ELECTION_MAX_TICKS,
+    driftBound: DRIFT_BOUND,
+    leaseTicks: maxSafeLeaseTicks(ELECTION_MIN_TICKS, DRIFT_BOUND),
+    seed,
+    preVote: true,
+    checkQuorum: true,
+    maxInflightMessages: 16,
+    maxEntriesPerMessage: 64,
+    maxBytesPerMessage: 64 * 1024,
+    maxPendingProposals: 1024,
+    maxEntryBytes: 64 * 1024,
+    maxPendingReads: 1024,
+    snapshotChunkBytes: 512,
+  };
+}
+
+export async function runSeed(o: SimOptions): Promise<SimResult> {
+  const wallStart = performance.now();
+  const prng = new Prng(o.seed);
+  const q = new EventQueue();
+  const level = o.faults;
+  const hbUs = HEARTBEAT_TICKS * TICK_MS * 1000;
+  const net = new SimNetwork(prng.fork(), {
+    lossRate: level === "none" ? 0 : prng.next() * (level === "heavy" ? 0.3 : 0.1),
+    duplicateRate: level === "none" ? 0 : prng.next() * (level === "heavy" ? 0.5 : 0.1),
+    minDelayUs: 100,
+    maxDelayUs:
+      level === "none" ? 1000 : Math.round(hbUs * (0.1 + prng.next() * (level === "heavy" ? 2.9 : 1))),
+  });
+  const ids = Array.from({ length: o.nodes }, (_, i) => i);
+  const safety = new SafetyChecker();
+  const trace = (msg: string): void => {
+    if (o.trace) console.log(`${(q.nowUs / 1000).toFixed(3).padStart(10)} ms  ${msg}`);
+  };
+  const pinned = level !== "none" && prng.chance(0.3);
+  const nodes: SimNode[] = ids.map((id) => {
+    const rate = pinned ? (id % 2 === 0 ? 1 : DRIFT_BOUND) : 1 + prng.next() * (DRIFT_BOUND - 1);
+    const diskPrng = prng.fork();
+    return new SimNode({
+      id,
+      queue: q,
+      disk: o.makeDisk(id, diskPrng),
+      clockRate: rate,
+      clockOffsetMs: prng.int(0, 1_000_000),
+      tickMs: TICK_MS,
+      diskLatencyUs: () => diskPrng.int(50, 2000),
+      coreConfig: (seed) => {
+        const cfg = simCoreConfig(id, ids, seed);
+        return o.mutate === undefined ? cfg : o.mutate(cfg);
+      },
+      snapshotEveryEntries: o.snapshotEveryEntries,
+      keepEntriesAfterSnapshot: 5,
+      prng: prng.fork(),
+      hooks: {
+        send: (from: NodeId, msgs: readonly Message[]) => {
+          for (const m of msgs) {
+            for (const d of net.plan(from, m.to)) q.after(d, () => nodes[m.to]?.deliver(m));
+          }
+        },
+        onApply: (node, e) => {
+          const core = nodes[node]?.replica?.core;
+          const s = core?.softState();
+          safety.observeApply(node, e, s?.role === "leader" && s.term === e.term, q.nowUs / 1000);
+        },
+        onFatal: (node, err) => {
+          trace(`node ${node} storage failure: ${String(err)}`);
+        },
+        onRead: (_node, servedAs, term) => safety.observeRead(servedAs, term, q.nowUs / 1000),
+      },
+    });
+  });
+  const step = async (): Promise<boolean> => {
+    const ev = q.pop();
+    if (ev === undefined) return false;
+    ev.run();
+    await new Promise((r) => setImmediate(r));
+    safety.observeRoles(nodes);
+    return true;
+  };
+  const runUntil = async (untilUs: number, stop?: () => boolean): Promise<boolean> => {
+    while ((q.peekTime() ?? Number.POSITIVE_INFINITY) <= untilUs) {
+      if (stop?.()) return true;
+      await step();
+    }
+    q.nowUs = Math.max(q.nowUs, untilUs);
+    return stop?.() ?? false;
+  };
+
+  for (const n of nodes) await n.start();
+
+  const history: HistoryOp[] = [];
+  const workload: WorkloadOptions = {
+    keys: o.keys,
+    thinkUs: [20_000, 600_000],
+    attemptTimeoutUs: 400_000,
+    opDeadlineUs: 2_000_000,
+    maxAttempts: 8,
+    rpcDelayUs: [100, 2000],
+  };
+  const clients = Array.from(
+    { length: o.clients },
+    (_, i) => new SimClient(i, q, nodes, prng.fork(), workload, history),
+  );
+  const faultEndUs = o.durationMs * 1000;
+  for (const c of clients) void c.run(faultEndUs);
+
+  const stats = { crashes: 0, partitions: 0, pauses: 0 };
+  if (level !== "none") void nemesis(q, prng.fork(), nodes, net, ids, faultEndUs, level, stats, trace);
+
+  await runUntil(faultEndUs);
+
+  // Liveness phase: heal everything, then a leader must appear and every operation must finish.
+  const violations: string[] = [];
+  net.healAll();
+  net.faults = { lossRate: 0, duplicateRate: 0, minDelayUs: 100, maxDelayUs: 1000 };
+  for (const n of nodes) {
+    n.resume();
+    if (!n.up) await n.start();
+  }
+  trace("liveness phase: healed");
+  const healUs = q.nowUs;
+  const hasLeader = (): boolean =>
+    nodes.some((n) => {
+      const core = n.replica?.core;
+      return core !== undefined && core.softState().role === "leader" && n.replica!.leaseUntilMs() !== null;
+    });
+  const leaderOk = await runUntil(healUs + (2 * MAX_ELECTION_MS + 1000) * 1000, hasLeader);
+  const leaderAfterHealMs = leaderOk ? (q.nowUs - healUs) / 1000 : null;
+  if (!leaderOk)
+    violations.push(`liveness: no leader serving within ${2 * MAX_ELECTION_MS + 1000} ms after healing`);
+  await runUntil(q.nowUs + workload.opDeadlineUs + 100_000, () => clients.every((c) => !c.busy));
+  if (clients.some((c) => c.busy)) violations.push("liveness: client operations still pending after healing");
+
+  // Final reads of every key (linearizable), which also shows no acknowledged write was lost.
+  for (let k = 0; k < o.keys; k++) {
+    const p = clients[0]!.op("get", `k${k}`, null, null, "readIndex");
+    let done: HistoryOp | null = null;
+    void p.then((h) => {
+      done = h;
+    });
+    await runUntil(q.nowUs + workload.opDeadlineUs + 100_000, () => done !== null);
+    const d = done as HistoryOp | null;
+    if (d === null || d.ok !== true)
+      violations.push(`liveness: final read of k${k} did not succeed after healing`);
+  }
+
+  // Convergence: every node applies the same index and holds the same state.
+  const converged = (): boolean => {
+    const applied = nodes.map((n) => n.replica?.stateMachine.appliedIndex ?? -1);
+    const commit = Math.max(...nodes.map((n) => n.replica?.core.log.committed ?? 0));
+    return applied.every((a) => a === commit);
+  };
+  await runUntil(q.nowUs + 3_000_000, converged);
+  if (!converged()) {
+    violations.push(
+      `convergence: applied indexes never met: ${nodes.map((n) => describeNode(n)).join("; ")}`,
+    );
+  } else {
+    const hashes = nodes.map((n) => (n.replica!.stateMachine as unknown as { hash(): number }).hash());
+    if (new Set(hashes).size !== 1) violations.push(`convergence: state hashes differ: ${hashes.join(",")}`);
+  }
+  for (const n of nodes) n.replica?.stop("simulation over");
+
+  safety.finish();
+  violations.push(...safety.violations);
+  const lin = checkHistory(history);
+  for (const v of lin.violations) violations.push(`linearizability: ${v.message}`);
+  if (lin.timedOutKeys.length > 0)
+    violations.push(`linearizability: search budget ran out on ${lin.timedOutKeys.join(",")}`);
+
+  return {
+    seed: o.seed,
+    nodes: o.nodes,
+    ok: violations.length === 0,
+    violations,
+    ops: history.length,
+    opsOk: history.filter((h) => h.ok === true).length,
+    opsUnknown: lin.opsUnknownOutcome,
+    opsChecked: lin.opsChecked,
+    simSeconds: q.nowUs / 1e6,
+    elections: safety.elections,
+    crashes: stats.crashes,
+    partitions: stats.partitions,
+    pauses: stats.pauses,
+    leaseReads: safety.leaseReads,
+    readIndexReads: safety.readIndexReads,
+    leaderAfterHealMs,
+    messagesDelivered: net.delivered,
+    messagesDropped: net.dropped,
+    wallMs: performance.now() - wallStart,
+    history,
+  };
+}
+
+/** Draws and injects faults until endUs: crashes, partitions of every shape, pauses. */
+async function nemesis(
+  q: EventQueue,
+  prng: Prng,
+  nodes: SimNode[],
+  net: SimNetwork,
+  ids: readonly NodeId[],
+  endUs: number,
+  level: FaultLevel,
+  stats: { crashes: number; partitions: number; pauses: number },
+  trace: (m: string) => void,
+): Promise<void> {
+  const sleep = (us: number): Promise<void> => new Promise((r) => q.after(us, r));
+  const electionUs = ELECTION_MAX_TICKS * TICK_MS * 1000;
+  const leader = (): SimNode | undefined => nodes.find((n) => n.replica?.core.softState().role === "leader");
+  const victim = (): SimNode => {
+    const l = leader();
+    return l !== undefined && prng.chance(0.4) ? l : prng.pick(nodes);
+  };
+  const gapUs: [number, number] = level === "heavy" ? [300_000, 2_500_000] : [1_000_000, 6_000_000];
+  while (q.nowUs < endUs) {
+    await sleep(prng.int(gapUs[0], gapUs[1]));
+    if (q.nowUs >= endUs) break;
+    const kind = prng.int(0, 9);
+    if (kind <= 2) {
+      const n = victim();
+      if (!n.up) continue;
+      stats.crashes++;
+      trace(`nemesis: crash node ${n.id}`);
+      n.crash(prng);
+      q.after(prng.int(100_000, 3_000_000), () => {
+        if (!n.up && q.nowUs < endUs) {
+          trace(`nemesis: restart node ${n.id}`);
+          void n.start();
+        }
+      });
+    } else if (kind <= 6) {
+      stats.partitions++;
+      const shape = partition(prng, net, ids, leader()?.id);
+      trace(`nemesis: partition ${shape} (${net.cutLinks().join(" ")})`);
+      const cut = net.cutLinks();
+      const healUs = prng.int(300_000, 4_000_000);
+      if (shape === "rolling") {
+        // Restore the links one by one, in random order.
+        const order = prng.shuffle(cut);
+        for (const [i, link] of order.entries()) {
+          q.after((healUs * (i + 1)) / order.length, () => {
+            const [a, b] = link.split("->").map(Number) as [number, number];
+            net.restoreLink(a, b);
+          });
+        }
+      } else {
+        q.after(healUs, () => {
+          trace("nemesis: heal partition");
+          net.healAll();
+        });
+      }
+    } else {
+      const n = victim();
+      stats.pauses++;
+      const d = prng.int(0, 3 * electionUs);
+      trace(`nemesis: pause node ${n.id} for ${(d / 1000).toFixed(1)} ms`);
+      n.pause(d);
+    }
+  }
+}
+
+function partition(
+  prng: Prng,
+  net: SimNetwork,
+  ids: readonly NodeId[],
+  leaderId: NodeId | undefined,
+): string {
+  const shapes = [
+    "isolateLeader",
+    "isolateFollower",
+    "majorityMinority",
+    "bridge",
+    "oneWay",
+    "rolling",
+  ] as const;
+  const shape = prng.pick(shapes);
+  const shuffled = prng.shuffle(ids);
+  switch (shape) {
+    case "isolateLeader":
+      net.isolate(leaderId ?? shuffled[0]!, ids);
+      break;
+    case "isolateFollower":
+      net.isolate(shuffled.find((i) => i !== leaderId) ?? shuffled[0]!, ids);
+      break;
+    case "majorityMinority": {
+      const k = Math.floor(ids.length / 2);
+      net.partition(shuffled.slice(0, k), shuffled.slice(k));
+      break;
+    }
+    case "bridge": {
+      // shuffled[0] sees both halves; the halves do not see each other.
+      const rest = shuffled.slice(1);
+      const half = Math.floor(rest.length / 2);
+      net.partition(rest.slice(0, half), rest.slice(half));
+      break;
+    }
+    case "oneWay":
+      net.cutLink(shuffled[0]!, shuffled[1]!);
+      break;
+    case "rolling":
+      for (const a of ids) for (const b of ids) if (a !== b && prng.chance(0.3)) net.cutLink(a, b);
+      break;
+  }
+  return shape;
+}
+
+function describeNode(n: SimNode): string {
+  const r = n.replica;
+  if (r === null) return `${n.id} down`;
+  const s = r.core.softState();
+  const l = r.core.log;
+  const f = r.core
+    .followers()
+    .map((p) => `${p.id}:${p.state}/m${p.match}/n${p.next}`)
+    .join(" ");
+  return `${n.id} ${s.role} t${s.term} commit ${l.committed} applied ${r.stateMachine.appliedIndex} last ${l.lastIndex()} persisted ${l.persisted} snap ${l.snapshotIndex}${f === "" ? "" : ` [${f}]`}`;
+}

@@ -1,0 +1,188 @@
+// One simulated node: the real core, KV state machine and replica loop over a crashable in-memory
+// disk, a drifting local clock, pauses, and ticks delivered the way the real ticker delivers them.
+
+import type { CoreConfig } from "../core/config.ts";
+import { Raft } from "../core/raft.ts";
+import type { Entry, HardState, Message, NodeId, SnapshotMeta } from "../core/types.ts";
+import type { KvResult } from "../kv/result.ts";
+import { KvStateMachine } from "../kv/state-machine.ts";
+import type { Prng } from "../lib/prng.ts";
+import { KvService } from "../replica/kv-service.ts";
+import { Replica } from "../replica/replica.ts";
+import type { ReplicaStorage } from "../replica/seams.ts";
+import type { EventQueue } from "./event-queue.ts";
+
+/** The in-memory disk twin the simulator needs: storage that survives a node and can lose unsynced data. */
+export interface SimDisk extends ReplicaStorage {
+  open(): Promise<{ hardState: HardState; snapshot: SnapshotMeta | null; entries: Entry[] }>;
+  loadSnapshotImage(): Promise<{ meta: SnapshotMeta; image: Uint8Array } | null>;
+  crash(prng: Prng): void;
+}
+
+export interface SimNodeHooks {
+  send(from: NodeId, messages: readonly Message[]): void;
+  onApply(node: NodeId, entry: Entry, result: KvResult | null): void;
+  onFatal(node: NodeId, err: unknown): void;
+  onRead(node: NodeId, servedAs: string, term: number): void;
+}
+
+export interface SimNodeOptions {
+  id: NodeId;
+  queue: EventQueue;
+  disk: SimDisk;
+  /** This node's clock rate relative to true time (drift). */
+  clockRate: number;
+  /** Offset of this node's monotonic clock, in ms. */
+  clockOffsetMs: number;
+  tickMs: number;
+  /** Disk latency per storage call, µs. */
+  diskLatencyUs: () => number;
+  coreConfig: (seed: number) => CoreConfig;
+  snapshotEveryEntries: number;
+  keepEntriesAfterSnapshot: number;
+  hooks: SimNodeHooks;
+  prng: Prng;
+}
+
+export class SimNode {
+  readonly id: NodeId;
+  private readonly o: SimNodeOptions;
+  replica: Replica<KvResult> | null = null;
+  service: KvService | null = null;
+  /** Bumped on each crash: callbacks of an older incarnation are dropped. */
+  private generation = 0;
+  private pausedUntilUs = 0;
+  private bootLocalMs = 0;
+  private ticks = 0;
+  restarts = 0;
+
+  constructor(o: SimNodeOptions) {
+    this.id = o.id;
+    this.o = o;
+  }
+
+  get up(): boolean {
+    return this.replica !== null;
+  }
+
+  get paused(): boolean {
+    return this.o.queue.nowUs < this.pausedUntilUs;
+  }
+
+  /** This node's monotonic clock. */
+  localMs(): number {
+    return this.o.clockOffsetMs + (this.o.clockRate * this.o.queue.nowUs) / 1000;
+  }
+
+  /** Run fn as this process: at once, or when a pause ends; never for a crashed incarnation. */
+  run(fn: () => void): void {
+    const gen = this.generation;
+    const go = (): void => {
+      if (gen !== this.generation || this.replica === null) return;
+      if (this.paused) this.o.queue.at(this.pausedUntilUs, go);
+      else fn();
+    };
+    go();
+  }
+
+  async start(): Promise<void> {
+    const gen = ++this.generation;
+    const disk = this.o.disk;
+    const recovered = await disk.open();
+    const snap = await disk.loadSnapshotImage();
+    if (gen !== this.generation) return;
+    const sm = snap === null ? new KvStateMachine() : KvStateMachine.restore(snap.image);
+    const core = new Raft(this.o.coreConfig(this.o.prng.nextU32()), {
+      hardState: recovered.hardState,
+      snapshot: recovered.snapshot,
+      entries: recovered.entries,
+    });
+    this.bootLocalMs = this.localMs();
+    this.ticks = 0;
+    const replica: Replica<KvResult> = new Replica<KvResult>({
+      core,
+      storage: this.latent(disk, gen),
+      sender: { send: (msgs) => this.o.hooks.send(this.id, msgs) },
+      stateMachine: sm,
+      restore: (image) => KvStateMachine.restore(image),
+      clock: { nowMs: () => this.localMs() },
+      bootMs: this.bootLocalMs,
+      tickMs: this.o.tickMs,
+      snapshotEveryEntries: this.o.snapshotEveryEntries,
+      keepEntriesAfterSnapshot: this.o.keepEntriesAfterSnapshot,
+      onFatal: (err) => this.o.hooks.onFatal(this.id, err),
+      onApply: (e, r) => this.o.hooks.onApply(this.id, e, r),
+    });
+    this.replica = replica;
+    this.service = new KvService(replica, undefined, (servedAs, term) =>
+      this.o.hooks.onRead(this.id, servedAs, term),
+    );
+    this.scheduleTick(gen);
+  }
+
+  crash(prng: Prng): void {
+    if (this.replica === null) return;
+    this.generation++;
+    this.replica.stop("crashed by the simulator");
+    this.replica = null;
+    this.service = null;
+    this.o.disk.crash(prng);
+    this.restarts++;
+  }
+
+  /** End any pause now (the liveness phase heals everything). */
+  resume(): void {
+    this.pausedUntilUs = Math.min(this.pausedUntilUs, this.o.queue.nowUs);
+  }
+
+  pause(durationUs: number): void {
+    this.pausedUntilUs = Math.max(this.pausedUntilUs, this.o.queue.nowUs + durationUs);
+  }
+
+  deliver(m: Message): void {
+    this.run(() => this.replica?.receive(m));
+  }
+
+  /** Ticks at local-clock boundaries; after a pause, the missed ticks arrive at once (catch-up). */
+  private scheduleTick(gen: number): void {
+    const nextLocal = this.bootLocalMs + (this.ticks + 1) * this.o.tickMs;
+    const atUs = Math.ceil(((nextLocal - this.o.clockOffsetMs) / this.o.clockRate) * 1000);
+    this.o.queue.at(atUs, () => {
+      if (gen !== this.generation) return;
+      this.run(() => {
+        while (
+          this.replica !== null &&
+          this.localMs() >= this.bootLocalMs + (this.ticks + 1) * this.o.tickMs
+        ) {
+          this.ticks++;
+          this.replica.tick();
+        }
+        this.scheduleTick(gen);
+      });
+    });
+  }
+
+  /** Storage whose calls complete after a simulated disk latency, and never for a crashed incarnation. */
+  private latent(disk: SimDisk, gen: number): ReplicaStorage {
+    const delay = <T>(p: Promise<T>): Promise<T> =>
+      new Promise<T>((resolve, reject) => {
+        const lat = this.o.diskLatencyUs();
+        p.then(
+          (v) => this.o.queue.after(lat, () => this.afterIo(gen, () => resolve(v))),
+          (e: unknown) => this.o.queue.after(lat, () => this.afterIo(gen, () => reject(e))),
+        );
+      });
+    return {
+      save: (hs, entries, sync) => delay(disk.save(hs, entries, sync)),
+      saveSnapshot: (meta, image) => delay(disk.saveSnapshot(meta, image)),
+      writeSnapshotChunk: (meta, offset, data) => delay(disk.writeSnapshotChunk(meta, offset, data)),
+      installIncomingSnapshot: (meta) => delay(disk.installIncomingSnapshot(meta)),
+      readSnapshotChunk: (meta, offset, length) => delay(disk.readSnapshotChunk(meta, offset, length)),
+    };
+  }
+
+  private afterIo(gen: number, fn: () => void): void {
+    if (gen !== this.generation) return;
+    this.run(fn);
+  }
+}
