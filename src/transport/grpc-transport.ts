@@ -566,8 +566,10 @@ class PeerLink {
     const delayMs = Math.round(ceiling / 2 + this.backoff.prng.next() * (ceiling / 2));
     this.attempt++;
     const info = { peer: this.peerId, address: this.address, code: s.code, details: s.details, delayMs };
-    if (s.code === grpc.status.FAILED_PRECONDITION) this.t.logger.warn(info, "peer refused our stream");
-    else this.t.logger.debug(info, wasReady ? "peer stream down" : "peer unreachable");
+    // A refusal is a misconfiguration: warn on the 1st, 2nd, 4th, 8th... in a row, not every retry.
+    if (s.code === grpc.status.FAILED_PRECONDITION) {
+      if (Number.isInteger(Math.log2(this.attempt))) this.t.logger.warn(info, "peer refused our stream");
+    } else this.t.logger.debug(info, wasReady ? "peer stream down" : "peer unreachable");
     this.timer = setTimeout(() => {
       this.timer = null;
       this.connect();
