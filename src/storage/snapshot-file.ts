@@ -1,0 +1,152 @@
+// Snapshot files: a checksummed header (owner, meta, image CRC32C) followed by the state-machine image.
+//
+// Layout, little-endian: "RKVSNAP\0", u32 format version, u32 header length, u64 node id,
+// string cluster id, u64 index, u64 term, u64 image size, u32 image CRC32C, u32 CRC32C of all the
+// header bytes before it; then the image. Written to a temp name, synced, renamed, folder synced.
+
+import type { SnapshotMeta } from "../core/types.ts";
+import { crc32c } from "../lib/crc32c.ts";
+import { ByteReader, ByteWriter, DecodeError } from "./bytes.ts";
+import { parseSnapshotName, snapshotName } from "./data-dir.ts";
+import type { FileSystem } from "./file-system.ts";
+import { joinPath } from "./file-system.ts";
+import type { Identity } from "./identity.ts";
+import { corruptError, StorageError } from "./storage-error.ts";
+import { MAX_CLUSTER_ID_BYTES } from "./wal-record.ts";
+
+const MAGIC = new TextEncoder().encode("RKVSNAP\0");
+/** Enough to hold any header (the cluster id is bounded). */
+const MAX_HEADER_BYTES = 512;
+
+export interface SnapshotHeader {
+  readonly owner: Identity;
+  readonly meta: SnapshotMeta;
+  readonly headerBytes: number;
+}
+
+export function encodeSnapshotHeader(owner: Identity, meta: SnapshotMeta): Uint8Array {
+  const w = new ByteWriter(MAX_HEADER_BYTES);
+  w.bytes(MAGIC);
+  w.u32(owner.formatVersion);
+  const lengthAt = w.reserve(4);
+  w.u64(owner.nodeId);
+  w.string(owner.clusterId);
+  w.u64(meta.index);
+  w.u64(meta.term);
+  w.u64(meta.sizeBytes);
+  w.u32(meta.crc32c);
+  w.patchU32(lengthAt, w.length + 4);
+  w.u32(crc32c(w.written(0, w.length)));
+  return w.finish().slice();
+}
+
+/** Parses a header from the first bytes of a snapshot file; throws DecodeError when it is not one. */
+export function decodeSnapshotHeader(bytes: Uint8Array): SnapshotHeader {
+  const r = new ByteReader(bytes);
+  const magic = r.bytes(MAGIC.length);
+  if (!magic.every((b, i) => b === MAGIC[i])) throw new DecodeError("not a raftkv snapshot file (bad magic)");
+  const formatVersion = r.u32();
+  const headerBytes = r.u32();
+  if (headerBytes > bytes.length || headerBytes > MAX_HEADER_BYTES || headerBytes < MAGIC.length + 8)
+    throw new DecodeError(`snapshot header length ${headerBytes} is impossible`);
+  const stored = new DataView(bytes.buffer, bytes.byteOffset).getUint32(headerBytes - 4, true);
+  if (crc32c(bytes.subarray(0, headerBytes - 4)) !== stored)
+    throw new DecodeError("snapshot header checksum mismatch");
+  const nodeId = r.u64();
+  const clusterId = r.string(MAX_CLUSTER_ID_BYTES);
+  const index = r.u64();
+  const term = r.u64();
+  const sizeBytes = r.u64();
+  const imageCrc = r.u32();
+  if (r.offset !== headerBytes - 4) throw new DecodeError("snapshot header length does not match its fields");
+  return {
+    owner: { formatVersion, clusterId, nodeId },
+    meta: { index, term, sizeBytes, crc32c: imageCrc },
+    headerBytes,
+  };
+}
+
+/** Names of the snapshot files in a folder, newest (highest index, then term) first. */
+export async function listSnapshotFiles(fs: FileSystem, snapDir: string): Promise<string[]> {
+  const found: { name: string; index: number; term: number }[] = [];
+  for (const name of await fs.readdir(snapDir)) {
+    const parsed = parseSnapshotName(name);
+    if (parsed !== null) found.push({ name, ...parsed });
+  }
+  found.sort((a, b) => b.index - a.index || b.term - a.term);
+  return found.map((f) => f.name);
+}
+
+export interface LoadedSnapshot {
+  readonly path: string;
+  readonly meta: SnapshotMeta;
+  readonly headerBytes: number;
+  readonly image: Uint8Array;
+}
+
+/** Reads and fully verifies a snapshot file: header, owner, name, size and image checksum. */
+export async function readSnapshotFile(
+  fs: FileSystem,
+  path: string,
+  expected: Identity,
+): Promise<LoadedSnapshot> {
+  const bytes = await fs.readFile(path);
+  let header: SnapshotHeader;
+  try {
+    header = decodeSnapshotHeader(bytes.subarray(0, Math.min(bytes.length, MAX_HEADER_BYTES)));
+  } catch (e) {
+    throw corruptError(expected.nodeId, path, 0, `snapshot header unreadable: ${(e as Error).message}`);
+  }
+  const { owner, meta, headerBytes } = header;
+  if (owner.clusterId !== expected.clusterId || owner.nodeId !== expected.nodeId) {
+    throw new StorageError({
+      code: "CLUSTER_MISMATCH",
+      message: `snapshot file belongs to node ${owner.nodeId} of cluster "${owner.clusterId}", but this is node ${expected.nodeId} of cluster "${expected.clusterId}"`,
+      nodeId: expected.nodeId,
+      file: path,
+      hint: "remove files that were copied in from another node's data folder",
+    });
+  }
+  const named = parseSnapshotName(path.slice(path.lastIndexOf("/") + 1));
+  if (named !== null && (named.index !== meta.index || named.term !== meta.term))
+    throw corruptError(
+      expected.nodeId,
+      path,
+      0,
+      `snapshot header says ${meta.index}-${meta.term}, its name differs`,
+    );
+  if (bytes.length - headerBytes !== meta.sizeBytes)
+    throw corruptError(
+      expected.nodeId,
+      path,
+      bytes.length,
+      `snapshot image is ${bytes.length - headerBytes} bytes, its header says ${meta.sizeBytes}`,
+    );
+  const image = bytes.subarray(headerBytes);
+  if (crc32c(image) !== meta.crc32c)
+    throw corruptError(expected.nodeId, path, headerBytes, "snapshot image checksum mismatch");
+  return { path, meta, headerBytes, image };
+}
+
+/** Writes a snapshot file durably: temp name, fsync, rename, fsync folder. Returns its path. */
+export async function writeSnapshotFile(
+  fs: FileSystem,
+  snapDir: string,
+  owner: Identity,
+  meta: SnapshotMeta,
+  image: Uint8Array,
+): Promise<string> {
+  const path = joinPath(snapDir, snapshotName(meta.index, meta.term));
+  const tmp = `${path}.tmp`;
+  const h = await fs.open(tmp, "overwrite");
+  try {
+    await h.append(encodeSnapshotHeader(owner, meta));
+    await h.append(image);
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+  await fs.rename(tmp, path);
+  await fs.syncDir(snapDir);
+  return path;
+}
