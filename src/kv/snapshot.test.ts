@@ -1,0 +1,124 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { AssertionError } from "../lib/assert.ts";
+import { crc32c } from "../lib/crc32c.ts";
+import { RaftKvError } from "../lib/errors.ts";
+import type { KvResult } from "./result.ts";
+import type { Session } from "./session-table.ts";
+import {
+  decodeSnapshot,
+  encodeSnapshot,
+  hashImage,
+  type KvImage,
+  SNAPSHOT_FORMAT_VERSION,
+} from "./snapshot.ts";
+
+const te = new TextEncoder();
+
+function image(keys: string[], sessions: [string, Session][] = [], appliedIndex = 10): KvImage {
+  return {
+    appliedIndex,
+    data: new Map(keys.map((k) => [k, te.encode(`v-${k}`)])),
+    sortedKeys: keys,
+    sessions,
+  };
+}
+
+const session = (index: number, result: KvResult = { type: "put", revision: index }, seq = 1): Session => ({
+  seq,
+  index,
+  result,
+});
+
+/** Recomputes the trailing checksum so that only the structural checks can catch the damage. */
+function reseal(bytes: Uint8Array): Uint8Array {
+  const out = bytes.slice();
+  new DataView(out.buffer).setUint32(out.length - 4, crc32c(out.subarray(0, out.length - 4)), true);
+  return out;
+}
+
+function rejects(bytes: Uint8Array, pattern: RegExp): void {
+  assert.throws(
+    () => decodeSnapshot(bytes),
+    (e: unknown) => e instanceof RaftKvError && e.code === "CORRUPT" && pattern.test(e.message),
+  );
+}
+
+test("snapshot round-trips every result kind in the session table", () => {
+  const sessions: [string, Session][] = [
+    ["p", session(2)],
+    ["d", session(3, { type: "delete", revision: 3, existed: true })],
+    ["c", session(4, { type: "cas", revision: 4, succeeded: false, current: te.encode("cur") })],
+    ["n", session(5, { type: "cas", revision: 5, succeeded: true, current: null })],
+    ["e", session(6, { type: "error", message: "why \u00e9" }, 2 ** 53 - 1)],
+  ];
+  const img = image(["a", "b\u{1f600}", "\u00e9"], sessions, 6);
+  const bytes = encodeSnapshot(img);
+  assert.equal(bytes[0], SNAPSHOT_FORMAT_VERSION);
+  const back = decodeSnapshot(bytes);
+  assert.equal(back.appliedIndex, 6);
+  assert.deepEqual(back.sortedKeys, img.sortedKeys);
+  assert.deepEqual(back.data, img.data);
+  assert.deepEqual(back.sessions, sessions);
+  assert.equal(hashImage(back), hashImage(img));
+  assert.equal(hashImage({ ...img, appliedIndex: 99 }), hashImage(img), "hash ignores the applied index");
+});
+
+test("restore validates structure even when the checksum is right", () => {
+  const ok = encodeSnapshot(image(["a", "b"]));
+  const bumpVersion = ok.slice();
+  bumpVersion[0] = 2;
+  rejects(reseal(bumpVersion), /unsupported format version 2/);
+  rejects(encodeSnapshot(image(["b", "a"])), /not above the previous key/);
+  assert.throws(
+    () => encodeSnapshot(image(["a", "a"])),
+    AssertionError,
+    "encode trusts but checks its input",
+  );
+  const duplicate = encodeSnapshot(image(["a", "b"]));
+  duplicate[1 + 8 + 4 + (4 + 1 + 4 + 3) + 4] = 0x61; // second key "b" becomes "a"
+  rejects(reseal(duplicate), /key 1 is not above the previous key/);
+  rejects(encodeSnapshot(image([""])), /key 0 is empty/);
+  const badUtf8 = ok.slice();
+  badUtf8[1 + 8 + 4 + 4] = 0xff; // first byte of key "a"
+  rejects(reseal(badUtf8), /not valid UTF-8/);
+  const hugeCount = ok.slice();
+  new DataView(hugeCount.buffer).setUint32(1 + 8, 0xffff_ffff, true);
+  rejects(reseal(hugeCount), /key count 4294967295 exceeds/);
+  const trailing = reseal(Uint8Array.from([...ok.subarray(0, ok.length - 4), 0, 0, 0, 0, 0]));
+  rejects(trailing, /trailing bytes/);
+  rejects(new Uint8Array(8), /too short/);
+});
+
+test("restore validates the session table", () => {
+  rejects(encodeSnapshot(image([], [["a", session(11)]])), /index 11 not in \(0, 10\]/);
+  rejects(encodeSnapshot(image([], [["a", session(0)]])), /index 0 not in/);
+  rejects(
+    encodeSnapshot(
+      image(
+        [],
+        [
+          ["a", session(5)],
+          ["b", session(4)],
+        ],
+      ),
+    ),
+    /index 4 not in \(5, 10\]/,
+  );
+  rejects(
+    encodeSnapshot(
+      image(
+        [],
+        [
+          ["a", session(4)],
+          ["a", session(5)],
+        ],
+      ),
+    ),
+    /appears twice/,
+  );
+  rejects(encodeSnapshot(image([], [["a", session(4, { type: "put", revision: 4 }, 0)]])), /seq 0/);
+  const tagged = encodeSnapshot(image([], [["a", session(4)]]));
+  tagged[tagged.length - 4 - 9] = 9; // the result tag
+  rejects(reseal(tagged), /unknown result tag 9/);
+});
