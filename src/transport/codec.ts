@@ -418,6 +418,7 @@ class Validator {
       lastTerm = entry.term;
       entries.push(entry);
     }
+    detachData(entries, dataBytes);
     return {
       type: "append",
       ...h,
@@ -441,7 +442,7 @@ class Validator {
     const kind = entryKind(i, e.kind);
     if (kind === "noop" && e.data.length > 0)
       refuse("badField", `entries[${i}] is a NO-OP with ${e.data.length} bytes of data`);
-    return { index, term, kind, data: copy(e.data) };
+    return { index, term, kind, data: e.data };
   }
 
   private appendResponse(w: AppendEntriesResponse): Message {
@@ -565,6 +566,20 @@ function positive(field: string, v: bigint, reasonIfZero: RefusalReason): number
 /** Detaches bytes from the (possibly large, possibly pooled) receive buffer. */
 function copy(bytes: Uint8Array): Uint8Array {
   return new Uint8Array(bytes);
+}
+
+/** Detaches the entries' data from the receive buffer with one allocation for all of them (one
+ *  buffer per entry costs more than the rest of decoding). Entries are fresh objects of ours. */
+function detachData(entries: Entry[], totalBytes: number): void {
+  if (totalBytes === 0) return;
+  const store = new Uint8Array(totalBytes);
+  let pos = 0;
+  for (const [i, e] of entries.entries()) {
+    if (e.data.length === 0) continue;
+    store.set(e.data, pos);
+    entries[i] = { ...e, data: store.subarray(pos, pos + e.data.length) };
+    pos += e.data.length;
+  }
 }
 
 /** Quoted and truncated, so a peer cannot flood or forge our log lines. */
