@@ -375,6 +375,14 @@ describe("codec refusals", () => {
     expectRefused(viaWire(metaAbove), "badField");
   });
 
+  test("decoded bytes are detached from the receive buffer", () => {
+    const bytes = PeerMessage.encode(append()).finish();
+    const m = expectOk(decodeMessage(bytes, ctx, ADDR));
+    bytes.fill(0);
+    assert.ok(m.type === "append");
+    assert.deepStrictEqual([...(m.entries[0]?.data ?? [])], [1, 2]);
+  });
+
   test("empty, truncated, unknown-field and wrong-type input", () => {
     expectRefused(decodeMessage(new Uint8Array(0), ctx, ADDR), "missingBody");
     const bytes = PeerMessage.encode(append()).finish();
