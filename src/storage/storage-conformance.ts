@@ -291,7 +291,7 @@ export function runStorageConformance(factory: StorageFactory): void {
     h.crash();
     const s2 = h.storage();
     const state = await s2.open();
-    assert.ok(state.entries.length >= 3 && state.entries.length <= 6);
+    assert.ok(state.entries.length >= 3 && state.entries.length <= 6, `${state.entries.length} entries`);
     assert.deepEqual(plain(state.entries), plain(entries(1, state.entries.length, 1)));
     assert.equal(state.hardState.votedFor, 1);
     await s2.save(hs(2, 2, 3), entries(4, 4, 2), true);
