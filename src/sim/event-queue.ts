@@ -9,6 +9,9 @@ interface Event {
 export class EventQueue {
   private heap: Event[] = [];
   private seq = 0;
+  get scheduled(): number {
+    return this.seq;
+  }
   /** Current simulated time in microseconds. */
   nowUs = 0;
 

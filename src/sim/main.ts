@@ -1,24 +1,14 @@
-// `npm run sim`: run many seeds (in worker processes), print figures and violations, replay one seed.
+// `npm run sim`: run many seeds (split over worker processes), print figures and violations; replay one
+// seed with --seed N --trace. A failing seed prints the command that replays it.
 
+import { spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
 import { Command } from "commander";
+import { formatHistoryLine } from "./history.ts";
 import { type FaultLevel, runSeed, type SimResult } from "./run.ts";
-import { TempDisk } from "./temp-disk.ts";
+import { SimFileDisk, SimMemDisk } from "./sim-disk.ts";
 
-const program = new Command()
-  .name("sim")
-  .description("Seeded whole-cluster simulation of raftkv with faults and checkers")
-  .option("--seeds <n>", "number of seeds", "100")
-  .option("--start <n>", "first seed", "1")
-  .option("--seed <n>", "run just this seed")
-  .option("--nodes <list>", "cluster sizes, comma separated (alternating by seed)", "3,5")
-  .option("--faults <level>", "none | normal | heavy", "heavy")
-  .option("--duration-ms <n>", "simulated milliseconds under faults per seed", "60000")
-  .option("--clients <n>", "concurrent clients", "4")
-  .option("--keys <n>", "key space", "5")
-  .option("--trace", "print the run's events")
-  .parse();
-
-const opts = program.opts<{
+interface Options {
   seeds: string;
   start: string;
   seed?: string;
@@ -27,42 +17,153 @@ const opts = program.opts<{
   durationMs: string;
   clients: string;
   keys: string;
+  workers: string;
   trace?: boolean;
-}>();
-
-const sizes = opts.nodes.split(",").map(Number);
-const seeds =
-  opts.seed !== undefined
-    ? [Number(opts.seed)]
-    : Array.from({ length: Number(opts.seeds) }, (_, i) => Number(opts.start) + i);
-let failed = 0;
-let totalOps = 0;
-let totalSim = 0;
-const t0 = performance.now();
-for (const seed of seeds) {
-  const nodes = sizes[seed % sizes.length]!;
-  const r: SimResult = await runSeed({
-    seed,
-    nodes,
-    faults: opts.faults as FaultLevel,
-    durationMs: Number(opts.durationMs),
-    clients: Number(opts.clients),
-    keys: Number(opts.keys),
-    snapshotEveryEntries: 50,
-    trace: opts.trace === true,
-    makeDisk: () => new TempDisk(),
-  });
-  totalOps += r.opsChecked;
-  totalSim += r.simSeconds;
-  const line = `seed ${seed} nodes ${nodes}: ${r.ok ? "ok" : "VIOLATION"} ops ${r.ops} (ok ${r.opsOk}, unknown ${r.opsUnknown}) elections ${r.elections} crashes ${r.crashes} partitions ${r.partitions} pauses ${r.pauses} leaseReads ${r.leaseReads} readIndex ${r.readIndexReads} leaderAfterHeal ${r.leaderAfterHealMs?.toFixed(0)}ms wall ${r.wallMs.toFixed(0)}ms`;
-  if (!r.ok) {
-    failed++;
-    console.log(line);
-    for (const v of r.violations) console.log(`  ${v}`);
-    console.log(`  replay: npm run sim -- --seed ${seed} --nodes ${nodes} --faults ${opts.faults} --trace`);
-  } else if (seeds.length <= 20) console.log(line);
+  json?: boolean;
+  history?: string;
 }
-console.log(
-  `seeds ${seeds.length}, violations ${failed}, operations checked ${totalOps}, simulated ${totalSim.toFixed(0)} s, wall ${((performance.now() - t0) / 1000).toFixed(1)} s`,
-);
-process.exit(failed === 0 ? 0 : 1);
+
+type Summary = Omit<SimResult, "history">;
+
+const program = new Command()
+  .name("sim")
+  .description("Seeded whole-cluster simulation of raftkv with faults and checkers")
+  .option("--seeds <n>", "number of seeds", "100")
+  .option("--start <n>", "first seed", "1")
+  .option("--seed <n>", "run just this seed (replay)")
+  .option("--nodes <list>", "cluster sizes, comma separated, alternating by seed", "3,5")
+  .option("--faults <level>", "none | normal | heavy", "heavy")
+  .option("--duration-ms <n>", "simulated milliseconds under faults per seed", "60000")
+  .option("--clients <n>", "concurrent clients", "5")
+  .option("--keys <n>", "key space", "5")
+  .option("--workers <n>", "worker processes", "2")
+  .option("--trace", "print the run's events (with --seed)")
+  .option("--history <file>", "write the client history as JSON lines (with --seed)")
+  .option("--json", "one JSON summary line per seed (used by workers)")
+  .parse();
+
+const opts = program.opts<Options>();
+const sizes = opts.nodes.split(",").map(Number);
+
+async function runOne(seed: number, o: Options): Promise<SimResult> {
+  return runSeed({
+    seed,
+    nodes: sizes[seed % sizes.length]!,
+    faults: o.faults as FaultLevel,
+    durationMs: Number(o.durationMs),
+    clients: Number(o.clients),
+    keys: Number(o.keys),
+    snapshotEveryEntries: 50,
+    trace: o.trace === true,
+    // Most seeds run the real WAL on the in-memory file system; every fourth the simpler twin.
+    makeDisk: (id) => (seed % 4 === 3 ? new SimMemDisk(id) : new SimFileDisk(id)),
+  });
+}
+
+function describe(r: Summary): string {
+  return `seed ${r.seed} nodes ${r.nodes}: ${r.ok ? "ok" : "VIOLATION"} ops ${r.ops} (ok ${r.opsOk}, unknown ${r.opsUnknown}) elections ${r.elections} crashes ${r.crashes} partitions ${r.partitions} pauses ${r.pauses} leaseReads ${r.leaseReads} readIndex ${r.readIndexReads} leaderAfterHeal ${r.leaderAfterHealMs?.toFixed(0) ?? "none"}ms events ${r.events} wall ${r.wallMs.toFixed(0)}ms`;
+}
+
+function replayHint(r: Summary): string {
+  return `  replay: npm run sim -- --seed ${r.seed} --nodes ${opts.nodes} --faults ${opts.faults} --duration-ms ${opts.durationMs} --trace`;
+}
+
+async function runInProcess(seeds: readonly number[]): Promise<Summary[]> {
+  const out: Summary[] = [];
+  for (const seed of seeds) {
+    const { history, ...summary } = await runOne(seed, opts);
+    if (opts.history !== undefined)
+      writeFileSync(opts.history, history.map(formatHistoryLine).join("\n") + "\n");
+    if (opts.json) console.log(JSON.stringify(summary));
+    out.push(summary);
+  }
+  return out;
+}
+
+function runWorker(seeds: readonly number[]): Promise<Summary[]> {
+  const args = [
+    ...process.execArgv,
+    process.argv[1]!,
+    "--json",
+    "--start",
+    String(seeds[0]),
+    "--seeds",
+    String(seeds.length),
+    "--nodes",
+    opts.nodes,
+    "--faults",
+    opts.faults,
+    "--duration-ms",
+    opts.durationMs,
+    "--clients",
+    opts.clients,
+    "--keys",
+    opts.keys,
+    "--workers",
+    "1",
+  ];
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
+    const results: Summary[] = [];
+    let buf = "";
+    child.stdout.on("data", (d: Buffer) => {
+      buf += d.toString();
+      let nl = buf.indexOf("\n");
+      while (nl >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (line.startsWith("{")) {
+          const r = JSON.parse(line) as Summary;
+          results.push(r);
+          if (!r.ok)
+            console.log(`${describe(r)}\n${r.violations.map((v) => `  ${v}`).join("\n")}\n${replayHint(r)}`);
+        }
+        nl = buf.indexOf("\n");
+      }
+    });
+    child.on("error", reject);
+    child.on("exit", (code) => {
+      if (results.length !== seeds.length)
+        reject(new Error(`sim worker exited with ${code} after ${results.length} of ${seeds.length} seeds`));
+      else resolve(results);
+    });
+  });
+}
+
+async function main(): Promise<number> {
+  const t0 = performance.now();
+  const seeds =
+    opts.seed !== undefined
+      ? [Number(opts.seed)]
+      : Array.from({ length: Number(opts.seeds) }, (_, i) => Number(opts.start) + i);
+  const workers = Math.max(1, Math.min(Number(opts.workers), seeds.length));
+  let results: Summary[];
+  if (workers === 1 || opts.json) {
+    results = await runInProcess(seeds);
+    if (opts.json) return 0;
+  } else {
+    const per = Math.ceil(seeds.length / workers);
+    const parts = Array.from({ length: workers }, (_, w) => seeds.slice(w * per, (w + 1) * per)).filter(
+      (p) => p.length > 0,
+    );
+    results = (await Promise.all(parts.map(runWorker))).flat();
+  }
+  const failed = results.filter((r) => !r.ok);
+  if (workers === 1) {
+    for (const r of results) {
+      if (!r.ok || seeds.length <= 20) console.log(describe(r));
+      if (!r.ok) {
+        for (const v of r.violations) console.log(`  ${v}`);
+        console.log(replayHint(r));
+      }
+    }
+  }
+  const sum = (f: (r: Summary) => number): number => results.reduce((a, r) => a + f(r), 0);
+  const minOps = Math.min(...results.map((r) => r.opsChecked));
+  console.log(
+    `seeds ${results.length}, violations ${failed.length}, operations ${sum((r) => r.ops)} (checked ${sum((r) => r.opsChecked)}, fewest in one seed ${minOps}, unknown outcome ${sum((r) => r.opsUnknown)}), simulated ${sum((r) => r.simSeconds).toFixed(0)} s, elections ${sum((r) => r.elections)}, crashes ${sum((r) => r.crashes)}, partitions ${sum((r) => r.partitions)}, pauses ${sum((r) => r.pauses)}, lease reads ${sum((r) => r.leaseReads)}, wall ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+  );
+  return failed.length === 0 ? 0 : 1;
+}
+
+process.exitCode = await main();

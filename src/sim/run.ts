@@ -49,6 +49,7 @@ export interface SimResult {
   messagesDelivered: number;
   messagesDropped: number;
   wallMs: number;
+  events: number;
   history: HistoryOp[];
 }
 
@@ -255,6 +256,7 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
     messagesDelivered: net.delivered,
     messagesDropped: net.dropped,
     wallMs: performance.now() - wallStart,
+    events: q.scheduled,
     history,
   };
 }
