@@ -1,0 +1,337 @@
+// Scenario tests for the core, named after the Raft paper (§) and thesis sections they check.
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { defaultCoreConfig, maxSafeLeaseTicks, validateCoreConfig } from "./config.ts";
+import { Raft } from "./raft.ts";
+import { TestCluster } from "./test-cluster.ts";
+import type { Entry, Message } from "./types.ts";
+
+const enc = new TextEncoder();
+const cmd = (s: string): Uint8Array => enc.encode(s);
+const commands = (entries: readonly Entry[]): string[] =>
+  entries.filter((e) => e.kind === "command").map((e) => new TextDecoder().decode(e.data));
+
+test("§5.2 leader election: one leader, which appends a NO-OP in its term (§8)", () => {
+  const c = new TestCluster(3);
+  c.run(200);
+  const leaders = c.leaders();
+  assert.equal(leaders.length, 1);
+  const l = c.raft(leaders[0]!);
+  const term = l.softState().term;
+  const noop = l.log.entry(1);
+  assert.equal(noop?.kind, "noop");
+  assert.equal(noop?.term, term);
+  for (const id of c.ids) assert.equal(c.raft(id).softState().leaderId, leaders[0]);
+});
+
+test("§5.2 randomized election timeouts come from the seeded PRNG: same seed, same election", () => {
+  const a = new TestCluster(5);
+  const b = new TestCluster(5);
+  a.run(150);
+  b.run(150);
+  assert.deepEqual(a.leaders(), b.leaders());
+  assert.equal(a.raft(a.leaders()[0]!).softState().term, b.raft(b.leaders()[0]!).softState().term);
+});
+
+test("§5.3 log replication: a proposal commits on a majority and is applied everywhere in order", () => {
+  const c = new TestCluster(3);
+  c.elect(0);
+  for (const s of ["a", "b", "c"]) assert.ok(c.raft(0).propose(cmd(s)).ok);
+  c.deliverAll();
+  c.run(10);
+  for (const id of c.ids) assert.deepEqual(commands(c.node(id).applied), ["a", "b", "c"]);
+});
+
+test("§5.3 commit needs a majority: with both followers cut off nothing commits", () => {
+  const c = new TestCluster(3);
+  c.elect(0);
+  c.run(5);
+  c.cut.add("*->1").add("*->2");
+  const before = c.raft(0).log.committed;
+  c.raft(0).propose(cmd("x"));
+  c.deliverAll();
+  assert.equal(c.raft(0).log.committed, before);
+  c.heal();
+  c.run(10);
+  assert.ok(c.raft(0).log.committed > before);
+});
+
+test("§5.3 a follower's conflicting suffix is replaced by the leader's entries", () => {
+  const c = new TestCluster(3);
+  c.elect(0);
+  c.run(5);
+  // Node 0 appends entries no one else sees, then loses leadership.
+  c.isolate(0);
+  c.raft(0).propose(cmd("lost1"));
+  c.raft(0).propose(cmd("lost2"));
+  c.flush();
+  c.inbox = [];
+  c.heal();
+  c.isolate(0);
+  c.elect(1);
+  c.raft(1).propose(cmd("kept"));
+  c.deliverAll();
+  c.heal();
+  c.run(80);
+  for (const id of c.ids) {
+    assert.ok(commands(c.node(id).applied).includes("kept"));
+    assert.ok(!commands(c.node(id).applied).includes("lost1"));
+  }
+  assert.equal(c.raft(0).log.lastIndex(), c.raft(1).log.lastIndex());
+});
+
+test("§5.4.1 election restriction: a node with a stale log cannot win", () => {
+  const c = new TestCluster(3);
+  c.elect(0);
+  c.cut.add("0->2");
+  c.raft(0).propose(cmd("a"));
+  c.deliverAll();
+  c.run(3);
+  c.heal();
+  // Node 2 lacks "a": it may campaign, but 0 and 1 refuse it (§5.4.1).
+  const vote: Message = {
+    type: "vote",
+    from: 2,
+    to: 1,
+    term: 99,
+    preVote: false,
+    lastLogIndex: c.raft(2).log.lastIndex(),
+    lastLogTerm: c.raft(2).log.lastTerm(),
+    transfer: true,
+  };
+  c.raft(1).step(vote);
+  c.flush();
+  const reply = c.inbox.find((m) => m.type === "voteResponse" && m.from === 1 && m.to === 2);
+  assert.ok(reply !== undefined && reply.type === "voteResponse");
+  assert.equal(reply.granted, false);
+});
+
+test("§5.4.2 (Figure 8): a leader does not commit an old-term entry by counting replicas", () => {
+  const c = new TestCluster(3);
+  c.elect(0);
+  c.run(3);
+  // Term t: node 0 appends x and replicates it to node 1 only, but does not learn that it did.
+  c.cut.add("0->2").add("1->0");
+  c.raft(0).propose(cmd("x"));
+  c.deliverAll();
+  const xIndex = c.raft(0).log.lastIndex();
+  assert.equal(c.raft(1).log.lastIndex(), xIndex);
+  // Node 1 becomes leader of a new term without node 0; its NO-OP is not replicated yet.
+  c.heal();
+  c.isolate(0);
+  c.elect(1, (m) => m.type === "vote" || m.type === "voteResponse");
+  const t1 = c.raft(1).softState().term;
+  // Replicate only the old-term entry x (not the new NO-OP) to node 2 by hand: even on a
+  // majority, x must not commit until an entry of the current term does.
+  const l1 = c.raft(1);
+  const x = l1.log.entry(xIndex)!;
+  assert.ok(x.term < t1);
+  c.raft(2).step({
+    type: "append",
+    from: 1,
+    to: 2,
+    term: t1,
+    prevLogIndex: xIndex - 1,
+    prevLogTerm: l1.log.term(xIndex - 1)!,
+    entries: [x],
+    leaderCommit: 0,
+    round: 0,
+  });
+  c.flush();
+  const ack = c.inbox.find((m) => m.type === "appendResponse" && m.from === 2 && m.to === 1)!;
+  c.inbox = [];
+  l1.step(ack);
+  c.flush();
+  assert.ok(l1.log.committed < xIndex, "old-term entry committed by counting replicas");
+  // Once the current-term NO-OP reaches a majority, both commit.
+  c.heal();
+  c.isolate(0);
+  c.run(10);
+  assert.ok(l1.log.committed > xIndex);
+});
+
+test("thesis §9.6 pre-vote: a node rejoining from a partition does not disturb the leader's term", () => {
+  const c = new TestCluster(3);
+  c.elect(0);
+  c.run(5);
+  const term = c.raft(0).softState().term;
+  c.isolate(2);
+  for (let i = 0; i < 300; i++) {
+    for (const id of c.ids) c.raft(id).tick();
+    c.deliverAll();
+  }
+  assert.equal(c.raft(2).softState().term, term, "isolated node raised its term without pre-vote success");
+  c.heal();
+  c.run(30);
+  assert.equal(c.raft(0).softState().role, "leader");
+  assert.equal(c.raft(0).softState().term, term);
+});
+
+test("thesis §6.4.1 leases: followers that hear from a live leader ignore vote requests", () => {
+  const c = new TestCluster(3);
+  c.elect(0);
+  c.run(5);
+  const term = c.raft(1).softState().term;
+  c.raft(1).step({
+    type: "vote",
+    from: 2,
+    to: 1,
+    term: term + 5,
+    preVote: false,
+    lastLogIndex: 100,
+    lastLogTerm: term + 4,
+    transfer: false,
+  });
+  c.flush();
+  assert.equal(c.raft(1).softState().term, term);
+  assert.equal(c.inbox.filter((m) => m.type === "voteResponse").length, 0);
+});
+
+test("thesis §6.4.1 leases: the lease holds after a majority acknowledges a round, and lapses without one", () => {
+  const c = new TestCluster(3);
+  c.elect(0);
+  c.run(10);
+  const st = c.raft(0).leaseStatus();
+  assert.ok(st.ok);
+  const cfg = defaultCoreConfig(0, [0, 1, 2], 1);
+  c.isolate(0);
+  for (let i = 0; i < cfg.leaseTicks + 1; i++) c.tick(0);
+  assert.deepEqual(c.raft(0).leaseStatus(), { ok: false, reason: "noLease" });
+  // Check quorum (thesis §6.2): without acknowledgements for an election timeout it steps down.
+  for (let i = 0; i < cfg.electionTimeoutMinTicks; i++) c.tick(0);
+  assert.equal(c.raft(0).softState().role, "follower");
+});
+
+test("thesis §6.4.1 leases: a new leader waits out the old lease its voters report (leadership transfer)", () => {
+  const c = new TestCluster(3);
+  c.elect(0);
+  c.run(10);
+  assert.ok(c.raft(0).leaseStatus().ok);
+  assert.ok(c.raft(0).transferLeadership(1));
+  assert.equal(c.raft(0).leaseStatus().ok, false, "old leader must stop lease reads once it hands over");
+  c.deliverAll();
+  assert.equal(c.raft(1).softState().role, "leader");
+  c.run(3);
+  const st = c.raft(1).leaseStatus();
+  assert.deepEqual(st, { ok: false, reason: "waitingOldLease" });
+  c.run(40);
+  assert.ok(c.raft(1).leaseStatus().ok);
+});
+
+test("thesis §6.4.1 leases: a just-elected leader serves no lease read before its NO-OP commits", () => {
+  const c = new TestCluster(3);
+  c.elect(0, (m) => m.type === "vote" || m.type === "voteResponse");
+  assert.equal(c.raft(0).softState().role, "leader");
+  assert.deepEqual(c.raft(0).leaseStatus(), { ok: false, reason: "noopNotApplied" });
+  c.run(12); // the first append was lost with the dropped messages: the next heartbeat round retries
+  assert.ok(c.raft(0).leaseStatus().ok);
+});
+
+test("thesis §6.4 ReadIndex: a read becomes safe after a majority confirms a later round", () => {
+  const c = new TestCluster(3);
+  c.elect(0);
+  c.run(5);
+  assert.equal(c.raft(0).readIndex(7), null);
+  c.flush();
+  assert.equal(c.node(0).readStates.length, 0, "released before the round was acknowledged");
+  c.deliverAll();
+  assert.deepEqual(
+    c.node(0).readStates.map((r) => r.requestId),
+    [7],
+  );
+  assert.equal(c.node(0).readStates[0]!.index, c.raft(0).log.committed);
+  // A follower refuses with the leader's id.
+  assert.deepEqual(c.raft(1).readIndex(8), { requestId: 8, reason: "notLeader", leaderId: 0 });
+});
+
+test("thesis §6.4 ReadIndex: a leader cut off from the majority never releases the read", () => {
+  const c = new TestCluster(3);
+  c.elect(0);
+  c.run(5);
+  c.isolate(0);
+  c.raft(0).readIndex(1);
+  for (let i = 0; i < 20; i++) c.tick(0);
+  c.deliverAll();
+  assert.equal(c.node(0).readStates.length, 0);
+});
+
+test("thesis §5 InstallSnapshot: a follower behind the leader's compacted log catches up by snapshot", () => {
+  const c = new TestCluster(3, (cfg) => ({ ...cfg, snapshotChunkBytes: 4 }));
+  c.elect(0);
+  c.run(5);
+  c.isolate(2);
+  for (let i = 0; i < 10; i++) c.raft(0).propose(cmd(`v${i}`));
+  c.deliverAll();
+  c.run(5);
+  const l = c.raft(0);
+  const idx = l.log.committed;
+  const image = new Uint8Array(10).fill(7);
+  c.node(0).image = image;
+  l.snapshotSaved({ index: idx, term: l.log.term(idx)!, sizeBytes: image.length, crc32c: 0 });
+  l.compact(idx);
+  c.heal();
+  c.run(40);
+  assert.equal(c.node(2).snapshot?.index, idx);
+  assert.equal(c.raft(2).log.committed, l.log.committed);
+  l.propose(cmd("after"));
+  c.run(10);
+  assert.ok(commands(c.node(2).applied).includes("after"));
+});
+
+test("commit index never decreases and nothing is appended behind it (asserted in the core)", () => {
+  const c = new TestCluster(5);
+  c.run(100);
+  let lastCommit = new Map<number, number>();
+  for (let round = 0; round < 50; round++) {
+    const l = c.leaders()[0];
+    if (l !== undefined) c.raft(l).propose(cmd(`r${round}`));
+    if (round % 10 === 3) c.isolate(round % 5);
+    if (round % 10 === 7) c.heal();
+    c.run(5);
+    const now = new Map(c.ids.map((id) => [id, c.raft(id).log.committed]));
+    for (const [id, v] of now) assert.ok(v >= (lastCommit.get(id) ?? 0));
+    lastCommit = now;
+  }
+});
+
+test("configuration: unsafe leases and impossible timings are refused with the setting named", () => {
+  const base = defaultCoreConfig(0, [0, 1, 2], 1);
+  assert.throws(
+    () => validateCoreConfig({ ...base, leaseTicks: base.electionTimeoutMinTicks }),
+    /leaseTicks/,
+  );
+  assert.throws(
+    () => validateCoreConfig({ ...base, heartbeatTicks: base.electionTimeoutMinTicks }),
+    /heartbeatTicks/,
+  );
+  assert.throws(() => validateCoreConfig({ ...base, peers: [0, 1, 1] }), /duplicate/);
+  assert.throws(() => validateCoreConfig({ ...base, driftBound: 0.9 }), /driftBound/);
+  assert.throws(
+    () => validateCoreConfig({ ...base, electionTimeoutMaxTicks: 10 }),
+    /electionTimeoutMaxTicks/,
+  );
+  assert.equal(maxSafeLeaseTicks(30, 1.1), 25);
+  assert.doesNotThrow(
+    () =>
+      new Raft(base, { hardState: { term: 0, votedFor: null, commitIndex: 0 }, snapshot: null, entries: [] }),
+  );
+});
+
+test("a single-node cluster elects itself and commits on its own", () => {
+  const r = new Raft(defaultCoreConfig(0, [0], 1), {
+    hardState: { term: 0, votedFor: null, commitIndex: 0 },
+    snapshot: null,
+    entries: [],
+  });
+  for (let i = 0; i < 100 && r.softState().role !== "leader"; i++) r.tick();
+  assert.equal(r.softState().role, "leader");
+  r.propose(cmd("solo"));
+  const applied: Entry[] = [];
+  for (let i = 0; i < 5 && r.hasReady(); i++) {
+    const rd = r.ready();
+    applied.push(...rd.committedEntries);
+    r.advance(rd);
+  }
+  assert.deepEqual(commands(applied), ["solo"]);
+});

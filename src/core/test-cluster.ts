@@ -1,0 +1,147 @@
+// A hand-driven cluster of bare cores for scenario tests: messages are held until a test delivers
+// them, storage is instant, and every step is visible.
+
+import { assert } from "../lib/assert.ts";
+import { type CoreConfig, defaultCoreConfig } from "./config.ts";
+import { Raft } from "./raft.ts";
+import type { Entry, HardState, Message, NodeId, ReadState, SnapshotMeta } from "./types.ts";
+
+export interface TestNode {
+  raft: Raft;
+  /** Durable state as the host would have written it. */
+  hardState: HardState;
+  entries: Entry[];
+  snapshot: SnapshotMeta | null;
+  /** Snapshot image bytes the host holds (to fill outgoing InstallSnapshot chunks). */
+  image: Uint8Array | null;
+  applied: Entry[];
+  readStates: ReadState[];
+}
+
+export class TestCluster {
+  readonly nodes = new Map<NodeId, TestNode>();
+  /** Messages sent and not yet delivered or dropped. */
+  inbox: Message[] = [];
+  /** Directed links that drop: "a->b". */
+  readonly cut = new Set<string>();
+  readonly ids: NodeId[];
+
+  constructor(n: number, tweak: (c: CoreConfig) => CoreConfig = (c) => c) {
+    this.ids = Array.from({ length: n }, (_, i) => i);
+    for (const id of this.ids) {
+      const cfg = tweak(defaultCoreConfig(id, this.ids, 1000 + id));
+      this.nodes.set(id, {
+        raft: new Raft(cfg, {
+          hardState: { term: 0, votedFor: null, commitIndex: 0 },
+          snapshot: null,
+          entries: [],
+        }),
+        hardState: { term: 0, votedFor: null, commitIndex: 0 },
+        entries: [],
+        snapshot: null,
+        image: null,
+        applied: [],
+        readStates: [],
+      });
+    }
+  }
+
+  node(id: NodeId): TestNode {
+    const n = this.nodes.get(id);
+    assert(n !== undefined, () => `no node ${id}`);
+    return n;
+  }
+
+  raft(id: NodeId): Raft {
+    return this.node(id).raft;
+  }
+
+  /** Process every node's Ready (persist instantly, queue messages, apply). */
+  flush(): void {
+    for (const n of this.nodes.values()) {
+      while (n.raft.hasReady()) {
+        const rd = n.raft.ready();
+        if (rd.hardState !== null) n.hardState = rd.hardState;
+        const first = rd.entries[0];
+        if (first !== undefined) {
+          const base = n.snapshot?.index ?? 0;
+          n.entries.length = Math.min(n.entries.length, first.index - base - 1);
+          n.entries.push(...rd.entries);
+        }
+        if (rd.installSnapshot !== null) {
+          n.snapshot = rd.installSnapshot;
+          n.entries = [];
+        }
+        for (const m of rd.messages) {
+          if (m.type === "snapshot" && m.data.length < m.length) {
+            assert(n.image !== null, () => `node ${m.from} sends a snapshot it does not hold`);
+            this.inbox.push({ ...m, data: n.image.subarray(m.offset, m.offset + m.length) });
+          } else this.inbox.push(m);
+        }
+        n.applied.push(...rd.committedEntries);
+        n.readStates.push(...rd.readStates);
+        n.raft.advance(rd);
+      }
+    }
+  }
+
+  /** Deliver queued messages (matching filter) until none are left, up to a bound. */
+  deliverAll(filter: (m: Message) => boolean = () => true, maxRounds = 1000): void {
+    this.flush();
+    for (let round = 0; round < maxRounds; round++) {
+      const batch = this.inbox.filter(filter);
+      if (batch.length === 0) return;
+      this.inbox = this.inbox.filter((m) => !filter(m));
+      for (const m of batch) {
+        if (this.cut.has(`${m.from}->${m.to}`) || this.cut.has(`*->${m.to}`) || this.cut.has(`${m.from}->*`))
+          continue;
+        this.raft(m.to).step(m);
+      }
+      this.flush();
+    }
+    throw new Error("deliverAll: messages kept flowing");
+  }
+
+  tick(id: NodeId, count = 1): void {
+    for (let i = 0; i < count; i++) this.raft(id).tick();
+    this.flush();
+  }
+
+  /** Tick every node once per step, delivering messages in between, for `steps` steps. */
+  run(steps: number): void {
+    for (let i = 0; i < steps; i++) {
+      for (const id of this.ids) this.raft(id).tick();
+      this.deliverAll();
+    }
+  }
+
+  isolate(id: NodeId): void {
+    this.cut.add(`${id}->*`);
+    this.cut.add(`*->${id}`);
+  }
+
+  heal(): void {
+    this.cut.clear();
+  }
+
+  leaders(): NodeId[] {
+    return this.ids.filter((id) => this.raft(id).softState().role === "leader");
+  }
+
+  /** Make `id` leader: let every boot guard pass while the others are muted, then let `id` time out. */
+  elect(id: NodeId, only: (m: Message) => boolean = () => true): void {
+    const r = this.raft(id);
+    const muted = this.ids.filter((o) => o !== id).map((o) => `${o}->*`);
+    for (const c of muted) this.cut.add(c);
+    for (let i = 0; i <= 61; i++) for (const o of this.ids) if (o !== id) this.raft(o).tick();
+    this.deliverAll();
+    for (const c of muted) this.cut.delete(c);
+    this.inbox = [];
+    for (let i = 0; i < 200 && r.softState().role !== "leader"; i++) {
+      r.tick();
+      this.deliverAll(only);
+    }
+    this.inbox = this.inbox.filter(only);
+    assert(r.softState().role === "leader", () => `node ${id} did not become leader`);
+  }
+}

@@ -1,0 +1,90 @@
+// Reads every import in src/ and fails when a dependency arrow points the wrong way (ARCHITECTURE.md),
+// or when the pure layers (core, kv) reach for time, randomness, timers, promises or Node's modules.
+
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { dirname, join, relative } from "node:path";
+import { test } from "node:test";
+
+const SRC = "src";
+
+/** layer -> layers (top-level folders of src/) it may import. */
+const ALLOWED: Record<string, readonly string[]> = {
+  lib: [],
+  core: ["lib"],
+  kv: ["lib", "core"],
+  storage: ["lib", "core"],
+  transport: ["lib", "core", "gen"],
+  clock: ["lib"],
+  replica: ["lib", "core", "kv"],
+  server: ["lib", "core", "kv", "storage", "transport", "clock", "replica", "gen"],
+  client: ["lib", "gen"],
+  cli: ["lib", "core", "kv", "storage", "server", "client", "clock", "replica", "transport", "gen", "sim"],
+  sim: ["lib", "core", "kv", "replica", "storage", "transport"],
+  gen: ["gen"],
+};
+
+const PURE = ["core", "kv"];
+const FORBIDDEN_IN_PURE: readonly [RegExp, string][] = [
+  [/\bDate\b/, "Date"],
+  [/\bperformance\b/, "performance"],
+  [/Math\.random/, "Math.random"],
+  [/\bset(Timeout|Interval|Immediate)\b/, "timers"],
+  [/\bprocess\./, "process"],
+  [/\basync\b/, "async"],
+  [/\bPromise\b/, "Promise"],
+  [/\bawait\b/, "await"],
+  [/from\s+["']node:/, "Node modules"],
+  [/\bBuffer\b/, "Buffer"],
+];
+
+function files(dir: string, out: string[] = []): string[] {
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) files(p, out);
+    else if (name.endsWith(".ts")) out.push(p);
+  }
+  return out;
+}
+
+function layerOf(path: string): string {
+  return relative(SRC, path).split("/")[0]!;
+}
+
+function stripComments(text: string): string {
+  return text.replace(/\/\*[\s\S]*?\*\//g, "").replace(/(^|[^:])\/\/.*$/gm, "$1");
+}
+
+const sources = files(SRC).filter((f) => !f.endsWith(".test.ts"));
+
+test("imports follow the layer order of ARCHITECTURE.md", () => {
+  const wrong: string[] = [];
+  for (const f of sources) {
+    const from = layerOf(f);
+    const allowed = ALLOWED[from];
+    assert.ok(allowed !== undefined, `${f}: folder src/${from} is not in the architecture table`);
+    const text = readFileSync(f, "utf8");
+    for (const m of text.matchAll(/(?:import|export)[^"';]*?from\s+["'](\.[^"']+)["']/g)) {
+      const target = join(dirname(f), m[1]!);
+      const to = layerOf(target);
+      if (to !== from && !allowed.includes(to))
+        wrong.push(`${f} imports ${m[1]} (src/${from} may not depend on src/${to})`);
+    }
+  }
+  assert.deepEqual(wrong, []);
+});
+
+test("core and kv stay pure: no time, randomness, timers, promises or Node modules", () => {
+  const wrong: string[] = [];
+  for (const f of sources.filter((s) => PURE.includes(layerOf(s)) && !s.endsWith("test-cluster.ts"))) {
+    const text = stripComments(readFileSync(f, "utf8"));
+    for (const [re, what] of FORBIDDEN_IN_PURE) if (re.test(text)) wrong.push(`${f} uses ${what}`);
+  }
+  assert.deepEqual(wrong, []);
+});
+
+test("the checker itself notices a violation", () => {
+  const text = stripComments("const t = Date.now(); // Date in a comment is fine");
+  assert.ok(FORBIDDEN_IN_PURE.some(([re]) => re.test(text)));
+  assert.ok(!FORBIDDEN_IN_PURE.some(([re]) => re.test(stripComments("// Date.now() only in a comment"))));
+});
