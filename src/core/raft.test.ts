@@ -279,6 +279,36 @@ test("thesis §5 InstallSnapshot: a follower behind the leader's compacted log c
   assert.ok(commands(c.node(2).applied).includes("after"));
 });
 
+test("thesis §5.3 InstallSnapshot: a follower keeps the entries after a snapshot it already holds", () => {
+  const c = new TestCluster(3);
+  c.elect(0);
+  c.run(6);
+  for (let i = 0; i < 6; i++) c.raft(0).propose(cmd(`v${i}`));
+  c.deliverAll();
+  c.cut.add("0->2"); // node 2 holds the entries but has not heard they committed
+  const l = c.raft(0);
+  const at = l.log.committed - 3;
+  assert.ok(c.raft(2).log.committed < at);
+  // An old snapshot that reaches a follower late must not erase entries it acknowledged.
+  const f = c.raft(2);
+  const lastBefore = f.log.lastIndex();
+  f.step({
+    type: "snapshot",
+    from: 0,
+    to: 2,
+    term: l.softState().term,
+    meta: { index: at, term: l.log.term(at)!, sizeBytes: 1, crc32c: 0 },
+    offset: 0,
+    data: new Uint8Array(1),
+    length: 1,
+    done: true,
+    round: 0,
+  });
+  c.flush();
+  assert.equal(f.log.lastIndex(), lastBefore);
+  assert.equal(c.node(2).snapshot, null, "installed a snapshot it did not need");
+});
+
 test("commit index never decreases and nothing is appended behind it (asserted in the core)", () => {
   const c = new TestCluster(5);
   c.run(100);

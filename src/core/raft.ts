@@ -585,6 +585,13 @@ export class Raft {
         round: m.round,
       });
     if (m.meta.index <= this.log.committed) return respond(m.meta.sizeBytes, true);
+    // Our log already holds the snapshot's last entry: keep it and everything after it, which we may
+    // have acknowledged (thesis §5.3: "retain log entries following it"); the entries carry us forward.
+    if (this.log.matchTerm(m.meta.index, m.meta.term)) {
+      this.incoming = null;
+      this.log.commitTo(m.meta.index);
+      return respond(m.meta.sizeBytes, true);
+    }
     const inc = this.incoming;
     if (inc === null || inc.meta.index !== m.meta.index || inc.meta.term !== m.meta.term) {
       if (m.offset !== 0) return respond(-1, false);

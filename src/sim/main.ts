@@ -4,9 +4,9 @@
 import { spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { Command } from "commander";
+import { seedOptions } from "./defaults.ts";
 import { formatHistoryLine } from "./history.ts";
 import { type FaultLevel, runSeed, type SimResult } from "./run.ts";
-import { SimFileDisk, SimMemDisk } from "./sim-disk.ts";
 
 interface Options {
   seeds: string;
@@ -46,18 +46,16 @@ const opts = program.opts<Options>();
 const sizes = opts.nodes.split(",").map(Number);
 
 async function runOne(seed: number, o: Options): Promise<SimResult> {
-  return runSeed({
-    seed,
-    nodes: sizes[seed % sizes.length]!,
-    faults: o.faults as FaultLevel,
-    durationMs: Number(o.durationMs),
-    clients: Number(o.clients),
-    keys: Number(o.keys),
-    snapshotEveryEntries: 50,
-    trace: o.trace === true,
-    // Most seeds run the real WAL on the in-memory file system; every fourth the simpler twin.
-    makeDisk: (id) => (seed % 4 === 3 ? new SimMemDisk(id) : new SimFileDisk(id)),
-  });
+  return runSeed(
+    seedOptions(seed, {
+      sizes,
+      faults: o.faults as FaultLevel,
+      durationMs: Number(o.durationMs),
+      clients: Number(o.clients),
+      keys: Number(o.keys),
+      trace: o.trace === true,
+    }),
+  );
 }
 
 function describe(r: Summary): string {

@@ -137,9 +137,12 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
       },
     });
   });
+  const maxEvents = 200 * o.durationMs + 2_000_000;
   const step = async (): Promise<boolean> => {
     const ev = q.pop();
     if (ev === undefined) return false;
+    if (q.scheduled > maxEvents)
+      throw new Error(`seed ${o.seed}: runaway simulation (${q.scheduled} events)`);
     ev.run();
     await new Promise((r) => setImmediate(r));
     safety.observeRoles(nodes);

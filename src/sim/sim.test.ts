@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { test } from "node:test";
+import { seedOptions } from "./defaults.ts";
 import { runSeed, type SimOptions } from "./run.ts";
 import { SimFileDisk, SimMemDisk } from "./sim-disk.ts";
 
@@ -44,6 +45,18 @@ test("the MemStorage twin and the real WAL on the in-memory file system both sur
     assert.ok(file.crashes > 0);
   }
 });
+
+/** Seeds that once found a bug, replayed with the default options forever. */
+const REGRESSIONS: readonly { seed: number; bug: string }[] = [
+  { seed: 189, bug: "a follower installing an old snapshot discarded entries it had acknowledged" },
+];
+
+for (const { seed, bug } of REGRESSIONS) {
+  test(`regression seed ${seed}: ${bug}`, async () => {
+    const r = await runSeed(seedOptions(seed));
+    assert.ok(r.ok, r.violations.join("\n"));
+  });
+}
 
 test(`${SEEDS} seeds, 3 and 5 nodes, heavy faults, 60 simulated seconds each: no violation`, () => {
   const r = spawnSync(
