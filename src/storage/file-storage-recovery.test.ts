@@ -16,6 +16,7 @@ import { entries, entry, imageOf, metaFor, plain } from "./storage-conformance.t
 import { StorageError } from "./storage-error.ts";
 import { readFrame } from "./wal-frame.ts";
 import { encodeRecords } from "./wal-record.ts";
+import { writtenExtent } from "./wal-scan.ts";
 
 interface Captured extends StorageLogger {
   readonly warnings: { fields: Record<string, unknown>; message: string }[];
@@ -53,6 +54,12 @@ async function populated(maxSegmentBytes = 400): Promise<MemFileSystem> {
   return fs;
 }
 
+/** A file's bytes up to its written extent (without the WAL's zero-preallocated space). */
+function content(fs: MemFileSystem, path: string): Uint8Array {
+  const bytes = fs.peek(path);
+  return bytes.subarray(0, writtenExtent(bytes));
+}
+
 async function segments(fs: MemFileSystem): Promise<string[]> {
   return (await fs.readdir("/data/wal")).map((n) => `/data/wal/${n}`);
 }
@@ -83,7 +90,7 @@ test("a torn final record is truncated with a warning naming the file and offset
   const fs = await populated();
   const segs = await segments(fs);
   const last = segs[segs.length - 1]!;
-  const bytes = fs.peek(last);
+  const bytes = content(fs, last);
   const cutAt = frameOffsets(bytes).pop()!;
   fs.poke(last, bytes.subarray(0, bytes.length - 7));
   const logger = capture();
@@ -104,27 +111,36 @@ test("a torn final record is truncated with a warning naming the file and offset
   assert.equal(again.entries.length, 41);
 });
 
-test("a zero-filled tail and a partial header are torn tails too", async () => {
-  for (const tail of [new Uint8Array(300), Uint8Array.of(9, 0, 0)]) {
-    const fs = await populated();
-    const segs = await segments(fs);
-    const last = segs[segs.length - 1]!;
-    const before = fs.peek(last);
-    fs.poke(last, new Uint8Array([...before, ...tail]));
-    const logger = capture();
-    const state = await open(fs, { logger }).open();
-    assert.equal(state.entries.length, 40);
-    assert.equal(logger.warnings.length, 1);
-    assert.equal(logger.warnings[0]!.fields["offset"], before.length);
-    assert.equal(fs.peek(last).length, before.length);
-  }
+test("a partial header at the end is a torn tail; a zero-filled tail is free space", async () => {
+  const fs = await populated();
+  const segs = await segments(fs);
+  const last = segs[segs.length - 1]!;
+  const before = content(fs, last);
+  fs.poke(last, new Uint8Array([...before, 9, 0, 0]));
+  const logger = capture();
+  const state = await open(fs, { logger }).open();
+  assert.equal(state.entries.length, 40);
+  assert.equal(logger.warnings.length, 1);
+  assert.equal(logger.warnings[0]!.fields["offset"], before.length);
+  assert.equal(fs.peek(last).length, before.length);
+
+  const zeros = await populated();
+  const zlast = (await segments(zeros)).pop()!;
+  zeros.poke(zlast, new Uint8Array([...content(zeros, zlast), ...new Uint8Array(5000)]));
+  const zlogger = capture();
+  const z = open(zeros, { logger: zlogger });
+  assert.equal((await z.open()).entries.length, 40);
+  assert.equal(zlogger.warnings.length, 0);
+  await z.save(null, [entry(41, 2)], true);
+  await z.close();
+  assert.equal((await open(zeros).open()).entries.length, 41);
 });
 
 test("a bit flip in a middle record refuses to start naming file and offset, and changes nothing", async () => {
   const fs = await populated();
   const segs = await segments(fs);
   for (const target of [segs[segs.length - 1]!, segs[0]!]) {
-    const original = fs.peek(target);
+    const original = content(fs, target);
     const offsets = frameOffsets(original);
     const victim = offsets[2]!;
     const damaged = original.slice();
@@ -146,7 +162,7 @@ test("damage to the final complete record or a record length is refused, not gue
   const fs = await populated();
   const segs = await segments(fs);
   const last = segs[segs.length - 1]!;
-  const original = fs.peek(last);
+  const original = content(fs, last);
   const offsets = frameOffsets(original);
   const finalRecord = offsets[offsets.length - 1]!;
   const flipped = original.slice();
@@ -174,7 +190,7 @@ test("a missing segment, a gap in indexes and a term going backwards refuse to s
   const h = await fs.open(middle, "create");
   await h.append(saved);
   const last = segs[segs.length - 1]!;
-  const tail = fs.peek(last);
+  const tail = content(fs, last);
   fs.poke(last, new Uint8Array([...tail, ...encodeRecords([{ type: "entries", entries: [entry(43, 2)] }])]));
   const gap = await refusal(open(fs));
   assert.equal(gap.code, "CORRUPT");
@@ -219,7 +235,7 @@ test("missing or damaged hard state and identity refuse rather than guess", asyn
   // A WAL whose only segment lost its hard state record.
   const fs = await populated(1 << 20);
   const [only] = await segments(fs);
-  const bytes = fs.peek(only!);
+  const bytes = content(fs, only!);
   const offsets = frameOffsets(bytes);
   fs.poke(only!, new Uint8Array([...bytes.subarray(0, offsets[1]!), ...bytes.subarray(offsets[2]!)]));
   // Entries from 1 now follow the header directly, and no hard state record precedes them; the
@@ -251,7 +267,7 @@ test("a hard state whose commit index is beyond the log refuses to start", async
   const segs = await segments(fs);
   const last = segs[segs.length - 1]!;
   const extra = encodeRecords([{ type: "hardState", hardState: { term: 2, votedFor: 3, commitIndex: 90 } }]);
-  fs.poke(last, new Uint8Array([...fs.peek(last), ...extra]));
+  fs.poke(last, new Uint8Array([...content(fs, last), ...extra]));
   assert.match(
     (await refusal(open(fs))).message,
     /commit index 90 is beyond the recovered log's last index 40/,

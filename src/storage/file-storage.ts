@@ -30,7 +30,7 @@ import {
 import { corruptError, ioError, StorageError } from "./storage-error.ts";
 import type { WalRecord } from "./wal-record.ts";
 import { encodedEntryBytes, encodeRecords, FORMAT_VERSION } from "./wal-record.ts";
-import { WalWriter } from "./wal-writer.ts";
+import { MAX_PREALLOC_BYTES, WalWriter } from "./wal-writer.ts";
 
 export interface FileStorageOptions {
   readonly fs: FileSystem;
@@ -87,6 +87,7 @@ export class FileStorage implements Storage {
   private readonly layout: DataDirLayout;
   private readonly owner: Identity;
   private readonly maxSegmentBytes: number;
+  private readonly preallocBytes: number;
   private readonly retainSnapshots: number;
   private readonly logger: StorageLogger;
 
@@ -126,6 +127,7 @@ export class FileStorage implements Storage {
     this.layout = layoutOf(options.dir);
     this.owner = { formatVersion: FORMAT_VERSION, clusterId, nodeId };
     this.maxSegmentBytes = maxSegmentBytes;
+    this.preallocBytes = Math.min(MAX_PREALLOC_BYTES, maxSegmentBytes);
     this.retainSnapshots = retainSnapshots;
     this.logger = options.logger ?? stderrLogger;
   }
@@ -200,7 +202,10 @@ export class FileStorage implements Storage {
     this.hardState = EMPTY_HARD_STATE;
     this.snapshot = null;
     this.cachedImage = null;
-    this.wal = await WalWriter.create(fs, layout.walDir, this.owner, EMPTY_HARD_STATE, { index: 0, term: 0 });
+    this.wal = await WalWriter.create(fs, layout.walDir, this.owner, this.preallocBytes, EMPTY_HARD_STATE, {
+      index: 0,
+      term: 0,
+    });
     // Last: a folder with an identity file always has a complete WAL.
     await writeIdentity(fs, layout.identityFile, this.owner);
     this.logger.info({ dir: layout.root, nodeId: this.nodeId }, "initialized a new data folder");
@@ -240,6 +245,7 @@ export class FileStorage implements Storage {
       fs,
       this.layout.walDir,
       this.owner,
+      this.preallocBytes,
       plan.segments,
       plan.lastSegmentBytes,
     );

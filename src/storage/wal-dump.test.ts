@@ -7,6 +7,7 @@ import { MemFileSystem } from "./mem-file-system.ts";
 import type { StorageLogger } from "./storage.ts";
 import { entry, imageOf, metaFor } from "./storage-conformance.ts";
 import { dumpWal, verifyWal } from "./wal-dump.ts";
+import { writtenExtent } from "./wal-scan.ts";
 
 const quiet: StorageLogger = { info: () => undefined, warn: () => undefined };
 
@@ -80,7 +81,8 @@ test("verifyWal reports a torn tail as a warning and damage as a problem, changi
   assert.deepEqual(await verifyWal(fs, "/data"), { ok: true, problems: [], warnings: [] });
   const segs = await fs.readdir("/data/wal");
   const last = `/data/wal/${segs[segs.length - 1]}`;
-  const bytes = fs.peek(last);
+  const raw = fs.peek(last);
+  const bytes = raw.subarray(0, writtenExtent(raw));
   fs.poke(last, bytes.subarray(0, bytes.length - 3));
   const torn = await verifyWal(fs, "/data");
   assert.equal(torn.ok, true);

@@ -24,6 +24,7 @@ export interface ScannedSegment {
   /** Null only for an empty last segment (created, then the crash came before its header was durable). */
   readonly header: SegmentHeaderRecord | null;
   readonly records: readonly ScannedRecord[];
+  /** Physical size, including zero-preallocated space after the records. */
   readonly sizeBytes: number;
   /** Where the last good record ends. */
   readonly validBytes: number;
@@ -55,9 +56,12 @@ export async function listSegments(
   return found;
 }
 
-function allZero(bytes: Uint8Array, from: number): boolean {
-  for (let i = from; i < bytes.length; i++) if (bytes[i] !== 0) return false;
-  return true;
+/** End of the written extent: one past the last non-zero byte. Every complete frame ends in a non-zero
+ *  trailer, so zeros after it are preallocated (or never written) space. */
+export function writtenExtent(bytes: Uint8Array): number {
+  let end = bytes.length;
+  while (end > 0 && bytes[end - 1] === 0) end--;
+  return end;
 }
 
 /** Scans one segment. `isLast`: a torn tail is allowed (and reported) only in the last segment. */
@@ -68,7 +72,8 @@ export async function scanSegment(
   isLast: boolean,
 ): Promise<ScannedSegment> {
   const { path, seq, firstIndex } = file;
-  const bytes = await fs.readFile(path);
+  const raw = await fs.readFile(path);
+  const bytes = raw.subarray(0, writtenExtent(raw));
   const records: ScannedRecord[] = [];
   let offset = 0;
   let torn: ScannedSegment["torn"] = null;
@@ -92,19 +97,16 @@ export async function scanSegment(
       continue;
     }
     if (isLast && frame.kind === "partial") {
-      torn = { offset, reason: `partial write at the end of the log: ${frame.reason}` };
-    } else if (isLast && allZero(bytes, offset)) {
-      torn = { offset, reason: "zero-filled tail at the end of the log" };
-    } else {
-      const what = isLast
-        ? `WAL record damaged before the end of the log (${frame.reason})`
-        : `WAL segment damaged (${frame.reason}); it is not the last segment, so this is not an interrupted write`;
-      throw corruptError(owner.nodeId, path, offset, what);
+      torn = { offset, reason: `an interrupted write at the end of the log: ${frame.reason}` };
+      break;
     }
-    break;
+    const what = isLast
+      ? `WAL record damaged before the end of the log (${frame.reason})`
+      : `WAL segment damaged (${frame.reason}); it is not the last segment, so this is not an interrupted write`;
+    throw corruptError(owner.nodeId, path, offset, what);
   }
   const header = checkHeader(records, file, owner, isLast);
-  return { path, seq, firstIndex, header, records, sizeBytes: bytes.length, validBytes: offset, torn };
+  return { path, seq, firstIndex, header, records, sizeBytes: raw.length, validBytes: offset, torn };
 }
 
 function checkHeader(
