@@ -43,6 +43,7 @@ export interface SimResult {
   crashes: number;
   partitions: number;
   pauses: number;
+  transfers: number;
   leaseReads: number;
   readIndexReads: number;
   leaderAfterHealMs: number | null;
@@ -101,6 +102,16 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
     if (o.trace) console.log(`${(q.nowUs / 1000).toFixed(3).padStart(10)} ms  ${msg}`);
   };
   const pinned = level !== "none" && prng.chance(0.3);
+  // Swarm testing: protocol knobs drawn per seed, so small batches and windows get their turn.
+  const knobs = {
+    maxEntriesPerMessage: prng.pick([1, 2, 8, 64]),
+    maxInflightMessages: prng.pick([1, 2, 16]),
+    snapshotEveryEntries: prng.pick([
+      o.snapshotEveryEntries,
+      Math.max(5, o.snapshotEveryEntries >> 2),
+      o.snapshotEveryEntries * 4,
+    ]),
+  };
   const nodes: SimNode[] = ids.map((id) => {
     const rate = pinned ? (id % 2 === 0 ? 1 : DRIFT_BOUND) : 1 + prng.next() * (DRIFT_BOUND - 1);
     const diskPrng = prng.fork();
@@ -113,10 +124,14 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
       tickMs: TICK_MS,
       diskLatencyUs: () => diskPrng.int(50, 2000),
       coreConfig: (seed) => {
-        const cfg = simCoreConfig(id, ids, seed);
+        const cfg = {
+          ...simCoreConfig(id, ids, seed),
+          maxEntriesPerMessage: knobs.maxEntriesPerMessage,
+          maxInflightMessages: knobs.maxInflightMessages,
+        };
         return o.mutate === undefined ? cfg : o.mutate(cfg);
       },
-      snapshotEveryEntries: o.snapshotEveryEntries,
+      snapshotEveryEntries: knobs.snapshotEveryEntries,
       keepEntriesAfterSnapshot: 5,
       prng: prng.fork(),
       hooks: {
@@ -175,7 +190,7 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
   const faultEndUs = o.durationMs * 1000;
   for (const c of clients) void c.run(faultEndUs);
 
-  const stats = { crashes: 0, partitions: 0, pauses: 0 };
+  const stats = { crashes: 0, partitions: 0, pauses: 0, transfers: 0 };
   if (level !== "none") void nemesis(q, prng.fork(), nodes, net, ids, faultEndUs, level, stats, trace);
 
   await runUntil(faultEndUs);
@@ -253,6 +268,7 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
     crashes: stats.crashes,
     partitions: stats.partitions,
     pauses: stats.pauses,
+    transfers: stats.transfers,
     leaseReads: safety.leaseReads,
     readIndexReads: safety.readIndexReads,
     leaderAfterHealMs,
@@ -273,7 +289,7 @@ async function nemesis(
   ids: readonly NodeId[],
   endUs: number,
   level: FaultLevel,
-  stats: { crashes: number; partitions: number; pauses: number },
+  stats: { crashes: number; partitions: number; pauses: number; transfers: number },
   trace: (m: string) => void,
 ): Promise<void> {
   const sleep = (us: number): Promise<void> => new Promise((r) => q.after(us, r));
@@ -321,6 +337,13 @@ async function nemesis(
           net.healAll();
         });
       }
+    } else if (kind === 7) {
+      const l = leader();
+      const to = prng.pick(ids.filter((i) => i !== l?.id));
+      if (l?.replica?.core.transferLeadership(to)) {
+        stats.transfers++;
+        trace(`nemesis: transfer leadership ${l.id} -> ${to}`);
+      }
     } else {
       const n = victim();
       stats.pauses++;
@@ -344,6 +367,7 @@ function partition(
     "bridge",
     "oneWay",
     "rolling",
+    "leaderFollower",
   ] as const;
   const shape = prng.pick(shapes);
   const shuffled = prng.shuffle(ids);
@@ -369,6 +393,14 @@ function partition(
     case "oneWay":
       net.cutLink(shuffled[0]!, shuffled[1]!);
       break;
+    case "leaderFollower": {
+      // The leader and one follower lose each other; everyone else still sees both.
+      const l = leaderId ?? shuffled[0]!;
+      const f = shuffled.find((i) => i !== l)!;
+      net.cutLink(l, f);
+      net.cutLink(f, l);
+      break;
+    }
     case "rolling":
       for (const a of ids) for (const b of ids) if (a !== b && prng.chance(0.3)) net.cutLink(a, b);
       break;

@@ -146,7 +146,11 @@ export class SimNode {
   /** Ticks at local-clock boundaries; after a pause, the missed ticks arrive at once (catch-up). */
   private scheduleTick(gen: number): void {
     const nextLocal = this.bootLocalMs + (this.ticks + 1) * this.o.tickMs;
-    const atUs = Math.ceil(((nextLocal - this.o.clockOffsetMs) / this.o.clockRate) * 1000);
+    // At least 1 µs ahead: float rounding can place the boundary a hair after the computed instant.
+    const atUs = Math.max(
+      this.o.queue.nowUs + 1,
+      Math.ceil(((nextLocal - this.o.clockOffsetMs) / this.o.clockRate) * 1000),
+    );
     this.o.queue.at(atUs, () => {
       if (gen !== this.generation) return;
       this.run(() => {

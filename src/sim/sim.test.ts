@@ -49,6 +49,10 @@ test("the MemStorage twin and the real WAL on the in-memory file system both sur
 /** Seeds that once found a bug, replayed with the default options forever. */
 const REGRESSIONS: readonly { seed: number; bug: string }[] = [
   { seed: 189, bug: "a follower installing an old snapshot discarded entries it had acknowledged" },
+  {
+    seed: 127,
+    bug: "float rounding scheduled a node's tick at the same instant forever (simulator live-lock)",
+  },
 ];
 
 for (const { seed, bug } of REGRESSIONS) {
