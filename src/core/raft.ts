@@ -286,6 +286,7 @@ export class Raft {
       hardState: hsChanged ? hs : null,
       entries,
       mustSync: voteChanged || entries.length > 0 || this.installSnapshot !== null,
+      termOrVoteChanged: voteChanged,
       snapshotChunks: this.snapshotChunks,
       installSnapshot: this.installSnapshot,
       messages: this.msgs,

@@ -148,6 +148,9 @@ export interface Ready {
   readonly entries: readonly Entry[];
   /** Hard state and entries must be fsynced before `messages` leave (votes, term changes, acks). */
   readonly mustSync: boolean;
+  /** Term or vote changed: nothing may leave before the hard state is durable (a vote must not be
+   *  forgotten). When false, a leader may send its appends before its own write completes. */
+  readonly termOrVoteChanged: boolean;
   /** Incoming snapshot chunks to write (follower). */
   readonly snapshotChunks: readonly SnapshotChunk[];
   /** A fully received snapshot to install: persist it, restore the state machine from it and

@@ -178,9 +178,13 @@ export class Replica<R> {
     try {
       while (!this.stopped && this.failed === null && this.o.core.hasReady()) {
         const rd = this.o.core.ready();
+        // A leader's appends promise nothing about its own disk, so they leave before its write and the
+        // followers' fsyncs overlap the leader's (thesis §10.2.1). Everything else waits for durability.
+        const early = rd.termOrVoteChanged ? [] : rd.messages.filter(isLeaderReplication);
+        if (early.length > 0) this.sendAll(early);
         await this.persist(rd);
         if (this.stopped) break;
-        this.sendAll(rd.messages);
+        this.sendAll(early.length === 0 ? rd.messages : rd.messages.filter((m) => !isLeaderReplication(m)));
         this.applyAll(rd);
         this.o.core.advance(rd);
         await this.maybeSnapshot();
@@ -393,6 +397,10 @@ export class Replica<R> {
         });
     }
   }
+}
+
+function isLeaderReplication(m: Message): boolean {
+  return m.type === "append" || m.type === "snapshot";
 }
 
 /** "Not the leader": carries the leader's id (or null) so the caller can redirect. */
