@@ -2,8 +2,8 @@
 
 import type { Entry, HardState, SnapshotMeta } from "../core/types.ts";
 import { assert } from "../lib/assert.ts";
-import { crc32c } from "../lib/crc32c.ts";
 import { RaftKvError } from "../lib/errors.ts";
+import { crc32cFast as crc32c } from "./crc32c-fast.ts";
 import type { DataDirLayout } from "./data-dir.ts";
 import { layoutOf } from "./data-dir.ts";
 import type { DirLock, FileHandle, FileSystem } from "./file-system.ts";
@@ -60,7 +60,8 @@ interface Incoming {
 }
 
 /** Splits entries into records of about MAX_ENTRIES_RECORD_BYTES each. */
-function entryRecords(entries: readonly Entry[]): WalRecord[] {
+function entryRecords(entries: readonly Entry[], totalBytes: number): WalRecord[] {
+  if (totalBytes <= MAX_ENTRIES_RECORD_BYTES) return [{ type: "entries", entries }];
   const records: WalRecord[] = [];
   let batch: Entry[] = [];
   let bytes = 0;
@@ -266,15 +267,15 @@ export class FileStorage implements Storage {
       const first = entries[0];
       if (first !== undefined && first.index <= this.log.lastIndex)
         records.push({ type: "truncate", fromIndex: first.index });
-      records.push(...entryRecords(entries));
+      let entriesBytes = 0;
+      for (const e of entries) entriesBytes += encodedEntryBytes(e);
+      if (entries.length > 0) records.push(...entryRecords(entries, entriesBytes));
       if (hardState !== null) records.push({ type: "hardState", hardState });
       await this.writing("appending to the WAL", wal.currentPath, async () => {
         if (records.length > 0) {
           if (wal.currentBytes >= this.maxSegmentBytes)
             await wal.roll(this.log.lastIndex + 1, this.hardState, this.log.snapshot);
-          let sizeHint = 64;
-          for (const e of entries) sizeHint += encodedEntryBytes(e) + 16;
-          await wal.write(encodeRecords(records, sizeHint), sync);
+          await wal.write(encodeRecords(records, 64 + records.length * 32 + entriesBytes), sync);
         } else if (sync) {
           await wal.sync();
         }

@@ -16,6 +16,9 @@ export interface FileHandle {
   truncate(sizeBytes: number): Promise<void>;
   /** fdatasync: the file's data and size are durable when this resolves. */
   sync(): Promise<void>;
+  /** writeAt, durable when it resolves (O_DSYNC: one system call instead of write + fdatasync). Only
+   *  this write is made durable: callers sync earlier unsynced writes first. */
+  writeDurable(offset: number, data: Uint8Array): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -50,19 +50,33 @@ export class LogBounds {
           `save: entries start at ${first.index}, the log holds (${this.snapshot.index}, ${this.lastIndex}]`,
       );
       let prevTerm = this.termAt(first.index - 1);
-      entries.forEach((e, i) => {
-        assert(
-          e.index === first.index + i && Number.isSafeInteger(e.term) && e.term >= 1,
-          () => `save: entry ${i} has index ${e.index} term ${e.term}, expected index ${first.index + i}`,
-        );
-        assert(e.kind === "noop" || e.kind === "command", () => `save: entry ${e.index} has kind ${e.kind}`);
-        assert(e.data instanceof Uint8Array, () => `save: entry ${e.index} data is not bytes`);
-        assert(
-          prevTerm === null || e.term >= prevTerm,
-          () => `save: entry ${e.index} term ${e.term} goes below ${prevTerm}`,
-        );
+      for (let i = 0; i < entries.length; i++) {
+        const e = entries[i]!;
+        // Plain checks first: this runs for every entry of every save.
+        const ok =
+          e.index === first.index + i &&
+          Number.isSafeInteger(e.term) &&
+          e.term >= 1 &&
+          (prevTerm === null || e.term >= prevTerm) &&
+          (e.kind === "noop" || e.kind === "command") &&
+          e.data instanceof Uint8Array;
+        if (!ok) {
+          assert(
+            e.index === first.index + i && Number.isSafeInteger(e.term) && e.term >= 1,
+            () => `save: entry ${i} has index ${e.index} term ${e.term}, expected index ${first.index + i}`,
+          );
+          assert(
+            prevTerm === null || e.term >= prevTerm,
+            () => `save: entry ${e.index} term ${e.term} goes below ${prevTerm}`,
+          );
+          assert(
+            e.kind === "noop" || e.kind === "command",
+            () => `save: entry ${e.index} has kind ${e.kind}`,
+          );
+          assert(false, () => `save: entry ${e.index} data is not bytes`);
+        }
         prevTerm = e.term;
-      });
+      }
     }
     if (hs !== null) {
       assert(

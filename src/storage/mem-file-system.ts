@@ -356,6 +356,12 @@ class MemFileHandle implements FileHandle {
     this.fs.mutate(this.inode, { kind: "write", offset, data: data.slice(), seq: this.fs.nextWriteSeq() });
   }
 
+  /** A write then a sync: two points, so a test can also crash between them. */
+  async writeDurable(offset: number, data: Uint8Array): Promise<void> {
+    await this.writeAt(offset, data);
+    await this.sync();
+  }
+
   async read(offset: number, length: number): Promise<Uint8Array> {
     this.live();
     this.fs.check(null, this.path, false);

@@ -17,6 +17,8 @@ const FLAGS: Record<OpenMode, string | number> = {
 
 class RealFileHandle implements FileHandle {
   private closed = false;
+  /** A second descriptor opened with O_DSYNC, for writeDurable. */
+  private dsync: fsp.FileHandle | null = null;
 
   constructor(
     readonly path: string,
@@ -29,9 +31,18 @@ class RealFileHandle implements FileHandle {
   }
 
   async writeAt(offset: number, data: Uint8Array): Promise<void> {
+    await this.writeVia(this.handle, offset, data);
+  }
+
+  async writeDurable(offset: number, data: Uint8Array): Promise<void> {
+    this.dsync ??= await fsp.open(this.path, constants.O_RDWR | constants.O_DSYNC);
+    await this.writeVia(this.dsync, offset, data);
+  }
+
+  private async writeVia(handle: fsp.FileHandle, offset: number, data: Uint8Array): Promise<void> {
     let done = 0;
     while (done < data.length) {
-      const { bytesWritten } = await this.handle.write(data, done, data.length - done, offset + done);
+      const { bytesWritten } = await handle.write(data, done, data.length - done, offset + done);
       if (bytesWritten <= 0) throw new FsError("EIO", this.path, "write made no progress");
       done += bytesWritten;
     }
@@ -65,6 +76,7 @@ class RealFileHandle implements FileHandle {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.dsync?.close();
     await this.handle.close();
   }
 }

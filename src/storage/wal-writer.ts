@@ -90,9 +90,15 @@ export class WalWriter {
 
   /** Appends bytes (whole records) with one write; with `sync`, one fdatasync covering everything so far. */
   async write(data: Uint8Array, sync: boolean): Promise<void> {
+    const end = this.bytes + data.length;
+    if (sync && !this.dirty && data.length > 0 && end <= this.allocated) {
+      // The common group commit: nothing else pending, space preallocated: one durable write.
+      await this.handle.writeDurable(this.bytes, data);
+      this.bytes = end;
+      return;
+    }
     if (data.length > 0) {
       this.dirty = true;
-      const end = this.bytes + data.length;
       if (end > this.allocated) {
         const target = end + this.preallocBytes;
         await this.handle.writeAt(this.allocated, new Uint8Array(target - this.allocated));
