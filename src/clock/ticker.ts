@@ -48,9 +48,11 @@ export class Ticker {
   private running = false;
 
   constructor(o: TickerOptions) {
-    if (!(o.tickMs > 0 && Number.isFinite(o.tickMs))) throw new RangeError(`tickMs must be > 0, got ${o.tickMs}`);
+    if (!(o.tickMs > 0 && Number.isFinite(o.tickMs)))
+      throw new RangeError(`tickMs must be > 0, got ${o.tickMs}`);
     const max = o.maxTicksPerTurn ?? 10_000;
-    if (!Number.isSafeInteger(max) || max < 1) throw new RangeError(`maxTicksPerTurn must be >= 1, got ${max}`);
+    if (!Number.isSafeInteger(max) || max < 1)
+      throw new RangeError(`maxTicksPerTurn must be >= 1, got ${max}`);
     this.o = o;
     this.timers = o.timers ?? realTimers;
     this.maxTicksPerTurn = max;

@@ -1,0 +1,207 @@
+// `raftkv local`: a cluster of `raftkv serve` child processes on loopback, until Ctrl-C; restarts continue
+// from the same data folders.
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import type { Command } from "commander";
+import { RaftKvClient } from "../client/index.ts";
+import { statusTable } from "./kv-commands.ts";
+import { EXIT, usageError } from "./output.ts";
+
+interface LocalFlags {
+  nodes: string;
+  basePort: string;
+  dataDir: string;
+  clusterId: string;
+  metricsBasePort: string;
+  waitTimeout: string;
+}
+
+interface Child {
+  readonly id: number;
+  readonly address: string;
+  readonly dataDir: string;
+  readonly process: ChildProcess;
+  readonly exited: Promise<number | null>;
+  running: boolean;
+}
+
+export function addLocalCommand(program: Command): void {
+  program
+    .command("local")
+    .description("run a local cluster on loopback as child processes until Ctrl-C (what `npm start` runs)")
+    .option("--nodes <n>", "number of nodes", "3")
+    .option("--base-port <port>", "node i listens on base-port + i", "60000")
+    .option("--data-dir <dir>", "node i keeps its data in <dir>/node-i", "./data")
+    .option("--cluster-id <id>", "cluster name written into each data folder", "local")
+    .option("--metrics-base-port <port>", "node i serves /metrics on this + i (0: no metrics)", "60100")
+    .option("--wait-timeout <ms>", "how long to wait for a leader", "30000")
+    .action(async (f: LocalFlags) => {
+      process.exitCode = await runLocal(f);
+    });
+}
+
+function intFlag(name: string, text: string, min: number, max: number): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < min || n > max)
+    throw usageError(`${name} "${text}" must be an integer in ${min}..${max}`, `fix ${name}`);
+  return n;
+}
+
+/** Node runs this CLI's entry point through tsx, whichever way the parent was started. */
+function serveCommand(): { command: string; prefix: string[] } {
+  const main = fileURLToPath(new URL("./main.ts", import.meta.url));
+  return { command: process.execPath, prefix: ["--import", import.meta.resolve("tsx"), main, "serve"] };
+}
+
+async function runLocal(f: LocalFlags): Promise<number> {
+  const n = intFlag("--nodes", f.nodes, 1, 9);
+  const basePort = intFlag("--base-port", f.basePort, 1, 65535 - n);
+  const metricsBase = intFlag("--metrics-base-port", f.metricsBasePort, 0, 65535 - n);
+  const waitMs = intFlag("--wait-timeout", f.waitTimeout, 1, 600_000);
+  const root = resolve(f.dataDir);
+  const ids = Array.from({ length: n }, (_, i) => i);
+  const address = (i: number): string => `127.0.0.1:${basePort + i}`;
+  const peers = ids.map((i) => `${i}=${address(i)}`).join(",");
+  const { command, prefix } = serveCommand();
+  let stopping = false;
+
+  const children: Child[] = ids.map((id) => {
+    const dataDir = resolve(root, `node-${id}`);
+    const args = [
+      ...prefix,
+      ...["--id", String(id), "--listen", address(id), "--peers", peers, "--data-dir", dataDir],
+      ...["--cluster-id", f.clusterId, "--stop-on-stdin-close"],
+      ...(metricsBase === 0 ? [] : ["--metrics-port", String(metricsBase + id)]),
+    ];
+    const proc = spawn(command, args, { stdio: ["pipe", "ignore", "pipe"], detached: true });
+    const child: Child = {
+      id,
+      address: address(id),
+      dataDir,
+      process: proc,
+      running: true,
+      exited: new Promise((r) => proc.on("exit", (code) => r(code))),
+    };
+    void child.exited.then((code) => {
+      child.running = false;
+      if (!stopping)
+        process.stderr.write(
+          `node ${id} exited unexpectedly (code ${code}); see ${resolve(dataDir, "raftkv.log")}\n`,
+        );
+    });
+    relayLog(id, proc);
+    return child;
+  });
+
+  const stopAll = async (): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write("\nstopping all nodes...\n");
+    for (const c of children) if (c.running) c.process.kill("SIGTERM");
+    const killer = setTimeout(() => {
+      for (const c of children) if (c.running) c.process.kill("SIGKILL");
+    }, 10_000);
+    await Promise.all(children.map((c) => c.exited));
+    clearTimeout(killer);
+    process.stderr.write("all nodes stopped; start again to continue from the same data\n");
+  };
+  process.on("SIGINT", () => void stopAll());
+  process.on("SIGTERM", () => void stopAll());
+
+  const client = new RaftKvClient({ endpoints: ids.map(address), timeoutMs: 1000 });
+  try {
+    const leader = await waitForLeader(client, children, waitMs, () => stopping);
+    if (leader === null) {
+      if (!stopping) {
+        process.stderr.write(`no leader within ${waitMs} ms; stopping (see the logs under ${root})\n`);
+        await stopAll();
+      }
+      return EXIT.failed;
+    }
+    const rows = await client.clusterStatus();
+    const endpoints = ids.map(address).join(",");
+    process.stdout.write(
+      [
+        `raftkv local cluster is up: ${n} nodes, leader is node ${leader.id} at ${leader.address}`,
+        "",
+        statusTable(rows),
+        "",
+        `data and logs: ${root}/node-N (raftkv.log in each)`,
+        metricsBase === 0
+          ? ""
+          : `metrics:       http://127.0.0.1:${metricsBase}/metrics (node N on port ${metricsBase}+N)`,
+        "",
+        "try, from this folder:",
+        "  npx raftkv put hello world",
+        "  npx raftkv get hello",
+        "  npx raftkv status",
+        `  (other folders: add --endpoints ${endpoints})`,
+        "",
+        "press Ctrl-C to stop every node",
+        "",
+      ]
+        .filter((l, i, all) => l !== "" || all[i - 1] !== "")
+        .join("\n"),
+    );
+  } finally {
+    client.close();
+  }
+  await Promise.all(children.map((c) => c.exited));
+  if (!stopping) {
+    process.stderr.write("every node has exited\n");
+    return EXIT.failed;
+  }
+  return EXIT.ok;
+}
+
+async function waitForLeader(
+  client: RaftKvClient,
+  children: readonly Child[],
+  waitMs: number,
+  cancelled: () => boolean,
+): Promise<Child | null> {
+  const started = performance.now();
+  while (performance.now() - started < waitMs && !cancelled()) {
+    if (children.every((c) => !c.running)) return null;
+    const rows = await client.clusterStatus({ timeoutMs: 500 });
+    for (const r of rows)
+      if (r.ok && r.status.role === "leader") return children.find((c) => c.id === r.status.nodeId) ?? null;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return null;
+}
+
+const SHOWN_EVENTS = new Set(["leader", "stepDown"]);
+
+/** Shows a child's warnings, errors and leader changes as one short line each; the rest is in its log. */
+function relayLog(id: number, proc: ChildProcess): void {
+  if (proc.stderr === null) return;
+  createInterface({ input: proc.stderr }).on("line", (line) => {
+    let rec: unknown;
+    try {
+      rec = JSON.parse(line);
+    } catch {
+      process.stderr.write(`[node ${id}] ${line}\n`);
+      return;
+    }
+    if (typeof rec !== "object" || rec === null) return;
+    const r = rec as { level?: unknown; msg?: unknown; event?: unknown; err?: { message?: unknown } };
+    const level = typeof r.level === "number" ? r.level : 30;
+    if (
+      level < 40 &&
+      !(
+        typeof r.event === "string" &&
+        SHOWN_EVENTS.has(r.event) &&
+        r.msg !== undefined &&
+        String(r.msg).startsWith("became")
+      )
+    )
+      return;
+    const tag = level >= 50 ? "ERROR " : level >= 40 ? "WARN " : "";
+    const detail = typeof r.err?.message === "string" ? `: ${r.err.message}` : "";
+    process.stderr.write(`[node ${id}] ${tag}${String(r.msg)}${detail}\n`);
+  });
+}

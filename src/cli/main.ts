@@ -1,0 +1,46 @@
+// The `raftkv` command: serve, put/get/del/cas/range, status and local; one-line errors, exit codes.
+
+import { Command, CommanderError } from "commander";
+import { addKvCommands } from "./kv-commands.ts";
+import { addLocalCommand } from "./local.ts";
+import { EXIT, exitCodeOf, printError } from "./output.ts";
+import { addServeCommand } from "./serve.ts";
+
+export async function runCli(argv: readonly string[]): Promise<number> {
+  let exitCode: number = EXIT.ok;
+  const program = new Command("raftkv")
+    .description("a strongly consistent, replicated key-value store (Raft with leader leases)")
+    .showHelpAfterError("(run with --help for usage)")
+    .exitOverride()
+    .addHelpText(
+      "after",
+      `
+Exit codes: 0 ok, 1 the request failed (unreachable, no leader, deadline), 2 bad usage or argument,
+3 key not found (get) or comparison failed (cas).`,
+    );
+  addServeCommand(program);
+  addKvCommands(program, (code) => (exitCode = code));
+  addLocalCommand(program);
+  const command = argv[2] ?? "";
+  try {
+    await program.parseAsync([...argv]);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (
+        err.code === "commander.helpDisplayed" ||
+        err.code === "commander.version" ||
+        err.code === "commander.help"
+      )
+        return EXIT.ok;
+      return EXIT.usage; // commander already printed "error: ..."
+    }
+    printError(command, err);
+    return exitCodeOf(err);
+  }
+  return typeof process.exitCode === "number" && process.exitCode !== 0 ? process.exitCode : exitCode;
+}
+
+// `serve` and `local` return only once their nodes have stopped. Exit once stdout has drained, so
+// lingering handles (gRPC channels in backoff) cannot keep a finished command alive.
+const code = await runCli(process.argv);
+process.stdout.write("", () => process.exit(code));

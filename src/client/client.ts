@@ -1,0 +1,619 @@
+// RaftKvClient: any endpoints as entry points, leader discovery and caching, redirects, bounded retries
+// with backoff and jitter, per-request deadlines, and client sessions so retried writes apply once.
+
+import { randomBytes } from "node:crypto";
+import { performance } from "node:perf_hooks";
+import * as grpc from "@grpc/grpc-js";
+import { deadlineIn } from "../clock/deadline.ts";
+import {
+  ClientServiceClient,
+  type CompareAndSwapRequest,
+  type CompareAndSwapResponse,
+  type DeleteRequest,
+  type DeleteResponse,
+  type GetRequest,
+  type GetResponse,
+  LeaseState,
+  type PutRequest,
+  type PutResponse,
+  type RangeRequest,
+  type RangeResponse,
+  type ResponseHeader,
+  type StatusRequest,
+  type StatusResponse,
+  Consistency as WireConsistency,
+  ErrorCode as WireErrorCode,
+  Role as WireRole,
+} from "../gen/raftkv/v1/client.ts";
+import { Prng } from "../lib/prng.ts";
+import { codeFromWire, fromGrpcError, isRetryable, RaftKvClientError } from "./errors.ts";
+import { type Bytes, toBytes } from "./values.ts";
+
+export type Consistency = "lease" | "readIndex" | "stale";
+
+export const CONSISTENCIES: readonly Consistency[] = ["lease", "readIndex", "stale"];
+
+export interface RaftKvClientOptions {
+  /** Nodes to start from ("host:port"); any node will do, the leader is discovered. */
+  readonly endpoints: readonly string[];
+  /** Whole-request deadline, retries included (default 5000 ms). */
+  readonly timeoutMs?: number;
+  /** Deadline of one attempt (default 2000 ms, at most what is left of timeoutMs). */
+  readonly attemptTimeoutMs?: number;
+  /** Attempts per request before giving up (default 10). Redirects count as attempts. */
+  readonly maxAttempts?: number;
+  /** Retry backoff: doubles from min to max, with full jitter (default 20 and 1000 ms). */
+  readonly backoffMinMs?: number;
+  readonly backoffMaxMs?: number;
+  /** Default read consistency (default "lease"). */
+  readonly consistency?: Consistency;
+  /** Base of this client's session ids (default random); writes carry `${clientId}-${n}` and a seq. */
+  readonly clientId?: string;
+  /** Writes in flight at once; each uses its own session (default 16). More wait their turn. */
+  readonly maxConcurrentWrites?: number;
+  /** TLS; insecure when absent. */
+  readonly credentials?: grpc.ChannelCredentials;
+  /** Seed of the backoff jitter (default random). */
+  readonly seed?: number;
+}
+
+export interface RequestOptions {
+  /** Overrides the client's timeoutMs for this request. */
+  readonly timeoutMs?: number;
+}
+
+export interface ReadOptions extends RequestOptions {
+  readonly consistency?: Consistency;
+}
+
+export interface WriteResult {
+  /** Log index at which the write was applied. */
+  readonly index: number;
+}
+
+export interface DeleteResult extends WriteResult {
+  /** Whether the key existed. */
+  readonly deleted: boolean;
+}
+
+export interface CasResult extends WriteResult {
+  readonly swapped: boolean;
+  /** When not swapped: the key's current value (null: absent). When swapped: the new value. */
+  readonly current: Uint8Array | null;
+}
+
+export interface KeyValue {
+  readonly key: string;
+  readonly value: Uint8Array;
+}
+
+export interface RangeResult {
+  readonly items: readonly KeyValue[];
+  /** More keys match than were returned. */
+  readonly more: boolean;
+  /** Applied index the range was served at. */
+  readonly index: number;
+}
+
+export type RoleName = "follower" | "preCandidate" | "candidate" | "leader" | "unknown";
+export type LeaseName = "valid" | "notLeader" | "noLease" | "waitingOldLease" | "noopNotApplied" | "unknown";
+
+export interface NodeStatus {
+  readonly endpoint: string;
+  readonly nodeId: number;
+  readonly clusterId: string;
+  readonly role: RoleName;
+  readonly term: number;
+  readonly leaderId: number | null;
+  readonly leaderAddress: string;
+  readonly commitIndex: number;
+  readonly appliedIndex: number;
+  readonly lastLogIndex: number;
+  readonly snapshotIndex: number;
+  readonly lease: LeaseName;
+  readonly leaseRemainingMs: number;
+  readonly peers: readonly { nodeId: number; address: string; matchIndex: number; connected: boolean }[];
+  readonly version: string;
+}
+
+/** A row of clusterStatus(): the node's status or why it could not be had. */
+export type NodeStatusRow =
+  | { readonly ok: true; readonly status: NodeStatus }
+  | {
+      readonly ok: false;
+      readonly endpoint: string;
+      readonly nodeId: number | null;
+      readonly error: RaftKvClientError;
+    };
+
+/** What the attempts of one request ran into. */
+interface Tally {
+  last: RaftKvClientError | null;
+  /** Some node answered with a response header. */
+  answered: boolean;
+  /** Some attempt ran out of time without an answer. */
+  timedOut: boolean;
+}
+
+interface Session {
+  readonly clientId: string;
+  nextSeq: number;
+}
+
+type Unary<Req, Res> = (
+  req: Req,
+  md: grpc.Metadata,
+  opts: Partial<grpc.CallOptions>,
+  cb: (err: grpc.ServiceError | null, res: Res) => void,
+) => grpc.ClientUnaryCall;
+
+const WRITE_OPS = new Set(["put", "delete", "cas"]);
+
+const ROLE_NAMES: Record<number, RoleName> = {
+  [WireRole.ROLE_FOLLOWER]: "follower",
+  [WireRole.ROLE_PRE_CANDIDATE]: "preCandidate",
+  [WireRole.ROLE_CANDIDATE]: "candidate",
+  [WireRole.ROLE_LEADER]: "leader",
+};
+
+const LEASE_NAMES: Record<number, LeaseName> = {
+  [LeaseState.LEASE_STATE_VALID]: "valid",
+  [LeaseState.LEASE_STATE_NOT_LEADER]: "notLeader",
+  [LeaseState.LEASE_STATE_NO_LEASE]: "noLease",
+  [LeaseState.LEASE_STATE_WAITING_OLD_LEASE]: "waitingOldLease",
+  [LeaseState.LEASE_STATE_NOOP_NOT_APPLIED]: "noopNotApplied",
+};
+
+const WIRE_CONSISTENCY: Record<Consistency, WireConsistency> = {
+  lease: WireConsistency.CONSISTENCY_LEASE,
+  readIndex: WireConsistency.CONSISTENCY_READ_INDEX,
+  stale: WireConsistency.CONSISTENCY_STALE,
+};
+
+export class RaftKvClient {
+  private readonly endpoints: string[];
+  private readonly timeoutMs: number;
+  private readonly attemptTimeoutMs: number;
+  private readonly maxAttempts: number;
+  private readonly backoffMinMs: number;
+  private readonly backoffMaxMs: number;
+  private readonly consistency: Consistency;
+  private readonly credentials: grpc.ChannelCredentials;
+  private readonly prng: Prng;
+  private readonly clientIdBase: string;
+  private readonly maxConcurrentWrites: number;
+  private readonly channels = new Map<string, ClientServiceClient>();
+  private readonly freeSessions: Session[] = [];
+  private readonly sessionWaiters: ((s: Session) => void)[] = [];
+  private sessionsMade = 0;
+  private leader: string | null = null;
+  private rotation = 0;
+  private closed = false;
+
+  constructor(o: RaftKvClientOptions) {
+    const endpoints = [...new Set(o.endpoints.map((e) => e.trim()).filter((e) => e !== ""))];
+    if (endpoints.length === 0)
+      throw invalidOption("endpoints", "give at least one node address (host:port)");
+    for (const e of endpoints)
+      if (!/^.+:\d{1,5}$/.test(e)) throw invalidOption("endpoints", `"${e}" is not host:port`);
+    this.endpoints = endpoints;
+    this.timeoutMs = positive("timeoutMs", o.timeoutMs ?? 5000);
+    this.attemptTimeoutMs = positive("attemptTimeoutMs", o.attemptTimeoutMs ?? 2000);
+    this.maxAttempts = positive("maxAttempts", o.maxAttempts ?? 10);
+    this.backoffMinMs = positive("backoffMinMs", o.backoffMinMs ?? 20);
+    this.backoffMaxMs = Math.max(this.backoffMinMs, positive("backoffMaxMs", o.backoffMaxMs ?? 1000));
+    this.consistency = o.consistency ?? "lease";
+    if (!CONSISTENCIES.includes(this.consistency))
+      throw invalidOption("consistency", `"${String(this.consistency)}" is not lease, readIndex or stale`);
+    this.credentials = o.credentials ?? grpc.credentials.createInsecure();
+    this.prng = new Prng(o.seed ?? randomBytes(4).readUInt32LE(0));
+    this.clientIdBase = o.clientId ?? randomBytes(12).toString("hex");
+    if (this.clientIdBase === "" || Buffer.byteLength(this.clientIdBase) > 48)
+      throw invalidOption("clientId", "must be 1..48 bytes (a session number is appended)");
+    this.maxConcurrentWrites = positive("maxConcurrentWrites", o.maxConcurrentWrites ?? 16);
+    this.rotation = this.prng.int(0, endpoints.length - 1);
+  }
+
+  /** The leader this client currently believes in, if any. */
+  get knownLeader(): string | null {
+    return this.leader;
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  async put(key: string, value: Bytes, o: RequestOptions = {}): Promise<WriteResult> {
+    const bytes = toBytes(value);
+    const res = await this.write("put", o, (c, session, seq, deadline) =>
+      this.call<PutRequest, PutResponse>(
+        c.put.bind(c),
+        { key, value: bytes, clientId: session, seq },
+        deadline,
+      ),
+    );
+    return { index: Number(res.index) };
+  }
+
+  async delete(key: string, o: RequestOptions = {}): Promise<DeleteResult> {
+    const res = await this.write("delete", o, (c, session, seq, deadline) =>
+      this.call<DeleteRequest, DeleteResponse>(c.delete.bind(c), { key, clientId: session, seq }, deadline),
+    );
+    return { index: Number(res.index), deleted: res.deleted };
+  }
+
+  /** Sets `key` to `value` only if its current value equals `expected` (null: only if absent). */
+  async cas(key: string, expected: Bytes | null, value: Bytes, o: RequestOptions = {}): Promise<CasResult> {
+    const exp = expected === null ? undefined : toBytes(expected);
+    const val = toBytes(value);
+    const res = await this.write("cas", o, (c, session, seq, deadline) =>
+      this.call<CompareAndSwapRequest, CompareAndSwapResponse>(
+        c.compareAndSwap.bind(c),
+        { key, ...(exp === undefined ? {} : { expectedValue: exp }), newValue: val, clientId: session, seq },
+        deadline,
+      ),
+    );
+    return {
+      index: Number(res.index),
+      swapped: res.swapped,
+      current: res.swapped ? val : res.found ? res.currentValue : null,
+    };
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  /** The value's bytes, or null when the key is absent. */
+  async get(key: string, o: ReadOptions = {}): Promise<Uint8Array | null> {
+    const consistency = this.readConsistency(o.consistency);
+    const res = await this.run("get", o, consistency, (c, deadline) =>
+      this.call<GetRequest, GetResponse>(
+        c.get.bind(c),
+        { key, consistency: WIRE_CONSISTENCY[consistency] },
+        deadline,
+      ),
+    );
+    return res.found ? res.value : null;
+  }
+
+  /** The value decoded as UTF-8, or null when the key is absent. */
+  async getString(key: string, o: ReadOptions = {}): Promise<string | null> {
+    const v = await this.get(key, o);
+    return v === null ? null : new TextDecoder().decode(v);
+  }
+
+  /** Keys starting with `prefix` in ascending order, at most `limit` (0 or absent: the server's maximum). */
+  async range(prefix: string, o: ReadOptions & { readonly limit?: number } = {}): Promise<RangeResult> {
+    const consistency = this.readConsistency(o.consistency);
+    const limit = o.limit ?? 0;
+    if (!Number.isSafeInteger(limit) || limit < 0 || limit > 0xffffffff)
+      throw invalidOption("limit", `${limit} is not a non-negative integer`);
+    const res = await this.run("range", o, consistency, (c, deadline) =>
+      this.call<RangeRequest, RangeResponse>(
+        c.range.bind(c),
+        { prefix, limit, consistency: WIRE_CONSISTENCY[consistency], startAfter: "" },
+        deadline,
+      ),
+    );
+    return {
+      items: res.items.map((kv) => ({ key: kv.key, value: kv.value })),
+      more: res.more,
+      index: Number(res.index),
+    };
+  }
+
+  // ---------------------------------------------------------------- status
+
+  /** Status of the node at `endpoint` (no redirects, one attempt). */
+  async status(endpoint: string, o: RequestOptions = {}): Promise<NodeStatus> {
+    const timeoutMs = o.timeoutMs ?? Math.min(this.timeoutMs, this.attemptTimeoutMs);
+    const c = this.channel(endpoint);
+    let res: StatusResponse;
+    try {
+      res = await this.call<StatusRequest, StatusResponse>(c.status.bind(c), {}, deadlineIn(timeoutMs));
+    } catch (err) {
+      throw toClientError(err, endpoint);
+    }
+    const h = requireHeader(res.header, endpoint);
+    if (h.errorCode !== WireErrorCode.ERROR_CODE_UNSPECIFIED) throw headerError(h, endpoint, 1);
+    return {
+      endpoint,
+      nodeId: Number(h.nodeId),
+      clusterId: res.clusterId,
+      role: ROLE_NAMES[res.role] ?? "unknown",
+      term: Number(h.term),
+      leaderId: h.leaderId === undefined ? null : Number(h.leaderId),
+      leaderAddress: h.leaderAddress,
+      commitIndex: Number(res.commitIndex),
+      appliedIndex: Number(res.appliedIndex),
+      lastLogIndex: Number(res.lastLogIndex),
+      snapshotIndex: Number(res.snapshotIndex),
+      lease: LEASE_NAMES[res.leaseState] ?? "unknown",
+      leaseRemainingMs: Number(res.leaseRemainingMs),
+      peers: res.peers.map((p) => ({
+        nodeId: Number(p.nodeId),
+        address: p.address,
+        matchIndex: Number(p.matchIndex),
+        connected: p.connected,
+      })),
+      version: res.version,
+    };
+  }
+
+  /** Status of every node: the endpoints, and the members they report. Unreachable ones carry an error. */
+  async clusterStatus(o: RequestOptions = {}): Promise<NodeStatusRow[]> {
+    const rows = new Map<string, NodeStatusRow>();
+    const ask = async (endpoint: string, nodeId: number | null): Promise<void> => {
+      if (rows.has(endpoint)) return;
+      rows.set(endpoint, { ok: false, endpoint, nodeId, error: pendingError(endpoint) });
+      try {
+        rows.set(endpoint, { ok: true, status: await this.status(endpoint, o) });
+      } catch (err) {
+        rows.set(endpoint, { ok: false, endpoint, nodeId, error: toClientError(err, endpoint) });
+      }
+    };
+    await Promise.all(this.endpoints.map((e) => ask(e, null)));
+    const members = new Map<string, number>();
+    for (const r of rows.values()) if (r.ok) for (const p of r.status.peers) members.set(p.address, p.nodeId);
+    await Promise.all([...members].map(([address, id]) => ask(address, id)));
+    const seen = new Set<number>();
+    const out: NodeStatusRow[] = [];
+    for (const r of rows.values()) {
+      const id = r.ok ? r.status.nodeId : (r.nodeId ?? members.get(r.endpoint) ?? null);
+      if (id !== null && seen.has(id)) continue;
+      if (id !== null) seen.add(id);
+      out.push(r.ok ? r : { ...r, nodeId: id });
+    }
+    return out.sort((a, b) => rowId(a) - rowId(b));
+  }
+
+  /** Closes every channel; later calls fail. */
+  close(): void {
+    this.closed = true;
+    for (const c of this.channels.values()) c.close();
+    this.channels.clear();
+  }
+
+  // ---------------------------------------------------------------- the retry loop
+
+  private async write<Res extends { header: ResponseHeader | undefined }>(
+    op: "put" | "delete" | "cas",
+    o: RequestOptions,
+    send: (c: ClientServiceClient, clientId: string, seq: bigint, deadline: Date) => Promise<Res>,
+  ): Promise<Res> {
+    const session = await this.acquireSession();
+    const seq = BigInt(session.nextSeq++);
+    try {
+      return await this.run(op, o, "lease", (c, deadline) => send(c, session.clientId, seq, deadline));
+    } finally {
+      this.releaseSession(session);
+    }
+  }
+
+  private async run<Res extends { header: ResponseHeader | undefined }>(
+    op: string,
+    o: RequestOptions,
+    consistency: Consistency,
+    attempt: (c: ClientServiceClient, deadline: Date) => Promise<Res>,
+  ): Promise<Res> {
+    if (this.closed) throw new RaftKvClientError({ code: "UNAVAILABLE", message: "the client is closed" });
+    const timeoutMs = positive("timeoutMs", o.timeoutMs ?? this.timeoutMs);
+    const started = performance.now();
+    const anyNode = consistency === "stale";
+    let target = anyNode ? this.pickEndpoint() : (this.leader ?? this.pickEndpoint());
+    const t: Tally = { last: null, answered: false, timedOut: false };
+    let backoffs = 0;
+    let redirectsInRow = 0;
+    for (let n = 1; n <= this.maxAttempts; n++) {
+      const left = timeoutMs - (performance.now() - started);
+      if (left <= 0) break;
+      const deadline = deadlineIn(Math.min(left, this.attemptTimeoutMs));
+      let res: Res;
+      try {
+        res = await attempt(this.channel(target), deadline);
+      } catch (err) {
+        const e = toClientError(err, target, n);
+        t.last = e;
+        if (e.code === "DEADLINE_EXCEEDED") t.timedOut = true;
+        if (!isRetryable(e.code)) throw e;
+        if (this.leader === target) this.leader = null;
+        target = this.pickEndpoint(target);
+        redirectsInRow = 0;
+        if (e.code === "UNAVAILABLE") await this.backoff(backoffs++, started, timeoutMs);
+        continue;
+      }
+      t.answered = true;
+      const h = requireHeader(res.header, target);
+      if (h.errorCode === WireErrorCode.ERROR_CODE_UNSPECIFIED) {
+        if (!anyNode) this.leader = target;
+        return res;
+      }
+      const e = headerError(h, target, n);
+      t.last = e;
+      if (!isRetryable(e.code)) throw e;
+      switch (e.code) {
+        case "NOT_LEADER":
+          if (h.leaderAddress !== "" && h.leaderAddress !== target) {
+            target = h.leaderAddress;
+            this.leader = target;
+            // Follow a redirect at once; nodes pointing at each other (stale views) get a pause.
+            if (++redirectsInRow < 3) continue;
+          } else {
+            this.leader = null;
+            target = this.pickEndpoint(target);
+          }
+          break;
+        case "OVERLOADED":
+          break; // same node, after a pause
+        default:
+          // NO_LEADER, UNAVAILABLE (leadership lost), SHUTTING_DOWN, STORAGE, DEADLINE_EXCEEDED
+          if (this.leader === target) this.leader = null;
+          target = this.pickEndpoint(target);
+      }
+      redirectsInRow = 0;
+      await this.backoff(backoffs++, started, timeoutMs);
+    }
+    throw this.gaveUp(op, timeoutMs, started, t);
+  }
+
+  /** The error after the last attempt: no node reachable, no leader, out of time, or the last refusal. */
+  private gaveUp(op: string, timeoutMs: number, started: number, t: Tally): RaftKvClientError {
+    const write = WRITE_OPS.has(op);
+    const last = t.last;
+    const outOfTime = performance.now() - started >= timeoutMs;
+    const attempts = last?.attempts ?? 0;
+    const lastText = last === null ? "" : `; last error: ${last.message}`;
+    const maybeApplied = write ? "; the write may or may not have been applied (retrying it is safe)" : "";
+    const common = {
+      attempts,
+      ...(last === null ? {} : { cause: last }),
+      ...(last?.endpoint === undefined ? {} : { endpoint: last.endpoint }),
+    };
+    if (!t.answered && !t.timedOut)
+      return new RaftKvClientError({
+        code: "UNAVAILABLE",
+        message: `${op} failed: no node could be reached (tried ${this.endpoints.join(", ")} in ${attempts} attempts)${lastText}`,
+        hint: "check that the nodes are running and that --endpoints lists their addresses",
+        ...common,
+      });
+    if (last?.code === "NO_LEADER")
+      return new RaftKvClientError({
+        code: "NO_LEADER",
+        message: `${op} failed: the cluster has no leader (${attempts} attempts${outOfTime ? ` in ${timeoutMs} ms` : ""})${lastText}`,
+        hint: `a leader needs a majority of nodes up and connected; check \`raftkv status\`${maybeApplied}`,
+        ...common,
+      });
+    if (outOfTime)
+      return new RaftKvClientError({
+        code: "DEADLINE_EXCEEDED",
+        message: `${op} did not complete within ${timeoutMs} ms (${attempts} attempts)${lastText}`,
+        hint: `retry, or raise --timeout; check that a majority of nodes is up${maybeApplied}`,
+        ...common,
+      });
+    return new RaftKvClientError({
+      code: last?.code ?? "UNAVAILABLE",
+      message: `${op} gave up after ${attempts} attempts${lastText}`,
+      hint: `retry later${maybeApplied}`,
+      ...common,
+    });
+  }
+
+  private async backoff(n: number, started: number, timeoutMs: number): Promise<void> {
+    const cap = Math.min(this.backoffMaxMs, this.backoffMinMs * 2 ** Math.min(n, 20));
+    const left = timeoutMs - (performance.now() - started);
+    const ms = Math.min(this.prng.next() * cap, Math.max(0, left));
+    if (ms > 0) await new Promise((r) => setTimeout(r, ms));
+  }
+
+  /** Round-robin over the endpoints, skipping `avoid`. */
+  private pickEndpoint(avoid?: string): string {
+    for (let i = 0; i < this.endpoints.length; i++) {
+      const e = this.endpoints[this.rotation++ % this.endpoints.length]!;
+      if (e !== avoid || this.endpoints.length === 1) return e;
+    }
+    return this.endpoints[0]!;
+  }
+
+  private readConsistency(c: Consistency | undefined): Consistency {
+    const v = c ?? this.consistency;
+    if (!CONSISTENCIES.includes(v))
+      throw invalidOption("consistency", `"${String(v)}" is not lease, readIndex or stale`);
+    return v;
+  }
+
+  private channel(address: string): ClientServiceClient {
+    let c = this.channels.get(address);
+    if (c === undefined) {
+      c = new ClientServiceClient(address, this.credentials, {
+        "grpc.max_receive_message_length": 64 * 1024 * 1024,
+        "grpc.max_send_message_length": 64 * 1024 * 1024,
+        "grpc.initial_reconnect_backoff_ms": 100,
+        "grpc.max_reconnect_backoff_ms": 1000,
+        "grpc.enable_retries": 0,
+        "grpc.keepalive_time_ms": 30_000,
+      });
+      this.channels.set(address, c);
+    }
+    return c;
+  }
+
+  private call<Req, Res>(fn: Unary<Req, Res>, req: Req, deadline: Date): Promise<Res> {
+    return new Promise<Res>((resolve, reject) => {
+      fn(req, new grpc.Metadata(), { deadline }, (err, res) => (err === null ? resolve(res) : reject(err)));
+    });
+  }
+
+  // ---------------------------------------------------------------- sessions
+
+  private acquireSession(): Promise<Session> {
+    const free = this.freeSessions.pop();
+    if (free !== undefined) return Promise.resolve(free);
+    if (this.sessionsMade < this.maxConcurrentWrites) {
+      const n = this.sessionsMade++;
+      return Promise.resolve({ clientId: `${this.clientIdBase}-${n}`, nextSeq: 1 });
+    }
+    return new Promise((resolve) => this.sessionWaiters.push(resolve));
+  }
+
+  private releaseSession(s: Session): void {
+    const waiter = this.sessionWaiters.shift();
+    if (waiter !== undefined) waiter(s);
+    else this.freeSessions.push(s);
+  }
+}
+
+function rowId(r: NodeStatusRow): number {
+  return r.ok ? r.status.nodeId : (r.nodeId ?? Number.MAX_SAFE_INTEGER);
+}
+
+function requireHeader(h: ResponseHeader | undefined, endpoint: string): ResponseHeader {
+  if (h !== undefined) return h;
+  throw new RaftKvClientError({
+    code: "INTERNAL",
+    message: `${endpoint} answered without a response header`,
+    hint: "is this a raftkv node of a compatible version?",
+    endpoint,
+  });
+}
+
+function headerError(h: ResponseHeader, endpoint: string, attempts: number): RaftKvClientError {
+  const code = codeFromWire(h.errorCode);
+  return new RaftKvClientError({
+    code,
+    message: h.errorMessage === "" ? `node ${h.nodeId} at ${endpoint} refused the request` : h.errorMessage,
+    endpoint,
+    attempts,
+  });
+}
+
+function toClientError(err: unknown, endpoint: string, attempts = 1): RaftKvClientError {
+  if (err instanceof RaftKvClientError) return err;
+  if (isServiceError(err)) return fromGrpcError(err, endpoint, attempts);
+  return new RaftKvClientError({
+    code: "INTERNAL",
+    message: `call to ${endpoint} failed: ${err instanceof Error ? err.message : String(err)}`,
+    endpoint,
+    attempts,
+    cause: err,
+  });
+}
+
+function isServiceError(err: unknown): err is grpc.ServiceError {
+  return (
+    err instanceof Error && typeof (err as Partial<grpc.ServiceError>).code === "number" && "details" in err
+  );
+}
+
+function pendingError(endpoint: string): RaftKvClientError {
+  return new RaftKvClientError({ code: "UNAVAILABLE", message: `no answer from ${endpoint} yet`, endpoint });
+}
+
+function invalidOption(name: string, why: string): RaftKvClientError {
+  return new RaftKvClientError({
+    code: "INVALID_ARGUMENT",
+    message: `invalid client option ${name}: ${why}`,
+    hint: `fix ${name}`,
+  });
+}
+
+function positive(name: string, v: number): number {
+  if (!Number.isFinite(v) || v <= 0) throw invalidOption(name, `must be a positive number, got ${v}`);
+  return v;
+}

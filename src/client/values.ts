@@ -1,0 +1,18 @@
+// Values as the client takes them: strings (UTF-8) or bytes.
+
+export type Bytes = string | Uint8Array;
+
+const encoder = new TextEncoder();
+
+export function toBytes(v: Bytes): Uint8Array {
+  return typeof v === "string" ? encoder.encode(v) : v;
+}
+
+/** UTF-8 text of `v`, or null when it is not valid UTF-8. */
+export function utf8OrNull(v: Uint8Array): string | null {
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(v);
+  } catch {
+    return null;
+  }
+}

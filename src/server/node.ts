@@ -1,0 +1,368 @@
+// The composition root of a real node: FileStorage, KV state machine, Raft core, Replica, gRPC peer and
+// client services on one port, the ticker, logs, metrics, and an orderly stop.
+
+import { randomInt } from "node:crypto";
+import { readFileSync } from "node:fs";
+import type { Server as HttpServer } from "node:http";
+import * as grpc from "@grpc/grpc-js";
+import { MonotonicClock, type MonotonicTime } from "../clock/monotonic-clock.ts";
+import { Ticker } from "../clock/ticker.ts";
+import { Raft } from "../core/raft.ts";
+import type { NodeId } from "../core/types.ts";
+import { ClientServiceService } from "../gen/raftkv/v1/client.ts";
+import type { KvResult } from "../kv/result.ts";
+import { KvStateMachine } from "../kv/state-machine.ts";
+import { RaftKvError } from "../lib/errors.ts";
+import { KvService } from "../replica/kv-service.ts";
+import { Replica } from "../replica/replica.ts";
+import type { ReplicaStorage } from "../replica/seams.ts";
+import { FileStorage } from "../storage/file-storage.ts";
+import { RealFileSystem } from "../storage/real-file-system.ts";
+import { addPeerService, GrpcPeerTransport, peerGrpcOptions } from "../transport/grpc-transport.ts";
+import { ClientApi } from "./client-service.ts";
+import { effectiveLeaseMs, peerMessageBytes, type ServerConfig, toCoreConfig } from "./config.ts";
+import { createNodeLog, type Logger } from "./logging.ts";
+import { NodeMetrics, startMetricsServer } from "./metrics.ts";
+import { type NodeView, type ViewSources, viewNode } from "./node-view.ts";
+import { NodeObserver } from "./observer.ts";
+
+export interface StartNodeOptions {
+  /** Local monotonic clock (default performance.now()). */
+  readonly clock?: MonotonicTime;
+  /** Seed of the core's election jitter (default random). */
+  readonly seed?: number;
+  /** Log to stderr as well as to the data folder's raftkv.log (default true). */
+  readonly logToStderr?: boolean;
+}
+
+export interface RaftKvNode {
+  readonly id: NodeId;
+  /** The address the gRPC server is bound to ("host:port"). */
+  readonly listenAddress: string;
+  /** Bound port of /metrics, or null when disabled. */
+  readonly metricsPort: number | null;
+  readonly logFile: string;
+  readonly logger: Logger;
+  view(): NodeView;
+  /** Stop accepting, let in-flight requests finish (up to shutdownGraceMs), fail the rest, sync, close. */
+  stop(reason?: string): Promise<void>;
+  /** Resolves with the process exit code once the node has stopped (by stop() or a fatal error). */
+  readonly done: Promise<number>;
+}
+
+/** Starts a node; throws a RaftKvError (CONFIG, STORAGE, CORRUPT, CLUSTER_MISMATCH) if it cannot. */
+export async function startNode(config: ServerConfig, options: StartNodeOptions = {}): Promise<RaftKvNode> {
+  const seed = options.seed ?? randomInt(0x7fffffff);
+  const coreConfig = toCoreConfig(config, seed); // refuses bad settings before touching anything
+  const nodeLog = createNodeLog({
+    nodeId: config.id,
+    dataDir: config.dataDir,
+    level: config.logLevel,
+    stderr: options.logToStderr ?? true,
+  });
+  const log = nodeLog.logger;
+  const storage = new FileStorage({
+    fs: new RealFileSystem(),
+    dir: config.dataDir,
+    clusterId: config.clusterId,
+    nodeId: config.id,
+    logger: log.child({ component: "storage" }),
+  });
+  let recovered: Awaited<ReturnType<FileStorage["open"]>>;
+  try {
+    recovered = await storage.open();
+  } catch (err) {
+    log.error({ err }, "could not open the data folder");
+    nodeLog.flush();
+    throw err;
+  }
+  try {
+    return await assemble(config, coreConfig, recovered, storage, nodeLog, options);
+  } catch (err) {
+    log.error({ err }, "could not start the node");
+    await storage.close().catch(() => undefined);
+    nodeLog.flush();
+    throw err;
+  }
+}
+
+async function assemble(
+  config: ServerConfig,
+  coreConfig: ReturnType<typeof toCoreConfig>,
+  recovered: Awaited<ReturnType<FileStorage["open"]>>,
+  storage: FileStorage,
+  nodeLog: ReturnType<typeof createNodeLog>,
+  options: StartNodeOptions,
+): Promise<RaftKvNode> {
+  const log = nodeLog.logger;
+  const clock = options.clock ?? new MonotonicClock();
+  const smOptions = { maxSessions: config.maxClientSessions };
+  const snap = await storage.loadSnapshotImage();
+  const sm = snap === null ? new KvStateMachine(smOptions) : KvStateMachine.restore(snap.image, smOptions);
+  if (snap !== null && sm.appliedIndex !== snap.meta.index)
+    throw new RaftKvError({
+      code: "CORRUPT",
+      message: `snapshot file says index ${snap.meta.index} but its image is at ${sm.appliedIndex}`,
+      nodeId: config.id,
+      hint: "move the newest file in snap/ aside; the node falls back to an older snapshot and the log",
+    });
+  const core = new Raft(coreConfig, {
+    hardState: recovered.hardState,
+    snapshot: recovered.snapshot,
+    entries: recovered.entries,
+  });
+
+  let metrics: NodeMetrics | null = null;
+  const transport = new GrpcPeerTransport({
+    nodeId: config.id,
+    clusterId: config.clusterId,
+    peers: config.peers,
+    maxQueuedMessagesPerPeer: config.maxQueuedMessagesPerPeer,
+    maxBytesPerMessage: peerMessageBytes(config),
+    maxEntriesPerMessage: config.maxEntriesPerMessage,
+    logger: log.child({ component: "transport" }),
+    seed: coreConfig.seed,
+    onRefusal: (r) => metrics?.peerRefusals.inc({ reason: r.reason }),
+  });
+
+  const bootMs = clock.nowMs();
+  let fatal: (err: unknown) => void = () => {};
+  const replica = new Replica<KvResult>({
+    core,
+    storage: timedStorage(storage, clock, () => metrics),
+    sender: transport,
+    stateMachine: sm,
+    restore: (image) => KvStateMachine.restore(image, smOptions),
+    clock,
+    bootMs,
+    tickMs: config.tickMs,
+    snapshotEveryEntries: config.snapshotEveryEntries,
+    keepEntriesAfterSnapshot: config.keepEntriesAfterSnapshot,
+    onFatal: (err) => fatal(err),
+  });
+  const sources: ViewSources = {
+    clusterId: config.clusterId,
+    peers: config.peers,
+    core,
+    replica,
+    nowMs: () => clock.nowMs(),
+    links: () => transport.peerStatus(),
+  };
+  const view = (): NodeView => viewNode(sources);
+  metrics = new NodeMetrics(view, () => {
+    const s = transport.stats();
+    const dropped = Object.values(s.dropped).reduce((a, b) => a + b, 0);
+    return { sent: s.sentMessages, received: s.receivedMessages, dropped };
+  });
+  const observer = new NodeObserver(sources, log, metrics);
+  transport.onMessage((m) => {
+    replica.receive(m);
+    observer.check();
+  });
+  const api = new ClientApi({
+    nodeId: config.id,
+    clusterId: config.clusterId,
+    version: packageVersion(),
+    kv: new KvService(replica, { maxKeyBytes: config.maxKeyBytes, maxValueBytes: config.maxValueBytes }),
+    core,
+    peers: config.peers,
+    settings: config,
+    view,
+    appliedIndex: () => replica.stateMachine.appliedIndex,
+    nowMs: () => clock.nowMs(),
+    log: log.child({ component: "client" }),
+    metrics,
+    afterInput: () => observer.check(),
+  });
+
+  const server = new grpc.Server(serverOptions(config));
+  addPeerService(server, transport);
+  server.addService(ClientServiceService, api.handlers());
+  const port = await bind(server, config, transport.serverCredentials).catch(async (err: unknown) => {
+    await transport.close();
+    server.forceShutdown();
+    throw err;
+  });
+  const listenAddress = `${config.listen.slice(0, config.listen.lastIndexOf(":"))}:${port}`;
+
+  let metricsServer: HttpServer | null = null;
+  let metricsPort: number | null = null;
+  if (config.metricsPort !== null) {
+    try {
+      const m = await startMetricsServer(metrics, config.metricsHost, config.metricsPort);
+      metricsServer = m.server;
+      metricsPort = m.port;
+    } catch (err) {
+      await transport.close();
+      server.forceShutdown();
+      throw new RaftKvError({
+        code: "CONFIG",
+        message: `cannot serve metrics on ${config.metricsHost}:${config.metricsPort}: ${(err as Error).message}`,
+        nodeId: config.id,
+        hint: "pick a free --metrics-port, or leave it out to disable metrics",
+        cause: err,
+      });
+    }
+  }
+
+  const stallWarnMs = config.electionTimeoutMinMs / 2;
+  const ticker = new Ticker({
+    clock,
+    bootMs,
+    tickMs: config.tickMs,
+    onTick: () => {
+      replica.tick();
+      observer.check();
+    },
+    onCatchUp: (missed, lateMs) => {
+      metrics?.lateTickWakeups.inc();
+      const fields = { missedTicks: missed, lateMs: Math.round(lateMs), term: core.softState().term };
+      if (lateMs >= stallWarnMs) log.warn(fields, "event loop stalled; delivering missed ticks at once");
+      else log.debug(fields, "caught up missed ticks");
+    },
+  });
+  ticker.start();
+
+  let resolveDone: (code: number) => void = () => {};
+  const done = new Promise<number>((r) => (resolveDone = r));
+  let stopping: Promise<void> | null = null;
+  const stop = (reason = "stop requested", exitCode = 0): Promise<void> => {
+    if (stopping !== null) return stopping;
+    stopping = (async () => {
+      const at = { term: core.softState().term, commit: core.log.committed, reason };
+      log.info(at, "shutting down: refusing new requests, finishing in-flight ones");
+      await api.drain(config.shutdownGraceMs);
+      if (api.inflightRequests > 0)
+        log.warn(
+          { ...at, inflight: api.inflightRequests },
+          "in-flight requests did not finish in time; failing them",
+        );
+      ticker.stop();
+      replica.stop(`node ${config.id} is shutting down (${reason})`);
+      await replica.idle();
+      await transport.close();
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 1000);
+        server.tryShutdown(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+      if (metricsServer !== null) {
+        metricsServer.closeAllConnections();
+        await new Promise<void>((resolve) => metricsServer?.close(() => resolve()));
+      }
+      await storage.close().catch((err: unknown) => log.error({ err }, "closing storage failed"));
+      log.info({ ...at, applied: replica.stateMachine.appliedIndex }, "stopped");
+      nodeLog.flush();
+      resolveDone(exitCode);
+    })();
+    return stopping;
+  };
+  fatal = (err) => {
+    log.fatal(
+      { err, term: core.softState().term },
+      "storage failed: this node stops acknowledging and shuts down",
+    );
+    void stop("storage failure", 1);
+  };
+
+  const soft = core.softState();
+  log.info(
+    {
+      listen: listenAddress,
+      peers: Object.fromEntries(config.peers),
+      clusterId: config.clusterId,
+      term: soft.term,
+      commit: core.log.committed,
+      lastIndex: core.log.lastIndex(),
+      snapshotIndex: snap?.meta.index ?? 0,
+      metricsPort,
+      tickMs: config.tickMs,
+      heartbeatMs: config.heartbeatMs,
+      electionTimeoutMs: [config.electionTimeoutMinMs, config.electionTimeoutMaxMs],
+      leaseMs: effectiveLeaseMs(config),
+      driftBound: config.driftBound,
+    },
+    `node ${config.id} started`,
+  );
+
+  return {
+    id: config.id,
+    listenAddress,
+    metricsPort,
+    logFile: nodeLog.file,
+    logger: log,
+    view,
+    stop: (reason) => stop(reason),
+    done,
+  };
+}
+
+/** gRPC options fitting both peer traffic and client requests (the larger limit wins). */
+function serverOptions(config: ServerConfig): grpc.ChannelOptions {
+  const peer = peerGrpcOptions(peerMessageBytes(config), config.maxEntriesPerMessage);
+  const peerLimit = Number(peer["grpc.max_receive_message_length"]);
+  return {
+    ...peer,
+    "grpc.max_receive_message_length": Math.max(peerLimit, config.maxRequestBytes),
+    "grpc.max_send_message_length": Math.max(peerLimit, config.maxRangeBytes + 64 * 1024),
+  };
+}
+
+async function bind(
+  server: grpc.Server,
+  config: ServerConfig,
+  creds: grpc.ServerCredentials,
+): Promise<number> {
+  return new Promise<number>((resolve, reject) =>
+    server.bindAsync(config.listen, creds, (err, port) => {
+      if (err === null) return resolve(port);
+      reject(
+        new RaftKvError({
+          code: "CONFIG",
+          message: `cannot listen on ${config.listen}: ${err.message}`,
+          nodeId: config.id,
+          hint: "is another process using the port? pick a free --listen address",
+          cause: err,
+        }),
+      );
+    }),
+  );
+}
+
+/** Storage with the time of each save observed (sync=true includes the fsync). */
+function timedStorage(
+  s: FileStorage,
+  clock: MonotonicTime,
+  metrics: () => NodeMetrics | null,
+): ReplicaStorage {
+  return {
+    save: async (hardState, entries, sync) => {
+      const started = clock.nowMs();
+      try {
+        await s.save(hardState, entries, sync);
+      } finally {
+        metrics()?.storageSaveDuration.observe({ sync: String(sync) }, (clock.nowMs() - started) / 1000);
+      }
+    },
+    saveSnapshot: (meta, image) => s.saveSnapshot(meta, image),
+    writeSnapshotChunk: (meta, offset, data) => s.writeSnapshotChunk(meta, offset, data),
+    installIncomingSnapshot: (meta) => s.installIncomingSnapshot(meta),
+    readSnapshotChunk: (meta, offset, length) => s.readSnapshotChunk(meta, offset, length),
+  };
+}
+
+function packageVersion(): string {
+  try {
+    const pkg: unknown = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8"));
+    if (typeof pkg === "object" && pkg !== null && "version" in pkg && typeof pkg.version === "string")
+      return pkg.version;
+  } catch {
+    // Fall through: a missing package.json only loses the version in Status.
+  }
+  return "unknown";
+}

@@ -1,0 +1,133 @@
+// Watches one node's core after every input and logs what changed: elections, votes, role and leader
+// changes, step-downs, lease waits and lapses, snapshots; each line carries node, term and index.
+
+import type { Raft } from "../core/raft.ts";
+import type { NodeId, Role } from "../core/types.ts";
+import type { Logger } from "./logging.ts";
+import type { NodeMetrics } from "./metrics.ts";
+import { type LeaseView, leaseView, type ViewSources } from "./node-view.ts";
+
+interface Seen {
+  role: Role;
+  term: number;
+  leaderId: NodeId | null;
+  votedFor: NodeId | null;
+  lease: LeaseView;
+  snapshotIndex: number;
+}
+
+export class NodeObserver {
+  private seen: Seen;
+  private readonly core: Raft;
+
+  constructor(
+    private readonly sources: ViewSources,
+    private readonly log: Logger,
+    private readonly metrics: NodeMetrics | null,
+  ) {
+    this.core = sources.core;
+    this.seen = this.current();
+  }
+
+  /** Call after ticks, messages and proposals: cheap when nothing changed. */
+  check(): void {
+    const now = this.current();
+    const was = this.seen;
+    if (
+      now.role === was.role &&
+      now.term === was.term &&
+      now.leaderId === was.leaderId &&
+      now.votedFor === was.votedFor &&
+      now.lease === was.lease &&
+      now.snapshotIndex === was.snapshotIndex
+    )
+      return;
+    this.seen = now;
+    const at = { term: now.term, commit: this.core.log.committed, lastIndex: this.core.log.lastIndex() };
+    if (now.role !== was.role) this.roleChanged(was, now, at);
+    else if (now.leaderId !== was.leaderId && now.leaderId !== null && now.role === "follower") {
+      this.metrics?.leaderChanges.inc();
+      this.log.info({ ...at, leader: now.leaderId, event: "leader" }, `following leader ${now.leaderId}`);
+    }
+    if (now.votedFor !== was.votedFor && now.votedFor !== null && now.votedFor !== this.core.id)
+      this.log.info({ ...at, votedFor: now.votedFor, event: "vote" }, `voted for node ${now.votedFor}`);
+    if (now.lease !== was.lease && now.role === "leader") this.leaseChanged(was.lease, now.lease, at);
+    if (now.snapshotIndex !== was.snapshotIndex)
+      this.log.info(
+        { ...at, snapshotIndex: now.snapshotIndex, event: "snapshot" },
+        now.role === "leader" || this.sources.replica.stateMachine.appliedIndex > now.snapshotIndex
+          ? `snapshot taken through index ${now.snapshotIndex}`
+          : `snapshot through index ${now.snapshotIndex} installed from the leader`,
+      );
+  }
+
+  private roleChanged(was: Seen, now: Seen, at: Record<string, number>): void {
+    switch (now.role) {
+      case "preCandidate":
+        this.log.info({ ...at, event: "election" }, "election timeout: asking for pre-votes");
+        return;
+      case "candidate":
+        this.metrics?.elections.inc();
+        this.log.info({ ...at, event: "election" }, `starting an election for term ${now.term}`);
+        return;
+      case "leader":
+        this.metrics?.leaderChanges.inc();
+        this.log.info({ ...at, event: "leader" }, `became leader for term ${now.term}`);
+        return;
+      case "follower":
+        if (was.role === "leader")
+          this.log.warn(
+            { ...at, leader: now.leaderId, event: "stepDown" },
+            `stepped down as leader (term ${was.term} -> ${now.term}); pending requests were failed`,
+          );
+        else if (now.leaderId !== null) {
+          this.metrics?.leaderChanges.inc();
+          this.log.info({ ...at, leader: now.leaderId, event: "leader" }, `following leader ${now.leaderId}`);
+        } else this.log.info({ ...at, event: "follower" }, "became follower; no leader known yet");
+        return;
+      default: {
+        const never: never = now.role;
+        return never;
+      }
+    }
+  }
+
+  private leaseChanged(was: LeaseView, now: LeaseView, at: Record<string, number>): void {
+    switch (now) {
+      case "waitingOldLease":
+        this.log.info({ ...at, event: "lease" }, "new leader waiting for the old leader's lease to run out");
+        return;
+      case "noopNotApplied":
+        this.log.debug({ ...at, event: "lease" }, "new leader waiting for its NO-OP to be applied");
+        return;
+      case "valid":
+        this.log.info({ ...at, event: "lease" }, "leader lease acquired: serving lease reads locally");
+        return;
+      case "noLease":
+        if (was === "valid")
+          this.log.warn(
+            { ...at, event: "lease" },
+            "leader lease lapsed: no majority acknowledged a heartbeat within the lease; reads fall back to ReadIndex",
+          );
+        return;
+      case "notLeader":
+        return;
+      default: {
+        const never: never = now;
+        return never;
+      }
+    }
+  }
+
+  private current(): Seen {
+    const soft = this.core.softState();
+    return {
+      role: soft.role,
+      term: soft.term,
+      leaderId: soft.leaderId,
+      votedFor: this.core.hardState().votedFor,
+      lease: soft.role === "leader" ? leaseView(this.sources).lease : "notLeader",
+      snapshotIndex: this.core.snapshotMeta()?.index ?? 0,
+    };
+  }
+}
