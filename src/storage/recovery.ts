@@ -1,7 +1,7 @@
 // Recovery planning: read a data folder (identity, snapshots, WAL) without changing it and decide what
 // the node recovers to, which repairs to make (torn tail, leftovers) and what refuses to start.
 
-import type { Entry, HardState, SnapshotMeta } from "../core/types.ts";
+import type { Entry, HardState } from "../core/types.ts";
 import type { DataDirLayout } from "./data-dir.ts";
 import type { FileSystem } from "./file-system.ts";
 import { joinPath } from "./file-system.ts";
@@ -261,8 +261,4 @@ async function planFromFiles(
     repairs,
     warnings,
   };
-}
-
-export function metaOf(s: LoadedSnapshot | null): SnapshotMeta | null {
-  return s === null ? null : s.meta;
 }
