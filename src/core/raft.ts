@@ -80,7 +80,6 @@ export class Raft {
   private leaderSinceTick = 0;
   private noopIndex = 0;
   private oldLeaseUntilTick = 0;
-  private leaseRevoked = false;
   private needBroadcast = false;
   private readsAwaitingRound: PendingRead[] = [];
   private pendingReads: PendingRead[] = [];
@@ -140,7 +139,7 @@ export class Raft {
   /** May this leader serve a read from its own state right now (thesis §6.4.1)? */
   leaseStatus(): LeaseStatus {
     if (this.role !== "leader") return { ok: false, reason: "notLeader" };
-    if (this.leaseRevoked || this.transferee !== null) return { ok: false, reason: "noLease" };
+    if (this.transferee !== null) return { ok: false, reason: "noLease" };
     if (this.now < this.oldLeaseUntilTick) return { ok: false, reason: "waitingOldLease" };
     if (this.log.committed < this.noopIndex) return { ok: false, reason: "noopNotApplied" };
     const sent = this.quorumRoundSentTick();
@@ -369,7 +368,6 @@ export class Raft {
     this.roundSentTick = new Map();
     this.noopIndex = 0;
     this.oldLeaseUntilTick = 0;
-    this.leaseRevoked = false;
     this.needBroadcast = false;
     this.transferee = null;
     this.transferElapsed = 0;
@@ -401,6 +399,7 @@ export class Raft {
   }
 
   private tickLeader(): void {
+    if (this.now === this.oldLeaseUntilTick) this.needBroadcast = true; // replication may start now
     this.heartbeatElapsed++;
     if (this.heartbeatElapsed >= this.cfg.heartbeatTicks) {
       this.heartbeatElapsed = 0;
@@ -660,7 +659,10 @@ export class Raft {
   private sendAppends(to: NodeId, allowEmpty: boolean): void {
     const pr = this.progress.get(to)!;
     let sentAny = false;
-    while (pr.state !== "snapshot" && pr.canSend(this.cfg.maxInflightMessages)) {
+    // A leader elected while an old lease may still hold (a transfer's voters report it) commits
+    // nothing until it has run out, so the old leader's lease reads stay linearizable (thesis §6.4.1).
+    const holding = this.now < this.oldLeaseUntilTick;
+    while (!holding && pr.state !== "snapshot" && pr.canSend(this.cfg.maxInflightMessages)) {
       const prev = pr.next - 1;
       if (this.log.term(prev) === undefined) {
         this.startSnapshot(to, pr);
@@ -730,7 +732,6 @@ export class Raft {
   }
 
   private sendTimeoutNow(to: NodeId): void {
-    this.leaseRevoked = true; // from here on the target may be elected without waiting for our lease
     this.send({ type: "timeoutNow", from: this.id, to, term: this.term });
   }
 

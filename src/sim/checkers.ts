@@ -14,6 +14,10 @@ export class SafetyChecker {
   private maxApplied = 0;
   /** term -> earliest true time (ms) its leader applied its NO-OP (could serve writes and reads). */
   private readonly firstNoopMs = new Map<number, number>();
+  /** term -> latest true time (ms) until which that term's leader believed it held a lease. */
+  private readonly leaseEndMs = new Map<number, number>();
+  /** node -> the term whose lease it currently holds. */
+  private readonly holding = new Map<NodeId, number>();
   /** term -> latest true time (ms) a lease read was served in that term. */
   private readonly lastLeaseReadMs = new Map<number, number>();
   elections = 0;
@@ -25,11 +29,15 @@ export class SafetyChecker {
   }
 
   /** After every event: at most one leader per term (§5.2), and each new leader holds every applied entry (§5.4). */
-  observeRoles(nodes: readonly SimNode[]): void {
+  observeRoles(nodes: readonly SimNode[], nowMs: number): void {
     for (const n of nodes) {
       const core = n.replica?.core;
-      if (core === undefined) continue;
+      if (core === undefined) {
+        this.trackLease(n, null, nowMs);
+        continue;
+      }
       const s = core.softState();
+      this.trackLease(n, s.role === "leader" ? s.term : null, nowMs);
       if (s.role !== "leader") continue;
       const known = this.leaders.get(s.term);
       if (known === undefined) {
@@ -39,6 +47,24 @@ export class SafetyChecker {
       } else if (known !== n.id) {
         this.fail(`election safety: term ${s.term} has two leaders, ${known} and ${n.id}`);
       }
+    }
+  }
+
+  /** A leader holds its lease until it would stop serving: the lease runs out, it revokes it for a
+   *  transfer, it steps down, or it crashes. The held interval is what a later leader must not overlap. */
+  private trackLease(n: SimNode, leaderTerm: number | null, nowMs: number): void {
+    const held = this.holding.get(n.id);
+    const until = leaderTerm === null ? null : n.replica!.leaseUntilMs();
+    if (held !== undefined && (until === null || held !== leaderTerm)) {
+      const end = this.leaseEndMs.get(held);
+      if (end !== undefined && end > nowMs) this.leaseEndMs.set(held, nowMs);
+      this.holding.delete(n.id);
+    }
+    if (until !== null && leaderTerm !== null) {
+      const trueUntil = n.trueMsOfLocal(until);
+      if (trueUntil > (this.leaseEndMs.get(leaderTerm) ?? Number.NEGATIVE_INFINITY))
+        this.leaseEndMs.set(leaderTerm, trueUntil);
+      this.holding.set(n.id, leaderTerm);
     }
   }
 
@@ -89,8 +115,18 @@ export class SafetyChecker {
     }
   }
 
-  /** Lease safety (thesis §6.4.1): no lease read of term T at or after a later term's leader went live. */
+  /** Lease safety (thesis §6.4.1): no lease read of term T at or after a later term's leader went live,
+   *  and, stronger, no later leader live while an earlier leader still believed it held a lease. */
   finish(): void {
+    for (const [t1, endMs] of this.leaseEndMs) {
+      for (const [t2, liveMs] of this.firstNoopMs) {
+        if (t2 > t1 && liveMs < endMs) {
+          this.fail(
+            `lease safety: term ${t2}'s leader went live at ${liveMs.toFixed(3)} ms while term ${t1}'s leader held a lease until ${endMs.toFixed(3)} ms`,
+          );
+        }
+      }
+    }
     for (const [t1, readMs] of this.lastLeaseReadMs) {
       for (const [t2, liveMs] of this.firstNoopMs) {
         if (t2 > t1 && readMs >= liveMs) {

@@ -160,7 +160,7 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
       throw new Error(`seed ${o.seed}: runaway simulation (${q.scheduled} events)`);
     ev.run();
     await new Promise((r) => setImmediate(r));
-    safety.observeRoles(nodes);
+    safety.observeRoles(nodes, q.nowUs / 1000);
     return true;
   };
   const runUntil = async (untilUs: number, stop?: () => boolean): Promise<boolean> => {

@@ -74,6 +74,11 @@ export class SimNode {
     return this.o.clockOffsetMs + (this.o.clockRate * this.o.queue.nowUs) / 1000;
   }
 
+  /** The true time (ms) at which this node's clock reads localMs. */
+  trueMsOfLocal(localMs: number): number {
+    return (localMs - this.o.clockOffsetMs) / this.o.clockRate;
+  }
+
   /** Run fn as this process: at once, or when a pause ends; never for a crashed incarnation. */
   run(fn: () => void): void {
     const gen = this.generation;
