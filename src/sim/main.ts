@@ -71,7 +71,7 @@ async function runInProcess(seeds: readonly number[]): Promise<Summary[]> {
   for (const seed of seeds) {
     const { history, ...summary } = await runOne(seed, opts);
     if (opts.history !== undefined)
-      writeFileSync(opts.history, history.map(formatHistoryLine).join("\n") + "\n");
+      writeFileSync(opts.history, `${history.map(formatHistoryLine).join("\n")}\n`);
     if (opts.json) console.log(JSON.stringify(summary));
     out.push(summary);
   }

@@ -3,7 +3,7 @@
 
 import type { Entry, HardState, SnapshotMeta } from "../core/types.ts";
 import { assert } from "../lib/assert.ts";
-import { crc32cFast as crc32c } from "./crc32c-fast.ts";
+import { crc32c } from "../lib/crc32c.ts";
 import { FsError } from "./file-system.ts";
 import { LogBounds } from "./log-bounds.ts";
 import type { IndexTerm } from "./log-replay.ts";

@@ -6,7 +6,7 @@
 
 import type { SnapshotMeta } from "../core/types.ts";
 import { ByteReader, ByteWriter, DecodeError } from "./bytes.ts";
-import { crc32cFast as crc32c } from "./crc32c-fast.ts";
+import { crc32c } from "../lib/crc32c.ts";
 import { parseSnapshotName, snapshotName } from "./data-dir.ts";
 import type { FileSystem } from "./file-system.ts";
 import { joinPath } from "./file-system.ts";

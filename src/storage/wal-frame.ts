@@ -15,7 +15,7 @@
 // of the last complete frame, and a write that stopped early leaves its frame cut short.
 
 import type { ByteWriter } from "./bytes.ts";
-import { crc32cFast as crc32c } from "./crc32c-fast.ts";
+import { crc32c } from "../lib/crc32c.ts";
 
 export const FRAME_HEADER_BYTES = 16;
 export const FRAME_TRAILER = 0xa5;
