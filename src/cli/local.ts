@@ -157,6 +157,7 @@ async function runLocal(f: LocalFlags): Promise<number> {
   return EXIT.ok;
 }
 
+/** Waits until a leader is elected and every node answers (or, past the deadline, settles for a leader). */
 async function waitForLeader(
   client: RaftKvClient,
   children: readonly Child[],
@@ -164,14 +165,16 @@ async function waitForLeader(
   cancelled: () => boolean,
 ): Promise<Child | null> {
   const started = performance.now();
+  let leader: Child | null = null;
   while (performance.now() - started < waitMs && !cancelled()) {
     if (children.every((c) => !c.running)) return null;
     const rows = await client.clusterStatus({ timeoutMs: 500 });
     for (const r of rows)
-      if (r.ok && r.status.role === "leader") return children.find((c) => c.id === r.status.nodeId) ?? null;
+      if (r.ok && r.status.role === "leader") leader = children.find((c) => c.id === r.status.nodeId) ?? null;
+    if (leader !== null && rows.length === children.length && rows.every((r) => r.ok)) return leader;
     await new Promise((r) => setTimeout(r, 200));
   }
-  return null;
+  return leader;
 }
 
 const SHOWN_EVENTS = new Set(["leader", "stepDown"]);

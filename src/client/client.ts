@@ -27,7 +27,7 @@ import {
 } from "../gen/raftkv/v1/client.ts";
 import { Prng } from "../lib/prng.ts";
 import { codeFromWire, fromGrpcError, isRetryable, RaftKvClientError } from "./errors.ts";
-import { type Bytes, toBytes } from "./values.ts";
+import { type Bytes, plainBytes, toBytes } from "./values.ts";
 
 export type Consistency = "lease" | "readIndex" | "stale";
 
@@ -131,8 +131,8 @@ interface Tally {
   last: RaftKvClientError | null;
   /** Some node answered with a response header. */
   answered: boolean;
-  /** Some attempt ran out of time without an answer. */
-  timedOut: boolean;
+  /** Some attempt could not connect (refused, unreachable). */
+  unreachable: boolean;
 }
 
 interface Session {
@@ -254,7 +254,7 @@ export class RaftKvClient {
     return {
       index: Number(res.index),
       swapped: res.swapped,
-      current: res.swapped ? val : res.found ? res.currentValue : null,
+      current: res.swapped ? val : res.found ? plainBytes(res.currentValue) : null,
     };
   }
 
@@ -270,7 +270,7 @@ export class RaftKvClient {
         deadline,
       ),
     );
-    return res.found ? res.value : null;
+    return res.found ? plainBytes(res.value) : null;
   }
 
   /** The value decoded as UTF-8, or null when the key is absent. */
@@ -293,7 +293,7 @@ export class RaftKvClient {
       ),
     );
     return {
-      items: res.items.map((kv) => ({ key: kv.key, value: kv.value })),
+      items: res.items.map((kv) => ({ key: kv.key, value: plainBytes(kv.value) })),
       more: res.more,
       index: Number(res.index),
     };
@@ -398,7 +398,7 @@ export class RaftKvClient {
     const started = performance.now();
     const anyNode = consistency === "stale";
     let target = anyNode ? this.pickEndpoint() : (this.leader ?? this.pickEndpoint());
-    const t: Tally = { last: null, answered: false, timedOut: false };
+    const t: Tally = { last: null, answered: false, unreachable: false };
     let backoffs = 0;
     let redirectsInRow = 0;
     for (let n = 1; n <= this.maxAttempts; n++) {
@@ -411,7 +411,7 @@ export class RaftKvClient {
       } catch (err) {
         const e = toClientError(err, target, n);
         t.last = e;
-        if (e.code === "DEADLINE_EXCEEDED") t.timedOut = true;
+        if (e.code === "UNAVAILABLE") t.unreachable = true;
         if (!isRetryable(e.code)) throw e;
         if (this.leader === target) this.leader = null;
         target = this.pickEndpoint(target);
@@ -466,7 +466,7 @@ export class RaftKvClient {
       ...(last === null ? {} : { cause: last }),
       ...(last?.endpoint === undefined ? {} : { endpoint: last.endpoint }),
     };
-    if (!t.answered && !t.timedOut)
+    if (!t.answered && t.unreachable)
       return new RaftKvClientError({
         code: "UNAVAILABLE",
         message: `${op} failed: no node could be reached (tried ${this.endpoints.join(", ")} in ${attempts} attempts)${lastText}`,

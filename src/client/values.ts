@@ -16,3 +16,10 @@ export function utf8OrNull(v: Uint8Array): string | null {
     return null;
   }
 }
+
+/** A plain Uint8Array view of `v` (protobuf decoding hands out Buffers under Node). */
+export function plainBytes(v: Uint8Array): Uint8Array {
+  return Object.getPrototypeOf(v) === Uint8Array.prototype
+    ? v
+    : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+}

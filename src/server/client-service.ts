@@ -29,7 +29,7 @@ import {
 import type { ClientSession } from "../kv/command.ts";
 import { type KvLimits, validateClientId, validateKey, validateSeq, validateValue } from "../kv/limits.ts";
 import { type ErrorCode, RaftKvError } from "../lib/errors.ts";
-import type { KvService } from "../replica/kv-service.ts";
+import type { KvService, WriteOutcome } from "../replica/kv-service.ts";
 import { type Consistency, NotLeaderError } from "../replica/replica.ts";
 import type { ServerSettings } from "./config.ts";
 import type { Logger } from "./logging.ts";
@@ -118,7 +118,7 @@ export class ClientApi {
         const session = this.session(req.clientId, req.seq);
         this.checkValue(req.value);
         const out = await this.propose(() => this.d.kv.put(req.key, req.value, session));
-        return PutResponse.create({ header: this.header(null), index: BigInt(out.revision) });
+        return PutResponse.create({ header: this.header(null), index: BigInt(revisionOf(out)) });
       },
       (header) => PutResponse.create({ header }),
     );
@@ -132,7 +132,7 @@ export class ClientApi {
         const session = this.session(req.clientId, req.seq);
         const out = await this.propose(() => this.d.kv.delete(req.key, session));
         const deleted = out.result.type === "delete" && out.result.existed;
-        return DeleteResponse.create({ header: this.header(null), deleted, index: BigInt(out.revision) });
+        return DeleteResponse.create({ header: this.header(null), deleted, index: BigInt(revisionOf(out)) });
       },
       (header) => DeleteResponse.create({ header }),
     );
@@ -155,7 +155,7 @@ export class ClientApi {
           swapped: r.succeeded,
           found: r.current !== null,
           currentValue: r.current ?? EMPTY,
-          index: BigInt(out.revision),
+          index: BigInt(revisionOf(out)),
         });
       },
       (header) => CompareAndSwapResponse.create({ header }),
@@ -511,6 +511,12 @@ export class ClientApi {
   private checkValue(v: Uint8Array): void {
     throwIf(validateValue(v, this.limits));
   }
+}
+
+/** The log index that applied the write: for a deduplicated retry, the original one (the cached result's),
+ *  not the index of the retry's own entry. */
+function revisionOf(out: WriteOutcome): number {
+  return out.result.type === "error" ? out.revision : out.result.revision;
 }
 
 function codeName(code: WireErrorCode): string {
