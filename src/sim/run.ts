@@ -177,7 +177,7 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
   const history: HistoryOp[] = [];
   const workload: WorkloadOptions = {
     keys: o.keys,
-    thinkUs: [20_000, 600_000],
+    thinkUs: [20_000, 400_000],
     attemptTimeoutUs: 400_000,
     opDeadlineUs: 2_000_000,
     maxAttempts: 8,

@@ -1,0 +1,114 @@
+// Restart benchmark of a node holding 1 million small keys: time and peak memory from opening the data
+// folder to a state machine caught up with snapshot plus log tail, measured in a fresh process.
+//
+// Run: npx tsx scripts/bench-restart.ts [--keys 1000000] [--value-bytes 256] [--tail 50000] [--reps 3]
+
+import { spawnSync } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import type { Entry } from "../src/core/types.ts";
+import { encodeCommand } from "../src/kv/command.ts";
+import { KvStateMachine } from "../src/kv/state-machine.ts";
+import { crc32c } from "../src/lib/crc32c.ts";
+import { FileStorage } from "../src/storage/file-storage.ts";
+import { RealFileSystem } from "../src/storage/real-file-system.ts";
+import type { StorageLogger } from "../src/storage/storage.ts";
+
+const quiet: StorageLogger = { info: () => undefined, warn: () => undefined };
+
+function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  const v = i >= 0 ? Number(process.argv[i + 1]) : fallback;
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number`);
+  return v;
+}
+
+function storage(dir: string): FileStorage {
+  return new FileStorage({ fs: new RealFileSystem(), dir, clusterId: "bench", nodeId: 0, logger: quiet });
+}
+
+function put(index: number, key: string, valueBytes: number): Entry {
+  const value = new Uint8Array(valueBytes).fill(index & 0xff);
+  return { index, term: 1, kind: "command", data: encodeCommand({ op: "put", key, value }) };
+}
+
+/** Builds the data folder: a snapshot of `keys` keys, then a log tail of `tail` more puts. */
+async function build(dir: string, keys: number, valueBytes: number, tail: number): Promise<void> {
+  const st = storage(dir);
+  await st.open();
+  const sm = new KvStateMachine();
+  const batch: Entry[] = [];
+  const flush = async (): Promise<void> => {
+    if (batch.length === 0) return;
+    await st.save({ term: 1, votedFor: 0, commitIndex: batch[batch.length - 1]!.index }, batch, false);
+    batch.length = 0;
+  };
+  let index = 0;
+  for (let i = 0; i < keys; i++) {
+    const e = put(++index, `key-${i.toString().padStart(8, "0")}`, valueBytes);
+    sm.apply(e.index, e.data);
+    batch.push(e);
+    if (batch.length === 1024) await flush();
+  }
+  await flush();
+  const image = sm.snapshot();
+  await st.saveSnapshot({ index, term: 1, sizeBytes: image.length, crc32c: crc32c(image) }, image);
+  for (let i = 0; i < tail; i++) {
+    batch.push(put(++index, `key-${(i % keys).toString().padStart(8, "0")}`, valueBytes));
+    if (batch.length === 1024) await flush();
+  }
+  await flush();
+  await st.save({ term: 1, votedFor: 0, commitIndex: index }, [], true);
+  await st.close();
+}
+
+/** In a fresh process: open, restore the snapshot, replay the tail; print ms and peak RSS. */
+async function restartChild(dir: string): Promise<void> {
+  const t0 = performance.now();
+  const st = storage(dir);
+  const rec = await st.open();
+  const snap = await st.loadSnapshotImage();
+  const sm = snap === null ? new KvStateMachine() : KvStateMachine.restore(snap.image);
+  for (const e of rec.entries) {
+    if (e.index <= sm.appliedIndex || e.index > rec.hardState.commitIndex) continue;
+    sm.apply(e.index, e.data);
+  }
+  const ms = performance.now() - t0;
+  const peakRssMb = process.resourceUsage().maxRSS / 1024;
+  console.log(JSON.stringify({ ms, peakRssMb, keys: sm.size, applied: sm.appliedIndex }));
+  await st.close();
+}
+
+async function main(): Promise<void> {
+  if (process.argv[2] === "--child") return restartChild(process.argv[3]!);
+  const keys = arg("keys", 1_000_000);
+  const valueBytes = arg("value-bytes", 256);
+  const tail = arg("tail", 50_000);
+  const reps = arg("reps", 3);
+  const dir = await mkdtemp(join(tmpdir(), "raftkv-restart-"));
+  try {
+    console.log(`building: ${keys} keys of ${valueBytes} B in a snapshot, then ${tail} puts in the log...`);
+    await build(dir, keys, valueBytes, tail);
+    const runs: { ms: number; peakRssMb: number; keys: number }[] = [];
+    for (let r = 0; r < reps; r++) {
+      const out = spawnSync(process.execPath, [...process.execArgv, process.argv[1]!, "--child", dir], {
+        encoding: "utf8",
+      });
+      if (out.status !== 0) throw new Error(`restart child failed: ${out.stderr}`);
+      const line = out.stdout.trim().split("\n").pop()!;
+      runs.push(JSON.parse(line) as { ms: number; peakRssMb: number; keys: number });
+      console.log(`  restart ${r + 1}: ${line}`);
+    }
+    const ms = runs.map((r) => r.ms).sort((a, b) => a - b);
+    const rss = runs.map((r) => r.peakRssMb).sort((a, b) => a - b);
+    console.log(
+      `restart with ${keys} keys + ${tail} log entries: median ${ms[ms.length >> 1]!.toFixed(0)} ms, peak RSS median ${rss[rss.length >> 1]!.toFixed(0)} MB`,
+    );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
