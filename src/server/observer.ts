@@ -1,5 +1,6 @@
 // Watches one node's core after every input and logs what changed: elections, votes, role and leader
-// changes, step-downs, lease waits and lapses, snapshots; each line carries node, term and index.
+// changes, step-downs, lease waits and lapses, snapshots, commits (debug); each line carries node, term
+// and index.
 
 import type { Raft } from "../core/raft.ts";
 import type { NodeId, Role } from "../core/types.ts";
@@ -14,6 +15,7 @@ interface Seen {
   votedFor: NodeId | null;
   lease: LeaseView;
   snapshotIndex: number;
+  commit: number;
 }
 
 export class NodeObserver {
@@ -39,11 +41,14 @@ export class NodeObserver {
       now.leaderId === was.leaderId &&
       now.votedFor === was.votedFor &&
       now.lease === was.lease &&
-      now.snapshotIndex === was.snapshotIndex
+      now.snapshotIndex === was.snapshotIndex &&
+      now.commit === was.commit
     )
       return;
     this.seen = now;
     const at = { term: now.term, commit: this.core.log.committed, lastIndex: this.core.log.lastIndex() };
+    if (now.commit !== was.commit)
+      this.log.debug({ ...at, event: "commit" }, `committed through index ${now.commit}`);
     if (now.role !== was.role) this.roleChanged(was, now, at);
     else if (now.leaderId !== was.leaderId && now.leaderId !== null && now.role === "follower") {
       this.metrics?.leaderChanges.inc();
@@ -128,6 +133,7 @@ export class NodeObserver {
       votedFor: this.core.hardState().votedFor,
       lease: soft.role === "leader" ? leaseView(this.sources).lease : "notLeader",
       snapshotIndex: this.core.snapshotMeta()?.index ?? 0,
+      commit: this.core.log.committed,
     };
   }
 }

@@ -211,8 +211,11 @@ export class TestCluster {
     }
   }
 
+  /** Kills what is left and removes the data, unless RAFTKV_E2E_KEEP=1 (then it says where the logs are). */
   async close(): Promise<void> {
     await Promise.all(this.nodes.map((n) => (n.proc === null ? null : this.kill(n.id, "SIGKILL"))));
-    rmSync(this.root, { recursive: true, force: true });
+    if (process.env["RAFTKV_E2E_KEEP"] === "1")
+      process.stderr.write(`e2e data and logs kept in ${this.root}\n`);
+    else rmSync(this.root, { recursive: true, force: true });
   }
 }
