@@ -18,7 +18,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   clock: ["lib"],
   replica: ["lib", "core", "kv"],
   server: ["lib", "core", "kv", "storage", "transport", "clock", "replica", "gen"],
-  client: ["lib", "gen"],
+  client: ["lib", "gen", "clock"],
   cli: ["lib", "core", "kv", "storage", "server", "client", "clock", "replica", "transport", "gen", "sim"],
   sim: ["lib", "core", "kv", "replica", "storage", "transport"],
   gen: ["gen"],

@@ -367,3 +367,20 @@ test("random workloads: results and contents match a model; replicas agree even 
     { numRuns: 300 },
   );
 });
+
+test("range pages with startAfter, in key order", () => {
+  const sm = new KvStateMachine();
+  let i = 0;
+  for (const k of ["a1", "a2", "a3", "b1"])
+    sm.apply(++i, encodeCommand({ op: "put", key: k, value: new Uint8Array([i]) }));
+  assert.deepEqual(
+    sm.range("a", 10, "a1").entries.map((e) => e.key),
+    ["a2", "a3"],
+  );
+  assert.deepEqual(
+    sm.range("a", 1, "a15").entries.map((e) => e.key),
+    ["a2"],
+  );
+  assert.equal(sm.range("a", 1, "a15").more, true);
+  assert.deepEqual(sm.range("a", 10, "a3").entries, []);
+});

@@ -94,13 +94,17 @@ export class KvStateMachine {
   /** Up to `limit` (a safe integer >= 1) entries whose key starts with `prefix`, ascending by key.
    *  O(log n + limit) while the key set is unchanged; the first call after keys were added or removed
    *  pays a linear merge (see sorted-keys.ts). */
-  range(prefix: string, limit: number): KvRange {
+  range(prefix: string, limit: number, startAfter?: string): KvRange {
     if (!Number.isSafeInteger(limit) || limit < 1) {
       throw new RaftKvError({ code: "INVALID_ARGUMENT", message: `range limit ${limit} is not >= 1` });
     }
     const keys = this.keys.current();
     const entries: KvEntry[] = [];
     let i = lowerBound(keys, prefix);
+    if (startAfter !== undefined) {
+      const j = lowerBound(keys, startAfter);
+      i = Math.max(i, keys[j] === startAfter ? j + 1 : j);
+    }
     for (; i < keys.length && entries.length < limit; i++) {
       const key = keys[i]!;
       if (!key.startsWith(prefix)) break;

@@ -61,10 +61,16 @@ export class KvService {
     return value;
   }
 
-  async range(prefix: string, limit: number, consistency: Consistency): Promise<KvRange> {
+  /** Keys with the prefix in order, after `startAfter` when given (paging). */
+  async range(
+    prefix: string,
+    limit: number,
+    consistency: Consistency,
+    startAfter?: string,
+  ): Promise<KvRange> {
     const ticket = await this.barrier(consistency);
-    const r = this.kv().range(prefix, limit);
-    if (!this.replica.stillValid(ticket)) return this.range(prefix, limit, "readIndex");
+    const r = this.kv().range(prefix, limit, startAfter);
+    if (!this.replica.stillValid(ticket)) return this.range(prefix, limit, "readIndex", startAfter);
     return r;
   }
 
@@ -91,7 +97,8 @@ export class KvService {
         nodeId: this.replica.id,
       });
     }
-    return { revision: index, result };
+    // A retried write that was not applied again reports the index of its first application.
+    return { revision: result.revision, result };
   }
 }
 

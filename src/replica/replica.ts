@@ -152,6 +152,14 @@ export class Replica<R> {
     });
   }
 
+  /** Hand leadership to another node (thesis §3.10), e.g. before a clean shutdown. */
+  transferLeadership(to: NodeId): boolean {
+    if (this.refusal() !== null) return false;
+    const ok = this.o.core.transferLeadership(to);
+    this.kick();
+    return ok;
+  }
+
   /** Stop: fail everything pending; the core is no longer driven. */
   stop(reason = "node is shutting down"): void {
     if (this.stopped) return;

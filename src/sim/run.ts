@@ -180,7 +180,7 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
     thinkUs: [20_000, 400_000],
     attemptTimeoutUs: 400_000,
     opDeadlineUs: 2_000_000,
-    maxAttempts: 8,
+    maxAttempts: 30,
     rpcDelayUs: [100, 2000],
   };
   const clients = Array.from(

@@ -136,8 +136,11 @@ export class SimClient {
           };
           break;
         case "redirect":
-          if (reply.leaderId !== null && reply.leaderId !== target) target = reply.leaderId;
-          else {
+          if (reply.leaderId !== null && reply.leaderId !== target) {
+            target = reply.leaderId;
+            // Hints can chase each other around during an election: back off after the first.
+            if (attempt > 0) await this.sleep(this.prng.int(2_000, 10_000));
+          } else {
             target = this.otherNode(target);
             await this.sleep(this.prng.int(10_000, 40_000));
           }
