@@ -1,10 +1,11 @@
-// The `raftkv` command: serve, put/get/del/cas/range, status and local; one-line errors, exit codes.
+// The `raftkv` command: serve, put/get/del/cas/range, status, local and wal dump/verify; one-line errors, exit codes.
 
 import { Command, CommanderError } from "commander";
 import { addKvCommands } from "./kv-commands.ts";
 import { addLocalCommand } from "./local.ts";
 import { EXIT, exitCodeOf, printError } from "./output.ts";
 import { addServeCommand } from "./serve.ts";
+import { addWalCommands } from "./wal.ts";
 
 export async function runCli(argv: readonly string[]): Promise<number> {
   let exitCode: number = EXIT.ok;
@@ -21,6 +22,7 @@ Exit codes: 0 ok, 1 the request failed (unreachable, no leader, deadline), 2 bad
   addServeCommand(program);
   addKvCommands(program, (code) => (exitCode = code));
   addLocalCommand(program);
+  addWalCommands(program, (code) => (exitCode = code));
   const command = argv[2] ?? "";
   try {
     await program.parseAsync([...argv]);
