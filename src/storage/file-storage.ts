@@ -2,8 +2,8 @@
 
 import type { Entry, HardState, SnapshotMeta } from "../core/types.ts";
 import { assert } from "../lib/assert.ts";
-import { RaftKvError } from "../lib/errors.ts";
 import { crc32c } from "../lib/crc32c.ts";
+import { RaftKvError } from "../lib/errors.ts";
 import type { DataDirLayout } from "./data-dir.ts";
 import { layoutOf } from "./data-dir.ts";
 import type { DirLock, FileHandle, FileSystem } from "./file-system.ts";

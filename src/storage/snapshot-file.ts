@@ -5,8 +5,8 @@
 // header bytes before it; then the image. Written to a temp name, synced, renamed, folder synced.
 
 import type { SnapshotMeta } from "../core/types.ts";
-import { ByteReader, ByteWriter, DecodeError } from "./bytes.ts";
 import { crc32c } from "../lib/crc32c.ts";
+import { ByteReader, ByteWriter, DecodeError } from "./bytes.ts";
 import { parseSnapshotName, snapshotName } from "./data-dir.ts";
 import type { FileSystem } from "./file-system.ts";
 import { joinPath } from "./file-system.ts";

@@ -14,8 +14,8 @@
 // zero-preallocated segment the written extent (up to the last non-zero byte) ends exactly at the end
 // of the last complete frame, and a write that stopped early leaves its frame cut short.
 
-import type { ByteWriter } from "./bytes.ts";
 import { crc32c } from "../lib/crc32c.ts";
+import type { ByteWriter } from "./bytes.ts";
 
 export const FRAME_HEADER_BYTES = 16;
 export const FRAME_TRAILER = 0xa5;
