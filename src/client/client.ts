@@ -1,5 +1,6 @@
 // RaftKvClient: any endpoints as entry points, leader discovery and caching, redirects, bounded retries
-// with backoff and jitter, per-request deadlines, and client sessions so retried writes apply once.
+// with backoff and jitter, per-request deadlines, client sessions so retried writes apply once, and the
+// choice of path: requests multiplexed on a Session stream per node (default) or one unary call each.
 
 import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
@@ -7,31 +8,29 @@ import * as grpc from "@grpc/grpc-js";
 import { deadlineIn } from "../clock/deadline.ts";
 import {
   ClientServiceClient,
-  type CompareAndSwapRequest,
-  type CompareAndSwapResponse,
-  type DeleteRequest,
-  type DeleteResponse,
-  type GetRequest,
-  type GetResponse,
+  CompareAndSwapResponse,
+  DeleteResponse,
+  GetResponse,
   LeaseState,
-  type PutRequest,
-  type PutResponse,
-  type RangeRequest,
-  type RangeResponse,
+  PutResponse,
+  RangeResponse,
   type ResponseHeader,
-  type StatusRequest,
-  type StatusResponse,
+  StatusResponse,
   Consistency as WireConsistency,
   ErrorCode as WireErrorCode,
   Role as WireRole,
 } from "../gen/raftkv/v1/client.ts";
 import { Prng } from "../lib/prng.ts";
 import { codeFromWire, fromGrpcError, isRetryable, RaftKvClientError } from "./errors.ts";
+import { SessionStream, type StreamOp, type StreamResult } from "./session-stream.ts";
 import { type Bytes, plainBytes, toBytes } from "./values.ts";
 
 export type Consistency = "lease" | "readIndex" | "stale";
 
 export const CONSISTENCIES: readonly Consistency[] = ["lease", "readIndex", "stale"];
+
+/** How requests travel: multiplexed on one Session stream per node, or one unary gRPC call each. */
+export type ClientPath = "stream" | "unary";
 
 export interface RaftKvClientOptions {
   /** Nodes to start from ("host:port"); any node will do, the leader is discovered. */
@@ -55,6 +54,9 @@ export interface RaftKvClientOptions {
   readonly credentials?: grpc.ChannelCredentials;
   /** Seed of the backoff jitter (default random). */
   readonly seed?: number;
+  /** "stream" (default): requests share one Session stream per node, several times cheaper per request
+   *  than unary calls; falls back to unary for a node that refuses sessions. "unary": one call each. */
+  readonly path?: ClientPath;
 }
 
 export interface RequestOptions {
@@ -147,6 +149,33 @@ type Unary<Req, Res> = (
   cb: (err: grpc.ServiceError | null, res: Res) => void,
 ) => grpc.ClientUnaryCall;
 
+type OpKind = StreamOp["$case"];
+type ReqOf<K extends OpKind> = Extract<StreamOp, { $case: K }>["value"];
+type ResOf<K extends OpKind> = Extract<StreamResult, { $case: K }>["value"];
+
+/** The unary method of each operation. */
+const UNARY: { readonly [K in OpKind]: (c: ClientServiceClient) => Unary<ReqOf<K>, ResOf<K>> } = {
+  put: (c) => c.put.bind(c),
+  get: (c) => c.get.bind(c),
+  delete: (c) => c.delete.bind(c),
+  compareAndSwap: (c) => c.compareAndSwap.bind(c),
+  range: (c) => c.range.bind(c),
+  status: (c) => c.status.bind(c),
+};
+
+/** A session request the node refused before running it, as the operation's response (header only). */
+const REFUSED: { readonly [K in OpKind]: (header: ResponseHeader) => ResOf<K> } = {
+  put: (header) => PutResponse.create({ header }),
+  get: (header) => GetResponse.create({ header }),
+  delete: (header) => DeleteResponse.create({ header }),
+  compareAndSwap: (header) => CompareAndSwapResponse.create({ header }),
+  range: (header) => RangeResponse.create({ header }),
+  status: (header) => StatusResponse.create({ header }),
+};
+
+/** Values larger than this go by unary call: an oversize message would end the whole shared stream. */
+const STREAM_MAX_VALUE_BYTES = 512 * 1024;
+
 const WRITE_OPS = new Set(["put", "delete", "cas"]);
 
 const ROLE_NAMES: Record<number, RoleName> = {
@@ -182,7 +211,9 @@ export class RaftKvClient {
   private readonly prng: Prng;
   private readonly clientIdBase: string;
   private readonly maxConcurrentWrites: number;
+  private readonly path: ClientPath;
   private readonly channels = new Map<string, ClientServiceClient>();
+  private readonly streams = new Map<string, SessionStream>();
   private readonly freeSessions: Session[] = [];
   private readonly sessionWaiters: ((s: Session) => void)[] = [];
   private sessionsMade = 0;
@@ -212,6 +243,14 @@ export class RaftKvClient {
       throw invalidOption("clientId", "must be 1..48 bytes (a session number is appended)");
     this.maxConcurrentWrites = positive("maxConcurrentWrites", o.maxConcurrentWrites ?? 16);
     this.rotation = this.prng.int(0, endpoints.length - 1);
+    this.path = o.path ?? "stream";
+    if (this.path !== "stream" && this.path !== "unary")
+      throw invalidOption("path", `"${String(this.path)}" is not stream or unary`);
+  }
+
+  /** How this client sends requests ("stream" or "unary"). */
+  get requestPath(): ClientPath {
+    return this.path;
   }
 
   /** The leader this client currently believes in, if any. */
@@ -223,19 +262,15 @@ export class RaftKvClient {
 
   async put(key: string, value: Bytes, o: RequestOptions = {}): Promise<WriteResult> {
     const bytes = toBytes(value);
-    const res = await this.write("put", o, (c, session, seq, deadline) =>
-      this.call<PutRequest, PutResponse>(
-        c.put.bind(c),
-        { key, value: bytes, clientId: session, seq },
-        deadline,
-      ),
+    const res = await this.write("put", o, (target, clientId, seq, ms) =>
+      this.send(target, "put", { key, value: bytes, clientId, seq }, ms, bytes.length),
     );
     return { index: Number(res.index) };
   }
 
   async delete(key: string, o: RequestOptions = {}): Promise<DeleteResult> {
-    const res = await this.write("delete", o, (c, session, seq, deadline) =>
-      this.call<DeleteRequest, DeleteResponse>(c.delete.bind(c), { key, clientId: session, seq }, deadline),
+    const res = await this.write("delete", o, (target, clientId, seq, ms) =>
+      this.send(target, "delete", { key, clientId, seq }, ms),
     );
     return { index: Number(res.index), deleted: res.deleted };
   }
@@ -244,12 +279,10 @@ export class RaftKvClient {
   async cas(key: string, expected: Bytes | null, value: Bytes, o: RequestOptions = {}): Promise<CasResult> {
     const exp = expected === null ? undefined : toBytes(expected);
     const val = toBytes(value);
-    const res = await this.write("cas", o, (c, session, seq, deadline) =>
-      this.call<CompareAndSwapRequest, CompareAndSwapResponse>(
-        c.compareAndSwap.bind(c),
-        { key, ...(exp === undefined ? {} : { expectedValue: exp }), newValue: val, clientId: session, seq },
-        deadline,
-      ),
+    const req = { key, ...(exp === undefined ? {} : { expectedValue: exp }), newValue: val };
+    const size = val.length + (exp?.length ?? 0);
+    const res = await this.write("cas", o, (target, clientId, seq, ms) =>
+      this.send(target, "compareAndSwap", { ...req, clientId, seq }, ms, size),
     );
     return {
       index: Number(res.index),
@@ -263,12 +296,8 @@ export class RaftKvClient {
   /** The value's bytes, or null when the key is absent. */
   async get(key: string, o: ReadOptions = {}): Promise<Uint8Array | null> {
     const consistency = this.readConsistency(o.consistency);
-    const res = await this.run("get", o, consistency, (c, deadline) =>
-      this.call<GetRequest, GetResponse>(
-        c.get.bind(c),
-        { key, consistency: WIRE_CONSISTENCY[consistency] },
-        deadline,
-      ),
+    const res = await this.run("get", o, consistency, (target, ms) =>
+      this.send(target, "get", { key, consistency: WIRE_CONSISTENCY[consistency] }, ms),
     );
     return res.found ? plainBytes(res.value) : null;
   }
@@ -285,11 +314,12 @@ export class RaftKvClient {
     const limit = o.limit ?? 0;
     if (!Number.isSafeInteger(limit) || limit < 0 || limit > 0xffffffff)
       throw invalidOption("limit", `${limit} is not a non-negative integer`);
-    const res = await this.run("range", o, consistency, (c, deadline) =>
-      this.call<RangeRequest, RangeResponse>(
-        c.range.bind(c),
+    const res = await this.run("range", o, consistency, (target, ms) =>
+      this.send(
+        target,
+        "range",
         { prefix, limit, consistency: WIRE_CONSISTENCY[consistency], startAfter: "" },
-        deadline,
+        ms,
       ),
     );
     return {
@@ -307,7 +337,7 @@ export class RaftKvClient {
     const c = this.channel(endpoint);
     let res: StatusResponse;
     try {
-      res = await this.call<StatusRequest, StatusResponse>(c.status.bind(c), {}, deadlineIn(timeoutMs));
+      res = await this.call(UNARY.status(c), {}, deadlineIn(timeoutMs));
     } catch (err) {
       throw toClientError(err, endpoint);
     }
@@ -367,6 +397,8 @@ export class RaftKvClient {
   /** Closes every channel; later calls fail. */
   close(): void {
     this.closed = true;
+    for (const s of this.streams.values()) s.close();
+    this.streams.clear();
     for (const c of this.channels.values()) c.close();
     this.channels.clear();
   }
@@ -376,12 +408,12 @@ export class RaftKvClient {
   private async write<Res extends { header: ResponseHeader | undefined }>(
     op: "put" | "delete" | "cas",
     o: RequestOptions,
-    send: (c: ClientServiceClient, clientId: string, seq: bigint, deadline: Date) => Promise<Res>,
+    send: (target: string, clientId: string, seq: bigint, timeoutMs: number) => Promise<Res>,
   ): Promise<Res> {
     const session = await this.acquireSession();
     const seq = BigInt(session.nextSeq++);
     try {
-      return await this.run(op, o, "lease", (c, deadline) => send(c, session.clientId, seq, deadline));
+      return await this.run(op, o, "lease", (target, ms) => send(target, session.clientId, seq, ms));
     } finally {
       this.releaseSession(session);
     }
@@ -391,7 +423,7 @@ export class RaftKvClient {
     op: string,
     o: RequestOptions,
     consistency: Consistency,
-    attempt: (c: ClientServiceClient, deadline: Date) => Promise<Res>,
+    attempt: (target: string, timeoutMs: number) => Promise<Res>,
   ): Promise<Res> {
     if (this.closed) throw new RaftKvClientError({ code: "UNAVAILABLE", message: "the client is closed" });
     const timeoutMs = positive("timeoutMs", o.timeoutMs ?? this.timeoutMs);
@@ -404,10 +436,9 @@ export class RaftKvClient {
     for (let n = 1; n <= this.maxAttempts; n++) {
       const left = timeoutMs - (performance.now() - started);
       if (left <= 0) break;
-      const deadline = deadlineIn(Math.min(left, this.attemptTimeoutMs));
       let res: Res;
       try {
-        res = await attempt(this.channel(target), deadline);
+        res = await attempt(target, Math.min(left, this.attemptTimeoutMs));
       } catch (err) {
         const e = toClientError(err, target, n);
         t.last = e;
@@ -532,6 +563,39 @@ export class RaftKvClient {
       this.channels.set(address, c);
     }
     return c;
+  }
+
+  /** One attempt of `kind` at `target`, on its Session stream or as a unary call. */
+  private async send<K extends OpKind>(
+    target: string,
+    kind: K,
+    req: ReqOf<K>,
+    timeoutMs: number,
+    valueBytes = 0,
+  ): Promise<ResOf<K>> {
+    const stream =
+      this.path === "stream" && valueBytes <= STREAM_MAX_VALUE_BYTES ? this.stream(target) : null;
+    if (stream === null || !stream.usable)
+      return this.call(UNARY[kind](this.channel(target)), req, deadlineIn(timeoutMs));
+    const r = await stream.request({ $case: kind, value: req } as StreamOp, timeoutMs);
+    if (r.$case === kind) return r.value as ResOf<K>;
+    const refused: (h: ResponseHeader) => ResOf<K> = REFUSED[kind];
+    if (r.$case === "rejected") return refused(r.value);
+    throw new RaftKvClientError({
+      code: "INTERNAL",
+      message: `${target} answered a ${kind} request with a ${r.$case} result`,
+      hint: "is this a raftkv node of a compatible version?",
+      endpoint: target,
+    });
+  }
+
+  private stream(address: string): SessionStream {
+    let s = this.streams.get(address);
+    if (s === undefined) {
+      s = new SessionStream(this.channel(address), () => performance.now());
+      this.streams.set(address, s);
+    }
+    return s;
   }
 
   private call<Req, Res>(fn: Unary<Req, Res>, req: Req, deadline: Date): Promise<Res> {
