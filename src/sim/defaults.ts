@@ -16,7 +16,7 @@ export const DEFAULTS: SeedDefaults = {
   sizes: [3, 5],
   faults: "heavy",
   durationMs: 60_000,
-  clients: 5,
+  clients: 6,
   keys: 5,
   trace: false,
 };

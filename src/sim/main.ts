@@ -34,7 +34,7 @@ const program = new Command()
   .option("--nodes <list>", "cluster sizes, comma separated, alternating by seed", "3,5")
   .option("--faults <level>", "none | normal | heavy", "heavy")
   .option("--duration-ms <n>", "simulated milliseconds under faults per seed", "60000")
-  .option("--clients <n>", "concurrent clients", "5")
+  .option("--clients <n>", "concurrent clients", "6")
   .option("--keys <n>", "key space", "5")
   .option("--workers <n>", "worker processes", "2")
   .option("--trace", "print the run's events (with --seed)")
@@ -157,9 +157,9 @@ async function main(): Promise<number> {
     }
   }
   const sum = (f: (r: Summary) => number): number => results.reduce((a, r) => a + f(r), 0);
-  const minOps = Math.min(...results.map((r) => r.opsChecked));
+  const minOps = Math.min(...results.map((r) => r.ops));
   console.log(
-    `seeds ${results.length}, violations ${failed.length}, operations ${sum((r) => r.ops)} (checked ${sum((r) => r.opsChecked)}, fewest in one seed ${minOps}, unknown outcome ${sum((r) => r.opsUnknown)}), simulated ${sum((r) => r.simSeconds).toFixed(0)} s, elections ${sum((r) => r.elections)}, crashes ${sum((r) => r.crashes)}, partitions ${sum((r) => r.partitions)}, pauses ${sum((r) => r.pauses)}, lease reads ${sum((r) => r.leaseReads)}, wall ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+    `seeds ${results.length}, violations ${failed.length}, operations ${sum((r) => r.ops)} (checked ${sum((r) => r.opsChecked)}, fewest in one seed ${minOps}, fewest checked ${Math.min(...results.map((r) => r.opsChecked))}, unknown outcome ${sum((r) => r.opsUnknown)}), simulated ${sum((r) => r.simSeconds).toFixed(0)} s, elections ${sum((r) => r.elections)}, crashes ${sum((r) => r.crashes)}, partitions ${sum((r) => r.partitions)}, pauses ${sum((r) => r.pauses)}, lease reads ${sum((r) => r.leaseReads)}, wall ${((performance.now() - t0) / 1000).toFixed(1)} s`,
   );
   return failed.length === 0 ? 0 : 1;
 }
