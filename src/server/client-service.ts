@@ -31,6 +31,7 @@ import { type KvLimits, validateClientId, validateKey, validateSeq, validateValu
 import { type ErrorCode, RaftKvError } from "../lib/errors.ts";
 import type { KvService, WriteOutcome } from "../replica/kv-service.ts";
 import { type Consistency, NotLeaderError } from "../replica/replica.ts";
+import { undecodableReason } from "./client-edge.ts";
 import type { ServerSettings } from "./config.ts";
 import type { Logger } from "./logging.ts";
 import type { NodeMetrics, OpName } from "./metrics.ts";
@@ -267,9 +268,12 @@ export class ClientApi {
         return { requestId: id, result: { $case: "range", value: await this.range(op.value, budget) } };
       case "status":
         return { requestId: id, result: { $case: "status", value: await this.status(budget) } };
-      case undefined:
+      case undefined: {
+        const undecodable = undecodableReason(req); // counted by the edge already
+        if (undecodable !== undefined) return this.rejected(id, undecodable);
         this.d.metrics?.clientRefusals.inc({ reason: "noOperation" });
         return this.rejected(id, invalid("the request carries no operation", "set one of put, get, ..."));
+      }
       default: {
         const never: never = op;
         return never;

@@ -50,12 +50,29 @@ export interface ServerSettings {
   readonly maxConcurrentStreams: number;
   /** Requests in flight on one Session stream; more are answered OVERLOADED. */
   readonly maxInflightPerStream: number;
+  /** TCP connections (peers and clients) open at once; beyond it the oldest connection that never made
+   *  a call is closed to make room, or the new one is refused when every connection is in use. */
+  readonly maxConnections: number;
+  /** A TLS handshake not finished within this is abandoned (a client that connects and never speaks). */
+  readonly tlsHandshakeTimeoutMs: number;
+  /** PEM files of the CA that signs every node and client certificate, this node's certificate and its
+   *  key; all three or none (none: plaintext). See src/server/tls.ts. */
+  readonly tlsCaFile: string | null;
+  readonly tlsCertFile: string | null;
+  readonly tlsKeyFile: string | null;
+  /** With TLS: whether clients must present a certificate signed by the CA (peers always must). */
+  readonly tlsClientAuth: TlsClientAuth;
   /** How long the server works on a request without a client deadline. */
   readonly requestTimeoutMs: number;
   /** On SIGTERM/SIGINT: how long in-flight requests may finish before they are failed. */
   readonly shutdownGraceMs: number;
   readonly logLevel: "trace" | "debug" | "info" | "warn" | "error" | "fatal";
 }
+
+/** "none": clients need no certificate; "optional": one is checked if presented; "required": refused
+ *  without one. Peers always present and check node certificates when TLS is on. */
+export type TlsClientAuth = "none" | "optional" | "required";
+export const TLS_CLIENT_AUTH: readonly TlsClientAuth[] = ["none", "optional", "required"];
 
 export const DEFAULT_SETTINGS: ServerSettings = {
   tickMs: 10,
@@ -83,6 +100,12 @@ export const DEFAULT_SETTINGS: ServerSettings = {
   maxClientSessions: 10_000,
   maxConcurrentStreams: 256,
   maxInflightPerStream: 1024,
+  maxConnections: 1024,
+  tlsHandshakeTimeoutMs: 10_000,
+  tlsCaFile: null,
+  tlsCertFile: null,
+  tlsKeyFile: null,
+  tlsClientAuth: "required",
   requestTimeoutMs: 5000,
   shutdownGraceMs: 3000,
   logLevel: "info",
@@ -119,7 +142,15 @@ export function configError(setting: string, why: string, nodeId?: number): Raft
 
 // ---------------------------------------------------------------- parsing untrusted input
 
-type Kind = "posInt" | "nonNegInt" | "number" | "bool" | "msOrNull" | "logLevel";
+type Kind =
+  | "posInt"
+  | "nonNegInt"
+  | "number"
+  | "bool"
+  | "msOrNull"
+  | "logLevel"
+  | "fileOrNull"
+  | "clientAuth";
 
 const SETTING_KINDS: Record<keyof ServerSettings, Kind> = {
   tickMs: "posInt",
@@ -147,6 +178,12 @@ const SETTING_KINDS: Record<keyof ServerSettings, Kind> = {
   maxClientSessions: "posInt",
   maxConcurrentStreams: "posInt",
   maxInflightPerStream: "posInt",
+  maxConnections: "posInt",
+  tlsHandshakeTimeoutMs: "posInt",
+  tlsCaFile: "fileOrNull",
+  tlsCertFile: "fileOrNull",
+  tlsKeyFile: "fileOrNull",
+  tlsClientAuth: "clientAuth",
   requestTimeoutMs: "posInt",
   shutdownGraceMs: "nonNegInt",
   logLevel: "logLevel",
@@ -197,6 +234,13 @@ function parseSetting(name: string, kind: Kind, v: unknown): unknown {
     case "logLevel":
       if (typeof v === "string" && (LOG_LEVELS as readonly string[]).includes(v)) return v;
       throw configError(name, `expected one of ${LOG_LEVELS.join(", ")}, got ${show(v)}`);
+    case "fileOrNull":
+      if (v === null) return null;
+      if (typeof v === "string" && v.trim() !== "") return v;
+      throw configError(name, `expected a file path, got ${show(v)}`);
+    case "clientAuth":
+      if (typeof v === "string" && (TLS_CLIENT_AUTH as readonly string[]).includes(v)) return v;
+      throw configError(name, `expected one of ${TLS_CLIENT_AUTH.join(", ")}, got ${show(v)}`);
     default: {
       const never: never = kind;
       return never;
@@ -305,8 +349,28 @@ export function resolveServerConfig(input: Readonly<Record<string, unknown>>): S
     metricsPort,
     metricsHost,
   };
+  checkTlsSettings(config, input["tlsClientAuth"] !== undefined);
   toCoreConfig(config, 1); // validate everything now, at start
   return config;
+}
+
+/** TLS is all three files or none; tlsClientAuth means nothing without them. (The files themselves are
+ *  read and checked by loadServerTls when the node starts.) */
+function checkTlsSettings(c: ServerSettings, clientAuthGiven: boolean): void {
+  const files = { tlsCaFile: c.tlsCaFile, tlsCertFile: c.tlsCertFile, tlsKeyFile: c.tlsKeyFile };
+  const given = Object.entries(files).filter(([, v]) => v !== null);
+  if (given.length > 0 && given.length < 3) {
+    const missing = Object.keys(files).filter((k) => files[k as keyof typeof files] === null);
+    throw configError(
+      missing[0] ?? "tlsCaFile",
+      `TLS needs tlsCaFile, tlsCertFile and tlsKeyFile together; ${missing.join(" and ")} missing (--tls-ca, --tls-cert, --tls-key)`,
+    );
+  }
+  if (given.length === 0 && clientAuthGiven)
+    throw configError(
+      "tlsClientAuth",
+      "client authentication needs TLS: give tlsCaFile, tlsCertFile and tlsKeyFile as well",
+    );
 }
 
 // ---------------------------------------------------------------- ms to ticks, and validation

@@ -19,6 +19,7 @@ export class NodeMetrics {
   readonly leaderChanges: Counter;
   readonly peerRefusals: Counter<"reason">;
   readonly clientRefusals: Counter<"reason">;
+  readonly connectionRefusals: Counter<"reason">;
   readonly lateTickWakeups: Counter;
 
   constructor(
@@ -65,6 +66,12 @@ export class NodeMetrics {
     this.clientRefusals = new Counter({
       name: "raftkv_client_requests_refused_total",
       help: "Client requests refused at the edge, by reason",
+      labelNames: ["reason"],
+      registers,
+    });
+    this.connectionRefusals = new Counter({
+      name: "raftkv_connections_refused_total",
+      help: "Connections and peer calls refused by the listener (limit, TLS), by reason",
       labelNames: ["reason"],
       registers,
     });

@@ -9,7 +9,6 @@ import { MonotonicClock, type MonotonicTime } from "../clock/monotonic-clock.ts"
 import { Ticker } from "../clock/ticker.ts";
 import { Raft } from "../core/raft.ts";
 import type { NodeId } from "../core/types.ts";
-import { ClientServiceService } from "../gen/raftkv/v1/client.ts";
 import type { KvResult } from "../kv/result.ts";
 import { KvStateMachine } from "../kv/state-machine.ts";
 import { RaftKvError } from "../lib/errors.ts";
@@ -19,12 +18,15 @@ import type { ReplicaStorage } from "../replica/seams.ts";
 import { FileStorage } from "../storage/file-storage.ts";
 import { RealFileSystem } from "../storage/real-file-system.ts";
 import { addPeerService, GrpcPeerTransport, peerGrpcOptions } from "../transport/grpc-transport.ts";
+import { addClientService } from "./client-edge.ts";
 import { ClientApi } from "./client-service.ts";
 import { effectiveLeaseMs, peerMessageBytes, type ServerConfig, toCoreConfig } from "./config.ts";
+import { ConnectionGate } from "./listener.ts";
 import { createNodeLog, type Logger } from "./logging.ts";
 import { NodeMetrics, startMetricsServer } from "./metrics.ts";
 import { type NodeView, type ViewSources, viewNode } from "./node-view.ts";
 import { NodeObserver } from "./observer.ts";
+import { loadServerTls } from "./tls.ts";
 
 export interface StartNodeOptions {
   /** Local monotonic clock (default performance.now()). */
@@ -95,6 +97,7 @@ async function assemble(
   options: StartNodeOptions,
 ): Promise<RaftKvNode> {
   const log = nodeLog.logger;
+  const tls = loadServerTls(config, config.id, config.peers.get(config.id) ?? config.listen, new Date());
   const clock = options.clock ?? new MonotonicClock();
   const smOptions = { maxSessions: config.maxClientSessions };
   const snap = await storage.loadSnapshotImage();
@@ -123,6 +126,7 @@ async function assemble(
     logger: log.child({ component: "transport" }),
     seed: coreConfig.seed,
     onRefusal: (r) => metrics?.peerRefusals.inc({ reason: r.reason }),
+    ...(tls === null ? {} : { credentials: { channel: tls.peerChannel } }),
   });
 
   const bootMs = clock.nowMs();
@@ -175,15 +179,29 @@ async function assemble(
     afterInput: () => observer.check(),
   });
 
-  const server = new grpc.Server(serverOptions(config));
+  const gate = new ConnectionGate({
+    nodeId: config.id,
+    listen: config.listen,
+    tls,
+    maxConnections: config.maxConnections,
+    tlsHandshakeTimeoutMs: config.tlsHandshakeTimeoutMs,
+    log: log.child({ component: "listener" }),
+    onRefusal: (reason) => metrics?.connectionRefusals.inc({ reason }),
+  });
+  const server = new grpc.Server({ ...serverOptions(config), interceptors: [gate.interceptor] });
   addPeerService(server, transport);
-  server.addService(ClientServiceService, api.handlers());
-  const port = await bind(server, config, transport.serverCredentials).catch(async (err: unknown) => {
+  addClientService(server, api.handlers(), {
+    nodeId: config.id,
+    maxRequestBytes: config.maxRequestBytes,
+    softState: () => core.softState(),
+    metrics,
+  });
+  const listener = await gate.open(server).catch(async (err: unknown) => {
     await transport.close();
     server.forceShutdown();
     throw err;
   });
-  const listenAddress = `${config.listen.slice(0, config.listen.lastIndexOf(":"))}:${port}`;
+  const listenAddress = `${config.listen.slice(0, config.listen.lastIndexOf(":"))}:${listener.port}`;
 
   let metricsServer: HttpServer | null = null;
   let metricsPort: number | null = null;
@@ -194,6 +212,7 @@ async function assemble(
       metricsPort = m.port;
     } catch (err) {
       await transport.close();
+      await listener.close();
       server.forceShutdown();
       throw new RaftKvError({
         code: "CONFIG",
@@ -251,6 +270,7 @@ async function assemble(
           resolve();
         });
       });
+      await listener.close();
       if (metricsServer !== null) {
         metricsServer.closeAllConnections();
         await new Promise<void>((resolve) => metricsServer?.close(() => resolve()));
@@ -286,6 +306,9 @@ async function assemble(
       electionTimeoutMs: [config.electionTimeoutMinMs, config.electionTimeoutMaxMs],
       leaseMs: effectiveLeaseMs(config),
       driftBound: config.driftBound,
+      tls:
+        tls === null ? "off" : { certificate: tls.subject, validTo: tls.validTo, clientAuth: tls.clientAuth },
+      maxConnections: config.maxConnections,
     },
     `node ${config.id} started`,
   );
@@ -311,27 +334,6 @@ function serverOptions(config: ServerConfig): grpc.ChannelOptions {
     "grpc.max_receive_message_length": Math.max(peerLimit, config.maxRequestBytes),
     "grpc.max_send_message_length": Math.max(peerLimit, config.maxRangeBytes + 64 * 1024),
   };
-}
-
-async function bind(
-  server: grpc.Server,
-  config: ServerConfig,
-  creds: grpc.ServerCredentials,
-): Promise<number> {
-  return new Promise<number>((resolve, reject) =>
-    server.bindAsync(config.listen, creds, (err, port) => {
-      if (err === null) return resolve(port);
-      reject(
-        new RaftKvError({
-          code: "CONFIG",
-          message: `cannot listen on ${config.listen}: ${err.message}`,
-          nodeId: config.id,
-          hint: "is another process using the port? pick a free --listen address",
-          cause: err,
-        }),
-      );
-    }),
-  );
 }
 
 /** Storage with the time of each save observed (sync=true includes the fsync). */
