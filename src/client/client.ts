@@ -23,6 +23,7 @@ import {
 import { Prng } from "../lib/prng.ts";
 import { codeFromWire, fromGrpcError, isRetryable, RaftKvClientError } from "./errors.ts";
 import { SessionStream, type StreamOp, type StreamResult } from "./session-stream.ts";
+import { type ClientTlsOptions, clientTlsCredentials } from "./tls.ts";
 import { type Bytes, plainBytes, toBytes } from "./values.ts";
 
 export type Consistency = "lease" | "readIndex" | "stale";
@@ -50,7 +51,9 @@ export interface RaftKvClientOptions {
   readonly clientId?: string;
   /** Writes in flight at once; each uses its own session (default 16). More wait their turn. */
   readonly maxConcurrentWrites?: number;
-  /** TLS; insecure when absent. */
+  /** TLS from PEM text or files: the nodes' CA and, for mutual TLS, this client's certificate and key. */
+  readonly tls?: ClientTlsOptions;
+  /** gRPC channel credentials, instead of `tls`; plaintext when both are absent. */
   readonly credentials?: grpc.ChannelCredentials;
   /** Seed of the backoff jitter (default random). */
   readonly seed?: number;
@@ -236,7 +239,11 @@ export class RaftKvClient {
     this.consistency = o.consistency ?? "lease";
     if (!CONSISTENCIES.includes(this.consistency))
       throw invalidOption("consistency", `"${String(this.consistency)}" is not lease, readIndex or stale`);
-    this.credentials = o.credentials ?? grpc.credentials.createInsecure();
+    if (o.tls !== undefined && o.credentials !== undefined)
+      throw invalidOption("tls", "give either tls or credentials, not both");
+    this.credentials =
+      o.credentials ??
+      (o.tls === undefined ? grpc.credentials.createInsecure() : clientTlsCredentials(o.tls));
     this.prng = new Prng(o.seed ?? randomBytes(4).readUInt32LE(0));
     this.clientIdBase = o.clientId ?? randomBytes(12).toString("hex");
     if (this.clientIdBase === "" || Buffer.byteLength(this.clientIdBase) > 48)
