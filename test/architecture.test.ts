@@ -21,6 +21,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   client: ["lib", "gen", "clock"],
   cli: ["lib", "core", "kv", "storage", "server", "client", "clock", "replica", "transport", "gen", "sim"],
   sim: ["lib", "core", "kv", "replica", "storage", "transport"],
+  chaos: ["lib", "core", "client", "sim"],
   gen: ["gen"],
 };
 

@@ -1,0 +1,300 @@
+// The nemesis: faults on a schedule drawn from a seeded PRNG. Two tracks run side by side: process faults
+// and partitions one after another (kill, pause, torn, partition), and link quality (latency, loss).
+// Every fault heals before the next on its track starts, and everything heals when the run stops.
+
+import { performance } from "node:perf_hooks";
+import type { Prng } from "../lib/prng.ts";
+import type { ChaosCluster } from "./cluster.ts";
+import { CLEAN_LINK, type CutMode, type LinkConditions } from "./proxy.ts";
+
+export const FAULT_KINDS = ["kill", "pause", "partition", "latency", "loss", "torn"] as const;
+export type FaultKind = (typeof FAULT_KINDS)[number];
+
+const PROCESS_TRACK: readonly FaultKind[] = ["kill", "pause", "partition", "torn"];
+const LINK_TRACK: readonly FaultKind[] = ["latency", "loss"];
+
+export type PartitionShape =
+  | "isolate-leader"
+  | "isolate-follower"
+  | "majority-minority"
+  | "bridge"
+  | "one-way-out"
+  | "one-way-in"
+  | "flaky-links";
+
+const SHAPES: readonly PartitionShape[] = [
+  "isolate-leader",
+  "isolate-follower",
+  "majority-minority",
+  "bridge",
+  "one-way-out",
+  "one-way-in",
+  "flaky-links",
+];
+
+export interface FaultRecord {
+  readonly kind: FaultKind;
+  /** e.g. the partition shape, "leader", the latency. */
+  readonly detail: string;
+  readonly nodes: readonly number[];
+  /** ms since the run started. */
+  readonly startMs: number;
+  endMs: number | null;
+}
+
+export interface NemesisOptions {
+  readonly kinds: readonly FaultKind[];
+  /** The largest election timeout of the nodes; pauses and gaps scale with it. */
+  readonly electionTimeoutMaxMs: number;
+  /** ms origin of the records (the run's start, performance.now()). */
+  readonly originMs: number;
+  readonly note: (line: string) => void;
+}
+
+/** Runs faults against `cluster` until stop() is called, then heals everything. */
+export class Nemesis {
+  readonly log: FaultRecord[] = [];
+  /** Faults that could not be injected or healed (a node that would not restart, say). */
+  readonly errors: string[] = [];
+  private stopped = false;
+  private readonly wakers = new Set<() => void>();
+
+  constructor(
+    private readonly cluster: ChaosCluster,
+    private readonly prng: Prng,
+    private readonly o: NemesisOptions,
+  ) {}
+
+  /** Resolves when both tracks have stopped (after stop()). Faults in progress are healed by then. */
+  async run(): Promise<void> {
+    const processKinds = this.o.kinds.filter((k) => PROCESS_TRACK.includes(k));
+    const linkKinds = this.o.kinds.filter((k) => LINK_TRACK.includes(k));
+    await Promise.all([this.track(processKinds, this.prng.fork()), this.track(linkKinds, this.prng.fork())]);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const w of [...this.wakers]) w();
+  }
+
+  counts(): Record<FaultKind, number> {
+    const out = Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>;
+    for (const r of this.log) out[r.kind]++;
+    return out;
+  }
+
+  private async track(kinds: readonly FaultKind[], prng: Prng): Promise<void> {
+    if (kinds.length === 0) return;
+    const e = this.o.electionTimeoutMaxMs;
+    // At most one fault per 100 ms of pause between faults: bounded by the run's length.
+    for (let i = 0; i < 1_000_000 && !this.stopped; i++) {
+      await this.nap(prng.int(Math.round(e), Math.round(5 * e)));
+      if (this.stopped) return;
+      const kind = prng.pick(kinds);
+      try {
+        await this.inject(kind, prng);
+      } catch (err) {
+        const msg = `fault ${kind} failed: ${err instanceof Error ? err.message : String(err)}`;
+        this.errors.push(msg);
+        this.o.note(msg);
+      }
+    }
+  }
+
+  private async inject(kind: FaultKind, prng: Prng): Promise<void> {
+    switch (kind) {
+      case "kill":
+        return this.killRestart(prng, false);
+      case "torn":
+        return this.killRestart(prng, true);
+      case "pause":
+        return this.pause(prng);
+      case "partition":
+        return this.partition(prng);
+      case "latency":
+        return this.linkQuality(prng, "latency");
+      case "loss":
+        return this.linkQuality(prng, "loss");
+    }
+  }
+
+  private async killRestart(prng: Prng, torn: boolean): Promise<void> {
+    const { id, role } = await this.target(prng);
+    const rec = this.begin(torn ? "torn" : "kill", role, [id]);
+    if (torn) {
+      const t = await this.cluster.killTorn(id);
+      this.o.note(
+        t === null
+          ? `torn: node ${id} killed, no WAL record to tear`
+          : `torn: node ${id} killed, ${t.bytes} of ${t.recordBytes} bytes of a record left at ${t.segment}:${t.offset}`,
+      );
+    } else await this.cluster.kill(id);
+    await this.nap(prng.int(300, 5000));
+    await this.cluster.startNode(id);
+    this.end(rec);
+  }
+
+  private async pause(prng: Prng): Promise<void> {
+    const { id, role } = await this.target(prng);
+    const e = this.o.electionTimeoutMaxMs;
+    const ms = prng.chance(0.3) ? prng.int(2 * e, 8 * e) : prng.int(e, 3 * e);
+    const rec = this.begin("pause", `${role} for ${ms} ms`, [id]);
+    this.cluster.pause(id);
+    await this.nap(ms);
+    this.cluster.resume(id);
+    this.end(rec);
+  }
+
+  private async partition(prng: Prng): Promise<void> {
+    const shape = prng.pick(SHAPES);
+    const mode: CutMode = prng.chance(0.7) ? "stall" : "reset";
+    const leader = await this.cluster.leader();
+    const ids = this.cluster.ids;
+    const cuts = partitionCuts(shape, ids, leader, prng);
+    const nodes = [...new Set(cuts.flat())].sort((a, b) => a - b);
+    const holdMs = prng.int(1500, 10_000);
+    const rec = this.begin("partition", `${shape} (${mode}) ${describeCuts(cuts)}`, nodes);
+    const cut: LinkConditions = { ...CLEAN_LINK, cut: mode };
+    if (shape === "flaky-links") {
+      // Cut the links one by one, hold, restore them in another random order.
+      for (const [a, b] of cuts) {
+        this.cluster.setLink(a, b, cut);
+        await this.nap(prng.int(100, 1000));
+      }
+      await this.nap(holdMs);
+      for (const [a, b] of prng.shuffle(cuts)) {
+        this.cluster.setLink(a, b, CLEAN_LINK);
+        await this.nap(prng.int(100, 1000));
+      }
+    } else {
+      for (const [a, b] of cuts) this.cluster.setLink(a, b, cut);
+      await this.nap(holdMs);
+      for (const [a, b] of cuts) this.cluster.setLink(a, b, CLEAN_LINK);
+    }
+    this.end(rec);
+  }
+
+  private async linkQuality(prng: Prng, kind: "latency" | "loss"): Promise<void> {
+    const ids = this.cluster.ids;
+    const all = ids.flatMap((a) => ids.filter((b) => b !== a).map((b): [number, number] => [a, b]));
+    const scope = prng.pick(["all", "node", "some"] as const);
+    const hub = prng.pick(ids);
+    const links =
+      scope === "all"
+        ? all
+        : scope === "node"
+          ? all.filter(([a, b]) => a === hub || b === hub)
+          : all.filter(() => prng.chance(0.4));
+    const c: LinkConditions =
+      kind === "latency"
+        ? { ...CLEAN_LINK, latencyMs: prng.int(5, 120), jitterMs: prng.int(0, 60) }
+        : { ...CLEAN_LINK, lossRate: prng.int(5, 80) / 1000, resetRate: prng.int(0, 3) / 1000 };
+    const what =
+      kind === "latency"
+        ? `${c.latencyMs}+${c.jitterMs} ms`
+        : `stall ${(c.lossRate * 100).toFixed(1)}%, reset ${(c.resetRate * 100).toFixed(1)}% per chunk`;
+    const nodes = scope === "node" ? [hub] : [...new Set(links.flat())].sort((a, b) => a - b);
+    const rec = this.begin(
+      kind,
+      `${what} on ${scope === "node" ? `node ${hub}'s links` : `${links.length} links`}`,
+      nodes,
+    );
+    for (const [a, b] of links) this.cluster.setLink(a, b, c);
+    await this.nap(prng.int(2000, 10_000));
+    for (const [a, b] of links) this.cluster.setLink(a, b, CLEAN_LINK);
+    this.end(rec);
+  }
+
+  /** A running node, the leader half the time. */
+  private async target(prng: Prng): Promise<{ id: number; role: string }> {
+    const running = this.cluster.ids.filter((id) => this.cluster.state(id) === "running");
+    const leader = await this.cluster.leader();
+    if (leader !== null && running.includes(leader) && prng.chance(0.5))
+      return { id: leader, role: "leader" };
+    const id = prng.pick(running.length > 0 ? running : this.cluster.ids);
+    return { id, role: id === leader ? "leader" : "follower" };
+  }
+
+  private begin(kind: FaultKind, detail: string, nodes: readonly number[]): FaultRecord {
+    const rec: FaultRecord = { kind, detail, nodes, startMs: this.now(), endMs: null };
+    this.log.push(rec);
+    this.o.note(`fault ${kind}: ${detail} [nodes ${nodes.join(",")}]`);
+    return rec;
+  }
+
+  private end(rec: FaultRecord): void {
+    rec.endMs = this.now();
+  }
+
+  private now(): number {
+    return performance.now() - this.o.originMs;
+  }
+
+  /** Sleeps `ms`, or less if stop() is called meanwhile. */
+  private nap(ms: number): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.wakers.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.wakers.add(done);
+    });
+  }
+}
+
+/** The directed links (from, to) to cut for a partition of `shape`. */
+export function partitionCuts(
+  shape: PartitionShape,
+  ids: readonly number[],
+  leader: number | null,
+  prng: Prng,
+): [number, number][] {
+  const both = (a: readonly number[], b: readonly number[]): [number, number][] =>
+    a.flatMap((x) =>
+      b.flatMap((y): [number, number][] => [
+        [x, y],
+        [y, x],
+      ]),
+    );
+  const others = (x: number): number[] => ids.filter((y) => y !== x);
+  const leaderOrAny = leader ?? prng.pick(ids);
+  switch (shape) {
+    case "isolate-leader":
+      return both([leaderOrAny], others(leaderOrAny));
+    case "isolate-follower": {
+      const f = prng.pick(ids.filter((x) => x !== leader));
+      return both([f], others(f));
+    }
+    case "majority-minority": {
+      const s = prng.shuffle(ids);
+      const k = Math.floor((ids.length - 1) / 2);
+      return both(s.slice(0, k), s.slice(k));
+    }
+    case "bridge": {
+      // One node sees both sides; the sides do not see each other.
+      const s = prng.shuffle(ids);
+      const rest = s.slice(1);
+      const half = Math.floor(rest.length / 2);
+      return both(rest.slice(0, half), rest.slice(half));
+    }
+    case "one-way-out": {
+      const x = prng.chance(0.5) ? leaderOrAny : prng.pick(ids);
+      return others(x).map((y): [number, number] => [x, y]);
+    }
+    case "one-way-in": {
+      const x = prng.chance(0.5) ? leaderOrAny : prng.pick(ids);
+      return others(x).map((y): [number, number] => [y, x]);
+    }
+    case "flaky-links": {
+      const all = ids.flatMap((a) => others(a).map((b): [number, number] => [a, b]));
+      return prng.shuffle(all).slice(0, prng.int(1, Math.max(1, Math.floor(all.length / 2))));
+    }
+  }
+}
+
+function describeCuts(cuts: readonly [number, number][]): string {
+  return cuts.map(([a, b]) => `${a}->${b}`).join(" ");
+}

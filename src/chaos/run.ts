@@ -1,0 +1,403 @@
+// One chaos run: start the cluster, run clients and the nemesis, heal, wait for convergence, read every
+// key, compare the replicas, check the history, and write history.jsonl, faults.jsonl and summary.json.
+
+import { appendFileSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import type { NodeStatus } from "../client/index.ts";
+import { Prng } from "../lib/prng.ts";
+import { formatHistoryLine, type HistoryOp } from "../sim/history.ts";
+import { type CheckResult, checkHistory } from "../sim/linearizability.ts";
+import { ChaosCluster, sleep } from "./cluster.ts";
+import { type FaultKind, Nemesis } from "./faults.ts";
+import { type ElectionFigures, readElectionFigures } from "./node-logs.ts";
+import { Workload } from "./workload.ts";
+
+export interface ChaosOptions {
+  readonly nodes: number;
+  readonly durationS: number;
+  readonly faults: readonly FaultKind[];
+  readonly seed: number;
+  readonly outDir: string;
+  readonly clients: number;
+  readonly keys: number;
+  readonly repoRoot: string;
+  readonly heartbeatMs: number;
+  readonly electionTimeoutMinMs: number;
+  readonly electionTimeoutMaxMs: number;
+  /** Extra `raftkv serve` flags. */
+  readonly serveArgs: readonly string[];
+  /** Client deadline per request, retries included, and per attempt. */
+  readonly clientTimeoutMs: number;
+  readonly attemptTimeoutMs: number;
+  /** Clients keep running this long after the heal (pending operations must complete). */
+  readonly healWindowS: number;
+  /** Keep the nodes' data folders (out/data) even when the run passes. */
+  readonly keepData: boolean;
+  readonly maxCheckStepsPerKey?: number;
+  /** Progress lines (also written to out/chaos.log). */
+  readonly print: (line: string) => void;
+}
+
+export interface ChaosSummary {
+  readonly ok: boolean;
+  /** Each reason the run failed; empty when ok. */
+  readonly problems: readonly string[];
+  /** Reasons the run proves less than it should (too many unknown outcomes). */
+  readonly warnings: readonly string[];
+  readonly seed: number;
+  readonly nodes: number;
+  readonly clients: number;
+  readonly keys: number;
+  readonly durationS: number;
+  readonly faultsEnabled: readonly FaultKind[];
+  readonly wallS: number;
+  readonly ops: OpFigures;
+  readonly clientErrors: Record<string, number>;
+  readonly unexpectedClientErrors: readonly string[];
+  readonly faults: { readonly total: number; readonly byKind: Record<FaultKind, number> };
+  readonly faultErrors: readonly string[];
+  readonly elections: ElectionFigures;
+  readonly liveness: {
+    readonly leaderAfterHealMs: number | null;
+    readonly convergedAfterMs: number | null;
+    readonly appliedIndex: number | null;
+  };
+  readonly replicas: {
+    readonly identical: boolean | null;
+    readonly method: string;
+    readonly appliedIndexes: readonly (number | null)[];
+    readonly keysPerNode: readonly (number | null)[];
+    readonly mismatches: readonly string[];
+  };
+  readonly unplannedExits: readonly { node: number; code: number | null; signal: string | null }[];
+  readonly checker: {
+    readonly verdict: CheckResult["verdict"];
+    readonly opsChecked: number;
+    readonly opsUnknownOutcome: number;
+    readonly timedOutKeys: readonly string[];
+    readonly violations: readonly { readonly key: string; readonly message: string }[];
+    readonly checkMs: number;
+  };
+}
+
+export interface OpFigures {
+  readonly total: number;
+  readonly ok: number;
+  readonly failed: number;
+  readonly unknown: number;
+  /** Unknown outcomes over all operations, in percent. */
+  readonly unknownPercent: number;
+  /** Unknown writes over all writes, in percent. */
+  readonly unknownWritePercent: number;
+  readonly byKind: Record<string, { ok: number; failed: number; unknown: number }>;
+  readonly finalReads: number;
+}
+
+/** TESTING.md: beyond ~20 % unknown outcomes a run is too weak to count. */
+const WEAK_UNKNOWN_PERCENT = 20;
+const START_TIMEOUT_MS = 60_000;
+const LEADER_TIMEOUT_MS = 60_000;
+const CONVERGE_TIMEOUT_MS = 60_000;
+const FINAL_READ_ATTEMPTS = 10;
+const REPLICA_STATE_METHOD =
+  "Status exposes no state hash: applied indexes compared via Status, then every key read with stale " +
+  "consistency from each node (a range over all keys) and compared";
+
+export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
+  const origin = performance.now();
+  mkdirSync(o.outDir, { recursive: true });
+  const chaosLog = join(o.outDir, "chaos.log");
+  const note = (line: string): void => {
+    const stamped = `[${((performance.now() - origin) / 1000).toFixed(1).padStart(6)}s] ${line}`;
+    appendFileSync(chaosLog, `${stamped}\n`);
+    o.print(stamped);
+  };
+  const prng = new Prng(o.seed);
+  const dataRoot = join(o.outDir, "data");
+  note(
+    `seed ${o.seed}: ${o.nodes} nodes, ${o.clients} clients on ${o.keys} keys, ${o.durationS} s of ` +
+      `${o.faults.join(",") || "no faults"}; out ${o.outDir}`,
+  );
+  const cluster = await ChaosCluster.start({
+    nodes: o.nodes,
+    repoRoot: o.repoRoot,
+    dataRoot,
+    logDir: o.outDir,
+    clusterId: `chaos-${o.seed}`,
+    serveArgs: [
+      ...["--heartbeat-ms", String(o.heartbeatMs)],
+      ...["--election-timeout-min-ms", String(o.electionTimeoutMinMs)],
+      ...["--election-timeout-max-ms", String(o.electionTimeoutMaxMs)],
+      ...o.serveArgs,
+    ],
+    prng: prng.fork(),
+    startTimeoutMs: START_TIMEOUT_MS,
+    note,
+  });
+  const workload = new Workload(
+    {
+      clients: o.clients,
+      keys: o.keys,
+      endpoints: cluster.endpoints,
+      timeoutMs: o.clientTimeoutMs,
+      attemptTimeoutMs: o.attemptTimeoutMs,
+      readIndexShare: 0.2,
+      runId: `s${o.seed}`,
+    },
+    prng.fork(),
+  );
+  const nemesis = new Nemesis(cluster, prng.fork(), {
+    kinds: o.faults,
+    electionTimeoutMaxMs: o.electionTimeoutMaxMs,
+    originMs: origin,
+    note,
+  });
+  const problems: string[] = [];
+  let leaderAfterHealMs: number | null = null;
+  let converged: { ms: number; appliedIndex: number } | null = null;
+  let finalValues = new Map<string, string | null | undefined>();
+  let replicas: ChaosSummary["replicas"] = {
+    identical: null,
+    method: REPLICA_STATE_METHOD,
+    appliedIndexes: [],
+    keysPerNode: [],
+    mismatches: [],
+  };
+  try {
+    note(`cluster up: ${cluster.endpoints.join(" ")}`);
+    const first = await waitForLeader(cluster, LEADER_TIMEOUT_MS);
+    if (first === null) throw new Error(`no leader within ${LEADER_TIMEOUT_MS} ms of start`);
+    note(`leader ${first.id}; clients start`);
+    workload.start();
+    const nemesisDone = nemesis.run();
+    await sleep(o.durationS * 1000);
+    note("faults stop: healing");
+    nemesis.stop();
+    await nemesisDone;
+    const healStart = performance.now();
+    await cluster.healAll();
+    const leader = await waitForLeader(cluster, LEADER_TIMEOUT_MS);
+    if (leader === null) problems.push(`no leader within ${LEADER_TIMEOUT_MS} ms of the heal`);
+    else leaderAfterHealMs = performance.now() - healStart;
+    note(`healed; leader ${leader?.id ?? "none"} after ${leaderAfterHealMs?.toFixed(0) ?? "-"} ms`);
+    await sleep(o.healWindowS * 1000);
+    note("clients stop");
+    await workload.stop();
+    converged = await waitForConvergence(cluster, CONVERGE_TIMEOUT_MS);
+    if (converged === null) problems.push(`the nodes did not converge within ${CONVERGE_TIMEOUT_MS} ms`);
+    else note(`converged at applied index ${converged.appliedIndex} after ${converged.ms.toFixed(0)} ms`);
+    finalValues = await workload.finalReads(o.clients, FINAL_READ_ATTEMPTS);
+    const unread = [...finalValues].filter(([, v]) => v === undefined).map(([k]) => k);
+    if (unread.length > 0) problems.push(`final linearizable reads failed for ${unread.join(", ")}`);
+    replicas = await compareReplicas(cluster, workload.keyNames, finalValues);
+    if (replicas.identical === false)
+      problems.push(`replicas differ: ${replicas.mismatches.slice(0, 5).join("; ")}`);
+  } catch (err) {
+    const msg = `run aborted: ${err instanceof Error ? err.message : String(err)}`;
+    problems.push(msg);
+    note(msg);
+  } finally {
+    nemesis.stop();
+    await workload.stop();
+    await cluster.destroy();
+  }
+  const history = [...workload.history].sort((a, b) => a.call - b.call);
+  writeFileSync(join(o.outDir, "history.jsonl"), history.map((op) => `${formatHistoryLine(op)}\n`).join(""));
+  writeFileSync(join(o.outDir, "faults.jsonl"), nemesis.log.map((r) => `${JSON.stringify(r)}\n`).join(""));
+  note(`checking ${history.length} operations`);
+  const checkStart = performance.now();
+  const checked = checkHistory(
+    history,
+    o.maxCheckStepsPerKey === undefined ? {} : { maxStepsPerKey: o.maxCheckStepsPerKey },
+  );
+  const checkMs = performance.now() - checkStart;
+  const elections = readElectionFigures(new Map(cluster.ids.map((id) => [id, cluster.logFile(id)])));
+  const ops = opFigures(history, o.clients);
+  if (checked.verdict === "not-linearizable")
+    problems.push(`history not linearizable: ${checked.violations.length} key(s) violated`);
+  if (checked.verdict === "unknown")
+    problems.push(`checker inconclusive: keys ${checked.timedOutKeys.join(", ")} ran out of search steps`);
+  for (const t of elections.twoLeaderTerms)
+    problems.push(`two leaders in term ${t.term}: nodes ${t.nodes.join(", ")}`);
+  for (const e of cluster.unplannedExits)
+    problems.push(`node ${e.node} exited on its own (code ${e.code}, signal ${e.signal})`);
+  problems.push(...nemesis.errors);
+  const warnings: string[] = [];
+  if (ops.unknownPercent > WEAK_UNKNOWN_PERCENT)
+    warnings.push(
+      `${ops.unknownPercent.toFixed(1)} % of operations have unknown outcomes: too weak to count`,
+    );
+  const summary: ChaosSummary = {
+    ok: problems.length === 0,
+    problems,
+    warnings,
+    seed: o.seed,
+    nodes: o.nodes,
+    clients: o.clients,
+    keys: o.keys,
+    durationS: o.durationS,
+    faultsEnabled: o.faults,
+    wallS: (performance.now() - origin) / 1000,
+    ops,
+    clientErrors: workload.errors.byCode,
+    unexpectedClientErrors: workload.errors.unexpected,
+    faults: { total: nemesis.log.length, byKind: nemesis.counts() },
+    faultErrors: nemesis.errors,
+    elections,
+    liveness: {
+      leaderAfterHealMs,
+      convergedAfterMs: converged?.ms ?? null,
+      appliedIndex: converged?.appliedIndex ?? null,
+    },
+    replicas,
+    unplannedExits: cluster.unplannedExits.map(({ node, code, signal }) => ({ node, code, signal })),
+    checker: {
+      verdict: checked.verdict,
+      opsChecked: checked.opsChecked,
+      opsUnknownOutcome: checked.opsUnknownOutcome,
+      timedOutKeys: checked.timedOutKeys,
+      violations: checked.violations.map((v) => ({ key: v.key, message: v.message })),
+      checkMs,
+    },
+  };
+  writeFileSync(join(o.outDir, "summary.json"), `${JSON.stringify(summary, null, 2)}\n`);
+  if (summary.ok && !o.keepData) rmSync(dataRoot, { recursive: true, force: true });
+  return summary;
+}
+
+async function waitForLeader(cluster: ChaosCluster, timeoutMs: number): Promise<{ id: number } | null> {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
+    const id = await cluster.leader();
+    if (id !== null) return { id };
+    await sleep(50);
+  }
+  return null;
+}
+
+/** All nodes answer, one leader, equal terms, equal commit and applied indexes, twice in a row. */
+async function waitForConvergence(
+  cluster: ChaosCluster,
+  timeoutMs: number,
+): Promise<{ ms: number; appliedIndex: number } | null> {
+  const started = performance.now();
+  let previous: string | null = null;
+  while (performance.now() - started < timeoutMs) {
+    const all = await Promise.all(cluster.ids.map((id) => cluster.status(id, 1000)));
+    const key = convergedKey(all);
+    if (key !== null && key === previous)
+      return { ms: performance.now() - started, appliedIndex: all[0]!.appliedIndex };
+    previous = key;
+    await sleep(300);
+  }
+  return null;
+}
+
+function convergedKey(all: readonly (NodeStatus | null)[]): string | null {
+  const s = all.filter((x): x is NodeStatus => x !== null);
+  if (s.length !== all.length || s.length === 0) return null;
+  const leaders = s.filter((x) => x.role === "leader");
+  if (leaders.length !== 1) return null;
+  const f = s[0]!;
+  const same = s.every(
+    (x) =>
+      x.term === f.term &&
+      x.commitIndex === f.commitIndex &&
+      x.appliedIndex === f.appliedIndex &&
+      x.appliedIndex === x.commitIndex &&
+      x.lastLogIndex === f.lastLogIndex,
+  );
+  return same ? `${f.term}/${f.commitIndex}/${leaders[0]!.nodeId}` : null;
+}
+
+/** Every node's whole key space read with stale consistency, compared with each other and the final reads. */
+async function compareReplicas(
+  cluster: ChaosCluster,
+  keys: readonly string[],
+  finalValues: ReadonlyMap<string, string | null | undefined>,
+): Promise<ChaosSummary["replicas"]> {
+  const mismatches: string[] = [];
+  const states: (Map<string, string> | null)[] = [];
+  const appliedIndexes: (number | null)[] = [];
+  for (const id of cluster.ids) {
+    appliedIndexes.push((await cluster.status(id, 1000))?.appliedIndex ?? null);
+    const c = cluster.clientFor(id);
+    try {
+      const r = await c.range("", { consistency: "stale" });
+      if (r.more) mismatches.push(`node ${id} holds more keys than one range returns`);
+      const m = new Map<string, string>();
+      for (const kv of r.items) m.set(kv.key, new TextDecoder().decode(kv.value));
+      states.push(m);
+    } catch (err) {
+      mismatches.push(`node ${id}: stale range failed: ${err instanceof Error ? err.message : String(err)}`);
+      states.push(null);
+    } finally {
+      c.close();
+    }
+  }
+  if (new Set(appliedIndexes).size > 1)
+    mismatches.push(`applied indexes differ: ${appliedIndexes.join(", ")}`);
+  const first = states[0];
+  states.forEach((s, id) => {
+    if (s === null || first === null || first === undefined) return;
+    const all = new Set([...s.keys(), ...first.keys()]);
+    for (const k of all)
+      if (s.get(k) !== first.get(k))
+        mismatches.push(`key ${k}: node 0 has ${show(first.get(k))}, node ${id} has ${show(s.get(k))}`);
+  });
+  if (first !== null && first !== undefined)
+    for (const k of keys) {
+      const read = finalValues.get(k);
+      if (read !== undefined && (first.get(k) ?? null) !== read)
+        mismatches.push(`key ${k}: the final read saw ${show(read)}, node 0 holds ${show(first.get(k))}`);
+    }
+  return {
+    identical: mismatches.length === 0,
+    method: REPLICA_STATE_METHOD,
+    appliedIndexes,
+    keysPerNode: states.map((s) => s?.size ?? null),
+    mismatches,
+  };
+}
+
+function show(v: string | null | undefined): string {
+  return v === undefined || v === null ? "absent" : JSON.stringify(v);
+}
+
+function opFigures(history: readonly HistoryOp[], finalClient: number): OpFigures {
+  const byKind: OpFigures["byKind"] = {};
+  let ok = 0;
+  let failed = 0;
+  let unknown = 0;
+  let writes = 0;
+  let unknownWrites = 0;
+  for (const op of history) {
+    const k = (byKind[op.op] ??= { ok: 0, failed: 0, unknown: 0 });
+    if (op.ok === true) {
+      ok++;
+      k.ok++;
+    } else if (op.ok === false) {
+      failed++;
+      k.failed++;
+    } else {
+      unknown++;
+      k.unknown++;
+    }
+    if (op.op !== "get") {
+      writes++;
+      if (op.ok === null) unknownWrites++;
+    }
+  }
+  const pct = (a: number, b: number): number => (b === 0 ? 0 : (100 * a) / b);
+  return {
+    total: history.length,
+    ok,
+    failed,
+    unknown,
+    unknownPercent: pct(unknown, history.length),
+    unknownWritePercent: pct(unknownWrites, writes),
+    byKind,
+    finalReads: history.filter((op) => op.client === finalClient).length,
+  };
+}
