@@ -2,6 +2,7 @@
 
 import type { Command } from "commander";
 import { CONSISTENCIES, type Consistency, type NodeStatusRow, RaftKvClient } from "../client/index.ts";
+import type { ClientTlsOptions } from "../client/tls.ts";
 import { utf8OrNull } from "../client/values.ts";
 import { EXIT, formatTable, printJson, usageError } from "./output.ts";
 
@@ -12,6 +13,9 @@ interface ClientFlags {
   consistency: string;
   timeout: string;
   json: boolean;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 /** Adds --endpoints, --consistency, --timeout and --json to a command. */
@@ -24,7 +28,32 @@ export function withClientOptions(cmd: Command): Command {
     )
     .option("--consistency <level>", "reads: lease | readIndex | stale", "lease")
     .option("--timeout <duration>", "whole-request deadline, retries included: 5000, 5000ms, 5s", "5s")
-    .option("--json", "print the result as JSON", false);
+    .option("--json", "print the result as JSON", false)
+    .option("--tls-ca <file>", "TLS: PEM of the CA that signed the nodes' certificates (env RAFTKV_TLS_CA)")
+    .option(
+      "--tls-cert <file>",
+      "TLS: this client's certificate, when nodes require one (env RAFTKV_TLS_CERT)",
+    )
+    .option("--tls-key <file>", "TLS: this client's private key (env RAFTKV_TLS_KEY)");
+}
+
+/** TLS options from the flags, or the RAFTKV_TLS_* environment; undefined: plaintext. */
+function tlsFrom(f: ClientFlags): ClientTlsOptions | undefined {
+  const env = process.env;
+  const caFile = f.tlsCa ?? env["RAFTKV_TLS_CA"];
+  const certFile = f.tlsCert ?? env["RAFTKV_TLS_CERT"];
+  const keyFile = f.tlsKey ?? env["RAFTKV_TLS_KEY"];
+  if (caFile === undefined && certFile === undefined && keyFile === undefined) return undefined;
+  if (caFile === undefined)
+    throw usageError(
+      "--tls-cert and --tls-key need --tls-ca",
+      "name the CA that signed the nodes' certificates",
+    );
+  return {
+    caFile,
+    ...(certFile === undefined ? {} : { certFile }),
+    ...(keyFile === undefined ? {} : { keyFile }),
+  };
 }
 
 /** Milliseconds from "250", "250ms" or "5s". */
@@ -69,7 +98,14 @@ function makeClient(f: ClientFlags): { client: RaftKvClient; consistency: Consis
         `--endpoints: "${e}" is not host:port`,
         "use e.g. --endpoints 127.0.0.1:60000,127.0.0.1:60001",
       );
-  const client = new RaftKvClient({ endpoints, timeoutMs, consistency, maxConcurrentWrites: 1 });
+  const tls = tlsFrom(f);
+  const client = new RaftKvClient({
+    endpoints,
+    timeoutMs,
+    consistency,
+    maxConcurrentWrites: 1,
+    ...(tls === undefined ? {} : { tls }),
+  });
   return { client, consistency };
 }
 

@@ -27,6 +27,10 @@ interface ServeFlags {
   leaseMs?: string;
   driftBound?: string;
   snapshotEveryEntries?: string;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsClientAuth?: string;
   set: string[];
   stopOnStdinClose: boolean;
 }
@@ -76,6 +80,13 @@ export function addServeCommand(program: Command): void {
     .option("--lease-ms <ms>", "leader lease (default: the largest safe one)")
     .option("--drift-bound <ratio>", "max clock-rate ratio between nodes (default 1.1)")
     .option("--snapshot-every-entries <n>", "snapshot after this many applied entries (default 10000)")
+    .option("--tls-ca <file>", "TLS: PEM of the CA that signs every node and client certificate")
+    .option("--tls-cert <file>", "TLS: this node's certificate (PEM), naming its --peers host")
+    .option("--tls-key <file>", "TLS: this node's private key (PEM)")
+    .option(
+      "--tls-client-auth <mode>",
+      "TLS: none | optional | required: must clients present a certificate? (default required; peers always must)",
+    )
     .option(
       "--set <name=value>",
       "any other setting, repeatable (e.g. --set maxValueBytes=65536)",
@@ -105,6 +116,13 @@ export function rawConfigFrom(f: ServeFlags): Record<string, unknown> {
     const v = f[k];
     if (typeof v === "string") raw[k] = v;
   }
+  const tlsFlags = {
+    tlsCaFile: f.tlsCa,
+    tlsCertFile: f.tlsCert,
+    tlsKeyFile: f.tlsKey,
+    tlsClientAuth: f.tlsClientAuth,
+  };
+  for (const [k, v] of Object.entries(tlsFlags)) if (v !== undefined) raw[k] = v;
   for (const s of f.set) {
     const eq = s.indexOf("=");
     if (eq <= 0) throw configError("--set", `expected name=value, got "${s}"`);
