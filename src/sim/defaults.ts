@@ -1,7 +1,7 @@
 // The simulator's default run for a seed, shared by `npm run sim` and the regression tests.
 
 import type { FaultLevel, SimOptions } from "./run.ts";
-import { SimFileDisk, SimMemDisk } from "./sim-disk.ts";
+import { simFileDisk, simMemDisk } from "./sim-disk.ts";
 
 export interface SeedDefaults {
   sizes: readonly number[];
@@ -32,6 +32,6 @@ export function seedOptions(seed: number, d: SeedDefaults = DEFAULTS): SimOption
     snapshotEveryEntries: 50,
     trace: d.trace,
     // Most seeds run the real WAL on the in-memory file system; every fourth the simpler twin.
-    makeDisk: (id) => (seed % 4 === 3 ? new SimMemDisk(id) : new SimFileDisk(id)),
+    makeDisk: (id) => (seed % 4 === 3 ? simMemDisk(id) : simFileDisk(id)),
   };
 }

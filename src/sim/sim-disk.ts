@@ -1,6 +1,6 @@
 // The simulator's disks: the real FileStorage (WAL, snapshots, recovery) on the in-memory file system
 // that models durability, so every crash exercises the production recovery code; or the simpler
-// MemStorage twin.
+// MemStorage twin. Both sit behind one adapter that swaps in the post-crash storage.
 
 import type { NodeId } from "../core/types.ts";
 import type { Prng } from "../lib/prng.ts";
@@ -12,26 +12,14 @@ import type { SimDisk } from "./sim-node.ts";
 
 const quiet: StorageLogger = { info: () => {}, warn: () => {} };
 
-/** FileStorage over MemFileSystem; a crash drops unsynced data (sometimes tearing the last write). */
-export class SimFileDisk implements SimDisk {
-  readonly fs = new MemFileSystem();
-  private storage: FileStorage;
-  private readonly nodeId: NodeId;
+/** Delegates to the current storage; `crash` loses unsynced data and returns the storage to reopen. */
+class CrashableDisk implements SimDisk {
+  private storage: Storage;
+  private readonly crashed: (prng: Prng) => Storage;
 
-  constructor(nodeId: NodeId) {
-    this.nodeId = nodeId;
-    this.storage = this.fresh();
-  }
-
-  private fresh(): FileStorage {
-    return new FileStorage({
-      fs: this.fs,
-      dir: "/data",
-      clusterId: "sim",
-      nodeId: this.nodeId,
-      maxSegmentBytes: 16 * 1024,
-      logger: quiet,
-    });
+  constructor(storage: Storage, crashed: (prng: Prng) => Storage) {
+    this.storage = storage;
+    this.crashed = crashed;
   }
 
   open() {
@@ -41,8 +29,7 @@ export class SimFileDisk implements SimDisk {
     return this.storage.loadSnapshotImage();
   }
   crash(prng: Prng): void {
-    this.fs.crash(prng);
-    this.storage = this.fresh();
+    this.storage = this.crashed(prng);
   }
   save: Storage["save"] = (hs, entries, sync) => this.storage.save(hs, entries, sync);
   saveSnapshot: Storage["saveSnapshot"] = (meta, image) => this.storage.saveSnapshot(meta, image);
@@ -54,28 +41,29 @@ export class SimFileDisk implements SimDisk {
     this.storage.readSnapshotChunk(meta, offset, length);
 }
 
-/** The MemStorage twin; a crash drops what was saved without sync. */
-export class SimMemDisk implements SimDisk {
-  private readonly storage: MemStorage;
+/** FileStorage over MemFileSystem; a crash drops unsynced data (sometimes tearing the last write). */
+export function simFileDisk(nodeId: NodeId): SimDisk {
+  const fs = new MemFileSystem();
+  const fresh = (): FileStorage =>
+    new FileStorage({
+      fs,
+      dir: "/data",
+      clusterId: "sim",
+      nodeId,
+      maxSegmentBytes: 16 * 1024,
+      logger: quiet,
+    });
+  return new CrashableDisk(fresh(), (prng) => {
+    fs.crash(prng);
+    return fresh();
+  });
+}
 
-  constructor(nodeId: NodeId) {
-    this.storage = new MemStorage({ nodeId });
-  }
-  open() {
-    return this.storage.open();
-  }
-  loadSnapshotImage() {
-    return this.storage.loadSnapshotImage();
-  }
-  crash(_prng: Prng): void {
-    this.storage.crash();
-  }
-  save: Storage["save"] = (hs, entries, sync) => this.storage.save(hs, entries, sync);
-  saveSnapshot: Storage["saveSnapshot"] = (meta, image) => this.storage.saveSnapshot(meta, image);
-  writeSnapshotChunk: Storage["writeSnapshotChunk"] = (meta, offset, data) =>
-    this.storage.writeSnapshotChunk(meta, offset, data);
-  installIncomingSnapshot: Storage["installIncomingSnapshot"] = (meta) =>
-    this.storage.installIncomingSnapshot(meta);
-  readSnapshotChunk: Storage["readSnapshotChunk"] = (meta, offset, length) =>
-    this.storage.readSnapshotChunk(meta, offset, length);
+/** The MemStorage twin; a crash drops what was saved without sync. */
+export function simMemDisk(nodeId: NodeId): SimDisk {
+  const storage = new MemStorage({ nodeId });
+  return new CrashableDisk(storage, () => {
+    storage.crash();
+    return storage;
+  });
 }

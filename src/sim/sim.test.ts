@@ -6,7 +6,7 @@ import { spawnSync } from "node:child_process";
 import { test } from "node:test";
 import { seedOptions } from "./defaults.ts";
 import { runSeed, type SimOptions } from "./run.ts";
-import { SimFileDisk, SimMemDisk } from "./sim-disk.ts";
+import { simFileDisk, simMemDisk } from "./sim-disk.ts";
 
 const SEEDS = Number(process.env.SIM_SEEDS ?? 500);
 
@@ -20,7 +20,7 @@ function options(seed: number, over: Partial<SimOptions> = {}): SimOptions {
     keys: 4,
     snapshotEveryEntries: 20,
     trace: false,
-    makeDisk: (id) => new SimFileDisk(id),
+    makeDisk: (id) => simFileDisk(id),
     ...over,
   };
 }
@@ -39,7 +39,7 @@ test("the same seed replays the same run, operation for operation", async () => 
 test("the MemStorage twin and the real WAL on the in-memory file system both survive faults", async () => {
   let crashes = 0;
   for (const seed of [7, 8, 9]) {
-    const mem = await runSeed(options(seed, { makeDisk: (id) => new SimMemDisk(id) }));
+    const mem = await runSeed(options(seed, { makeDisk: (id) => simMemDisk(id) }));
     const file = await runSeed(options(seed));
     assert.ok(mem.ok, mem.violations.join("\n"));
     assert.ok(file.ok, file.violations.join("\n"));
