@@ -19,6 +19,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   replica: ["lib", "core", "kv"],
   server: ["lib", "core", "kv", "storage", "transport", "clock", "replica", "gen"],
   client: ["lib", "gen", "clock"],
+  bench: ["lib", "gen", "clock", "client"],
   cli: ["lib", "core", "kv", "storage", "server", "client", "clock", "replica", "transport", "gen", "sim"],
   sim: ["lib", "core", "kv", "replica", "storage", "transport"],
   chaos: ["lib", "core", "client", "sim"],

@@ -2,6 +2,7 @@
 
 export type {
   CasResult,
+  ClientPath,
   Consistency,
   DeleteResult,
   KeyValue,
