@@ -152,6 +152,7 @@ export class ChaosCluster {
 
   /** Starts a stopped node and waits until it answers Status. */
   async startNode(id: number): Promise<void> {
+    if (this.destroyed) throw new Error(`cannot start node ${id}: the cluster was destroyed`);
     const n = this.node(id);
     if (n.state !== "down") throw new Error(`node ${id} is ${n.state}, not down`);
     const args = [

@@ -86,11 +86,14 @@ export class Nemesis {
   private async track(kinds: readonly FaultKind[], prng: Prng): Promise<void> {
     if (kinds.length === 0) return;
     const e = this.o.electionTimeoutMaxMs;
-    // At most one fault per 100 ms of pause between faults: bounded by the run's length.
+    // Rounds of every kind in a shuffled order: each kind comes up within any 2 * kinds.length faults.
+    // The loop bound is far above what a run reaches; stop() ends it.
+    let round: FaultKind[] = [];
     for (let i = 0; i < 1_000_000 && !this.stopped; i++) {
       await this.nap(prng.int(Math.round(e), Math.round(5 * e)));
       if (this.stopped) return;
-      const kind = prng.pick(kinds);
+      if (round.length === 0) round = prng.shuffle(kinds);
+      const kind = round.pop()!;
       try {
         await this.inject(kind, prng);
       } catch (err) {
@@ -209,10 +212,11 @@ export class Nemesis {
   private async target(prng: Prng): Promise<{ id: number; role: string }> {
     const running = this.cluster.ids.filter((id) => this.cluster.state(id) === "running");
     const leader = await this.cluster.leader();
-    if (leader !== null && running.includes(leader) && prng.chance(0.5))
-      return { id: leader, role: "leader" };
-    const id = prng.pick(running.length > 0 ? running : this.cluster.ids);
-    return { id, role: id === leader ? "leader" : "follower" };
+    // Both draws always happen, so the schedule's random stream does not depend on the cluster's state.
+    const preferLeader = prng.chance(0.5);
+    const any = prng.pick(running.length > 0 ? running : this.cluster.ids);
+    if (leader !== null && running.includes(leader) && preferLeader) return { id: leader, role: "leader" };
+    return { id: any, role: any === leader ? "leader" : "follower" };
   }
 
   private begin(kind: FaultKind, detail: string, nodes: readonly number[]): FaultRecord {
@@ -260,12 +264,17 @@ export function partitionCuts(
       ]),
     );
   const others = (x: number): number[] => ids.filter((y) => y !== x);
-  const leaderOrAny = leader ?? prng.pick(ids);
+  // The same draws whatever the leader, so the schedule's random stream does not depend on it.
+  const any = prng.pick(ids);
+  const leaderOrAny = leader ?? any;
+  const preferLeader = prng.chance(0.5);
+  const endpoint = preferLeader ? leaderOrAny : prng.pick(ids);
   switch (shape) {
     case "isolate-leader":
       return both([leaderOrAny], others(leaderOrAny));
     case "isolate-follower": {
-      const f = prng.pick(ids.filter((x) => x !== leader));
+      const followers = ids.filter((x) => x !== leader);
+      const f = followers[prng.int(0, followers.length - 1)] ?? any;
       return both([f], others(f));
     }
     case "majority-minority": {
@@ -280,14 +289,10 @@ export function partitionCuts(
       const half = Math.floor(rest.length / 2);
       return both(rest.slice(0, half), rest.slice(half));
     }
-    case "one-way-out": {
-      const x = prng.chance(0.5) ? leaderOrAny : prng.pick(ids);
-      return others(x).map((y): [number, number] => [x, y]);
-    }
-    case "one-way-in": {
-      const x = prng.chance(0.5) ? leaderOrAny : prng.pick(ids);
-      return others(x).map((y): [number, number] => [y, x]);
-    }
+    case "one-way-out":
+      return others(endpoint).map((y): [number, number] => [endpoint, y]);
+    case "one-way-in":
+      return others(endpoint).map((y): [number, number] => [y, endpoint]);
     case "flaky-links": {
       const all = ids.flatMap((a) => others(a).map((b): [number, number] => [a, b]));
       return prng.shuffle(all).slice(0, prng.int(1, Math.max(1, Math.floor(all.length / 2))));

@@ -37,6 +37,8 @@ export interface ChaosOptions {
   readonly maxCheckStepsPerKey?: number;
   /** Progress lines (also written to out/chaos.log). */
   readonly print: (line: string) => void;
+  /** Aborting kills the nodes at once and ends the run with a problem (tests use it on timeout). */
+  readonly signal?: AbortSignal;
 }
 
 export interface ChaosSummary {
@@ -153,6 +155,15 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     originMs: origin,
     note,
   });
+  const signal = o.signal ?? new AbortController().signal;
+  const onAbort = (): void => {
+    note("aborted: killing the nodes");
+    nemesis.stop();
+    void workload.stop();
+    void cluster.destroy();
+  };
+  signal.addEventListener("abort", onAbort, { once: true });
+  if (signal.aborted) onAbort();
   const problems: string[] = [];
   let leaderAfterHealMs: number | null = null;
   let converged: { ms: number; appliedIndex: number } | null = null;
@@ -166,25 +177,28 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
   };
   try {
     note(`cluster up: ${cluster.endpoints.join(" ")}`);
-    const first = await waitForLeader(cluster, LEADER_TIMEOUT_MS);
+    const first = await waitForLeader(cluster, LEADER_TIMEOUT_MS, signal);
     if (first === null) throw new Error(`no leader within ${LEADER_TIMEOUT_MS} ms of start`);
     note(`leader ${first.id}; clients start`);
     workload.start();
     const nemesisDone = nemesis.run();
-    await sleep(o.durationS * 1000);
+    await sleepUnless(o.durationS * 1000, signal);
+    checkAborted(signal);
     note("faults stop: healing");
     nemesis.stop();
     await nemesisDone;
     const healStart = performance.now();
     await cluster.healAll();
-    const leader = await waitForLeader(cluster, LEADER_TIMEOUT_MS);
+    const leader = await waitForLeader(cluster, LEADER_TIMEOUT_MS, signal);
     if (leader === null) problems.push(`no leader within ${LEADER_TIMEOUT_MS} ms of the heal`);
     else leaderAfterHealMs = performance.now() - healStart;
     note(`healed; leader ${leader?.id ?? "none"} after ${leaderAfterHealMs?.toFixed(0) ?? "-"} ms`);
-    await sleep(o.healWindowS * 1000);
+    await sleepUnless(o.healWindowS * 1000, signal);
+    checkAborted(signal);
     note("clients stop");
     await workload.stop();
-    converged = await waitForConvergence(cluster, CONVERGE_TIMEOUT_MS);
+    converged = await waitForConvergence(cluster, CONVERGE_TIMEOUT_MS, signal);
+    checkAborted(signal);
     if (converged === null) problems.push(`the nodes did not converge within ${CONVERGE_TIMEOUT_MS} ms`);
     else note(`converged at applied index ${converged.appliedIndex} after ${converged.ms.toFixed(0)} ms`);
     finalValues = await workload.finalReads(o.clients, FINAL_READ_ATTEMPTS);
@@ -198,6 +212,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     problems.push(msg);
     note(msg);
   } finally {
+    signal.removeEventListener("abort", onAbort);
     nemesis.stop();
     await workload.stop();
     await cluster.destroy();
@@ -266,9 +281,13 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
   return summary;
 }
 
-async function waitForLeader(cluster: ChaosCluster, timeoutMs: number): Promise<{ id: number } | null> {
+async function waitForLeader(
+  cluster: ChaosCluster,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<{ id: number } | null> {
   const deadline = performance.now() + timeoutMs;
-  while (performance.now() < deadline) {
+  while (performance.now() < deadline && !signal.aborted) {
     const id = await cluster.leader();
     if (id !== null) return { id };
     await sleep(50);
@@ -280,10 +299,11 @@ async function waitForLeader(cluster: ChaosCluster, timeoutMs: number): Promise<
 async function waitForConvergence(
   cluster: ChaosCluster,
   timeoutMs: number,
+  signal: AbortSignal,
 ): Promise<{ ms: number; appliedIndex: number } | null> {
   const started = performance.now();
   let previous: string | null = null;
-  while (performance.now() - started < timeoutMs) {
+  while (performance.now() - started < timeoutMs && !signal.aborted) {
     const all = await Promise.all(cluster.ids.map((id) => cluster.status(id, 1000)));
     const key = convergedKey(all);
     if (key !== null && key === previous)
@@ -359,6 +379,24 @@ async function compareReplicas(
     keysPerNode: states.map((s) => s?.size ?? null),
     mismatches,
   };
+}
+
+function checkAborted(signal: AbortSignal): void {
+  if (signal.aborted) throw new Error("the run was aborted");
+}
+
+/** Sleeps `ms`, or less if `signal` aborts meanwhile. */
+function sleepUnless(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
 }
 
 function show(v: string | null | undefined): string {
