@@ -34,7 +34,7 @@ after(async () => {
 
 test(`chaos: 3 nodes, every fault kind, about 60 s (seed ${SEED}; replay with CHAOS_SEED=${SEED})`, {
   timeout: TEST_TIMEOUT_MS,
-}, async () => {
+}, async (t) => {
   const lines: string[] = [];
   running = runChaos({
     nodes: 3,
@@ -58,7 +58,7 @@ test(`chaos: 3 nodes, every fault kind, about 60 s (seed ${SEED}; replay with CH
   });
   const s = await running;
   const report = `${lines.join("\n")}\n${describeSummary(s, out)}`;
-  process.stdout.write(`# ${report.split("\n").join("\n# ")}\n`);
+  for (const line of report.split("\n")) t.diagnostic(line);
   assert.deepEqual(s.problems, [], report);
   assert.equal(s.checker.verdict, "linearizable", report);
   assert.equal(s.replicas.identical, true, report);
