@@ -17,6 +17,8 @@ export interface BenchArgs {
   readonly ceiling: boolean;
   readonly outDir: string;
   readonly endpoints: readonly string[] | null;
+  /** Another checkout of raftkv to run beside this one, row by row ("base" rows, ratios against it). */
+  readonly compareWith: string | null;
   /** Extra modes of scripts/bench.ts. */
   readonly profileSeconds: number;
   readonly memoryKeys: number;
@@ -35,6 +37,8 @@ export const USAGE = `options:
   --no-ceiling            skip the generator-ceiling rows against the no-op server
   --out DIR               where JSON results go (default bench-out)
   --endpoints LIST        drive a running raftkv cluster instead of starting one (no CPU/RSS then)
+  --compare-with DIR      also run raftkv from another checkout (e.g. a git worktree of the commit before
+                          a change), alternating row by row, and print this checkout / that one
 bench only:
   --profile SECONDS       run c=64 puts that long with --cpu-prof on every node; summarize the leader's profile
   --memory-keys N         write N keys of --value-bytes, then report each node's RSS
@@ -107,6 +111,7 @@ export function parseArgs(argv: readonly string[]): BenchArgs {
     ceiling: !bare.has("--no-ceiling"),
     outDir: flags.get("--out") ?? "bench-out",
     endpoints: list("--endpoints"),
+    compareWith: flags.get("--compare-with") ?? null,
     profileSeconds: int("--profile", 0, 0),
     memoryKeys: int("--memory-keys", 0, 0),
     soakSeconds: int("--soak", 0, 0),

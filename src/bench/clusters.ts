@@ -64,6 +64,10 @@ export interface RaftkvClusterOptions {
   readonly nodeFlags?: readonly string[];
   /** Extra `raftkv serve` arguments, e.g. ["--set", "maxValueBytes=65536"]. */
   readonly serveArgs?: readonly string[];
+  /** Node i serves /metrics on this port + i (default: no metrics). */
+  readonly metricsBasePort?: number;
+  /** Run `raftkv serve` from another checkout's src/cli/main.ts (before/after comparisons). */
+  readonly checkout?: string;
 }
 
 export async function startRaftkvCluster(o: RaftkvClusterOptions): Promise<Cluster> {
@@ -71,7 +75,10 @@ export async function startRaftkvCluster(o: RaftkvClusterOptions): Promise<Clust
   const ids = Array.from({ length: n }, (_, i) => i);
   const address = (i: number): string => `127.0.0.1:${o.basePort + i}`;
   const peers = ids.map((i) => `${i}=${address(i)}`).join(",");
-  const main = fileURLToPath(new URL("../cli/main.ts", import.meta.url));
+  const main =
+    o.checkout === undefined
+      ? fileURLToPath(new URL("../cli/main.ts", import.meta.url))
+      : join(o.checkout, "src/cli/main.ts");
   const procs = ids.map((id) => {
     const dataDir = join(o.dir, `raftkv-${id}`);
     mkdirSync(dataDir, { recursive: true });
@@ -80,6 +87,7 @@ export async function startRaftkvCluster(o: RaftkvClusterOptions): Promise<Clust
       ...["--import", import.meta.resolve("tsx"), main, "serve"],
       ...["--id", String(id), "--listen", address(id), "--peers", peers, "--data-dir", dataDir],
       ...["--cluster-id", "bench", "--stop-on-stdin-close", ...(o.serveArgs ?? [])],
+      ...(o.metricsBasePort === undefined ? [] : ["--metrics-port", String(o.metricsBasePort + id)]),
     ];
     return launch(id, address(id), process.execPath, args, join(o.dir, `raftkv-${id}.stderr`));
   });

@@ -8,7 +8,7 @@ import type { BenchArgs } from "./args.ts";
 import { type Cluster, startRaftkvCluster } from "./clusters.ts";
 import { LoadGenerator } from "./generator.ts";
 import { RssSampler, readProc } from "./proc-stats.ts";
-import { profileText, summarizeProfile } from "./profile-summary.ts";
+import { profileText, summarizeProfile, type WindowUs } from "./profile-summary.ts";
 import { measureRow, progressLine, type System } from "./suite.ts";
 
 const BASE_PORT = 61_100;
@@ -54,18 +54,23 @@ export async function runProfile(a: BenchArgs, log: Log): Promise<void> {
   const profDir = join(a.outDir, `profile-${stamp()}`);
   mkdirSync(profDir, { recursive: true });
   let leaderPid = 0;
+  let window: WindowUs | undefined;
   await withCluster(a, ["--cpu-prof", "--cpu-prof-dir", profDir], async (cluster, s, gen) => {
     leaderPid = (await cluster.leader()).pid;
     const t = s.targets[0]!;
     const c = a.concurrencies.length === 1 ? a.concurrencies[0]! : 64;
+    const fromUs = Number(process.hrtime.bigint() / 1000n) + a.warmupMs * 1000;
     const row = await measureRow(gen, s, t, "put", c, 0, { ...a, durationMs: a.profileSeconds * 1000 }, 1);
+    window = { fromUs, toUs: fromUs + a.profileSeconds * 1e6 };
     log(progressLine(row));
   });
   const file = readdirSync(profDir).find((f) => f.includes(`.${leaderPid}.`) && f.endsWith(".cpuprofile"));
   if (file === undefined) throw new Error(`no profile of the leader (pid ${leaderPid}) in ${profDir}`);
-  const text = profileText(summarizeProfile(join(profDir, file)));
+  const text = profileText(summarizeProfile(join(profDir, file), window));
   writeFileSync(join(profDir, "leader-summary.txt"), `${text}\n`);
-  log(`leader profile ${join(profDir, file)}:\n${text}`);
+  const span =
+    window === undefined ? "" : ` (samples from ${window.fromUs} to ${window.toUs} µs, CLOCK_MONOTONIC)`;
+  log(`leader profile ${join(profDir, file)}${span}:\n${text}`);
 }
 
 /** Writes `memoryKeys` keys of `valueBytes` and reports each node's RSS (now and peak). */

@@ -57,12 +57,23 @@ export function areaOf(f: CallFrame): string {
   return "other";
 }
 
-export function summarizeProfile(file: string, top = 30): ProfileSummary {
+/** A span of CLOCK_MONOTONIC time in µs (process.hrtime.bigint() / 1000n): V8 stamps samples with it. */
+export interface WindowUs {
+  readonly fromUs: number;
+  readonly toUs: number;
+}
+
+/** Sums `file`'s samples, only those inside `window` when given (leaving out start-up and shutdown). */
+export function summarizeProfile(file: string, window?: WindowUs, top = 30): ProfileSummary {
   const p = JSON.parse(readFileSync(file, "utf8")) as CpuProfile;
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const selfUs = new Map<number, number>();
+  let at = p.startTime;
   p.samples.forEach((id, i) => {
-    selfUs.set(id, (selfUs.get(id) ?? 0) + (p.timeDeltas[i] ?? 0));
+    const delta = p.timeDeltas[i] ?? 0;
+    at += delta;
+    if (window !== undefined && (at < window.fromUs || at > window.toUs)) return;
+    selfUs.set(id, (selfUs.get(id) ?? 0) + delta);
   });
   const areas = new Map<string, number>();
   const fns = new Map<string, { area: string; us: number }>();

@@ -6,8 +6,9 @@ import { ETCD_COUNTERPART, type RaftkvWorkload, type Workload } from "./workload
 
 /** One measured row of one repetition. */
 export interface RowResult {
-  /** "raftkv", "etcd", or "noop" (the generator's ceiling against a server that does nothing). */
-  readonly system: "raftkv" | "etcd" | "noop";
+  /** "raftkv", "etcd", "noop" (the generator's ceiling against a server that does nothing), or "base"
+   *  (raftkv built from another checkout, for before/after comparisons in one run). */
+  readonly system: "raftkv" | "etcd" | "noop" | "base";
   /** How the client sent requests: "stream" (raftkv Session) or "unary". */
   readonly path: "stream" | "unary";
   /** What the no-op server stood in for (noop rows only). */
@@ -154,13 +155,19 @@ export interface Ratio {
   readonly cpuPerOp: number;
 }
 
-export function ratios(rows: readonly MedianRow[]): Ratio[] {
+/** raftkv rows against `other`'s matching rows (etcd: the counterpart workload; base: the same one). */
+export function ratios(rows: readonly MedianRow[], other: "etcd" | "base" = "etcd"): Ratio[] {
   const out: Ratio[] = [];
   for (const r of rows) {
     if (r.system !== "raftkv") continue;
     const w = r.workload as RaftkvWorkload;
+    const want = other === "etcd" ? ETCD_COUNTERPART[w] : w;
     const e = rows.find(
-      (x) => x.system === "etcd" && x.workload === ETCD_COUNTERPART[w] && x.concurrency === r.concurrency,
+      (x) =>
+        x.system === other &&
+        x.workload === want &&
+        x.concurrency === r.concurrency &&
+        (other === "etcd" || x.path === r.path),
     );
     if (e === undefined) continue;
     out.push({
@@ -178,14 +185,14 @@ export function ratios(rows: readonly MedianRow[]): Ratio[] {
   return out;
 }
 
-export function ratiosTable(rs: readonly Ratio[]): string {
+export function ratiosTable(rs: readonly Ratio[], other = "etcd"): string {
   return table(
     [
       "raftkv",
-      "workload (etcd)",
+      `workload (${other})`,
       "c",
       "raftkv ops/s",
-      "etcd ops/s",
+      `${other} ops/s`,
       "ops ratio",
       "p50 ratio",
       "CPU/op ratio",

@@ -45,12 +45,14 @@ export interface SuiteOptions {
   readonly outDir: string;
   /** Existing raftkv endpoints to drive instead of starting a cluster (no CPU/RSS figures then). */
   readonly endpoints: readonly string[] | null;
+  /** Another raftkv checkout to run beside this one ("base" rows). */
+  readonly compareWith: string | null;
   readonly log: (line: string) => void;
 }
 
 /** A system as the rows see it: how to reach it and which processes to watch. */
 export interface System {
-  readonly name: "raftkv" | "etcd" | "noop";
+  readonly name: "raftkv" | "etcd" | "noop" | "base";
   readonly pids: readonly number[];
   readonly targets: readonly {
     readonly target: Target;
@@ -63,6 +65,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const RAFTKV_PORT = 61_000;
 const ETCD_CLIENT_PORT = 62_379;
 const ETCD_PEER_PORT = 62_479;
+const BASE_PORT = 61_050;
 
 export async function runSuite(o: SuiteOptions): Promise<{ medians: MedianRow[]; file: string }> {
   mkdirSync(o.outDir, { recursive: true });
@@ -131,6 +134,18 @@ export async function runSuite(o: SuiteOptions): Promise<{ medians: MedianRow[];
       clusters.push(raftkv);
       systems.push(raftkvSystem(await endpointsLeaderFirst(raftkv), pidsOf(raftkv), o.paths));
     }
+    if (o.compareWith !== null) {
+      const base = await startRaftkvCluster({
+        dir: join(dataDir, "base"),
+        basePort: BASE_PORT,
+        checkout: o.compareWith,
+      });
+      clusters.push(base);
+      systems.push({
+        ...raftkvSystem(await endpointsLeaderFirst(base), pidsOf(base), o.paths),
+        name: "base",
+      });
+    }
     if (o.etcd) {
       const etcd = await startEtcdCluster({
         dir: dataDir,
@@ -181,10 +196,13 @@ export async function runSuite(o: SuiteOptions): Promise<{ medians: MedianRow[];
   const med = medians(rows);
   const sorted = sortRows(med, o.etcd);
   const rs = ratios(sorted);
+  const vsBase = o.compareWith === null ? [] : ratios(sorted, "base");
   o.log(`\nmedians of ${o.reps} reps:\n${mediansTable(sorted)}`);
   const floors = o.paths.flatMap((p) =>
     checkFloors(rs, p).map((f) => ({ ...f, floor: `[${p}] ${f.floor}` })),
   );
+  if (vsBase.length > 0)
+    o.log(`\nthis checkout / ${o.compareWith} (base), same run:\n${ratiosTable(vsBase, "base")}`);
   if (o.etcd) {
     o.log(
       `\nraftkv / etcd, same run (ops ratio > 1 and p50, CPU/op ratios < 1 favour raftkv):\n${ratiosTable(rs)}`,
@@ -195,7 +213,21 @@ export async function runSuite(o: SuiteOptions): Promise<{ medians: MedianRow[];
   const options = { ...o, log: undefined };
   writeFileSync(
     file,
-    `${JSON.stringify({ started: started.toISOString(), machine: { cores: cpus().length, node: process.version }, options, idleCpuSecondsPerSecond: idle, medians: sorted, ratios: rs, floors: o.etcd ? floors : [], rows }, null, 1)}\n`,
+    `${JSON.stringify(
+      {
+        started: started.toISOString(),
+        machine: { cores: cpus().length, node: process.version },
+        options,
+        idleCpuSecondsPerSecond: idle,
+        medians: sorted,
+        ratios: rs,
+        ratiosAgainstBase: vsBase,
+        floors: o.etcd ? floors : [],
+        rows,
+      },
+      null,
+      1,
+    )}\n`,
   );
   o.log(`\nwrote ${file}`);
   return { medians: sorted, file };
