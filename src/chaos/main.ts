@@ -104,6 +104,7 @@ export function describeSummary(s: ChaosSummary, outDir: string): string {
     `  liveness    leader ${ms(s.liveness.leaderAfterHealMs)} after the heal, converged in ${ms(s.liveness.convergedAfterMs)} at index ${s.liveness.appliedIndex ?? "-"}`,
     `  replicas    ${s.replicas.identical === null ? "not compared" : s.replicas.identical ? "identical" : "DIFFER"} (applied ${s.replicas.appliedIndexes.join(", ")})`,
     `  checker     ${s.checker.verdict}: ${s.checker.opsChecked} ops checked in ${ms(s.checker.checkMs)}`,
+    `  host        load ${s.load.average.join(" ")} on ${s.load.cpus} CPUs; ${s.wallS.toFixed(0)} s wall`,
   ];
   for (const v of s.checker.violations.slice(0, 3))
     lines.push(`  violation   ${v.message.split("\n").join("\n              ")}`);

@@ -2,6 +2,7 @@
 // key, compare the replicas, check the history, and write history.jsonl, faults.jsonl and summary.json.
 
 import { appendFileSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import type { NodeStatus } from "../client/index.ts";
@@ -54,6 +55,8 @@ export interface ChaosSummary {
   readonly durationS: number;
   readonly faultsEnabled: readonly FaultKind[];
   readonly wallS: number;
+  /** os.loadavg() (1, 5, 15 min) at the end and the number of CPUs: context for elections and unknowns. */
+  readonly load: { readonly average: readonly number[]; readonly cpus: number };
   readonly ops: OpFigures;
   readonly clientErrors: Record<string, number>;
   readonly unexpectedClientErrors: readonly string[];
@@ -254,6 +257,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     durationS: o.durationS,
     faultsEnabled: o.faults,
     wallS: (performance.now() - origin) / 1000,
+    load: { average: loadavg().map((x) => Math.round(x * 100) / 100), cpus: cpus().length },
     ops,
     clientErrors: workload.errors.byCode,
     unexpectedClientErrors: workload.errors.unexpected,
