@@ -5,6 +5,7 @@ import { CONSISTENCIES, type Consistency, type NodeStatusRow, RaftKvClient } fro
 import type { ClientTlsOptions } from "../client/tls.ts";
 import { utf8OrNull } from "../client/values.ts";
 import { EXIT, formatTable, printJson, usageError } from "./output.ts";
+import { quietIpServernameWarning } from "./tls-warning.ts";
 
 export const DEFAULT_ENDPOINTS = "127.0.0.1:60000,127.0.0.1:60001,127.0.0.1:60002";
 
@@ -49,6 +50,7 @@ function tlsFrom(f: ClientFlags): ClientTlsOptions | undefined {
       "--tls-cert and --tls-key need --tls-ca",
       "name the CA that signed the nodes' certificates",
     );
+  quietIpServernameWarning();
   return {
     caFile,
     ...(certFile === undefined ? {} : { certFile }),

@@ -6,6 +6,7 @@ import { RaftKvError } from "../lib/errors.ts";
 import { configError, parseAddress, parsePeers, resolveServerConfig } from "../server/config.ts";
 import { startNode } from "../server/node.ts";
 import { EXIT, exitCodeOf, printError } from "./output.ts";
+import { quietIpServernameWarning } from "./tls-warning.ts";
 
 interface ServeFlags {
   config?: string;
@@ -123,6 +124,7 @@ export function rawConfigFrom(f: ServeFlags): Record<string, unknown> {
     tlsClientAuth: f.tlsClientAuth,
   };
   for (const [k, v] of Object.entries(tlsFlags)) if (v !== undefined) raw[k] = v;
+  if (raw["tlsCaFile"] !== undefined) quietIpServernameWarning();
   for (const s of f.set) {
     const eq = s.indexOf("=");
     if (eq <= 0) throw configError("--set", `expected name=value, got "${s}"`);

@@ -59,6 +59,8 @@ export class ConnectionGate {
   private readonly o: ListenerOptions;
   private readonly conns = new Map<string, Connection>();
   private readonly refused = new Map<ConnectionRefusalReason, number>();
+  /** Remote address of each accepted TCP socket, kept past its close for the log line of a failed handshake. */
+  private readonly addresses = new WeakMap<net.Socket, string>();
 
   constructor(o: ListenerOptions) {
     this.o = o;
@@ -111,7 +113,7 @@ export class ConnectionGate {
     tcp.prependListener("connection", (socket: net.Socket) => this.accept(socket));
     if (tcp instanceof tls.Server)
       tcp.on("tlsClientError", (err: Error & { code?: string }, socket: TLSSocket) =>
-        this.refuse("tlsHandshake", addressOf(socket), handshakeWhy(err), { code: err.code ?? null }),
+        this.refuse("tlsHandshake", this.addressOfTls(socket), handshakeWhy(err), { code: err.code ?? null }),
       );
     const port = await bindTcp(tcp, this.o.listen, this.o.nodeId);
     return {
@@ -131,6 +133,7 @@ export class ConnectionGate {
       this.o.log.debug({ peerAddress: addressOf(socket), err: err.message }, "connection error"),
     );
     const key = addressOf(socket);
+    this.addresses.set(socket, key);
     if (socket.remoteAddress === undefined) {
       socket.destroy();
       return;
@@ -196,6 +199,12 @@ export class ConnectionGate {
     inject(socket);
   }
 
+  /** A TLS socket's remote address, also once it is closed (from the TCP socket under it). */
+  private addressOfTls(socket: TLSSocket): string {
+    const raw = (socket as TLSSocket & { _parent?: unknown })._parent;
+    return (raw instanceof net.Socket ? this.addresses.get(raw) : undefined) ?? addressOf(socket);
+  }
+
   private refuse(reason: ConnectionRefusalReason, peerAddress: string, why: string, extra: object): void {
     const n = (this.refused.get(reason) ?? 0) + 1;
     this.refused.set(reason, n);
@@ -240,6 +249,8 @@ function certSubject(socket: TLSSocket): string {
 function handshakeWhy(err: Error & { code?: string }): string {
   if (err.code === "ERR_TLS_HANDSHAKE_TIMEOUT")
     return "TLS handshake not finished in time (tlsHandshakeTimeoutMs)";
+  if (err.code === "ECONNRESET")
+    return "the other side hung up during the TLS handshake: does it trust this node's certificate (its CA file)?";
   return `TLS handshake failed: ${err.message.trim()}`;
 }
 
