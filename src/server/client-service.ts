@@ -401,7 +401,9 @@ export class ClientApi {
           hint: "send the request to another node",
         });
       return await withTimeout(body(), budgetMs, () => this.timeoutError(op, budgetMs));
-    } catch (err) {
+    } catch (caught) {
+      const err =
+        caught instanceof RaftKvError && caught.code === "OVERLOADED" ? this.overloaded(op) : caught;
       if (!(err instanceof RaftKvError)) this.d.log.error({ err, op }, `client ${op} failed unexpectedly`);
       const header = this.header(err);
       code = codeName(header.errorCode);
@@ -433,6 +435,20 @@ export class ClientApi {
       this.d.metrics?.proposals.inc({ result: err instanceof RaftKvError ? err.code : "INTERNAL" });
       throw err;
     }
+  }
+
+  /** The core's "overloaded", naming the limit that was hit. */
+  private overloaded(op: OpName): RaftKvError {
+    const write = op === "put" || op === "delete" || op === "cas";
+    const { maxPendingProposals, maxPendingReads } = this.d.settings;
+    return new RaftKvError({
+      code: "OVERLOADED",
+      message: write
+        ? `${maxPendingProposals} writes already wait to commit on this leader (maxPendingProposals)`
+        : `${maxPendingReads} linearizable reads already wait for a heartbeat round (maxPendingReads)`,
+      nodeId: this.d.nodeId,
+      hint: "retry after a short backoff (the client library does); if it persists, check that a majority of nodes is up and keeping up",
+    });
   }
 
   private timeoutError(op: OpName, budgetMs: number): RaftKvError {
