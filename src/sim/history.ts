@@ -140,8 +140,20 @@ function field<T>(
 ): T {
   if (!(name in o)) return reject(where, `missing field "${name}"`);
   const v = o[name];
-  if (!is(v)) return reject(where, `field "${name}" must be ${expectation}, got ${JSON.stringify(v)}`);
+  if (!is(v)) return reject(where, `field "${name}" must be ${expectation}, got ${shown(v)}`);
   return v;
+}
+
+/** A rejected value for the error message: bounded, and never throwing (JSON.stringify overflows the
+ *  stack on deeply nested arrays, which JSON.parse accepts). */
+function shown(v: unknown): string {
+  let text: string;
+  try {
+    text = JSON.stringify(v);
+  } catch {
+    return Array.isArray(v) ? "a deeply nested array" : "a deeply nested object";
+  }
+  return text.length > 80 ? `${text.slice(0, 80)}…` : text;
 }
 
 function parseJson(line: string, where: string): unknown {
