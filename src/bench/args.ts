@@ -70,6 +70,7 @@ export function parseArgs(argv: readonly string[]): BenchArgs {
     "--value-bytes",
     "--out",
     "--endpoints",
+    "--compare-with",
     "--profile",
     "--memory-keys",
     "--soak",

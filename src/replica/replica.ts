@@ -2,7 +2,7 @@
 // state machine, then advance(). Pending proposals and reads are promises resolved from applied entries.
 
 import type { Raft } from "../core/raft.ts";
-import type { Entry, Message, NodeId, Ready, SnapshotMeta } from "../core/types.ts";
+import type { Entry, HardState, Message, NodeId, Ready, SnapshotMeta } from "../core/types.ts";
 import { assert } from "../lib/assert.ts";
 import { crc32c } from "../lib/crc32c.ts";
 import { RaftKvError } from "../lib/errors.ts";
@@ -65,6 +65,12 @@ export class Replica<R> {
   private lastSnapshotIndex: number;
   private snapshotting = false;
   private idleWaiters: (() => void)[] = [];
+  /** A hard state whose only change was the commit index, not written yet. It needs no sync, so it rides
+   *  along with the next write, or is written after UNWRITTEN_HARD_STATE_TICKS quiet ticks or on stop:
+   *  a batch costs one WAL write instead of two, and applying what just committed waits for no disk. */
+  private unwrittenHardState: HardState | null = null;
+  private unwrittenSinceTick = 0;
+  private ticks = 0;
 
   constructor(o: ReplicaOptions<R>) {
     this.o = o;
@@ -90,8 +96,9 @@ export class Replica<R> {
 
   tick(): void {
     if (this.stopped || this.failed !== null) return;
+    this.ticks++;
     this.o.core.tick();
-    this.kick();
+    this.kick(this.hardStateDue());
   }
 
   receive(m: Message): void {
@@ -165,6 +172,10 @@ export class Replica<R> {
     if (this.stopped) return;
     this.stopped = true;
     this.failAll(new RaftKvError({ code: "SHUTTING_DOWN", message: reason, nodeId: this.id }), true);
+    if (!this.running && this.failed === null && this.unwrittenHardState !== null) {
+      this.running = true;
+      void this.loop();
+    }
   }
 
   /** Resolves when the loop has nothing left to do (tests and the simulator use it). */
@@ -175,27 +186,21 @@ export class Replica<R> {
 
   // ---------------------------------------------------------------- the loop
 
-  private kick(): void {
+  private kick(flushHardState = false): void {
     if (this.running || this.stopped || this.failed !== null) return;
-    if (!this.o.core.hasReady()) return;
+    if (!flushHardState && !this.o.core.hasReady()) return;
     this.running = true;
     void this.loop();
   }
 
   private async loop(): Promise<void> {
     try {
-      while (!this.stopped && this.failed === null && this.o.core.hasReady()) {
-        const rd = this.o.core.ready();
-        // A leader's appends promise nothing about its own disk, so they leave before its write and the
-        // followers' fsyncs overlap the leader's (thesis §10.2.1). Everything else waits for durability.
-        const early = rd.termOrVoteChanged ? [] : rd.messages.filter(isLeaderReplication);
-        if (early.length > 0) this.sendAll(early);
-        await this.persist(rd);
-        if (this.stopped) break;
-        this.sendAll(early.length === 0 ? rd.messages : rd.messages.filter((m) => !isLeaderReplication(m)));
-        this.applyAll(rd);
-        this.o.core.advance(rd);
-        await this.maybeSnapshot();
+      for (;;) {
+        await this.drain();
+        const hs = this.unwrittenHardState;
+        if (hs === null || this.failed !== null || !(this.stopped || this.hardStateDue())) break;
+        this.unwrittenHardState = null;
+        await this.o.storage.save(hs, [], false);
       }
     } catch (err) {
       this.fail(err);
@@ -204,6 +209,29 @@ export class Replica<R> {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
       for (const w of waiters) w();
+    }
+  }
+
+  private hardStateDue(): boolean {
+    return (
+      this.unwrittenHardState !== null && this.ticks - this.unwrittenSinceTick >= UNWRITTEN_HARD_STATE_TICKS
+    );
+  }
+
+  /** Handles Readys until the core has none. */
+  private async drain(): Promise<void> {
+    while (!this.stopped && this.failed === null && this.o.core.hasReady()) {
+      const rd = this.o.core.ready();
+      // A leader's appends promise nothing about its own disk, so they leave before its write and the
+      // followers' fsyncs overlap the leader's (thesis §10.2.1). Everything else waits for durability.
+      const early = rd.termOrVoteChanged ? [] : rd.messages.filter(isLeaderReplication);
+      if (early.length > 0) this.sendAll(early);
+      await this.persist(rd);
+      if (this.stopped) break;
+      this.sendAll(early.length === 0 ? rd.messages : rd.messages.filter((m) => !isLeaderReplication(m)));
+      this.applyAll(rd);
+      this.o.core.advance(rd);
+      await this.maybeSnapshot();
     }
   }
 
@@ -221,7 +249,15 @@ export class Replica<R> {
       this.lastSnapshotIndex = rd.installSnapshot.index;
       this.failProposalsThrough(rd.installSnapshot.index);
     }
-    if (rd.hardState !== null || rd.entries.length > 0) await st.save(rd.hardState, rd.entries, rd.mustSync);
+    const hardState = rd.hardState ?? this.unwrittenHardState;
+    if (rd.entries.length === 0 && !rd.mustSync) {
+      // Commit index only (a term or vote change sets mustSync).
+      if (this.unwrittenHardState === null) this.unwrittenSinceTick = this.ticks;
+      this.unwrittenHardState = hardState;
+      return;
+    }
+    this.unwrittenHardState = null;
+    if (hardState !== null || rd.entries.length > 0) await st.save(hardState, rd.entries, rd.mustSync);
   }
 
   private sendAll(messages: readonly Message[]): void {
@@ -406,6 +442,9 @@ export class Replica<R> {
     }
   }
 }
+
+/** Quiet ticks after which a commit-index-only hard state is written on its own. */
+const UNWRITTEN_HARD_STATE_TICKS = 10;
 
 function isLeaderReplication(m: Message): boolean {
   return m.type === "append" || m.type === "snapshot";
