@@ -236,7 +236,7 @@ function summarize(c: Campaign, all: readonly SerializedStats[]): number {
   }
   process.stdout.write(
     `\n  target        inputs  inputs/s  accepted   refused findings  slow  max ms/in  time\n${rows.join("\n")}\n` +
-      `  total ${String(totalInputs).padStart(14)}, ${totalFindings} distinct finding(s); an input over ${SLOW_INPUT_MS} ms twice is a finding\n`,
+      `  total ${String(totalInputs).padStart(14)}, ${totalFindings} distinct finding(s); an input over ${SLOW_INPUT_MS} ms three times running is a finding\n`,
   );
   return totalFindings === 0 ? 0 : 1;
 }
