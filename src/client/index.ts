@@ -18,4 +18,5 @@ export type {
 } from "./client.ts";
 export { CONSISTENCIES, RaftKvClient } from "./client.ts";
 export { isRetryable, RaftKvClientError } from "./errors.ts";
+export type { ClientTlsOptions } from "./tls.ts";
 export { type Bytes, toBytes, utf8OrNull } from "./values.ts";
