@@ -24,6 +24,10 @@ export function layoutOf(dir: string): DataDirLayout {
   };
 }
 
+/** In the WAL folder: the newest segment sequence number known written, updated after each roll, so
+ *  that losing the newest segment(s) is noticed (their successor never exists to show a gap). */
+export const NEWEST_SEGMENT_FILE = "newest-segment";
+
 const SEGMENT_RE = /^(\d{16})-(\d{20})\.wal$/;
 const SNAPSHOT_RE = /^(\d{20})-(\d{20})\.snap$/;
 

@@ -61,7 +61,7 @@ function content(fs: MemFileSystem, path: string): Uint8Array {
 }
 
 async function segments(fs: MemFileSystem): Promise<string[]> {
-  return (await fs.readdir("/data/wal")).map((n) => `/data/wal/${n}`);
+  return (await fs.readdir("/data/wal")).filter((n) => n.endsWith(".wal")).map((n) => `/data/wal/${n}`);
 }
 
 /** Frame offsets in a segment. */

@@ -3,6 +3,7 @@
 
 import type { Entry, HardState } from "../core/types.ts";
 import type { DataDirLayout } from "./data-dir.ts";
+import { NEWEST_SEGMENT_FILE } from "./data-dir.ts";
 import type { FileSystem } from "./file-system.ts";
 import { joinPath } from "./file-system.ts";
 import type { Identity } from "./identity.ts";
@@ -13,7 +14,7 @@ import type { LoadedSnapshot } from "./snapshot-file.ts";
 import { listSnapshotFiles, readSnapshotFile } from "./snapshot-file.ts";
 import { corruptError, StorageError } from "./storage-error.ts";
 import type { ScannedSegment } from "./wal-scan.ts";
-import { listSegments, scanSegment } from "./wal-scan.ts";
+import { listSegments, readNewestSegment, scanSegment } from "./wal-scan.ts";
 
 /** A change recovery makes before the node runs (FileStorage applies them; verifyWal only reports). */
 export type Repair =
@@ -172,6 +173,16 @@ async function planFromFiles(
     });
     repairs.push({ kind: "unlink", path: last.path, reason: "empty last segment" });
   }
+  const markerPath = joinPath(layout.walDir, NEWEST_SEGMENT_FILE);
+  const newestSeq = await readNewestSegment(fs, markerPath, nodeId);
+  const lastLive = scanned[scanned.length - 1]!;
+  if (newestSeq !== null && newestSeq > lastLive.seq)
+    throw corruptError(
+      nodeId,
+      markerPath,
+      0,
+      `WAL segment ${newestSeq} was written but the newest segment present is ${lastLive.seq} (${lastLive.path}): the newest segment(s), with acknowledged entries and votes, are missing`,
+    );
   const firstHeader = scanned[0]!.header;
   if (firstHeader === null)
     throw corruptError(
@@ -240,6 +251,17 @@ async function planFromFiles(
     needsResetMarker = true;
   } else {
     entries = replay.entries.slice(base.index + 1 - replay.start);
+    // The replay checked terms only from where the WAL starts; the snapshot's term comes before them.
+    const first = entries[0];
+    if (first !== undefined && first.term < base.term) {
+      const at = locateEntry(scanned, first.index);
+      throw corruptError(
+        nodeId,
+        at.path,
+        at.offset,
+        `term goes backwards after the snapshot: entry ${first.index} has term ${first.term} but snapshot ${base.index} has term ${base.term}; newer WAL segments are missing (deleted, or restored from an older backup)`,
+      );
+    }
   }
   const lastIndex = entries[entries.length - 1]?.index ?? base.index;
   if (hardState.commitIndex > lastIndex)
@@ -261,4 +283,14 @@ async function planFromFiles(
     repairs,
     warnings,
   };
+}
+
+/** Where the last record holding entry `index` is (the one replay kept), or the first segment's start. */
+function locateEntry(scanned: readonly ScannedSegment[], index: number): { path: string; offset: number } {
+  let found = { path: scanned[0]!.path, offset: 0 };
+  for (const seg of scanned)
+    for (const { record, offset } of seg.records)
+      if (record.type === "entries" && record.entries.some((e) => e.index === index))
+        found = { path: seg.path, offset };
+  return found;
 }

@@ -98,6 +98,14 @@ export async function readSnapshotFile(
     throw corruptError(expected.nodeId, path, 0, `snapshot header unreadable: ${(e as Error).message}`);
   }
   const { owner, meta, headerBytes } = header;
+  if (meta.index < 1 || meta.term < 1)
+    // Header layout ends u64 index, u64 term, u64 size, u32 image CRC, u32 header CRC.
+    throw corruptError(
+      expected.nodeId,
+      path,
+      headerBytes - (meta.index < 1 ? 32 : 24),
+      `snapshot header says index ${meta.index} term ${meta.term}: a snapshot covers at least one entry, of term 1 or later`,
+    );
   if (owner.clusterId !== expected.clusterId || owner.nodeId !== expected.nodeId) {
     throw new StorageError({
       code: "CLUSTER_MISMATCH",

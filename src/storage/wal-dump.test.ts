@@ -79,7 +79,7 @@ test("dumpWal --json gives one parseable object a line", async () => {
 test("verifyWal reports a torn tail as a warning and damage as a problem, changing nothing", async () => {
   const fs = await sample();
   assert.deepEqual(await verifyWal(fs, "/data"), { ok: true, problems: [], warnings: [] });
-  const segs = await fs.readdir("/data/wal");
+  const segs = (await fs.readdir("/data/wal")).filter((n) => n.endsWith(".wal"));
   const last = `/data/wal/${segs[segs.length - 1]}`;
   const raw = fs.peek(last);
   const bytes = raw.subarray(0, writtenExtent(raw));

@@ -1,7 +1,8 @@
 // Reads WAL segments without changing them: frames to records, each segment's header checked, and the
 // last segment's torn tail told apart from damage (which refuses with file and offset).
 
-import { DecodeError } from "./bytes.ts";
+import { crc32c } from "../lib/crc32c.ts";
+import { ByteReader, ByteWriter, DecodeError } from "./bytes.ts";
 import { parseSegmentName } from "./data-dir.ts";
 import type { FileSystem } from "./file-system.ts";
 import { joinPath } from "./file-system.ts";
@@ -144,6 +145,16 @@ function checkHeader(
   }
   if (h.formatVersion !== owner.formatVersion)
     throw corruptError(owner.nodeId, file.path, 0, `WAL segment has format version ${h.formatVersion}`);
+  // The header's snapshot (index, term) is the entry before firstIndex when it is firstIndex - 1, and
+  // replay takes it as such: a term for index 0, a snapshot without a term, or a snapshot past the
+  // segment's start cannot have been written, and taking them would make the next append unreadable.
+  if ((h.snapshotIndex === 0) !== (h.snapshotTerm === 0) || h.snapshotIndex >= h.firstIndex)
+    throw corruptError(
+      owner.nodeId,
+      file.path,
+      0,
+      `WAL segment header gives snapshot index ${h.snapshotIndex} term ${h.snapshotTerm} for a segment starting at index ${h.firstIndex}: no writer produces that`,
+    );
   if (h.seq !== file.seq || h.firstIndex !== file.firstIndex)
     throw corruptError(
       owner.nodeId,
@@ -152,4 +163,40 @@ function checkHeader(
       `WAL segment header says seq ${h.seq} first index ${h.firstIndex}, its file name differs (renamed?)`,
     );
   return h;
+}
+
+/** The newest-segment marker: u64 sequence number, u32 CRC32C of those 8 bytes, little-endian. */
+export function encodeNewestSegment(seq: number): Uint8Array {
+  const w = new ByteWriter(12);
+  w.u64(seq);
+  w.u32(crc32c(w.written(0, 8)));
+  return w.finish().slice();
+}
+
+/** The sequence number the marker records (null without a marker: folders from before it, or no roll
+ *  yet). Refuses a damaged marker. */
+export async function readNewestSegment(
+  fs: FileSystem,
+  path: string,
+  nodeId: number,
+): Promise<number | null> {
+  if (!(await fs.exists(path))) return null;
+  const bytes = await fs.readFile(path);
+  try {
+    const r = new ByteReader(bytes);
+    const seq = r.u64();
+    const stored = r.u32();
+    r.end("newest-segment marker");
+    if (crc32c(bytes.subarray(0, 8)) !== stored) throw new DecodeError("checksum mismatch");
+    return seq;
+  } catch (e) {
+    if (!(e instanceof DecodeError)) throw e;
+    throw corruptError(
+      nodeId,
+      path,
+      0,
+      `the newest-segment marker is damaged (${e.message})`,
+      "if the WAL segments are known to be complete, delete this file and restart; otherwise restore the folder from a backup, or move it aside and restart this node empty so the leader sends it a snapshot",
+    );
+  }
 }

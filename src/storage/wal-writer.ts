@@ -2,13 +2,14 @@
 // group commit), rolls to new segments, and removes segments a snapshot has made unnecessary.
 
 import type { HardState } from "../core/types.ts";
-import { segmentName } from "./data-dir.ts";
+import { NEWEST_SEGMENT_FILE, segmentName } from "./data-dir.ts";
 import type { FileHandle, FileSystem } from "./file-system.ts";
 import { joinPath } from "./file-system.ts";
 import type { Identity } from "./identity.ts";
 import type { IndexTerm } from "./log-replay.ts";
 import type { SegmentInfo } from "./recovery.ts";
 import { encodeRecords } from "./wal-record.ts";
+import { encodeNewestSegment } from "./wal-scan.ts";
 
 /** Zeros written ahead of the records at most this far (less when segments are smaller). */
 export const MAX_PREALLOC_BYTES = 4 * 1024 * 1024;
@@ -135,6 +136,17 @@ export class WalWriter {
     this.handle = c.handle;
     this.bytes = c.bytes;
     this.allocated = c.allocated;
+    // After the segment is durable, so the marker never names a segment that may not exist.
+    const marker = joinPath(this.walDir, NEWEST_SEGMENT_FILE);
+    const h = await this.fs.open(`${marker}.tmp`, "overwrite");
+    try {
+      await h.append(encodeNewestSegment(seq));
+      await h.sync();
+    } finally {
+      await h.close();
+    }
+    await this.fs.rename(`${marker}.tmp`, marker);
+    await this.fs.syncDir(this.walDir);
   }
 
   /** Removes the oldest segments whose successor starts at or before `snapshotIndex + 1`: every entry

@@ -16,12 +16,8 @@ import { StorageError } from "./storage-error.ts";
 import { readFrame } from "./wal-frame.ts";
 import { decodeRecord, encodeRecords } from "./wal-record.ts";
 
-/** Known recovery bugs, each pinned by a `todo` test below: the fuzz run leaves them out until fixed. */
-const KNOWN: readonly RegExp[] = [
-  /^wal-inconsistent-recovery\[(checksummed|forged)\]: term goes backwards/,
-  /^wal-inconsistent-recovery\[forged\]: snapshot \{/,
-  /^wal-recovered-unusable\[forged\]: StorageError: CORRUPT: term goes backwards/,
-];
+/** Known recovery bugs the fuzz run leaves out until fixed (pin each with a `todo` test below). */
+const KNOWN: readonly RegExp[] = [];
 
 for (const seed of [1, 2]) {
   test(`WAL recovery: damaged folders recover consistently or are refused naming the file (seed ${seed})`, async () => {
@@ -73,26 +69,24 @@ async function overwrittenThenSnapshotted(): Promise<MemFileSystem> {
   return fs;
 }
 
-test("losing the newest WAL segments is refused, not recovered as a log whose terms go backwards after the snapshot", {
-  todo:
-    "recovery.ts accepts snapshot 4/2 followed by entries 5/1 6/1 and hard state term 1 (fuzz finding " +
-    "wal-inconsistent-recovery[checksummed]); it should refuse when the first entry after the snapshot has a lower term",
-}, async () => {
+test("losing the newest WAL segments is refused, not recovered as a log whose terms go backwards after the snapshot", async () => {
   const fs = await overwrittenThenSnapshotted();
-  const segments = await fs.readdir("/data/wal");
+  const segments = (await fs.readdir("/data/wal")).filter((n) => n.endsWith(".wal"));
   assert.deepEqual(segments.length, 3);
   for (const name of segments.slice(1)) await fs.unlink(`/data/wal/${name}`);
+  // Without the newest-segment marker (a folder from before it): the terms give the loss away.
+  await fs.unlink("/data/wal/newest-segment");
   const err = await refusal(storage(fs));
   assert.equal(
     err?.code,
     "CORRUPT",
     "recovery must refuse: every record it read was intact, but the log is inconsistent",
   );
+  assert.equal(err?.file, `/data/wal/${segments[0]}`, "names the segment holding entry 5");
+  assert.equal(typeof err?.offset, "number", "names the byte offset");
 });
 
-test("a snapshot file whose header claims term 0 is not recovered", {
-  todo: "recovery.ts accepts snapshot meta with term 0 at index >= 1 (fuzz finding wal-inconsistent-recovery[forged])",
-}, async () => {
+test("a snapshot file whose header claims term 0 is not recovered", async () => {
   const fs = await overwrittenThenSnapshotted();
   const [name] = await fs.readdir("/data/snap");
   const bytes = fs.peek(`/data/snap/${name}`);
@@ -117,11 +111,7 @@ test("a snapshot file whose header claims term 0 is not recovered", {
   );
 });
 
-test("a segment header that gives index 0 a term is refused at open, not after the next append", {
-  todo:
-    "LogReplay takes the header's (snapshotIndex 0, snapshotTerm 26) as the term before entry 1: open succeeds, " +
-    "then the first append makes the WAL unreadable (fuzz finding wal-recovered-unusable[forged])",
-}, async () => {
+test("a segment header that gives index 0 a term is refused at open, not after the next append", async () => {
   const fs = new MemFileSystem();
   const s = storage(fs, 1 << 20);
   await s.open();
@@ -138,7 +128,11 @@ test("a segment header that gives index 0 a term is refused at open, not after t
   const forged = encodeRecords([{ ...header, snapshotTerm: 26 }]);
   fs.poke(path, Uint8Array.from([...forged, ...bytes.subarray(first.end)]));
   const again = storage(fs, 1 << 20);
-  if ((await refusal(again)) !== null) return; // refusing at open is right
+  const err = await refusal(again);
+  assert.equal(err?.code, "CORRUPT", "refused at open");
+  assert.equal(err?.file, path);
+  assert.equal(err?.offset, 0);
+  if (err !== null) return;
   await again.save({ term: 1, votedFor: null, commitIndex: 0 }, [entry(1, 1)], true);
   await again.close();
   assert.equal(
@@ -146,4 +140,22 @@ test("a segment header that gives index 0 a term is refused at open, not after t
     null,
     "an append the storage acknowledged makes the folder unreadable",
   );
+});
+
+test("losing the newest WAL segment is refused even when the log left behind looks consistent", async () => {
+  const fs = new MemFileSystem();
+  const s = storage(fs);
+  await s.open();
+  await s.save({ term: 1, votedFor: 2, commitIndex: 0 }, [entry(1, 1), entry(2, 1)], true);
+  await s.save({ term: 1, votedFor: 2, commitIndex: 1 }, [entry(3, 1)], true);
+  await s.close();
+  const segments = (await fs.readdir("/data/wal")).filter((n) => n.endsWith(".wal"));
+  assert.ok(segments.length >= 2);
+  await fs.unlink(`/data/wal/${segments[segments.length - 1]}`);
+  const err = await refusal(storage(fs));
+  assert.equal(err?.code, "CORRUPT");
+  assert.equal(err?.file, "/data/wal/newest-segment");
+  assert.equal(err?.offset, 0);
+  assert.match(err?.message ?? "", /missing/);
+  assert.ok(err?.hint !== undefined, "says what to do");
 });
