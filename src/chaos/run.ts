@@ -62,6 +62,14 @@ export interface ChaosSummary {
   readonly unexpectedClientErrors: readonly string[];
   readonly faults: { readonly total: number; readonly byKind: Record<FaultKind, number> };
   readonly faultErrors: readonly string[];
+  /** Totals over the link proxies: peer connections, harness clients let through, resets, loss stalls. */
+  readonly links: {
+    readonly peerConnections: number;
+    readonly clientConnections: number;
+    readonly resets: number;
+    readonly stalls: number;
+    readonly bytesForwarded: number;
+  };
   readonly elections: ElectionFigures;
   readonly liveness: {
     readonly leaderAfterHealMs: number | null;
@@ -263,6 +271,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     unexpectedClientErrors: workload.errors.unexpected,
     faults: { total: nemesis.log.length, byKind: nemesis.counts() },
     faultErrors: nemesis.errors,
+    links: linkTotals(cluster),
     elections,
     liveness: {
       leaderAfterHealMs,
@@ -383,6 +392,18 @@ async function compareReplicas(
     keysPerNode: states.map((s) => s?.size ?? null),
     mismatches,
   };
+}
+
+function linkTotals(cluster: ChaosCluster): ChaosSummary["links"] {
+  const t = { peerConnections: 0, clientConnections: 0, resets: 0, stalls: 0, bytesForwarded: 0 };
+  for (const l of cluster.allLinks()) {
+    t.peerConnections += l.stats.connections;
+    t.clientConnections += l.stats.clientConnections;
+    t.resets += l.stats.resets;
+    t.stalls += l.stats.stalls;
+    t.bytesForwarded += l.stats.bytesForwarded;
+  }
+  return t;
 }
 
 function checkAborted(signal: AbortSignal): void {

@@ -1,0 +1,108 @@
+// Partition shapes cut the links they promise, for 3 and 5 nodes over many seeds; the --faults parser.
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { type PartitionShape, partitionCuts } from "../../src/chaos/faults.ts";
+import { parseFaults } from "../../src/chaos/main.ts";
+import { Prng } from "../../src/lib/prng.ts";
+
+type Cut = [number, number];
+
+function cutsOf(shape: PartitionShape, n: number, leader: number | null, seed: number): Cut[] {
+  return partitionCuts(
+    shape,
+    Array.from({ length: n }, (_, i) => i),
+    leader,
+    new Prng(seed),
+  );
+}
+
+/** Nodes that can still reach each other both ways, grouped. */
+function sides(n: number, cuts: readonly Cut[]): number[][] {
+  const cut = new Set(cuts.map(([a, b]) => `${a}>${b}`));
+  const linked = (a: number, b: number): boolean => !cut.has(`${a}>${b}`) && !cut.has(`${b}>${a}`);
+  const seen = new Set<number>();
+  const out: number[][] = [];
+  for (let i = 0; i < n; i++) {
+    if (seen.has(i)) continue;
+    const group = [i];
+    seen.add(i);
+    for (let j = i + 1; j < n; j++)
+      if (!seen.has(j) && group.every((g) => linked(g, j))) {
+        group.push(j);
+        seen.add(j);
+      }
+    out.push(group);
+  }
+  return out;
+}
+
+test("isolate-leader cuts every link of the leader, both ways, and nothing else", () => {
+  for (const n of [3, 5])
+    for (let seed = 0; seed < 50; seed++) {
+      const cuts = cutsOf("isolate-leader", n, 1, seed);
+      assert.equal(cuts.length, 2 * (n - 1));
+      assert.ok(cuts.every(([a, b]) => a === 1 || b === 1));
+    }
+});
+
+test("isolate-follower never isolates the leader", () => {
+  for (const n of [3, 5])
+    for (let seed = 0; seed < 50; seed++) {
+      const cuts = cutsOf("isolate-follower", n, 2, seed);
+      const counts = new Map<number, number>();
+      for (const [a, b] of cuts) for (const x of [a, b]) counts.set(x, (counts.get(x) ?? 0) + 1);
+      const isolated = [...counts].filter(([, c]) => c === 2 * (n - 1)).map(([x]) => x);
+      assert.equal(isolated.length, 1);
+      assert.notEqual(isolated[0], 2);
+    }
+});
+
+test("majority-minority splits into a minority of floor((n-1)/2) and the rest", () => {
+  for (const n of [3, 5])
+    for (let seed = 0; seed < 50; seed++) {
+      const groups = sides(n, cutsOf("majority-minority", n, 0, seed))
+        .map((g) => g.length)
+        .sort();
+      assert.deepEqual(groups, [Math.floor((n - 1) / 2), n - Math.floor((n - 1) / 2)]);
+    }
+});
+
+test("bridge: one node keeps every link, the two sides do not see each other", () => {
+  for (const n of [3, 5])
+    for (let seed = 0; seed < 50; seed++) {
+      const cuts = cutsOf("bridge", n, 0, seed);
+      const touched = new Set(cuts.flat());
+      const bridges = Array.from({ length: n }, (_, i) => i).filter((i) => !touched.has(i));
+      assert.equal(bridges.length, 1, `seed ${seed}`);
+      assert.ok(cuts.length >= 2);
+    }
+});
+
+test("one-way shapes cut one direction only", () => {
+  for (const shape of ["one-way-out", "one-way-in"] as const)
+    for (let seed = 0; seed < 50; seed++) {
+      const cuts = cutsOf(shape, 5, 3, seed);
+      assert.equal(cuts.length, 4);
+      const set = new Set(cuts.map(([a, b]) => `${a}>${b}`));
+      assert.ok(cuts.every(([a, b]) => !set.has(`${b}>${a}`)));
+      const hub = shape === "one-way-out" ? cuts[0]![0] : cuts[0]![1];
+      assert.ok(cuts.every(([a, b]) => (shape === "one-way-out" ? a : b) === hub));
+    }
+});
+
+test("flaky-links cuts between one and half of the directed links, without repeats", () => {
+  for (let seed = 0; seed < 50; seed++) {
+    const cuts = cutsOf("flaky-links", 5, null, seed);
+    assert.ok(cuts.length >= 1 && cuts.length <= 10);
+    assert.equal(new Set(cuts.map(([a, b]) => `${a}>${b}`)).size, cuts.length);
+    assert.ok(cuts.every(([a, b]) => a !== b));
+  }
+});
+
+test("--faults: names, all, none, and a clear refusal", () => {
+  assert.deepEqual(parseFaults("kill,pause"), ["kill", "pause"]);
+  assert.equal(parseFaults("all").length, 6);
+  assert.deepEqual(parseFaults("none"), []);
+  assert.throws(() => parseFaults("kill,fire"), /unknown fault "fire"/);
+});
