@@ -112,9 +112,10 @@ export class ConnectionGate {
           );
     tcp.prependListener("connection", (socket: net.Socket) => this.accept(socket));
     if (tcp instanceof tls.Server)
-      tcp.on("tlsClientError", (err: Error & { code?: string }, socket: TLSSocket) =>
-        this.refuse("tlsHandshake", this.addressOfTls(socket), handshakeWhy(err), { code: err.code ?? null }),
-      );
+      tcp.on("tlsClientError", (err: Error & { code?: string }, socket: TLSSocket) => {
+        this.refuse("tlsHandshake", this.addressOfTls(socket), handshakeWhy(err), { code: err.code ?? null });
+        socket.destroy(); // Node leaves a timed-out handshake's socket open
+      });
     const port = await bindTcp(tcp, this.o.listen, this.o.nodeId);
     return {
       port,

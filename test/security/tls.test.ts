@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -237,6 +238,32 @@ test("tlsClientAuth optional: no certificate is fine, a foreign one is refused",
     });
     await assert.rejects(foreign.get("opt/k"), REFUSED);
     await waitFor("the refusal", () => refusalLine(c.log(0), /untrustedCertificate.*tlsClientAuth optional/));
+  } finally {
+    await c.close();
+  }
+});
+
+test("a connection that never finishes its TLS handshake is dropped after tlsHandshakeTimeoutMs, and logged", async () => {
+  const c = await startCluster({
+    size: 1,
+    settings: { tlsHandshakeTimeoutMs: 300 },
+    perNode: (id) => tlsSettings(id),
+  });
+  try {
+    const [host, port] = c.addresses[0]!.split(":");
+    const started = performance.now();
+    const socket = net.connect(Number(port), host!);
+    socket.resume();
+    socket.on("error", () => {});
+    await new Promise<void>((r) => socket.once("close", () => r()));
+    const ms = performance.now() - started;
+    assert.ok(ms >= 250 && ms < 5000, `closed after ${Math.round(ms)} ms`);
+    const line = await waitFor("the log line", () =>
+      refusalLine(c.log(0), /TLS handshake not finished in time/),
+    );
+    assert.match(line, /"reason":"tlsHandshake","peerAddress":"127\.0\.0\.1:\d+"/);
+    const kv = c.client({ tls: { caFile: ca.caFile, certFile: clientCert.cert, keyFile: clientCert.key } });
+    await kv.put("after/idle", "v");
   } finally {
     await c.close();
   }
