@@ -1,5 +1,6 @@
-// One node's loop: inputs into the core; each Ready to storage (sync first), then the network, then the
-// state machine, then advance(). Pending proposals and reads are promises resolved from applied entries.
+// One node's loop: inputs into the core; each Ready to storage (sync first), then the network, then
+// advance(); its committed entries (already durable here) go to the state machine while its new entries
+// are being written. Pending proposals and reads are promises resolved from applied entries.
 
 import type { Raft } from "../core/raft.ts";
 import type { Entry, HardState, Message, NodeId, Ready, SnapshotMeta } from "../core/types.ts";
@@ -226,10 +227,15 @@ export class Replica<R> {
       // followers' fsyncs overlap the leader's (thesis §10.2.1). Everything else waits for durability.
       const early = rd.termOrVoteChanged ? [] : rd.messages.filter(isLeaderReplication);
       if (early.length > 0) this.sendAll(early);
+      // Committed entries are durable here already (the core hands out none beyond what an earlier
+      // advance() marked persisted), so they need not wait for this Ready's write, as in etcd's
+      // raft node; only a snapshot install must come first.
+      const applyFirst = rd.installSnapshot === null;
+      if (applyFirst) this.applyAll(rd);
       await this.persist(rd);
       if (this.stopped) break;
       this.sendAll(early.length === 0 ? rd.messages : rd.messages.filter((m) => !isLeaderReplication(m)));
-      this.applyAll(rd);
+      if (!applyFirst) this.applyAll(rd);
       this.o.core.advance(rd);
       await this.maybeSnapshot();
     }
