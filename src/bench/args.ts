@@ -23,6 +23,8 @@ export interface BenchArgs {
   readonly profileSeconds: number;
   readonly memoryKeys: number;
   readonly soakSeconds: number;
+  /** `raftkv serve --set` settings for the clusters the run starts, e.g. snapshotEveryEntries=100000. */
+  readonly serverSettings: readonly string[];
 }
 
 export const USAGE = `options:
@@ -42,10 +44,12 @@ export const USAGE = `options:
 bench only:
   --profile SECONDS       run c=64 puts that long with --cpu-prof on every node; summarize the leader's profile
   --memory-keys N         write N keys of --value-bytes, then report each node's RSS
-  --soak SECONDS          constant mix load at c=64 that long; RSS of each node every 10 s`;
+  --soak SECONDS          constant mix load at c=64 that long; RSS of each node every 10 s
+  --set NAME=VALUE        a raftkv server setting for the clusters started (repeatable)`;
 
 export function parseArgs(argv: readonly string[]): BenchArgs {
   const flags = new Map<string, string>();
+  const settings: string[] = [];
   const bare = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -54,7 +58,10 @@ export function parseArgs(argv: readonly string[]): BenchArgs {
     else {
       const v = argv[++i];
       if (v === undefined) throw new Error(`${a} needs a value\n${USAGE}`);
-      flags.set(a, v);
+      if (a === "--set") {
+        if (!/^[A-Za-z]+=./.test(v)) throw new Error(`--set takes NAME=VALUE, got ${v}`);
+        settings.push(v);
+      } else flags.set(a, v);
     }
   }
   if (bare.has("--help")) throw new Error(USAGE);
@@ -116,5 +123,6 @@ export function parseArgs(argv: readonly string[]): BenchArgs {
     profileSeconds: int("--profile", 0, 0),
     memoryKeys: int("--memory-keys", 0, 0),
     soakSeconds: int("--soak", 0, 0),
+    serverSettings: settings,
   };
 }

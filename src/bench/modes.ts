@@ -27,7 +27,12 @@ async function withCluster<T>(
 ): Promise<T> {
   mkdirSync(a.outDir, { recursive: true });
   const dir = mkdtempSync(join(a.outDir, "data-"));
-  const cluster = await startRaftkvCluster({ dir, basePort: BASE_PORT, nodeFlags });
+  const cluster = await startRaftkvCluster({
+    dir,
+    basePort: BASE_PORT,
+    nodeFlags,
+    serveArgs: a.serverSettings.flatMap((x) => ["--set", x]),
+  });
   const gen = LoadGenerator.start(a.threads);
   try {
     const leader = await cluster.leader();

@@ -19,6 +19,7 @@ import { cpuSecondsOf, machineBusySeconds, RssSampler } from "./proc-stats.ts";
 import {
   checkFloors,
   floorsText,
+  labelOf,
   type MedianRow,
   medians,
   mediansTable,
@@ -47,6 +48,8 @@ export interface SuiteOptions {
   readonly endpoints: readonly string[] | null;
   /** Another raftkv checkout to run beside this one ("base" rows). */
   readonly compareWith: string | null;
+  /** `raftkv serve --set` settings for the raftkv clusters started. */
+  readonly serverSettings: readonly string[];
   readonly log: (line: string) => void;
 }
 
@@ -76,6 +79,7 @@ export async function runSuite(o: SuiteOptions): Promise<{ medians: MedianRow[];
   const rows: RowResult[] = [];
   const clusters: Cluster[] = [];
   const idle: Record<string, number> = {};
+  const done = new Set<string>();
   let seed = 1;
   const measure = async (
     s: System,
@@ -130,7 +134,8 @@ export async function runSuite(o: SuiteOptions): Promise<{ medians: MedianRow[];
     if (o.endpoints !== null) {
       systems.push(raftkvSystem(o.endpoints, [], o.paths));
     } else {
-      const raftkv = await startRaftkvCluster({ dir: dataDir, basePort: RAFTKV_PORT });
+      const serveArgs = o.serverSettings.flatMap((x) => ["--set", x]);
+      const raftkv = await startRaftkvCluster({ dir: dataDir, basePort: RAFTKV_PORT, serveArgs });
       clusters.push(raftkv);
       systems.push(raftkvSystem(await endpointsLeaderFirst(raftkv), pidsOf(raftkv), o.paths));
     }
@@ -139,6 +144,7 @@ export async function runSuite(o: SuiteOptions): Promise<{ medians: MedianRow[];
         dir: join(dataDir, "base"),
         basePort: BASE_PORT,
         checkout: o.compareWith,
+        serveArgs: o.serverSettings.flatMap((x) => ["--set", x]),
       });
       clusters.push(base);
       systems.push({
@@ -186,8 +192,14 @@ export async function runSuite(o: SuiteOptions): Promise<{ medians: MedianRow[];
       for (const w of o.workloads)
         for (const c of o.concurrencies)
           for (const s of systems)
-            for (const t of s.targets)
-              await measure(s, t, s.name === "etcd" ? ETCD_COUNTERPART[w] : w, c, rep);
+            for (const t of s.targets) {
+              const workload = s.name === "etcd" ? ETCD_COUNTERPART[w] : w;
+              // get-lease and get-readIndex share their etcd counterpart: measure it once per rep.
+              const key = `${labelOf({ system: s.name, path: t.path, client: t.client })}|${workload}|${c}|${rep}`;
+              if (done.has(key)) continue;
+              done.add(key);
+              await measure(s, t, workload, c, rep);
+            }
   } finally {
     await gen.close();
     for (const c of clusters) await c.stop();
