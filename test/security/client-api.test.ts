@@ -288,6 +288,13 @@ describe("one node: keys, values, request bytes and consistency levels", () => {
   });
 });
 
+/** A gRPC DEADLINE_EXCEEDED status as an answer with that code (anything else is rethrown). */
+function grpcDeadline(err: unknown): { code: ErrorCode; message: string } {
+  if ((err as { code?: unknown }).code === grpc.status.DEADLINE_EXCEEDED)
+    return { code: ErrorCode.ERROR_CODE_DEADLINE_EXCEEDED, message: "gRPC deadline" };
+  throw err;
+}
+
 describe("three nodes: followers, no leader, deadlines", () => {
   let c: TestCluster;
   let leader: number;
@@ -339,28 +346,32 @@ describe("three nodes: followers, no leader, deadlines", () => {
       const put = (i: number, deadlineMs: number) =>
         ask(raw.put.bind(raw), { key: `p/${i}`, value: Buffer.from("x"), clientId: "", seq: 0n }, deadlineMs);
       // Nothing can commit now. Four writes wait (maxPendingProposals); the fifth is refused at once.
-      const pending = [1, 2, 3, 4].map((i) => put(i, 600));
+      const pending = [1, 2, 3, 4].map((i) => put(i, 2000).catch(grpcDeadline));
       const started = performance.now();
-      const fifth = await put(5, 600);
+      const fifth = await put(5, 2000);
       assert.equal(fifth.code, ErrorCode.ERROR_CODE_OVERLOADED);
       assert.match(fifth.message, /^4 writes already wait to commit on this leader \(maxPendingProposals\)/);
-      assert.ok(performance.now() - started < 300, "refused at once, not queued");
-      const reads = [1, 2, 3, 4].map(() => ask(raw.get.bind(raw), { key: "p/1", consistency: 2 }, 600));
-      const fifthRead = await ask(raw.get.bind(raw), { key: "p/1", consistency: 2 }, 600);
+      assert.ok(performance.now() - started < 1000, "refused at once, not queued until its deadline");
+      const reads = [1, 2, 3, 4].map(() =>
+        ask(raw.get.bind(raw), { key: "p/1", consistency: 2 }, 2000).catch(grpcDeadline),
+      );
+      const fifthRead = await ask(raw.get.bind(raw), { key: "p/1", consistency: 2 }, 2000);
       assert.equal(fifthRead.code, ErrorCode.ERROR_CODE_OVERLOADED);
       assert.match(
         fifthRead.message,
         /^4 linearizable reads already wait for a heartbeat round \(maxPendingReads\)/,
       );
-      // The waiting ones run out of their deadline mid-request: the server answers before the client's
-      // deadline, saying a write may still apply.
+      // The waiting ones run out of their deadline mid-request. The server answers a little before the
+      // client's deadline, saying a write may still apply; on a machine too busy for that margin the
+      // client's own gRPC deadline fires instead. Either way: DEADLINE_EXCEEDED, and nothing else.
       for (const a of await Promise.all(pending)) {
         assert.equal(a.code, ErrorCode.ERROR_CODE_DEADLINE_EXCEEDED);
-        assert.match(a.message, /^the put did not complete within \d+ ms; it may still be applied/);
+        if (a.message !== "gRPC deadline")
+          assert.match(a.message, /^the put did not complete within \d+ ms; it may still be applied/);
       }
       for (const a of await Promise.all(reads)) {
         assert.equal(a.code, ErrorCode.ERROR_CODE_DEADLINE_EXCEEDED);
-        assert.match(a.message, /^the get did not complete within \d+ ms/);
+        if (a.message !== "gRPC deadline") assert.match(a.message, /^the get did not complete within \d+ ms/);
       }
       // A deadline too short for any answer: the client's own gRPC deadline.
       await assert.rejects(put(6, 1), { code: grpc.status.DEADLINE_EXCEEDED });

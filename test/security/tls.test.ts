@@ -262,6 +262,7 @@ test("a connection that never finishes its TLS handshake is dropped after tlsHan
       refusalLine(c.log(0), /TLS handshake not finished in time/),
     );
     assert.match(line, /"reason":"tlsHandshake","peerAddress":"127\.0\.0\.1:\d+"/);
+    await c.leader();
     const kv = c.client({ tls: { caFile: ca.caFile, certFile: clientCert.cert, keyFile: clientCert.key } });
     await kv.put("after/idle", "v");
   } finally {
