@@ -4,7 +4,7 @@
 // Usage: npm run chaos -- [--nodes 3|5] [--duration S] [--faults kill,pause,partition,latency,loss,torn|all]
 //   [--seed N] [--out DIR] [--clients N] [--keys N] [--heartbeat-ms MS] [--election-timeout-min-ms MS]
 //   [--election-timeout-max-ms MS] [--client-timeout-ms MS] [--attempt-timeout-ms MS] [--heal-window S]
-//   [--serve-arg FLAG]... [--keep-data] [--quiet]
+//   [--lease-monitor-ms MS] [--serve-arg FLAG]... [--keep-data] [--quiet]
 
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -29,6 +29,7 @@ const SPEC = {
   "client-timeout-ms": { type: "string", default: "5000" },
   "attempt-timeout-ms": { type: "string", default: "1000" },
   "heal-window": { type: "string", default: "5" },
+  "lease-monitor-ms": { type: "string", default: "50" },
   "serve-arg": { type: "string", multiple: true },
   "keep-data": { type: "boolean", default: false },
   quiet: { type: "boolean", default: false },
@@ -40,7 +41,7 @@ class UsageError extends Error {}
 const USAGE = `usage: npm run chaos -- [--nodes 3|5] [--duration S] [--faults ${FAULT_KINDS.join(",")}|all|none]
   [--seed N] [--out DIR] [--clients N] [--keys N] [--heartbeat-ms MS] [--election-timeout-min-ms MS]
   [--election-timeout-max-ms MS] [--client-timeout-ms MS] [--attempt-timeout-ms MS] [--heal-window S]
-  [--serve-arg FLAG]... [--keep-data] [--quiet]`;
+  [--lease-monitor-ms MS (0: off)] [--serve-arg FLAG]... [--keep-data] [--quiet]`;
 
 export function parseChaosArgs(argv: readonly string[], print: (line: string) => void): ChaosOptions {
   const { values } = parseArgs({ args: [...argv], options: SPEC, allowPositionals: false, strict: true });
@@ -71,6 +72,7 @@ export function parseChaosArgs(argv: readonly string[], print: (line: string) =>
     clientTimeoutMs: int("client-timeout-ms", 1, 600_000),
     attemptTimeoutMs: int("attempt-timeout-ms", 1, 600_000),
     healWindowS: int("heal-window", 0, 3600),
+    leaseMonitorMs: int("lease-monitor-ms", 0, 60_000),
     keepData: values["keep-data"],
     print: values.quiet ? () => {} : print,
   };
@@ -103,6 +105,7 @@ export function describeSummary(s: ChaosSummary, outDir: string): string {
     `  links       ${s.links.peerConnections} peer connections (${s.links.resets} resets, ${s.links.stalls} loss stalls), ${s.links.clientConnections} client connections let through`,
     `  elections   ${s.elections.elections} started (${s.elections.preVotes} pre-vote rounds), leaders in ${s.elections.leaderTerms} terms`,
     `  liveness    leader ${ms(s.liveness.leaderAfterHealMs)} after the heal, converged in ${ms(s.liveness.convergedAfterMs)} at index ${s.liveness.appliedIndex ?? "-"}`,
+    `  leases      ${s.leases.sightings} held leases seen in ${s.leases.polls} Status rounds; ${s.leases.overlapsFound} overlaps`,
     `  replicas    ${s.replicas.identical === null ? "not compared" : s.replicas.identical ? "identical" : "DIFFER"} (applied ${s.replicas.appliedIndexes.join(", ")})`,
     `  checker     ${s.checker.verdict}: ${s.checker.opsChecked} ops checked in ${ms(s.checker.checkMs)}`,
     `  host        load ${s.load.average.join(" ")} on ${s.load.cpus} CPUs; ${s.wallS.toFixed(0)} s wall`,

@@ -11,6 +11,7 @@ import { formatHistoryLine, type HistoryOp } from "../sim/history.ts";
 import { type CheckResult, checkHistory } from "../sim/linearizability.ts";
 import { ChaosCluster, sleep } from "./cluster.ts";
 import { type FaultKind, Nemesis } from "./faults.ts";
+import { LeaseMonitor, type LeaseOverlap } from "./lease-monitor.ts";
 import { type ElectionFigures, readElectionFigures } from "./node-logs.ts";
 import { Workload } from "./workload.ts";
 
@@ -36,6 +37,8 @@ export interface ChaosOptions {
   /** Keep the nodes' data folders (out/data) even when the run passes. */
   readonly keepData: boolean;
   readonly maxCheckStepsPerKey?: number;
+  /** Status poll period of the lease monitor (0: off). */
+  readonly leaseMonitorMs: number;
   /** Progress lines (also written to out/chaos.log). */
   readonly print: (line: string) => void;
   /** Aborting kills the nodes at once and ends the run with a problem (tests use it on timeout). */
@@ -62,6 +65,13 @@ export interface ChaosSummary {
   readonly unexpectedClientErrors: readonly string[];
   readonly faults: { readonly total: number; readonly byKind: Record<FaultKind, number> };
   readonly faultErrors: readonly string[];
+  /** Held leases seen by polling Status, and pairs of nodes seen holding one at the same instant. */
+  readonly leases: {
+    readonly polls: number;
+    readonly sightings: number;
+    readonly overlapsFound: number;
+    readonly overlaps: readonly LeaseOverlap[];
+  };
   /** Totals over the link proxies: peer connections, harness clients let through, resets, loss stalls. */
   readonly links: {
     readonly peerConnections: number;
@@ -166,6 +176,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     originMs: origin,
     note,
   });
+  const leases = new LeaseMonitor(cluster, o.leaseMonitorMs, origin);
   const signal = o.signal ?? new AbortController().signal;
   const onAbort = (): void => {
     note("aborted: killing the nodes");
@@ -192,6 +203,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     if (first === null) throw new Error(`no leader within ${LEADER_TIMEOUT_MS} ms of start`);
     note(`leader ${first.id}; clients start`);
     workload.start();
+    leases.start();
     const nemesisDone = nemesis.run();
     await sleepUnless(o.durationS * 1000, signal);
     checkAborted(signal);
@@ -207,7 +219,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     await sleepUnless(o.healWindowS * 1000, signal);
     checkAborted(signal);
     note("clients stop");
-    await workload.stop();
+    await Promise.all([workload.stop(), leases.stop()]);
     converged = await waitForConvergence(cluster, CONVERGE_TIMEOUT_MS, signal);
     checkAborted(signal);
     if (converged === null) problems.push(`the nodes did not converge within ${CONVERGE_TIMEOUT_MS} ms`);
@@ -225,7 +237,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
   } finally {
     signal.removeEventListener("abort", onAbort);
     nemesis.stop();
-    await workload.stop();
+    await Promise.all([workload.stop(), leases.stop()]);
     await cluster.destroy();
   }
   const history = [...workload.history].sort((a, b) => a.call - b.call);
@@ -244,6 +256,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     problems.push(`history not linearizable: ${checked.violations.length} key(s) violated`);
   if (checked.verdict === "unknown")
     problems.push(`checker inconclusive: keys ${checked.timedOutKeys.join(", ")} ran out of search steps`);
+  if (leases.overlapsFound > 0)
+    problems.push(`${leases.overlapsFound} times two nodes held a leader lease at the same instant`);
   for (const t of elections.twoLeaderTerms)
     problems.push(`two leaders in term ${t.term}: nodes ${t.nodes.join(", ")}`);
   for (const e of cluster.unplannedExits)
@@ -271,6 +285,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     unexpectedClientErrors: workload.errors.unexpected,
     faults: { total: nemesis.log.length, byKind: nemesis.counts() },
     faultErrors: nemesis.errors,
+    leases: {
+      polls: leases.polls,
+      sightings: leases.sightings,
+      overlapsFound: leases.overlapsFound,
+      overlaps: leases.overlaps,
+    },
     links: linkTotals(cluster),
     elections,
     liveness: {

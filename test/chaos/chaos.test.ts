@@ -52,6 +52,7 @@ test(`chaos: 3 nodes, every fault kind, about 60 s (seed ${SEED}; replay with CH
     clientTimeoutMs: 5000,
     attemptTimeoutMs: 1000,
     healWindowS: 3,
+    leaseMonitorMs: 50,
     keepData: false,
     print: (line) => lines.push(line),
     signal: abort.signal,
