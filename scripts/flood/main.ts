@@ -1,6 +1,7 @@
 // Flood benchmark: a real 3-node cluster (`raftkv serve` processes); good clients' latency on the leader
 // without and then with a flood of oversized and malformed requests, garbage TCP connections and idle
-// connections (each kind from its own process), and after it. Prints the flood rates and the latencies.
+// connections (each kind from its own process), and after it. Prints the flood rates, the latencies, and
+// the CPU the leader and the flooders used (they share the machine's cores).
 // Usage: npx tsx scripts/flood/main.ts [--seconds 15] [--clients 4] [--concurrency 32] [--idle 2000]
 //        [--kinds oversized,malformed,garbageTcp,idleConnections]
 
@@ -10,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { RaftKvClient } from "../../src/client/index.ts";
 import { TestCluster } from "../../test/e2e/harness.ts";
-import { FLOOD_KINDS, Flood, type FloodCounts, type FloodKind, percentiles } from "./load.ts";
+import { FLOOD_KINDS, Flood, type FloodKind, percentiles } from "./load.ts";
 
 const { values } = parseArgs({
   options: {
@@ -18,10 +19,10 @@ const { values } = parseArgs({
     clients: { type: "string", default: "4" },
     concurrency: { type: "string", default: "32" },
     idle: { type: "string", default: "2000" },
+    kinds: { type: "string", default: FLOOD_KINDS.join(",") },
     flooder: { type: "string" },
     address: { type: "string" },
     seed: { type: "string", default: "1" },
-    kinds: { type: "string", default: FLOOD_KINDS.join(",") },
   },
 });
 const seconds = Number(values.seconds);
@@ -29,7 +30,7 @@ const seconds = Number(values.seconds);
 if (values.flooder !== undefined) await runFlooder(values.flooder as FloodKind, values.address ?? "");
 else await main();
 
-/** Child process: one kind of flood for `seconds`, then its counts as one JSON line on stdout. */
+/** Child process: one kind of flood for `seconds`, then its counts and CPU as one JSON line on stdout. */
 async function runFlooder(kind: FloodKind, address: string): Promise<void> {
   const flood = new Flood({
     address,
@@ -41,32 +42,43 @@ async function runFlooder(kind: FloodKind, address: string): Promise<void> {
   flood.start();
   await sleep(seconds * 1000);
   const [c] = await flood.stop();
-  process.stdout.write(
-    `${JSON.stringify({ kind, sent: c?.sent ?? 0, outcomes: Object.fromEntries(c?.outcomes ?? []) })}\n`,
-  );
+  const cpu = process.cpuUsage();
+  const report: FlooderReport = {
+    kind,
+    sent: c?.sent ?? 0,
+    outcomes: Object.fromEntries(c?.outcomes ?? []),
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+  };
+  process.stdout.write(`${JSON.stringify(report)}\n`);
   process.exit(0);
+}
+
+interface FlooderReport {
+  readonly kind: FloodKind;
+  readonly sent: number;
+  readonly outcomes: Record<string, number>;
+  readonly cpuSeconds: number;
 }
 
 interface Phase {
   readonly name: string;
+  readonly seconds: number;
   readonly put: number[];
   readonly get: number[];
   errors: number;
   readonly errorCodes: Map<string, number>;
+  /** The leader process's CPU over the phase, in % of one core. */
+  leaderCpu: number;
 }
 
 async function main(): Promise<void> {
   // Election timeouts 1-2 s rather than 300-600 ms: on a shared machine the baseline must not churn
   // leaders by itself, or nothing is measured.
-  const timing = [
-    "--heartbeat-ms",
-    "100",
-    "--election-timeout-min-ms",
-    "1000",
-    "--election-timeout-max-ms",
-    "2000",
-  ];
-  const cluster = await TestCluster.start({ nodes: 3, serveArgs: timing });
+  const timing = ["--heartbeat-ms", "100", "--election-timeout-min-ms", "1000"];
+  const cluster = await TestCluster.start({
+    nodes: 3,
+    serveArgs: [...timing, "--election-timeout-max-ms", "2000"],
+  });
   try {
     const leader = await cluster.waitForLeader();
     const address = cluster.node(leader.nodeId).address;
@@ -76,11 +88,10 @@ async function main(): Promise<void> {
       () => new RaftKvClient({ endpoints: [address], timeoutMs: 5000 }),
     );
     await Promise.all(clients.map((c, i) => c.put(`warm/${i}`, "x")));
-    process.stdout.write(
-      `leader node ${leader.nodeId} at ${address} (pid ${pid}); ${clients.length} good clients\n`,
-    );
+    const out = (s: string): boolean => process.stdout.write(`${s}\n`);
+    out(`leader node ${leader.nodeId} at ${address} (pid ${pid}); ${clients.length} good clients`);
 
-    const baseline = await measure("baseline", clients, seconds);
+    const baseline = await measure("baseline", clients, seconds, pid);
     const rssBefore = rssMb(pid);
     const kinds = (values.kinds ?? "")
       .split(",")
@@ -89,52 +100,67 @@ async function main(): Promise<void> {
     await sleep(1000);
     let peakRss = rssMb(pid);
     const rssTimer = setInterval(() => (peakRss = Math.max(peakRss, rssMb(pid))), 250);
-    const flooded = await measure("flood", clients, seconds);
+    const flooded = await measure("flood", clients, seconds, pid);
     clearInterval(rssTimer);
-    const counts = await Promise.all(flooders);
-    const after = await measure("after", clients, Math.max(3, seconds / 3));
+    const reports = await Promise.all(flooders);
+    const after = await measure("after", clients, Math.max(3, seconds / 3), pid);
     const alive = cluster.node(leader.nodeId).proc !== null;
 
-    process.stdout.write("\nflood (each kind from its own process, against the leader):\n");
-    for (const c of counts)
-      process.stdout.write(
-        `  ${c.kind.padEnd(16)} ${Math.round(c.sent / (seconds + 1))
-          .toString()
-          .padStart(7)}/s  ${JSON.stringify(Object.fromEntries(c.outcomes))}\n`,
+    out("\nflood (each kind from its own process, against the leader):");
+    for (const r of reports) {
+      const rate = Math.round(r.sent / (seconds + 2));
+      const cpu = Math.round((r.cpuSeconds / (seconds + 2)) * 100);
+      out(
+        `  ${r.kind.padEnd(16)} ${String(rate).padStart(6)}/s  flooder CPU ${cpu}%  ${JSON.stringify(r.outcomes)}`,
       );
-    process.stdout.write("\ngood clients (ms):\n");
+    }
+    out("\ngood clients (latency in ms):");
     for (const p of [baseline, flooded, after]) {
       const put = percentiles(p.put);
       const get = percentiles(p.get);
-      const rate = Math.round(
-        (put.count + get.count) / (p.name === "after" ? Math.max(3, seconds / 3) : seconds),
-      );
-      process.stdout.write(
-        `  ${p.name.padEnd(9)} ops/s ${String(rate).padStart(6)}  put p50 ${put.p50.toFixed(2)} p99 ${put.p99.toFixed(2)} max ${put.max.toFixed(1)}  get p50 ${get.p50.toFixed(2)} p99 ${get.p99.toFixed(2)} max ${get.max.toFixed(1)}  errors ${p.errors} ${JSON.stringify(Object.fromEntries(p.errorCodes))}\n`,
+      const rate = Math.round((put.count + get.count) / p.seconds);
+      out(
+        `  ${p.name.padEnd(9)} leader CPU ${String(p.leaderCpu).padStart(3)}%  ops/s ${String(rate).padStart(5)}` +
+          `  put p50 ${put.p50.toFixed(2)} p99 ${put.p99.toFixed(2)} max ${put.max.toFixed(1)}` +
+          `  get p50 ${get.p50.toFixed(2)} p99 ${get.p99.toFixed(2)} max ${get.max.toFixed(1)}` +
+          `  errors ${p.errors} ${JSON.stringify(Object.fromEntries(p.errorCodes))}`,
       );
     }
-    process.stdout.write(
-      `\nleader RSS ${rssBefore} MB before, peak ${peakRss} MB during the flood; alive after: ${alive}\n`,
-    );
+    out(`\nleader RSS ${rssBefore} MB before, peak ${peakRss} MB during the flood; alive after: ${alive}`);
     for (const c of clients) c.close();
   } finally {
     await cluster.close();
   }
 }
 
-async function measure(name: string, clients: readonly RaftKvClient[], forSeconds: number): Promise<Phase> {
-  const phase: Phase = { name, put: [], get: [], errors: 0, errorCodes: new Map() };
-  const until = performance.now() + forSeconds * 1000;
+async function measure(
+  name: string,
+  clients: readonly RaftKvClient[],
+  forSeconds: number,
+  pid: number,
+): Promise<Phase> {
+  const phase: Phase = {
+    name,
+    seconds: forSeconds,
+    put: [],
+    get: [],
+    errors: 0,
+    errorCodes: new Map(),
+    leaderCpu: 0,
+  };
+  const cpuBefore = cpuSecondsOf(pid);
+  const started = performance.now();
+  const until = started + forSeconds * 1000;
   await Promise.all(
     clients.map(async (c, i) => {
       for (let n = 0; performance.now() < until; n++) {
         const key = `good/${i}/${n % 100}`;
         for (const op of ["put", "get"] as const) {
-          const started = performance.now();
+          const t = performance.now();
           try {
             if (op === "put") await c.put(key, `v${n}`);
             else await c.get(key);
-            phase[op].push(performance.now() - started);
+            phase[op].push(performance.now() - t);
           } catch (err) {
             phase.errors++;
             const code = (err as { code?: string }).code ?? "?";
@@ -144,36 +170,49 @@ async function measure(name: string, clients: readonly RaftKvClient[], forSecond
       }
     }),
   );
+  const elapsed = (performance.now() - started) / 1000;
+  phase.leaderCpu = Math.round(((cpuSecondsOf(pid) - cpuBefore) / elapsed) * 100);
   return phase;
 }
 
-function startFlooder(kind: FloodKind, address: string, forSeconds: number): Promise<FloodCounts> {
-  const child = fork(
-    fileURLToPath(import.meta.url),
-    [
-      ...["--flooder", kind, "--address", address, "--seconds", String(forSeconds)],
-      ...[
-        "--concurrency",
-        String(values.concurrency),
-        "--idle",
-        String(values.idle),
-        "--seed",
-        String(values.seed),
-      ],
+function startFlooder(kind: FloodKind, address: string, forSeconds: number): Promise<FlooderReport> {
+  const args = [
+    ...["--flooder", kind, "--address", address, "--seconds", String(forSeconds)],
+    ...[
+      "--concurrency",
+      String(values.concurrency),
+      "--idle",
+      String(values.idle),
+      "--seed",
+      String(values.seed),
     ],
-    { stdio: ["ignore", "pipe", "inherit", "ipc"] },
-  );
-  let out = "";
-  child.stdout?.on("data", (d: Buffer) => (out += d.toString()));
+  ];
+  const child = fork(fileURLToPath(import.meta.url), args, { stdio: ["ignore", "pipe", "inherit", "ipc"] });
+  let text = "";
+  child.stdout?.on("data", (d: Buffer) => (text += d.toString()));
+  const empty: FlooderReport = { kind, sent: 0, outcomes: {}, cpuSeconds: 0 };
   return new Promise((resolve) =>
     child.on("exit", () => {
-      const parsed = JSON.parse(out.trim().split("\n").pop() ?? "{}") as {
-        sent?: number;
-        outcomes?: Record<string, number>;
-      };
-      resolve({ kind, sent: parsed.sent ?? 0, outcomes: new Map(Object.entries(parsed.outcomes ?? {})) });
+      try {
+        resolve({
+          ...empty,
+          ...(JSON.parse(text.trim().split("\n").pop() ?? "{}") as Partial<FlooderReport>),
+        });
+      } catch {
+        resolve(empty);
+      }
     }),
   );
+}
+
+/** utime + stime of a process, in seconds (Linux /proc, 100 ticks a second). */
+function cpuSecondsOf(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
 }
 
 function rssMb(pid: number): number {
