@@ -41,18 +41,21 @@ export interface ListenerOptions {
 const PEER_SERVICE_PREFIX = "/raftkv.v1.PeerService/";
 const FROM_METADATA = "raftkv-from";
 
+/** A plaintext connection that has sent more than this made a call (a gRPC client's preface, settings
+ *  and window update are 48 bytes; one small call brings it past 150). */
+const USED_AFTER_BYTES = 128;
+
 interface Connection {
   readonly socket: net.Socket;
-  /** Made at least one call: never evicted for a newcomer. */
+  /** Made a call (seen by the interceptor), or with TLS required completed an authenticated handshake:
+   *  never evicted for a newcomer. Plaintext connections count bytes instead (see isUsed). */
   used: boolean;
-  /** TLS: the certificate was verified against the CA. */
-  authorized: boolean;
   /** TLS: why not, in words ("no certificate", the OpenSSL reason). */
   authError: string;
 }
 
 /**
- * Tracks the node's connections and gates calls on them. Create it first and pass `interceptor` to the
+ * Tracks the node's connections and gates calls on them. Create it first and pass `interceptors` to the
  * grpc.Server's constructor, then `open` the listener with the server.
  */
 export class ConnectionGate {
@@ -71,15 +74,18 @@ export class ConnectionGate {
     return this.conns.size;
   }
 
+  /** For the grpc.Server's constructor: with TLS and tlsClientAuth "none" or "optional", the check of
+   *  every PeerService call; otherwise none (an interceptor costs every unary call about 10%). */
+  get interceptors(): grpc.ServerInterceptor[] {
+    return this.o.tls !== null && this.o.tls.clientAuth !== "required" ? [this.interceptor] : [];
+  }
+
   /** Marks the connection of every call as in use; refuses PeerService calls without a trusted
-   *  certificate when TLS is on (with clientAuth "required" the handshake already did). */
-  readonly interceptor: grpc.ServerInterceptor = (method, call) => {
+   *  certificate (tlsClientAuth "none" and "optional"; with "required" the handshake already did). */
+  private readonly interceptor: grpc.ServerInterceptor = (method, call) => {
     const conn = this.conns.get(call.getPeer());
     if (conn !== undefined) conn.used = true;
-    const mustAuthenticate =
-      this.o.tls !== null &&
-      this.o.tls.clientAuth !== "required" &&
-      method.path.startsWith(PEER_SERVICE_PREFIX);
+    const mustAuthenticate = method.path.startsWith(PEER_SERVICE_PREFIX);
     if (!mustAuthenticate || call.getAuthContext().transportSecurityType === "ssl")
       return new grpc.ServerInterceptingCall(call);
     return new grpc.ServerInterceptingCall(call, {
@@ -144,7 +150,7 @@ export class ConnectionGate {
       socket.destroy();
       return;
     }
-    const conn: Connection = { socket, used: false, authorized: false, authError: "" };
+    const conn: Connection = { socket, used: false, authError: "" };
     this.conns.set(key, conn);
     socket.once("close", () => {
       if (this.conns.get(key) === conn) this.conns.delete(key);
@@ -154,7 +160,7 @@ export class ConnectionGate {
   /** Closes the oldest connection that never made a call; false when every connection is in use. */
   private evictOneIdle(): boolean {
     for (const [key, c] of this.conns) {
-      if (c.used) continue;
+      if (this.isUsed(c)) continue;
       this.conns.delete(key);
       c.socket.destroy();
       this.refuse(
@@ -166,6 +172,10 @@ export class ConnectionGate {
       return true;
     }
     return false;
+  }
+
+  private isUsed(c: Connection): boolean {
+    return c.used || (this.o.tls === null && c.socket.bytesRead > USED_AFTER_BYTES);
   }
 
   private secureConnection(
@@ -182,8 +192,8 @@ export class ConnectionGate {
         ? `certificate not trusted (${certSubject(socket)}): ${verifyWhy(String(socket.authorizationError))}`
         : "no client certificate";
     if (conn !== undefined) {
-      conn.authorized = socket.authorized;
       conn.authError = authError;
+      if (clientAuth === "required" && socket.authorized) conn.used = true;
     }
     const refuse =
       !socket.authorized && (clientAuth === "required" || (clientAuth === "optional" && presented));

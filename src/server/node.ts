@@ -188,7 +188,7 @@ async function assemble(
     log: log.child({ component: "listener" }),
     onRefusal: (reason) => metrics?.connectionRefusals.inc({ reason }),
   });
-  const server = new grpc.Server({ ...serverOptions(config), interceptors: [gate.interceptor] });
+  const server = new grpc.Server({ ...serverOptions(config), interceptors: gate.interceptors });
   addPeerService(server, transport);
   addClientService(server, api.handlers(), {
     nodeId: config.id,
