@@ -16,6 +16,8 @@ export class SafetyChecker {
     { term: number; crc: number; node: NodeId; committedBy: number }
   >();
   private maxLeaderTerm = 0;
+  /** node -> highest commit index already recorded from it. */
+  private readonly commitSeen = new Map<NodeId, number>();
   /** term -> earliest true time (ms) its leader applied its NO-OP (could serve writes and reads). */
   private readonly firstNoopMs = new Map<number, number>();
   /** term -> latest true time (ms) until which that term's leader believed it held a lease. */
@@ -41,6 +43,7 @@ export class SafetyChecker {
         continue;
       }
       const s = core.softState();
+      this.trackCommits(n);
       this.trackLease(n, s.role === "leader" ? s.term : null, nowMs);
       if (s.role !== "leader") continue;
       const known = this.leaders.get(s.term);
@@ -53,6 +56,25 @@ export class SafetyChecker {
         this.fail(`election safety: term ${s.term} has two leaders, ${known} and ${n.id}`);
       }
     }
+  }
+
+  /** Entries become known committed the moment any node's commit index covers them, before anyone
+   *  applies them: leader completeness is then checked against what was committed, not just applied. */
+  private trackCommits(n: SimNode): void {
+    const log = n.replica!.core.log;
+    const from = Math.max(this.commitSeen.get(n.id) ?? 0, log.snapshotIndex) + 1;
+    for (let i = from; i <= log.committed; i++) {
+      if (this.applied.has(i)) continue;
+      const e = log.entry(i);
+      if (e !== undefined)
+        this.applied.set(i, {
+          term: e.term,
+          crc: crc32c(e.data),
+          node: n.id,
+          committedBy: this.maxLeaderTerm,
+        });
+    }
+    this.commitSeen.set(n.id, log.committed);
   }
 
   /** A leader holds its lease until it would stop serving: the lease runs out, it revokes it for a
