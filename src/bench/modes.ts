@@ -127,13 +127,13 @@ export async function runMemory(a: BenchArgs, log: Log): Promise<void> {
 export async function runSoak(a: BenchArgs, log: Log): Promise<void> {
   const workload = a.workloads.length === 5 ? "mix" : a.workloads[0]!;
   const windowMs = 10_000;
-  await withCluster(a, [], async (_cluster, s, gen) => {
+  await withCluster(a, [], async (cluster, s, gen) => {
     const t = s.targets[0]!;
     await gen.fill(
       { target: t.target, concurrency: 64, keySpace: a.keySpace, valueBytes: a.valueBytes, seed: 3 },
       a.keySpace,
     );
-    const samples: { atS: number; opsPerSec: number; errors: number; rssMb: number[] }[] = [];
+    const samples: { atS: number; opsPerSec: number; errors: number; leader: number; rssMb: number[] }[] = [];
     const t0 = performance.now();
     for (let i = 0; (i * windowMs) / 1000 < a.soakSeconds; i++) {
       const c = a.concurrencies.length === 1 ? a.concurrencies[0]! : 64;
@@ -148,14 +148,11 @@ export async function runSoak(a: BenchArgs, log: Log): Promise<void> {
         100 + i,
       );
       const rssMb = s.pids.map((p) => (readProc(p)?.rssBytes ?? 0) / MB);
-      samples.push({
-        atS: (performance.now() - t0) / 1000,
-        opsPerSec: row.opsPerSec,
-        errors: row.errors,
-        rssMb,
-      });
+      const leader = (await cluster.leader(5000).catch(() => null))?.id ?? -1;
+      const atS = (performance.now() - t0) / 1000;
+      samples.push({ atS, opsPerSec: row.opsPerSec, errors: row.errors, leader, rssMb });
       log(
-        `  ${samples.at(-1)!.atS.toFixed(0)} s: ${row.opsPerSec.toFixed(0)} ops/s, ${row.errors} errors, RSS ${rssMb.map((m) => m.toFixed(0)).join(" / ")} MB`,
+        `  ${atS.toFixed(0)} s: ${row.opsPerSec.toFixed(0)} ops/s, ${row.errors} errors, leader ${leader}, RSS ${rssMb.map((m) => m.toFixed(0)).join(" / ")} MB`,
       );
     }
     const trend = s.pids.map((_, i) => slopeMbPerMin(samples.slice(Math.floor(samples.length / 2)), i));
