@@ -8,7 +8,7 @@
 //          strictly ascending by index (oldest first, the eviction order)
 // The body depends only on the contents, so replicas with equal contents write identical bytes.
 
-import { assert } from "../lib/assert.ts";
+import { AssertionError } from "../lib/assert.ts";
 import { crc32c } from "../lib/crc32c.ts";
 import { RaftKvError } from "../lib/errors.ts";
 import { ByteReader, ByteWriter } from "./bytes.ts";
@@ -16,21 +16,29 @@ import { MAX_CLIENT_ID_BYTES } from "./limits.ts";
 import { readResult, resultSize, writeResult } from "./result.ts";
 import type { Session } from "./session-table.ts";
 import { utf8ByteLength } from "./utf8.ts";
+import type { ValueStore } from "./value-store.ts";
 
 export const SNAPSHOT_FORMAT_VERSION = 1;
 
 export interface KvImage {
   readonly appliedIndex: number;
-  readonly data: ReadonlyMap<string, Uint8Array>;
-  /** The keys of `data`, ascending. */
+  /** Every key, ascending. */
   readonly sortedKeys: readonly string[];
+  /** The value of a key of sortedKeys. */
+  value(key: string): Uint8Array;
+  /** The sum of the values' byte lengths. */
+  readonly valueBytes: number;
   /** Sessions, oldest index first. */
   readonly sessions: readonly (readonly [string, Session])[];
 }
 
-export interface DecodedImage extends KvImage {
-  readonly data: Map<string, Uint8Array>;
+export interface DecodedImage {
+  readonly appliedIndex: number;
+  /** Key to its value's handle in the ValueStore passed to decodeSnapshot. */
+  readonly handles: Map<string, number>;
   readonly sortedKeys: string[];
+  readonly valueBytes: number;
+  readonly sessions: [string, Session][];
 }
 
 export function encodeSnapshot(image: KvImage): Uint8Array {
@@ -49,32 +57,29 @@ export function hashImage(image: KvImage): number {
   return crc32c(w.finish());
 }
 
-/** Checks the checksum and every field; throws a CORRUPT RaftKvError on anything wrong.
- *  Values in the result are views into one private copy of `bytes`: one allocation instead of one
- *  per value, which makes restore faster and the values smaller (no ArrayBuffer each). The cost: the
- *  copy lives while any value restored from it does, so overwriting most of them can leave up to one
- *  snapshot's worth of dead bytes until the last is gone; and the copy briefly doubles peak memory. */
-export function decodeSnapshot(bytes: Uint8Array): DecodedImage {
+/** Checks the checksum and every field; throws a CORRUPT RaftKvError on anything wrong. Values go
+ *  into `values` as views into `bytes` (no copy here: a store that keeps them, like MemValueStore,
+ *  keeps `bytes` alive while any of them lives), so the caller hands `bytes` over and must not change
+ *  them. On a CORRUPT error, values may already have been added. */
+export function decodeSnapshot(bytes: Uint8Array, values: ValueStore): DecodedImage {
   if (bytes.length < 1 + 8 + 4 + 4 + 4) throw corrupt(`${bytes.length} bytes is too short`);
   const crcOffset = bytes.length - 4;
   const stored = new DataView(bytes.buffer, bytes.byteOffset + crcOffset, 4).getUint32(0, true);
   const actual = crc32c(bytes.subarray(0, crcOffset));
   if (stored !== actual) throw corrupt(`checksum mismatch (stored ${stored}, computed ${actual})`);
-  const r = new ByteReader(bytes.slice(0, crcOffset), "kv snapshot");
+  const r = new ByteReader(bytes.subarray(0, crcOffset), "kv snapshot");
   const version = r.u8("version");
   if (version !== SNAPSHOT_FORMAT_VERSION) throw r.corrupt(`unsupported format version ${version}`);
   const appliedIndex = r.u64("applied index");
-  const { data, sortedKeys } = readData(r);
+  const { handles, sortedKeys, valueBytes } = readData(r, values);
   const sessions = readSessions(r, appliedIndex);
   r.end();
-  return { appliedIndex, data, sortedKeys, sessions };
+  return { appliedIndex, handles, sortedKeys, valueBytes, sessions };
 }
 
 function bodySize(image: KvImage): number {
-  assert(image.sortedKeys.length === image.data.size, () => "sorted keys out of step with the data");
-  let size = 4 + 4 + 8 * image.data.size;
+  let size = 4 + 4 + 8 * image.sortedKeys.length + image.valueBytes;
   for (const key of image.sortedKeys) size += utf8ByteLength(key);
-  for (const value of image.data.values()) size += value.length;
   for (const [clientId, s] of image.sessions) {
     size += 1 + utf8ByteLength(clientId) + 8 + 8 + resultSize(s.result);
   }
@@ -83,8 +88,13 @@ function bodySize(image: KvImage): number {
 
 function writeBody(w: ByteWriter, image: KvImage): void {
   w.u32(image.sortedKeys.length);
+  let previous: string | null = null;
   for (const key of image.sortedKeys) {
-    const value = image.data.get(key)!;
+    // Order is the caller's to keep (decode checks it); a repeated key means the image is out of step.
+    // A plain `if`: an assert's message closure would be allocated for every key.
+    if (key === previous) throw new AssertionError(`key ${JSON.stringify(key)} twice in the image`);
+    previous = key;
+    const value = image.value(key);
     w.lengthPrefixedUtf8(key);
     w.u32(value.length);
     w.raw(value);
@@ -100,23 +110,29 @@ function writeBody(w: ByteWriter, image: KvImage): void {
   }
 }
 
-function readData(r: ByteReader): { data: Map<string, Uint8Array>; sortedKeys: string[] } {
+function readData(
+  r: ByteReader,
+  values: ValueStore,
+): { handles: Map<string, number>; sortedKeys: string[]; valueBytes: number } {
   const count = r.u32("key count");
   // Each entry takes at least 9 bytes: refuse a count the bytes cannot hold before allocating for it.
   if (count > r.remaining / 9) throw r.corrupt(`key count ${count} exceeds what ${r.remaining} bytes hold`);
-  const data = new Map<string, Uint8Array>();
+  const handles = new Map<string, number>();
   const sortedKeys = new Array<string>(count);
+  let valueBytes = 0;
   let previous = "";
   for (let i = 0; i < count; i++) {
     const keyLength = r.u32("key length");
     if (keyLength === 0) throw r.corrupt(`key ${i} is empty`);
     const key = r.utf8(keyLength, "key");
     if (i > 0 && !(previous < key)) throw r.corrupt(`key ${i} is not above the previous key`);
-    data.set(key, r.view(r.u32("value length"), "value"));
+    const value = r.view(r.u32("value length"), "value");
+    handles.set(key, values.add(value));
+    valueBytes += value.length;
     sortedKeys[i] = key;
     previous = key;
   }
-  return { data, sortedKeys };
+  return { handles, sortedKeys, valueBytes };
 }
 
 function readSessions(r: ByteReader, appliedIndex: number): [string, Session][] {

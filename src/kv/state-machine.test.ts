@@ -6,6 +6,7 @@ import { RaftKvError } from "../lib/errors.ts";
 import { type ClientSession, encodeCommand, type KvCommand } from "./command.ts";
 import type { KvResult } from "./result.ts";
 import { KvStateMachine } from "./state-machine.ts";
+import { MemValueStore } from "./value-store.ts";
 
 const te = new TextEncoder();
 const b = (s: string) => te.encode(s);
@@ -365,6 +366,43 @@ test("random workloads: results and contents match a model; replicas agree even 
       assert.deepEqual(b2.snapshot(), a.snapshot());
     }),
     { numRuns: 300 },
+  );
+});
+
+/** A MemValueStore that counts its live handles. */
+class CountingStore extends MemValueStore {
+  live = 0;
+  override add(bytes: Uint8Array): number {
+    this.live++;
+    return super.add(bytes);
+  }
+  override release(handle: number): void {
+    super.release(handle);
+    this.live--;
+  }
+  override clear(): void {
+    super.clear();
+    this.live = 0;
+  }
+}
+
+test("values live in the store given: one live handle per key, released on overwrite and delete", () => {
+  fc.assert(
+    fc.property(fc.array(workloadCommand, { maxLength: 60 }), (cmds) => {
+      const values = new CountingStore();
+      const sm = new KvStateMachine({ maxSessions: 2, values });
+      feed(
+        sm,
+        cmds.map((c) => encodeCommand(c)),
+      );
+      assert.equal(values.live, sm.size);
+      const again = new CountingStore();
+      again.add(b("left over from before"));
+      const restored = KvStateMachine.restore(sm.snapshot(), { maxSessions: 2, values: again });
+      assert.equal(again.live, restored.size, "restore clears the store first");
+      assert.deepEqual(restored.snapshot(), sm.snapshot());
+    }),
+    { numRuns: 200 },
   );
 });
 

@@ -3,12 +3,12 @@
 // Every replica that applies the same entries in the same order reaches the same state and returns
 // the same results, including for undecodable commands and stale session retries. Key and value
 // size limits are not checked here (a replica's local config must not change results): proposers
-// check them with encodeCommand. Byte arrays handed out by get/range/results are the stored values:
-// treat them as read-only, and never transfer or detach their `.buffer` (after restore, values are
+// check them with encodeCommand. Byte arrays handed out by get/range/results may be the stored values:
+// treat them as read-only, and never transfer or detach their `.buffer` (after restore, values may be
 // views into one shared buffer; see snapshot.ts).
-// Memory: one Map entry per key plus its string and value (and a slot in the sorted key array);
-// measured at 1M keys of ~22 bytes with 256-byte values: ~520 B/key of JS heap + ArrayBuffer bytes
-// after applying, ~460 after restore. Sessions add at most maxSessions cached results.
+// Memory: one Map entry per key (its string and a small-integer handle) and a slot in the sorted key
+// array; the values live in a ValueStore (value-store.ts), which the host may keep off the heap.
+// Sessions add at most maxSessions cached results.
 // Key order everywhere (range, snapshot, hash) is ascending UTF-16 code-unit order, i.e. JS `<` on
 // strings; it differs from UTF-8 byte order only for keys mixing U+E000..U+FFFF with astral characters.
 
@@ -19,10 +19,15 @@ import type { CasResult, DeleteResult, KvResult, PutResult } from "./result.ts";
 import { DEFAULT_MAX_SESSIONS, SessionTable } from "./session-table.ts";
 import { decodeSnapshot, encodeSnapshot, hashImage, type KvImage } from "./snapshot.ts";
 import { lowerBound, SortedKeys } from "./sorted-keys.ts";
+import { MemValueStore, type ValueStore } from "./value-store.ts";
 
 export interface KvStateMachineOptions {
   /** Client sessions remembered for exactly-once writes; must be equal on every replica. */
   readonly maxSessions?: number;
+  /** Where values live (default: a MemValueStore of this state machine's own). A restore clears it
+   *  and fills it again: after `restore(bytes, { values })`, the state machine that used `values`
+   *  before must not be used any more. */
+  readonly values?: ValueStore;
 }
 
 export interface KvEntry {
@@ -38,14 +43,18 @@ export interface KvRange {
 }
 
 export class KvStateMachine {
-  // Replaced wholesale only by restore().
-  private data = new Map<string, Uint8Array>();
+  // Key to value handle. Replaced wholesale only by restore().
+  private data = new Map<string, number>();
   private keys = new SortedKeys(this.data);
+  private readonly values: ValueStore;
+  /** Sum of the live values' byte lengths. */
+  private valueBytes = 0;
   private readonly sessions: SessionTable;
   private applied = 0;
 
   constructor(options: KvStateMachineOptions = {}) {
     this.sessions = new SessionTable(options.maxSessions ?? DEFAULT_MAX_SESSIONS);
+    this.values = options.values ?? new MemValueStore();
   }
 
   /** Index of the last entry applied (0 before any). */
@@ -88,7 +97,8 @@ export class KvStateMachine {
   }
 
   get(key: string): Uint8Array | null {
-    return this.data.get(key) ?? null;
+    const handle = this.data.get(key);
+    return handle === undefined ? null : this.values.read(handle);
   }
 
   /** Up to `limit` (a safe integer >= 1) entries whose key starts with `prefix`, ascending by key.
@@ -108,7 +118,7 @@ export class KvStateMachine {
     for (; i < keys.length && entries.length < limit; i++) {
       const key = keys[i]!;
       if (!key.startsWith(prefix)) break;
-      entries.push({ key, value: this.data.get(key)! });
+      entries.push({ key, value: this.values.read(this.data.get(key)!) });
     }
     const next = keys[i];
     return { entries, more: entries.length === limit && next !== undefined && next.startsWith(prefix) };
@@ -125,12 +135,15 @@ export class KvStateMachine {
     return encodeSnapshot(this.image());
   }
 
-  /** Rebuilds a state machine from snapshot(); throws a CORRUPT RaftKvError if the bytes are bad. */
+  /** Rebuilds a state machine from snapshot(); throws a CORRUPT RaftKvError if the bytes are bad.
+   *  Takes `bytes` over (values may stay views into them): the caller must not change them. */
   static restore(bytes: Uint8Array, options: KvStateMachineOptions = {}): KvStateMachine {
-    const image = decodeSnapshot(bytes);
     const sm = new KvStateMachine(options);
-    sm.data = image.data;
-    sm.keys = new SortedKeys(image.data, image.sortedKeys);
+    sm.values.clear();
+    const image = decodeSnapshot(bytes, sm.values);
+    sm.data = image.handles;
+    sm.keys = new SortedKeys(image.handles, image.sortedKeys);
+    sm.valueBytes = image.valueBytes;
     sm.sessions.load(image.sessions);
     sm.applied = image.appliedIndex;
     return sm;
@@ -139,8 +152,9 @@ export class KvStateMachine {
   private image(): KvImage {
     return {
       appliedIndex: this.applied,
-      data: this.data,
       sortedKeys: this.keys.current(),
+      value: (key) => this.values.read(this.data.get(key)!),
+      valueBytes: this.valueBytes,
       sessions: Array.from(this.sessions.entries()),
     };
   }
@@ -173,7 +187,7 @@ export class KvStateMachine {
   }
 
   private cas(cmd: CasCommand, index: number): CasResult {
-    const current = this.data.get(cmd.key) ?? null;
+    const current = this.get(cmd.key);
     const matches =
       cmd.expected === null ? current === null : current !== null && equal(current, cmd.expected);
     if (!matches) return { type: "cas", revision: index, succeeded: false, current };
@@ -183,15 +197,25 @@ export class KvStateMachine {
   }
 
   private set(key: string, value: Uint8Array): void {
-    const before = this.data.size;
-    this.data.set(key, value);
-    if (this.data.size !== before) this.keys.noteAdded(key);
+    const old = this.data.get(key);
+    this.data.set(key, this.values.add(value));
+    this.valueBytes += value.length;
+    if (old === undefined) this.keys.noteAdded(key);
+    else this.drop(old);
   }
 
   private remove(key: string): boolean {
-    const existed = this.data.delete(key);
-    if (existed) this.keys.noteRemoved();
-    return existed;
+    const old = this.data.get(key);
+    if (old === undefined) return false;
+    this.data.delete(key);
+    this.drop(old);
+    this.keys.noteRemoved();
+    return true;
+  }
+
+  private drop(handle: number): void {
+    this.valueBytes -= this.values.size(handle);
+    this.values.release(handle);
   }
 }
 

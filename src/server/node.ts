@@ -15,8 +15,10 @@ import { RaftKvError } from "../lib/errors.ts";
 import { KvService } from "../replica/kv-service.ts";
 import { Replica } from "../replica/replica.ts";
 import type { ReplicaStorage } from "../replica/seams.ts";
+import { layoutOf } from "../storage/data-dir.ts";
 import { FileStorage } from "../storage/file-storage.ts";
 import { RealFileSystem } from "../storage/real-file-system.ts";
+import { FileValueStore } from "../storage/value-file.ts";
 import { addPeerService, GrpcPeerTransport, peerGrpcOptions } from "../transport/grpc-transport.ts";
 import { addClientService } from "./client-edge.ts";
 import { ClientApi } from "./client-service.ts";
@@ -78,10 +80,13 @@ export async function startNode(config: ServerConfig, options: StartNodeOptions 
     nodeLog.flush();
     throw err;
   }
+  // The values live in a scratch file beside the WAL, refilled from the snapshot and log at every start.
+  const values = new FileValueStore(layoutOf(config.dataDir).valuesFile);
   try {
-    return await assemble(config, coreConfig, recovered, storage, nodeLog, options);
+    return await assemble(config, coreConfig, recovered, storage, values, nodeLog, options);
   } catch (err) {
     log.error({ err }, "could not start the node");
+    values.close();
     await storage.close().catch(() => undefined);
     nodeLog.flush();
     throw err;
@@ -93,13 +98,14 @@ async function assemble(
   coreConfig: ReturnType<typeof toCoreConfig>,
   recovered: Awaited<ReturnType<FileStorage["open"]>>,
   storage: FileStorage,
+  values: FileValueStore,
   nodeLog: ReturnType<typeof createNodeLog>,
   options: StartNodeOptions,
 ): Promise<RaftKvNode> {
   const log = nodeLog.logger;
   const tls = loadServerTls(config, config.id, config.peers.get(config.id) ?? config.listen, new Date());
   const clock = options.clock ?? new MonotonicClock();
-  const smOptions = { maxSessions: config.maxClientSessions };
+  const smOptions = { maxSessions: config.maxClientSessions, values };
   const snap = await storage.loadSnapshotImage();
   const sm = snap === null ? new KvStateMachine(smOptions) : KvStateMachine.restore(snap.image, smOptions);
   if (snap !== null && sm.appliedIndex !== snap.meta.index)
@@ -276,6 +282,11 @@ async function assemble(
         await new Promise<void>((resolve) => metricsServer?.close(() => resolve()));
       }
       await storage.close().catch((err: unknown) => log.error({ err }, "closing storage failed"));
+      try {
+        values.close();
+      } catch (err) {
+        log.error({ err }, "removing the value file failed");
+      }
       log.info({ ...at, applied: replica.stateMachine.appliedIndex }, "stopped");
       nodeLog.flush();
       resolveDone(exitCode);

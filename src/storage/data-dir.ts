@@ -5,6 +5,8 @@
 //   <dir>/wal/<seq>-<firstIndex>.wal   WAL segments; seq orders them (a follower's truncation can make a
 //                                      later segment start at a lower index), firstIndex names where
 //   <dir>/snap/<index>-<term>.snap     snapshot files (header + image); *.tmp while being written
+//   <dir>/values.scratch               the KV values of the running node (value-file.ts): scratch,
+//                                      rebuilt from the snapshot and WAL at every start
 
 import { joinPath } from "./file-system.ts";
 
@@ -13,6 +15,7 @@ export interface DataDirLayout {
   readonly identityFile: string;
   readonly walDir: string;
   readonly snapDir: string;
+  readonly valuesFile: string;
 }
 
 export function layoutOf(dir: string): DataDirLayout {
@@ -21,6 +24,7 @@ export function layoutOf(dir: string): DataDirLayout {
     identityFile: joinPath(dir, "identity.json"),
     walDir: joinPath(dir, "wal"),
     snapDir: joinPath(dir, "snap"),
+    valuesFile: joinPath(dir, "values.scratch"),
   };
 }
 

@@ -1,0 +1,57 @@
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { checkValueStore } from "../kv/value-store-conformance.ts";
+import { AssertionError } from "../lib/assert.ts";
+import { FileValueStore } from "./value-file.ts";
+
+function withDir(body: (dir: string) => void): void {
+  const dir = mkdtempSync(join(tmpdir(), "raftkv-values-"));
+  try {
+    body(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test("FileValueStore keeps what was added until released, across buffer flushes and compactions", () => {
+  withDir((dir) => {
+    for (let seed = 1; seed <= 20; seed++) {
+      const s = new FileValueStore(join(dir, "values"), { writeBufferBytes: 256, compactMinBytes: 512 });
+      checkValueStore(s, { seed, ops: 2000, maxValueBytes: 100 });
+      s.close();
+    }
+  });
+});
+
+test("FileValueStore compacts once dead bytes exceed live ones and the minimum", () => {
+  withDir((dir) => {
+    const s = new FileValueStore(join(dir, "values"), { writeBufferBytes: 64, compactMinBytes: 1000 });
+    const keep = s.add(new Uint8Array(100).fill(7));
+    for (let i = 0; i < 30; i++) s.release(s.add(new Uint8Array(100).fill(i)));
+    // 3000 dead bytes would be there without compaction; after it, little more than the live 100.
+    assert.ok(s.stats().fileBytes < 1200, `file is ${s.stats().fileBytes} bytes`);
+    assert.deepEqual(s.read(keep), new Uint8Array(100).fill(7));
+    assert.equal(s.stats().liveBytes, 100);
+    assert.ok(statSync(join(dir, "values")).size <= s.stats().fileBytes);
+    s.close();
+    assert.equal(existsSync(join(dir, "values")), false, "close removes the file");
+  });
+});
+
+test("FileValueStore truncates a file left by an earlier run and refuses handles that are not live", () => {
+  withDir((dir) => {
+    const first = new FileValueStore(join(dir, "values"), { writeBufferBytes: 8 });
+    first.add(new Uint8Array(100));
+    const second = new FileValueStore(join(dir, "values"));
+    assert.equal(statSync(join(dir, "values")).size, 0);
+    assert.throws(() => second.read(0), AssertionError);
+    const h = second.add(Uint8Array.of(1, 2));
+    second.release(h);
+    assert.throws(() => second.read(h), AssertionError);
+    assert.throws(() => second.release(h), AssertionError);
+    second.close();
+  });
+});

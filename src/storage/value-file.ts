@@ -1,0 +1,183 @@
+// The KV values of a running node in a local file, with only each value's offset and length in memory
+// (as in Bitcask): the process keeps the key index, the page cache keeps the bytes.
+//
+// The file is scratch, not truth: the WAL and the snapshots are durable, and the node fills a new value
+// file from them at every start (open truncates it). So nothing here is fsynced, and a crash loses
+// nothing. Writes are buffered (writeBufferBytes) and appended; reads are pread(2) from the page
+// cache, or from the buffer when not yet written. Released values leave dead bytes behind; when those
+// exceed both the live bytes and compactMinBytes, the live values are copied into a new file, which then
+// replaces the old one (synchronously: about 1 s per million live values on this machine's disk cache).
+// Implements src/kv's ValueStore (structurally: storage does not import kv).
+
+import { closeSync, ftruncateSync, openSync, readSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { assert } from "../lib/assert.ts";
+
+export interface ValueFileOptions {
+  /** Appends are gathered in a buffer of this size (default 1 MiB); larger values are written alone. */
+  readonly writeBufferBytes?: number;
+  /** Dead bytes tolerated before compaction, however few live bytes there are (default 64 MiB). */
+  readonly compactMinBytes?: number;
+}
+
+const FREE = -1;
+
+export class FileValueStore {
+  private fd: number;
+  private readonly buffer: Uint8Array;
+  /** Bytes of the buffer in use; they belong at file offset `fileBytes`. */
+  private buffered = 0;
+  /** Bytes written to the file. */
+  private fileBytes = 0;
+  /** Per handle: file offset of its value (FREE when not live) and byte length. */
+  private offsets = new Float64Array(1024).fill(FREE);
+  private lengths = new Uint32Array(1024);
+  private handles = 0;
+  private free: number[] = [];
+  private liveBytes = 0;
+  private deadBytes = 0;
+  private readonly compactMinBytes: number;
+
+  constructor(
+    readonly path: string,
+    options: ValueFileOptions = {},
+  ) {
+    this.buffer = new Uint8Array(options.writeBufferBytes ?? 1024 * 1024);
+    this.compactMinBytes = options.compactMinBytes ?? 64 * 1024 * 1024;
+    this.fd = openSync(path, "w+");
+  }
+
+  /** Bytes of live values; and of the file (written and buffered), which includes dead ones. */
+  stats(): { liveValues: number; liveBytes: number; fileBytes: number } {
+    return {
+      liveValues: this.handles - this.free.length,
+      liveBytes: this.liveBytes,
+      fileBytes: this.fileBytes + this.buffered,
+    };
+  }
+
+  add(bytes: Uint8Array): number {
+    const handle = this.free.pop() ?? this.newHandle();
+    this.offsets[handle] = this.append(bytes);
+    this.lengths[handle] = bytes.length;
+    this.liveBytes += bytes.length;
+    return handle;
+  }
+
+  read(handle: number): Uint8Array {
+    const offset = this.offsetOf(handle);
+    const out = new Uint8Array(this.lengths[handle]!);
+    if (offset >= this.fileBytes) {
+      const at = offset - this.fileBytes;
+      out.set(this.buffer.subarray(at, at + out.length));
+    } else readFully(this.fd, out, offset);
+    return out;
+  }
+
+  size(handle: number): number {
+    this.offsetOf(handle);
+    return this.lengths[handle]!;
+  }
+
+  release(handle: number): void {
+    this.offsetOf(handle);
+    const length = this.lengths[handle]!;
+    this.offsets[handle] = FREE;
+    this.free.push(handle);
+    this.liveBytes -= length;
+    this.deadBytes += length;
+    if (this.deadBytes > this.compactMinBytes && this.deadBytes > this.liveBytes) this.compact();
+  }
+
+  clear(): void {
+    ftruncateSync(this.fd, 0);
+    this.buffered = 0;
+    this.fileBytes = 0;
+    this.offsets.fill(FREE);
+    this.handles = 0;
+    this.free = [];
+    this.liveBytes = 0;
+    this.deadBytes = 0;
+  }
+
+  /** Closes and removes the file. */
+  close(): void {
+    closeSync(this.fd);
+    unlinkSync(this.path);
+  }
+
+  private offsetOf(handle: number): number {
+    const offset = this.offsets[handle];
+    assert(
+      offset !== undefined && offset !== FREE && handle < this.handles,
+      () => `value handle ${handle} is not live`,
+    );
+    return offset;
+  }
+
+  private newHandle(): number {
+    if (this.handles === this.offsets.length) {
+      const offsets = new Float64Array(2 * this.handles).fill(FREE);
+      offsets.set(this.offsets);
+      const lengths = new Uint32Array(2 * this.handles);
+      lengths.set(this.lengths);
+      this.offsets = offsets;
+      this.lengths = lengths;
+    }
+    return this.handles++;
+  }
+
+  /** Appends to the buffer (flushing it first when it has no room) and returns the value's offset. */
+  private append(bytes: Uint8Array): number {
+    if (this.buffered + bytes.length > this.buffer.length) this.flush();
+    const offset = this.fileBytes + this.buffered;
+    if (bytes.length > this.buffer.length) {
+      writeFully(this.fd, bytes, offset);
+      this.fileBytes += bytes.length;
+    } else {
+      this.buffer.set(bytes, this.buffered);
+      this.buffered += bytes.length;
+    }
+    return offset;
+  }
+
+  private flush(): void {
+    if (this.buffered === 0) return;
+    writeFully(this.fd, this.buffer.subarray(0, this.buffered), this.fileBytes);
+    this.fileBytes += this.buffered;
+    this.buffered = 0;
+  }
+
+  /** Copies the live values into a new file in handle order and makes it the value file. */
+  private compact(): void {
+    this.flush();
+    const oldFd = this.fd;
+    const tmp = `${this.path}.compacting`;
+    this.fd = openSync(tmp, "w+");
+    this.fileBytes = 0;
+    for (let h = 0; h < this.handles; h++) {
+      const offset = this.offsets[h]!;
+      if (offset === FREE) continue;
+      const value = new Uint8Array(this.lengths[h]!);
+      readFully(oldFd, value, offset);
+      this.offsets[h] = this.append(value);
+    }
+    this.flush();
+    closeSync(oldFd);
+    renameSync(tmp, this.path);
+    this.deadBytes = 0;
+  }
+}
+
+function writeFully(fd: number, bytes: Uint8Array, position: number): void {
+  for (let done = 0; done < bytes.length; ) {
+    done += writeSync(fd, bytes, done, bytes.length - done, position + done);
+  }
+}
+
+function readFully(fd: number, into: Uint8Array, position: number): void {
+  for (let done = 0; done < into.length; ) {
+    const n = readSync(fd, into, done, into.length - done, position + done);
+    assert(n > 0, () => `value file ends before offset ${position + into.length}`);
+    done += n;
+  }
+}
