@@ -12,6 +12,8 @@ import { profileText, summarizeProfile, type WindowUs } from "./profile-summary.
 import { measureRow, progressLine, type System } from "./suite.ts";
 
 const BASE_PORT = 61_100;
+/** --memory-keys and --soak clusters serve /metrics on this port + node id, for the heap figures. */
+const METRICS_BASE_PORT = 61_200;
 const MB = 1024 * 1024;
 
 type Log = (line: string) => void;
@@ -24,6 +26,7 @@ async function withCluster<T>(
   a: BenchArgs,
   nodeFlags: readonly string[],
   body: (c: Cluster, s: System, gen: LoadGenerator) => Promise<T>,
+  metrics = false,
 ): Promise<T> {
   mkdirSync(a.outDir, { recursive: true });
   const dir = mkdtempSync(join(a.outDir, "data-"));
@@ -32,6 +35,7 @@ async function withCluster<T>(
     basePort: BASE_PORT,
     nodeFlags,
     serveArgs: a.serverSettings.flatMap((x) => ["--set", x]),
+    ...(metrics ? { metricsBasePort: METRICS_BASE_PORT } : {}),
   });
   const gen = LoadGenerator.start(a.threads);
   try {
@@ -80,46 +84,75 @@ export async function runProfile(a: BenchArgs, log: Log): Promise<void> {
 
 /** Writes `memoryKeys` keys of `valueBytes` and reports each node's RSS (now and peak). */
 export async function runMemory(a: BenchArgs, log: Log): Promise<void> {
-  await withCluster(a, [], async (_cluster, s, gen) => {
-    const rss = new RssSampler(s.pids, 500);
-    const t0 = performance.now();
-    const r = await gen.fill(
-      {
-        target: s.targets[0]!.target,
-        concurrency: 256,
-        keySpace: a.memoryKeys,
-        valueBytes: a.valueBytes,
-        seed: 7,
-      },
-      a.memoryKeys,
-    );
-    const seconds = (performance.now() - t0) / 1000;
-    log(
-      `wrote ${r.ops} keys of ${a.valueBytes} B in ${seconds.toFixed(0)} s (${(r.ops / seconds).toFixed(0)} puts/s, ${r.errors} errors)`,
-    );
-    await new Promise((res) => setTimeout(res, 5000));
-    const peaks = rss.takePeaks();
-    rss.stop();
-    const rows = s.pids.map((pid, i) => {
-      const p = readProc(pid);
-      return {
-        node: i,
-        rssMb: (p?.rssBytes ?? 0) / MB,
-        peakDuringFillMb: (peaks[i] ?? 0) / MB,
-        vmHwmMb: (p?.peakRssBytes ?? 0) / MB,
-      };
-    });
-    for (const x of rows)
-      log(
-        `  node ${x.node}: RSS ${x.rssMb.toFixed(0)} MB now, ${x.peakDuringFillMb.toFixed(0)} MB peak sampled, VmHWM ${x.vmHwmMb.toFixed(0)} MB`,
+  await withCluster(
+    a,
+    [],
+    async (cluster, s, gen) => {
+      const rss = new RssSampler(s.pids, 500);
+      const t0 = performance.now();
+      const r = await gen.fill(
+        {
+          target: s.targets[0]!.target,
+          concurrency: 256,
+          keySpace: a.memoryKeys,
+          valueBytes: a.valueBytes,
+          seed: 7,
+        },
+        a.memoryKeys,
       );
-    const file = join(a.outDir, `memory-${stamp()}.json`);
-    writeFileSync(
-      file,
-      `${JSON.stringify({ keys: a.memoryKeys, valueBytes: a.valueBytes, ops: r.ops, errors: r.errors, seconds, nodes: rows }, null, 1)}\n`,
-    );
-    log(`wrote ${file}`);
-  });
+      const seconds = (performance.now() - t0) / 1000;
+      log(
+        `wrote ${r.ops} keys of ${a.valueBytes} B in ${seconds.toFixed(0)} s (${(r.ops / seconds).toFixed(0)} puts/s, ${r.errors} errors)`,
+      );
+      await new Promise((res) => setTimeout(res, 5000));
+      const peaks = rss.takePeaks();
+      rss.stop();
+      const leader = (await cluster.leader(5000).catch(() => null))?.id ?? -1;
+      const heaps = await Promise.all(s.pids.map((_, i) => processMemory(i)));
+      const rows = s.pids.map((pid, i) => {
+        const p = readProc(pid);
+        return {
+          node: i,
+          leader: i === leader,
+          rssMb: (p?.rssBytes ?? 0) / MB,
+          peakDuringFillMb: (peaks[i] ?? 0) / MB,
+          vmHwmMb: (p?.peakRssBytes ?? 0) / MB,
+          memory: heaps[i] ?? null,
+        };
+      });
+      for (const x of rows)
+        log(
+          `  node ${x.node}${x.leader ? " (leader)" : ""}: RSS ${x.rssMb.toFixed(0)} MB now, ${x.peakDuringFillMb.toFixed(0)} MB peak sampled, VmHWM ${x.vmHwmMb.toFixed(0)} MB; ${memoryText(x.memory)}`,
+        );
+      const file = join(a.outDir, `memory-${stamp()}.json`);
+      writeFileSync(
+        file,
+        `${JSON.stringify({ keys: a.memoryKeys, valueBytes: a.valueBytes, ops: r.ops, errors: r.errors, seconds, nodes: rows }, null, 1)}\n`,
+      );
+      log(`wrote ${file}`);
+    },
+    true,
+  );
+}
+
+/** The node's process.memoryUsage() in MB, from its raftkv_process_memory_bytes gauge (null if unreadable). */
+async function processMemory(id: number): Promise<Record<string, number> | null> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${METRICS_BASE_PORT + id}/metrics`);
+    const text = await res.text();
+    const out: Record<string, number> = {};
+    for (const m of text.matchAll(/^raftkv_process_memory_bytes\{kind="(\w+)"\} (\S+)$/gm))
+      out[m[1]!] = Number(m[2]) / MB;
+    return Object.keys(out).length === 0 ? null : out;
+  } catch {
+    return null;
+  }
+}
+
+function memoryText(m: Record<string, number> | null): string {
+  if (m === null) return "heap unknown";
+  const f = (k: string): string => (m[k] ?? Number.NaN).toFixed(0);
+  return `heap used ${f("heapUsed")} of ${f("heapTotal")} MB, external ${f("external")} MB (array buffers ${f("arrayBuffers")} MB)`;
 }
 
 /** Constant load (the first --workloads entry, default mix) at c=64 in 10 s windows for `soakSeconds`;
@@ -127,45 +160,60 @@ export async function runMemory(a: BenchArgs, log: Log): Promise<void> {
 export async function runSoak(a: BenchArgs, log: Log): Promise<void> {
   const workload = a.workloads.length === 5 ? "mix" : a.workloads[0]!;
   const windowMs = 10_000;
-  await withCluster(a, [], async (cluster, s, gen) => {
-    const t = s.targets[0]!;
-    await gen.fill(
-      { target: t.target, concurrency: 64, keySpace: a.keySpace, valueBytes: a.valueBytes, seed: 3 },
-      a.keySpace,
-    );
-    const samples: { atS: number; opsPerSec: number; errors: number; leader: number; rssMb: number[] }[] = [];
-    const t0 = performance.now();
-    for (let i = 0; (i * windowMs) / 1000 < a.soakSeconds; i++) {
-      const c = a.concurrencies.length === 1 ? a.concurrencies[0]! : 64;
-      const row = await measureRow(
-        gen,
-        s,
-        t,
-        workload,
-        c,
-        i,
-        { ...a, warmupMs: 0, durationMs: windowMs },
-        100 + i,
+  await withCluster(
+    a,
+    [],
+    async (cluster, s, gen) => {
+      const t = s.targets[0]!;
+      await gen.fill(
+        { target: t.target, concurrency: 64, keySpace: a.keySpace, valueBytes: a.valueBytes, seed: 3 },
+        a.keySpace,
       );
-      const rssMb = s.pids.map((p) => (readProc(p)?.rssBytes ?? 0) / MB);
-      const leader = (await cluster.leader(5000).catch(() => null))?.id ?? -1;
-      const atS = (performance.now() - t0) / 1000;
-      samples.push({ atS, opsPerSec: row.opsPerSec, errors: row.errors, leader, rssMb });
+      const samples: {
+        atS: number;
+        opsPerSec: number;
+        errors: number;
+        leader: number;
+        rssMb: number[];
+        heapUsedMb: (number | null)[];
+      }[] = [];
+      const t0 = performance.now();
+      for (let i = 0; (i * windowMs) / 1000 < a.soakSeconds; i++) {
+        const c = a.concurrencies.length === 1 ? a.concurrencies[0]! : 64;
+        const row = await measureRow(
+          gen,
+          s,
+          t,
+          workload,
+          c,
+          i,
+          { ...a, warmupMs: 0, durationMs: windowMs },
+          100 + i,
+        );
+        const rssMb = s.pids.map((p) => (readProc(p)?.rssBytes ?? 0) / MB);
+        const heapUsedMb = (await Promise.all(s.pids.map((_, i) => processMemory(i)))).map(
+          (m) => m?.heapUsed ?? null,
+        );
+        const leader = (await cluster.leader(5000).catch(() => null))?.id ?? -1;
+        const atS = (performance.now() - t0) / 1000;
+        samples.push({ atS, opsPerSec: row.opsPerSec, errors: row.errors, leader, rssMb, heapUsedMb });
+        log(
+          `  ${atS.toFixed(0)} s: ${row.opsPerSec.toFixed(0)} ops/s, ${row.errors} errors, leader ${leader}, RSS ${rssMb.map((m) => m.toFixed(0)).join(" / ")} MB, heap used ${heapUsedMb.map((m) => m?.toFixed(0) ?? "?").join(" / ")} MB`,
+        );
+      }
+      const trend = s.pids.map((_, i) => slopeMbPerMin(samples.slice(Math.floor(samples.length / 2)), i));
       log(
-        `  ${atS.toFixed(0)} s: ${row.opsPerSec.toFixed(0)} ops/s, ${row.errors} errors, leader ${leader}, RSS ${rssMb.map((m) => m.toFixed(0)).join(" / ")} MB`,
+        `RSS trend over the second half (MB per minute, per node): ${trend.map((x) => x.toFixed(2)).join(" / ")}`,
       );
-    }
-    const trend = s.pids.map((_, i) => slopeMbPerMin(samples.slice(Math.floor(samples.length / 2)), i));
-    log(
-      `RSS trend over the second half (MB per minute, per node): ${trend.map((x) => x.toFixed(2)).join(" / ")}`,
-    );
-    const file = join(a.outDir, `soak-${stamp()}.json`);
-    writeFileSync(
-      file,
-      `${JSON.stringify({ workload, seconds: a.soakSeconds, samples, trendMbPerMin: trend }, null, 1)}\n`,
-    );
-    log(`wrote ${file}`);
-  });
+      const file = join(a.outDir, `soak-${stamp()}.json`);
+      writeFileSync(
+        file,
+        `${JSON.stringify({ workload, seconds: a.soakSeconds, samples, trendMbPerMin: trend }, null, 1)}\n`,
+      );
+      log(`wrote ${file}`);
+    },
+    true,
+  );
 }
 
 /** Least-squares slope of node i's RSS over time, MB per minute. */

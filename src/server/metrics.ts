@@ -6,6 +6,7 @@ import type { NodeView } from "./node-view.ts";
 
 const ROLES = ["follower", "preCandidate", "candidate", "leader"] as const;
 const LEASES = ["valid", "notLeader", "noLease", "waitingOldLease", "noopNotApplied"] as const;
+const MEMORY_KINDS = ["rss", "heapUsed", "heapTotal", "external", "arrayBuffers"] as const;
 
 /** Client operations timed by requestDuration. */
 export type OpName = "put" | "get" | "delete" | "cas" | "range" | "status";
@@ -119,6 +120,16 @@ export class NodeMetrics {
       collect() {
         const lease = view().lease;
         for (const s of LEASES) this.set({ state: s }, s === lease ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "raftkv_process_memory_bytes",
+      help: "This process's memory by kind, from process.memoryUsage() (rss, heapUsed, heapTotal, external, arrayBuffers)",
+      labelNames: ["kind"],
+      registers,
+      collect() {
+        const m = process.memoryUsage();
+        for (const kind of MEMORY_KINDS) this.set({ kind }, m[kind]);
       },
     });
     new Gauge({

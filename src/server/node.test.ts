@@ -148,6 +148,7 @@ test("status and /metrics describe the node", async () => {
   assert.ok(node.metricsPort !== null);
   const text = await (await fetch(`http://127.0.0.1:${node.metricsPort}/metrics`)).text();
   assert.match(text, /raftkv_role\{role="leader"\} 1/);
+  assert.match(text, /raftkv_process_memory_bytes\{kind="heapUsed"\} \d+/);
   assert.match(text, /raftkv_request_duration_seconds_count\{op="put",code="OK"\} \d+/);
   assert.match(text, /raftkv_lease_remaining_seconds 0\.\d+/);
 });
