@@ -4,7 +4,7 @@
 
 import type { Raft } from "../core/raft.ts";
 import type { Entry, HardState, Message, NodeId, Ready, SnapshotMeta } from "../core/types.ts";
-import { assert } from "../lib/assert.ts";
+import { AssertionError, assert } from "../lib/assert.ts";
 import { crc32c } from "../lib/crc32c.ts";
 import { RaftKvError } from "../lib/errors.ts";
 import type { Clock, MessageSender, ReplicaStorage, RestoreStateMachine, StateMachine } from "./seams.ts";
@@ -353,14 +353,23 @@ export class Replica<R> {
   private fail(err: unknown): void {
     if (this.failed !== null) return;
     this.failed = err;
+    const what = err instanceof Error ? err.message : String(err);
     this.failAll(
-      new RaftKvError({
-        code: "STORAGE",
-        message: `node stopped acknowledging after a storage failure: ${err instanceof Error ? err.message : String(err)}`,
-        nodeId: this.id,
-        hint: "check the disk (space, permissions) and restart the node; it recovers from its log",
-        cause: err,
-      }),
+      err instanceof AssertionError
+        ? new RaftKvError({
+            code: "INTERNAL",
+            message: `node stopped: a Raft invariant failed (${what})`,
+            nodeId: this.id,
+            hint: "this is a bug: keep the data folder and the log, report it, then restart the node",
+            cause: err,
+          })
+        : new RaftKvError({
+            code: "STORAGE",
+            message: `node stopped acknowledging after a storage failure: ${what}`,
+            nodeId: this.id,
+            hint: "check the disk (space, permissions) and restart the node; it recovers from its log",
+            cause: err,
+          }),
       true,
     );
     this.o.onFatal?.(err);

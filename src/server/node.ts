@@ -11,6 +11,7 @@ import { Raft } from "../core/raft.ts";
 import type { NodeId } from "../core/types.ts";
 import type { KvResult } from "../kv/result.ts";
 import { KvStateMachine } from "../kv/state-machine.ts";
+import { AssertionError } from "../lib/assert.ts";
 import { RaftKvError } from "../lib/errors.ts";
 import { KvService } from "../replica/kv-service.ts";
 import { Replica } from "../replica/replica.ts";
@@ -294,11 +295,14 @@ async function assemble(
     return stopping;
   };
   fatal = (err) => {
+    const invariant = err instanceof AssertionError;
     log.fatal(
       { err, term: core.softState().term },
-      "storage failed: this node stops acknowledging and shuts down",
+      invariant
+        ? "a Raft invariant failed (a bug): this node stops and shuts down; keep its data folder and log for the report"
+        : "storage failed: this node stops acknowledging and shuts down",
     );
-    void stop("storage failure", 1);
+    void stop(invariant ? "invariant failure" : "storage failure", 1);
   };
 
   const soft = core.softState();

@@ -59,7 +59,7 @@ async function runOne(seed: number, o: Options): Promise<SimResult> {
 }
 
 function describe(r: Summary): string {
-  return `seed ${r.seed} nodes ${r.nodes}: ${r.ok ? "ok" : "VIOLATION"} ops ${r.ops} (ok ${r.opsOk}, unknown ${r.opsUnknown}) elections ${r.elections} crashes ${r.crashes} partitions ${r.partitions} pauses ${r.pauses} leaseReads ${r.leaseReads} readIndex ${r.readIndexReads} leaderAfterHeal ${r.leaderAfterHealMs?.toFixed(0) ?? "none"}ms events ${r.events} wall ${r.wallMs.toFixed(0)}ms`;
+  return `seed ${r.seed} nodes ${r.nodes}: ${r.ok ? "ok" : "VIOLATION"} ops ${r.ops} (ok ${r.opsOk}, unknown ${r.opsUnknown}) elections ${r.elections} crashes ${r.crashes} partitions ${r.partitions} pauses ${r.pauses} churned ${r.churned} leaseReads ${r.leaseReads} readIndex ${r.readIndexReads} leaderAfterHeal ${r.leaderAfterHealMs?.toFixed(0) ?? "none"}ms events ${r.events} wall ${r.wallMs.toFixed(0)}ms`;
 }
 
 function replayHint(r: Summary): string {
@@ -159,7 +159,7 @@ async function main(): Promise<number> {
   const sum = (f: (r: Summary) => number): number => results.reduce((a, r) => a + f(r), 0);
   const minOps = Math.min(...results.map((r) => r.ops));
   console.log(
-    `seeds ${results.length}, violations ${failed.length}, operations ${sum((r) => r.ops)} (checked ${sum((r) => r.opsChecked)}, fewest in one seed ${minOps}, fewest checked ${Math.min(...results.map((r) => r.opsChecked))}, unknown outcome ${sum((r) => r.opsUnknown)}), simulated ${sum((r) => r.simSeconds).toFixed(0)} s, elections ${sum((r) => r.elections)}, crashes ${sum((r) => r.crashes)}, partitions ${sum((r) => r.partitions)}, pauses ${sum((r) => r.pauses)}, lease reads ${sum((r) => r.leaseReads)}, wall ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+    `seeds ${results.length}, violations ${failed.length}, operations ${sum((r) => r.ops)} (checked ${sum((r) => r.opsChecked)}, fewest in one seed ${minOps}, fewest checked ${Math.min(...results.map((r) => r.opsChecked))}, unknown outcome ${sum((r) => r.opsUnknown)}), simulated ${sum((r) => r.simSeconds).toFixed(0)} s, elections ${sum((r) => r.elections)}, crashes ${sum((r) => r.crashes)}, partitions ${sum((r) => r.partitions)}, pauses ${sum((r) => r.pauses)}, leaders churned ${sum((r) => r.churned)}, lease reads ${sum((r) => r.leaseReads)}, wall ${((performance.now() - t0) / 1000).toFixed(1)} s`,
   );
   return failed.length === 0 ? 0 : 1;
 }

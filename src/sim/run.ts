@@ -27,6 +27,8 @@ export interface SimOptions {
   makeDisk: (id: NodeId, prng: Prng) => SimDisk;
   /** Deliberately unsafe variants, to show the checkers catch them (never used by default). */
   mutate?: (cfg: CoreConfig) => CoreConfig;
+  /** Leader churn episodes (see leaderChurn); drawn per seed when not given. */
+  leaderChurn?: boolean;
 }
 
 export interface SimResult {
@@ -44,6 +46,8 @@ export interface SimResult {
   partitions: number;
   pauses: number;
   transfers: number;
+  /** Leaders felled (crashed or cut off) within a few round trips of their election. */
+  churned: number;
   leaseReads: number;
   readIndexReads: number;
   leaderAfterHealMs: number | null;
@@ -98,6 +102,8 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
   });
   const ids = Array.from({ length: o.nodes }, (_, i) => i);
   const safety = new SafetyChecker();
+  /** Invariant failures that stopped a node or the whole simulation. */
+  const crashed: string[] = [];
   const trace = (msg: string): void => {
     if (o.trace) console.log(`${(q.nowUs / 1000).toFixed(3).padStart(10)} ms  ${msg}`);
   };
@@ -146,7 +152,9 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
           safety.observeApply(node, e, s?.role === "leader" && s.term === e.term, q.nowUs / 1000);
         },
         onFatal: (node, err) => {
-          trace(`node ${node} storage failure: ${String(err)}`);
+          // The simulator injects no disk errors, so a node that stops is a bug (an invariant failed).
+          trace(`node ${node} stopped: ${String(err)}`);
+          crashed.push(`node ${node} stopped at ${(q.nowUs / 1000).toFixed(3)} ms: ${String(err)}`);
         },
         onRead: (_node, servedAs, term) => safety.observeRead(servedAs, term, q.nowUs / 1000),
       },
@@ -158,7 +166,13 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
     if (ev === undefined) return false;
     if (q.scheduled > maxEvents)
       throw new Error(`seed ${o.seed}: runaway simulation (${q.scheduled} events)`);
-    ev.run();
+    try {
+      ev.run();
+    } catch (err) {
+      // An assertion in the core (or anywhere in a node) thrown from an event: stop the run, report it.
+      crashed.push(`invariant failed at ${(q.nowUs / 1000).toFixed(3)} ms: ${String(err)}`);
+      throw new SimAborted();
+    }
     await new Promise((r) => setImmediate(r));
     safety.observeRoles(nodes, q.nowUs / 1000);
     return true;
@@ -190,63 +204,76 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
   const faultEndUs = o.durationMs * 1000;
   for (const c of clients) void c.run(faultEndUs);
 
-  const stats = { crashes: 0, partitions: 0, pauses: 0, transfers: 0 };
+  const stats = { crashes: 0, partitions: 0, pauses: 0, transfers: 0, churned: 0 };
   if (level !== "none") void nemesis(q, prng.fork(), nodes, net, ids, faultEndUs, level, stats, trace);
+  // Drawn from a fork taken after every other, so seeds without churn run exactly as they did before it.
+  const churnPrng = prng.fork();
+  const churn = o.leaderChurn ?? (level !== "none" && churnPrng.chance(0.4));
+  if (churn) void leaderChurn(q, churnPrng, nodes, net, ids, faultEndUs, net.faults.maxDelayUs, stats, trace);
 
-  await runUntil(faultEndUs);
-
-  // Liveness phase: heal everything, then a leader must appear and every operation must finish.
   const violations: string[] = [];
-  net.healAll();
-  net.faults = { lossRate: 0, duplicateRate: 0, minDelayUs: 100, maxDelayUs: 1000 };
-  for (const n of nodes) {
-    n.resume();
-    if (!n.up) await n.start();
-  }
-  trace("liveness phase: healed");
-  const healUs = q.nowUs;
-  const hasLeader = (): boolean =>
-    nodes.some((n) => {
-      const core = n.replica?.core;
-      return core !== undefined && core.softState().role === "leader" && n.replica!.leaseUntilMs() !== null;
-    });
-  const leaderOk = await runUntil(healUs + (2 * MAX_ELECTION_MS + 1000) * 1000, hasLeader);
-  const leaderAfterHealMs = leaderOk ? (q.nowUs - healUs) / 1000 : null;
-  if (!leaderOk)
-    violations.push(`liveness: no leader serving within ${2 * MAX_ELECTION_MS + 1000} ms after healing`);
-  await runUntil(q.nowUs + workload.opDeadlineUs + 100_000, () => clients.every((c) => !c.busy));
-  if (clients.some((c) => c.busy)) violations.push("liveness: client operations still pending after healing");
+  let leaderAfterHealMs: number | null = null;
+  try {
+    await runUntil(faultEndUs);
 
-  // Final reads of every key (linearizable), which also shows no acknowledged write was lost.
-  for (let k = 0; k < o.keys; k++) {
-    const p = clients[0]!.op("get", `k${k}`, null, null, "readIndex");
-    let done: HistoryOp | null = null;
-    void p.then((h) => {
-      done = h;
-    });
-    await runUntil(q.nowUs + workload.opDeadlineUs + 100_000, () => done !== null);
-    const d = done as HistoryOp | null;
-    if (d === null || d.ok !== true)
-      violations.push(`liveness: final read of k${k} did not succeed after healing`);
-  }
+    // Liveness phase: heal everything, then a leader must appear and every operation must finish.
+    net.healAll();
+    net.faults = { lossRate: 0, duplicateRate: 0, minDelayUs: 100, maxDelayUs: 1000 };
+    for (const n of nodes) {
+      n.resume();
+      if (!n.up) await n.start();
+    }
+    trace("liveness phase: healed");
+    const healUs = q.nowUs;
+    const hasLeader = (): boolean =>
+      nodes.some((n) => {
+        const core = n.replica?.core;
+        return core !== undefined && core.softState().role === "leader" && n.replica!.leaseUntilMs() !== null;
+      });
+    const leaderOk = await runUntil(healUs + (2 * MAX_ELECTION_MS + 1000) * 1000, hasLeader);
+    leaderAfterHealMs = leaderOk ? (q.nowUs - healUs) / 1000 : null;
+    if (!leaderOk)
+      violations.push(`liveness: no leader serving within ${2 * MAX_ELECTION_MS + 1000} ms after healing`);
+    await runUntil(q.nowUs + workload.opDeadlineUs + 100_000, () => clients.every((c) => !c.busy));
+    if (clients.some((c) => c.busy))
+      violations.push("liveness: client operations still pending after healing");
 
-  // Convergence: every node applies the same index and holds the same state.
-  const converged = (): boolean => {
-    const applied = nodes.map((n) => n.replica?.stateMachine.appliedIndex ?? -1);
-    const commit = Math.max(...nodes.map((n) => n.replica?.core.log.committed ?? 0));
-    return applied.every((a) => a === commit);
-  };
-  await runUntil(q.nowUs + 3_000_000, converged);
-  if (!converged()) {
-    violations.push(
-      `convergence: applied indexes never met: ${nodes.map((n) => describeNode(n)).join("; ")}`,
-    );
-  } else {
-    const hashes = nodes.map((n) => (n.replica!.stateMachine as unknown as { hash(): number }).hash());
-    if (new Set(hashes).size !== 1) violations.push(`convergence: state hashes differ: ${hashes.join(",")}`);
+    // Final reads of every key (linearizable), which also shows no acknowledged write was lost.
+    for (let k = 0; k < o.keys; k++) {
+      const p = clients[0]!.op("get", `k${k}`, null, null, "readIndex");
+      let done: HistoryOp | null = null;
+      void p.then((h) => {
+        done = h;
+      });
+      await runUntil(q.nowUs + workload.opDeadlineUs + 100_000, () => done !== null);
+      const d = done as HistoryOp | null;
+      if (d === null || d.ok !== true)
+        violations.push(`liveness: final read of k${k} did not succeed after healing`);
+    }
+
+    // Convergence: every node applies the same index and holds the same state.
+    const converged = (): boolean => {
+      const applied = nodes.map((n) => n.replica?.stateMachine.appliedIndex ?? -1);
+      const commit = Math.max(...nodes.map((n) => n.replica?.core.log.committed ?? 0));
+      return applied.every((a) => a === commit);
+    };
+    await runUntil(q.nowUs + 3_000_000, converged);
+    if (!converged()) {
+      violations.push(
+        `convergence: applied indexes never met: ${nodes.map((n) => describeNode(n)).join("; ")}`,
+      );
+    } else {
+      const hashes = nodes.map((n) => (n.replica!.stateMachine as unknown as { hash(): number }).hash());
+      if (new Set(hashes).size !== 1)
+        violations.push(`convergence: state hashes differ: ${hashes.join(",")}`);
+    }
+  } catch (err) {
+    // The run ended early at an invariant failure (in `crashed`); the rest is checked as it stands.
+    if (!(err instanceof SimAborted)) throw err;
   }
   for (const n of nodes) n.replica?.stop("simulation over");
 
+  violations.push(...crashed);
   safety.finish();
   violations.push(...safety.violations);
   const lin = checkHistory(history);
@@ -269,6 +296,7 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
     partitions: stats.partitions,
     pauses: stats.pauses,
     transfers: stats.transfers,
+    churned: stats.churned,
     leaseReads: safety.leaseReads,
     readIndexReads: safety.readIndexReads,
     leaderAfterHealMs,
@@ -354,6 +382,73 @@ async function nemesis(
   }
 }
 
+/**
+ * Episodes in which each newly elected leader falls (crash, or all its links cut) within a few round
+ * trips of its election, and comes back soon after. This is the Figure 8 pattern (§5.4.2): entries of
+ * several terms left on minorities, and a re-elected leader that replicates an old-term entry to a
+ * majority one message at a time, then falls before its own term's entry gets there. Random faults alone
+ * almost never line this up.
+ */
+async function leaderChurn(
+  q: EventQueue,
+  prng: Prng,
+  nodes: SimNode[],
+  net: SimNetwork,
+  ids: readonly NodeId[],
+  endUs: number,
+  maxDelayUs: number,
+  stats: { churned: number; crashes: number },
+  trace: (m: string) => void,
+): Promise<void> {
+  const sleep = (us: number): Promise<void> => new Promise((r) => q.after(us, r));
+  const pollUs = (TICK_MS * 1000) / 2;
+  const hbUs = HEARTBEAT_TICKS * TICK_MS * 1000;
+  let seenTerm = 0;
+  while (q.nowUs < endUs) {
+    await sleep(prng.int(1_000_000, 6_000_000));
+    const episodeEndUs = Math.min(endUs, q.nowUs + prng.int(2_000_000, 8_000_000));
+    trace("churn: episode starts");
+    while (q.nowUs < episodeEndUs) {
+      await sleep(pollUs);
+      const l = nodes.find((n) => {
+        const s = n.replica?.core.softState();
+        return s !== undefined && s.role === "leader" && s.term > seenTerm;
+      });
+      if (l === undefined) continue;
+      const term = l.replica!.core.softState().term;
+      seenTerm = term;
+      // Somewhere between at once and a few round trips (or heartbeats) into its term.
+      await sleep(prng.int(0, 3 * Math.max(2 * maxDelayUs, hbUs)));
+      const s = l.replica?.core.softState();
+      if (q.nowUs >= endUs || s === undefined || s.role !== "leader" || s.term !== term) continue;
+      stats.churned++;
+      if (prng.chance(0.5)) {
+        stats.crashes++;
+        trace(`churn: crash leader ${l.id} (term ${term})`);
+        l.crash(prng);
+        q.after(prng.int(50_000, 1_000_000), () => {
+          if (!l.up && q.nowUs < endUs) {
+            trace(`churn: restart node ${l.id}`);
+            void l.start();
+          }
+        });
+      } else {
+        const before = new Set(net.cutLinks());
+        net.isolate(l.id, ids);
+        const cut = net.cutLinks().filter((k) => !before.has(k));
+        trace(`churn: cut off leader ${l.id} (term ${term})`);
+        q.after(prng.int(100_000, 1_500_000), () => {
+          trace(`churn: reconnect node ${l.id}`);
+          for (const link of cut) {
+            const [a, b] = link.split("->").map(Number) as [number, number];
+            net.restoreLink(a, b);
+          }
+        });
+      }
+    }
+  }
+}
+
 function partition(
   prng: Prng,
   net: SimNetwork,
@@ -407,6 +502,9 @@ function partition(
   }
   return shape;
 }
+
+/** Thrown out of the event loop when an invariant failed: the seed's run ends and reports it. */
+class SimAborted extends Error {}
 
 function describeNode(n: SimNode): string {
   const r = n.replica;
