@@ -18,7 +18,6 @@ import { Replica } from "../replica/replica.ts";
 import type { ReplicaStorage } from "../replica/seams.ts";
 import { layoutOf } from "../storage/data-dir.ts";
 import { FileStorage } from "../storage/file-storage.ts";
-import { RealFileSystem } from "../storage/real-file-system.ts";
 import { FileValueStore } from "../storage/value-file.ts";
 import { addPeerService, GrpcPeerTransport, peerGrpcOptions } from "../transport/grpc-transport.ts";
 import { addClientService } from "./client-edge.ts";
@@ -29,6 +28,7 @@ import { createNodeLog, type Logger } from "./logging.ts";
 import { NodeMetrics, startMetricsServer } from "./metrics.ts";
 import { type NodeView, type ViewSources, viewNode } from "./node-view.ts";
 import { NodeObserver } from "./observer.ts";
+import { clockFor, fileSystemFor } from "./test-switches.ts";
 import { loadServerTls } from "./tls.ts";
 
 export interface StartNodeOptions {
@@ -67,7 +67,7 @@ export async function startNode(config: ServerConfig, options: StartNodeOptions 
   });
   const log = nodeLog.logger;
   const storage = new FileStorage({
-    fs: new RealFileSystem(),
+    fs: fileSystemFor(process.env, config.dataDir, config.id, log), // test switches: test-switches.ts
     dir: config.dataDir,
     clusterId: config.clusterId,
     nodeId: config.id,
@@ -105,7 +105,7 @@ async function assemble(
 ): Promise<RaftKvNode> {
   const log = nodeLog.logger;
   const tls = loadServerTls(config, config.id, config.peers.get(config.id) ?? config.listen, new Date());
-  const clock = options.clock ?? new MonotonicClock();
+  const clock = options.clock ?? clockFor(process.env, config.id, log) ?? new MonotonicClock();
   const smOptions = { maxSessions: config.maxClientSessions, values };
   const snap = await storage.loadSnapshotImage();
   const sm = snap === null ? new KvStateMachine(smOptions) : KvStateMachine.restore(snap.image, smOptions);
