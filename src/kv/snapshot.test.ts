@@ -24,7 +24,7 @@ function imageOf(
 ): KvImage {
   let valueBytes = 0;
   for (const v of data.values()) valueBytes += v.length;
-  return { appliedIndex, sortedKeys, value: (k) => data.get(k)!, valueBytes, sessions };
+  return { appliedIndex, sortedKeys, value: (i) => data.get(sortedKeys[i]!)!, valueBytes, sessions };
 }
 
 function image(keys: string[], sessions: [string, Session][] = [], appliedIndex = 10): KvImage {
@@ -73,7 +73,7 @@ test("snapshot round-trips every result kind in the session table", () => {
   const { image: back, data } = decode(bytes);
   assert.equal(back.appliedIndex, 6);
   assert.deepEqual(back.sortedKeys, img.sortedKeys);
-  assert.deepEqual(data, new Map(img.sortedKeys.map((k) => [k, img.value(k)])));
+  assert.deepEqual(data, new Map(img.sortedKeys.map((k, i) => [k, img.value(i)])));
   assert.equal(back.valueBytes, img.valueBytes);
   assert.deepEqual(back.sessions, sessions);
   assert.equal(hashImage(back), hashImage(img));

@@ -8,7 +8,7 @@
 //          strictly ascending by index (oldest first, the eviction order)
 // The body depends only on the contents, so replicas with equal contents write identical bytes.
 
-import { AssertionError } from "../lib/assert.ts";
+import { AssertionError, assert } from "../lib/assert.ts";
 import { crc32c } from "../lib/crc32c.ts";
 import { RaftKvError } from "../lib/errors.ts";
 import { ByteReader, ByteWriter } from "./bytes.ts";
@@ -24,8 +24,8 @@ export interface KvImage {
   readonly appliedIndex: number;
   /** Every key, ascending. */
   readonly sortedKeys: readonly string[];
-  /** The value of a key of sortedKeys. */
-  value(key: string): Uint8Array;
+  /** The value of sortedKeys[i]. */
+  value(i: number): Uint8Array;
   /** The sum of the values' byte lengths. */
   readonly valueBytes: number;
   /** Sessions, oldest index first. */
@@ -41,20 +41,51 @@ export interface DecodedImage {
   readonly sessions: [string, Session][];
 }
 
+/** Chunks of about this many bytes by default (one large value makes its chunk larger). */
+export const DEFAULT_SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
+
+/** Byte length of encodeSnapshot(image). */
+export function snapshotSize(image: KvImage): number {
+  return 1 + 8 + bodySize(image) + 4;
+}
+
 export function encodeSnapshot(image: KvImage): Uint8Array {
-  const w = new ByteWriter(1 + 8 + bodySize(image) + 4);
-  w.u8(SNAPSHOT_FORMAT_VERSION);
-  w.u64(image.appliedIndex);
-  writeBody(w, image);
-  w.u32(crc32c(w.bytes.subarray(0, w.position)));
-  return w.finish();
+  const out = new Uint8Array(snapshotSize(image));
+  let offset = 0;
+  for (const chunk of snapshotChunks(image)) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  assert(offset === out.length, () => `snapshot chunks gave ${offset} of ${out.length} bytes`);
+  return out;
+}
+
+/** encodeSnapshot's bytes in pieces of about `chunkBytes`, reading values as it goes, so the whole
+ *  image is never in memory at once: the version and applied index, body chunks, then the checksum.
+ *  The image must not change until the last chunk is taken. */
+export function* snapshotChunks(
+  image: KvImage,
+  chunkBytes = DEFAULT_SNAPSHOT_CHUNK_BYTES,
+): Generator<Uint8Array, void, undefined> {
+  const head = new ByteWriter(1 + 8);
+  head.u8(SNAPSHOT_FORMAT_VERSION);
+  head.u64(image.appliedIndex);
+  let crc = crc32c(head.finish());
+  yield head.bytes;
+  for (const chunk of bodyChunks(image, chunkBytes)) {
+    crc = crc32c(chunk, crc);
+    yield chunk;
+  }
+  const tail = new ByteWriter(4);
+  tail.u32(crc);
+  yield tail.finish();
 }
 
 /** CRC32C of the body: equal for replicas with equal data and sessions, whatever their applied index. */
 export function hashImage(image: KvImage): number {
-  const w = new ByteWriter(bodySize(image));
-  writeBody(w, image);
-  return crc32c(w.finish());
+  let crc = 0;
+  for (const chunk of bodyChunks(image, DEFAULT_SNAPSHOT_CHUNK_BYTES)) crc = crc32c(chunk, crc);
+  return crc;
 }
 
 /** Checks the checksum and every field; throws a CORRUPT RaftKvError on anything wrong. Values go
@@ -78,29 +109,56 @@ export function decodeSnapshot(bytes: Uint8Array, values: ValueStore): DecodedIm
 }
 
 function bodySize(image: KvImage): number {
-  let size = 4 + 4 + 8 * image.sortedKeys.length + image.valueBytes;
+  let size = 4 + 8 * image.sortedKeys.length + image.valueBytes + sessionsSize(image.sessions);
   for (const key of image.sortedKeys) size += utf8ByteLength(key);
-  for (const [clientId, s] of image.sessions) {
-    size += 1 + utf8ByteLength(clientId) + 8 + 8 + resultSize(s.result);
-  }
   return size;
 }
 
-function writeBody(w: ByteWriter, image: KvImage): void {
-  w.u32(image.sortedKeys.length);
+/** The body: the key count and keys with values in chunks of about `chunkBytes`, then the sessions. */
+function* bodyChunks(image: KvImage, chunkBytes: number): Generator<Uint8Array, void, undefined> {
+  const keys = image.sortedKeys;
+  const values: Uint8Array[] = [];
   let previous: string | null = null;
-  for (const key of image.sortedKeys) {
-    // Order is the caller's to keep (decode checks it); a repeated key means the image is out of step.
-    // A plain `if`: an assert's message closure would be allocated for every key.
-    if (key === previous) throw new AssertionError(`key ${JSON.stringify(key)} twice in the image`);
-    previous = key;
-    const value = image.value(key);
-    w.lengthPrefixedUtf8(key);
-    w.u32(value.length);
-    w.raw(value);
-  }
-  w.u32(image.sessions.length);
-  for (const [clientId, s] of image.sessions) {
+  let i = 0;
+  do {
+    // Gather entries for one chunk (the first also carries the key count), then write them.
+    const from = i;
+    let size = from === 0 ? 4 : 0;
+    values.length = 0;
+    for (; i < keys.length && (i === from || size < chunkBytes); i++) {
+      const value = image.value(i);
+      values.push(value);
+      size += 8 + utf8ByteLength(keys[i]!) + value.length;
+    }
+    const w = new ByteWriter(size);
+    if (from === 0) w.u32(keys.length);
+    for (let j = from; j < i; j++) {
+      const key = keys[j]!;
+      // Order is the caller's to keep (decode checks it); a repeated key means the image is out of step.
+      // A plain `if`: an assert's message closure would be allocated for every key.
+      if (key === previous) throw new AssertionError(`key ${JSON.stringify(key)} twice in the image`);
+      previous = key;
+      const value = values[j - from]!;
+      w.lengthPrefixedUtf8(key);
+      w.u32(value.length);
+      w.raw(value);
+    }
+    yield w.finish();
+  } while (i < keys.length);
+  const w = new ByteWriter(sessionsSize(image.sessions));
+  writeSessions(w, image.sessions);
+  yield w.finish();
+}
+
+function sessionsSize(sessions: KvImage["sessions"]): number {
+  let size = 4;
+  for (const [clientId, s] of sessions) size += 1 + utf8ByteLength(clientId) + 8 + 8 + resultSize(s.result);
+  return size;
+}
+
+function writeSessions(w: ByteWriter, sessions: KvImage["sessions"]): void {
+  w.u32(sessions.length);
+  for (const [clientId, s] of sessions) {
     const idBytes = utf8ByteLength(clientId);
     w.u8(idBytes);
     w.utf8(clientId, idBytes);

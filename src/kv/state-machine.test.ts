@@ -406,6 +406,51 @@ test("values live in the store given: one live handle per key, released on overw
   );
 });
 
+function drain(stream: { next(): Uint8Array | null }): Uint8Array {
+  const parts: Uint8Array[] = [];
+  for (let c = stream.next(); c !== null; c = stream.next()) parts.push(c);
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+test("snapshotStream gives snapshot()'s bytes in chunks, of the moment it was opened", () => {
+  fc.assert(
+    fc.property(
+      fc.array(workloadCommand, { maxLength: 40 }),
+      fc.array(workloadCommand, { maxLength: 20 }),
+      fc.integer({ min: 1, max: 64 }),
+      (before, during, chunkBytes) => {
+        const values = new CountingStore();
+        const sm = new KvStateMachine({ maxSessions: 2, values });
+        feed(
+          sm,
+          before.map((c) => encodeCommand(c)),
+        );
+        const expected = sm.snapshot();
+        const stream = sm.snapshotStream(chunkBytes);
+        assert.equal(stream.sizeBytes, expected.length);
+        assert.equal(stream.appliedIndex, sm.appliedIndex);
+        const first = stream.next();
+        feed(
+          sm,
+          during.map((c) => encodeCommand(c)),
+        );
+        const rest = drain(stream);
+        assert.deepEqual(Uint8Array.from([...(first ?? []), ...rest]), expected);
+        stream.close();
+        assert.equal(values.live, sm.size, "values replaced during the stream are released at close");
+        assert.deepEqual(drain(sm.snapshotStream(chunkBytes)), sm.snapshot());
+      },
+    ),
+    { numRuns: 200 },
+  );
+});
+
 test("range pages with startAfter, in key order", () => {
   const sm = new KvStateMachine();
   let i = 0;

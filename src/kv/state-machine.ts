@@ -17,7 +17,15 @@ import { RaftKvError } from "../lib/errors.ts";
 import { type CasCommand, decodeCommand, type KvCommand } from "./command.ts";
 import type { CasResult, DeleteResult, KvResult, PutResult } from "./result.ts";
 import { DEFAULT_MAX_SESSIONS, SessionTable } from "./session-table.ts";
-import { decodeSnapshot, encodeSnapshot, hashImage, type KvImage } from "./snapshot.ts";
+import {
+  DEFAULT_SNAPSHOT_CHUNK_BYTES,
+  decodeSnapshot,
+  encodeSnapshot,
+  hashImage,
+  type KvImage,
+  snapshotChunks,
+  snapshotSize,
+} from "./snapshot.ts";
 import { lowerBound, SortedKeys } from "./sorted-keys.ts";
 import { MemValueStore, type ValueStore } from "./value-store.ts";
 
@@ -33,6 +41,17 @@ export interface KvStateMachineOptions {
 export interface KvEntry {
   readonly key: string;
   readonly value: Uint8Array;
+}
+
+/** The state machine's image at one applied index, read chunk by chunk (see snapshotStream). */
+export interface SnapshotStream {
+  readonly appliedIndex: number;
+  /** Total bytes of all the chunks. */
+  readonly sizeBytes: number;
+  /** The next chunk, or null after the last one. */
+  next(): Uint8Array | null;
+  /** Lets go of the values the stream holds; call it once, after the last chunk or to give up early. */
+  close(): void;
 }
 
 export interface KvRange {
@@ -51,6 +70,10 @@ export class KvStateMachine {
   private valueBytes = 0;
   private readonly sessions: SessionTable;
   private applied = 0;
+  /** Open snapshot streams; while there are any, released handles wait in `deferred` (their values
+   *  may still be read by a stream). */
+  private streams = 0;
+  private deferred: number[] = [];
 
   constructor(options: KvStateMachineOptions = {}) {
     this.sessions = new SessionTable(options.maxSessions ?? DEFAULT_MAX_SESSIONS);
@@ -135,6 +158,43 @@ export class KvStateMachine {
     return encodeSnapshot(this.image());
   }
 
+  /** The same bytes as snapshot(), in chunks of about `chunkBytes`, so that the whole image is never
+   *  in memory at once. The image is of this moment: entries applied while the stream is open do not
+   *  change it (the keys and value handles are captured, about 16 bytes per key; values they replace
+   *  stay in the store until close()). */
+  snapshotStream(chunkBytes = DEFAULT_SNAPSHOT_CHUNK_BYTES): SnapshotStream {
+    const keys = this.keys.current(); // never changed in place: a write makes the next call build anew
+    const handles = new Float64Array(keys.length);
+    for (let i = 0; i < keys.length; i++) handles[i] = this.data.get(keys[i]!)!;
+    const image: KvImage = {
+      appliedIndex: this.applied,
+      sortedKeys: keys,
+      value: (i) => this.values.read(handles[i]!),
+      valueBytes: this.valueBytes,
+      sessions: Array.from(this.sessions.entries()),
+    };
+    const chunks = snapshotChunks(image, chunkBytes);
+    this.streams++;
+    let open = true;
+    return {
+      appliedIndex: this.applied,
+      sizeBytes: snapshotSize(image),
+      next: () => {
+        assert(open, () => "snapshot stream read after close");
+        const r = chunks.next();
+        return r.done === true ? null : r.value;
+      },
+      close: () => {
+        assert(open, () => "snapshot stream closed twice");
+        open = false;
+        if (--this.streams === 0) {
+          for (const h of this.deferred) this.values.release(h);
+          this.deferred = [];
+        }
+      },
+    };
+  }
+
   /** Rebuilds a state machine from snapshot(); throws a CORRUPT RaftKvError if the bytes are bad.
    *  Takes `bytes` over (values may stay views into them): the caller must not change them. */
   static restore(bytes: Uint8Array, options: KvStateMachineOptions = {}): KvStateMachine {
@@ -150,10 +210,11 @@ export class KvStateMachine {
   }
 
   private image(): KvImage {
+    const keys = this.keys.current();
     return {
       appliedIndex: this.applied,
-      sortedKeys: this.keys.current(),
-      value: (key) => this.values.read(this.data.get(key)!),
+      sortedKeys: keys,
+      value: (i) => this.values.read(this.data.get(keys[i]!)!),
       valueBytes: this.valueBytes,
       sessions: Array.from(this.sessions.entries()),
     };
@@ -215,7 +276,8 @@ export class KvStateMachine {
 
   private drop(handle: number): void {
     this.valueBytes -= this.values.size(handle);
-    this.values.release(handle);
+    if (this.streams > 0) this.deferred.push(handle);
+    else this.values.release(handle);
   }
 }
 
