@@ -93,19 +93,143 @@ export function hashImage(image: KvImage): number {
  *  keeps `bytes` alive while any of them lives), so the caller hands `bytes` over and must not change
  *  them. On a CORRUPT error, values may already have been added. */
 export function decodeSnapshot(bytes: Uint8Array, values: ValueStore): DecodedImage {
-  if (bytes.length < 1 + 8 + 4 + 4 + 4) throw corrupt(`${bytes.length} bytes is too short`);
-  const crcOffset = bytes.length - 4;
-  const stored = new DataView(bytes.buffer, bytes.byteOffset + crcOffset, 4).getUint32(0, true);
-  const actual = crc32c(bytes.subarray(0, crcOffset));
-  if (stored !== actual) throw corrupt(`checksum mismatch (stored ${stored}, computed ${actual})`);
-  const r = new ByteReader(bytes.subarray(0, crcOffset), "kv snapshot");
-  const version = r.u8("version");
-  if (version !== SNAPSHOT_FORMAT_VERSION) throw r.corrupt(`unsupported format version ${version}`);
-  const appliedIndex = r.u64("applied index");
-  const { handles, sortedKeys, valueBytes } = readData(r, values);
-  const sessions = readSessions(r, appliedIndex);
-  r.end();
-  return { appliedIndex, handles, sortedKeys, valueBytes, sessions };
+  const d = new SnapshotDecoder(values, bytes.length);
+  d.push(bytes);
+  return d.finish();
+}
+
+const HEAD_BYTES = 1 + 8 + 4;
+const EMPTY = new Uint8Array(0);
+
+/** Decodes an image pushed in chunks of any sizes, so that it need never be in memory whole: each
+ *  value goes to the ValueStore as soon as its entry is complete (as a view into a pushed chunk, which
+ *  the caller hands over). The checks are decodeSnapshot's, but the checksum can only be compared in
+ *  finish(): a damaged image may fail on its structure first, and may have added values by then. */
+export class SnapshotDecoder {
+  /** Bytes pushed and not yet parsed (at most one entry's worth while in the entries). */
+  private pending: Uint8Array = EMPTY;
+  private received = 0;
+  private crc = 0;
+  private readonly tail = new Uint8Array(4);
+  private stage: "head" | "entries" | "rest" = "head";
+  private appliedIndex = 0;
+  private count = 0;
+  private readonly handles = new Map<string, number>();
+  private sortedKeys: string[] = [];
+  private valueBytes = 0;
+  /** The sessions and the checksum, kept until finish() (they are small). */
+  private readonly rest: Uint8Array[] = [];
+
+  constructor(
+    private readonly values: ValueStore,
+    private readonly sizeBytes: number,
+  ) {
+    if (sizeBytes < HEAD_BYTES + 4 + 4) throw corrupt(`${sizeBytes} bytes is too short`);
+  }
+
+  push(chunk: Uint8Array): void {
+    const from = this.received;
+    if (from + chunk.length > this.sizeBytes)
+      throw corrupt(`more than the ${this.sizeBytes} bytes announced`);
+    const crcEnd = this.sizeBytes - 4;
+    if (from < crcEnd) this.crc = crc32c(chunk.subarray(0, crcEnd - from), this.crc);
+    for (let i = Math.max(from, crcEnd); i < from + chunk.length; i++)
+      this.tail[i - crcEnd] = chunk[i - from]!;
+    this.received += chunk.length;
+    if (this.stage === "rest") {
+      this.rest.push(chunk);
+      return;
+    }
+    this.pending = this.pending.length === 0 ? chunk : concat([this.pending, chunk]);
+    this.parse();
+  }
+
+  finish(): DecodedImage {
+    if (this.received !== this.sizeBytes)
+      throw corrupt(`truncated: ${this.received} of ${this.sizeBytes} bytes received`);
+    const stored = new DataView(this.tail.buffer).getUint32(0, true);
+    if (stored !== this.crc) throw corrupt(`checksum mismatch (stored ${stored}, computed ${this.crc})`);
+    if (this.stage !== "rest") throw corrupt(`truncated: ${this.handles.size} of ${this.count} keys`);
+    const rest = concat(this.rest);
+    const r = new ByteReader(rest.subarray(0, Math.max(0, rest.length - 4)), "kv snapshot");
+    const sessions = readSessions(r, this.appliedIndex);
+    r.end();
+    const { appliedIndex, handles, sortedKeys, valueBytes } = this;
+    return { appliedIndex, handles, sortedKeys, valueBytes, sessions };
+  }
+
+  private parse(): void {
+    const b = this.pending;
+    let at = 0;
+    if (this.stage === "head") {
+      if (b.length < HEAD_BYTES) return;
+      const r = new ByteReader(b.subarray(0, HEAD_BYTES), "kv snapshot");
+      const version = r.u8("version");
+      if (version !== SNAPSHOT_FORMAT_VERSION) throw r.corrupt(`unsupported format version ${version}`);
+      this.appliedIndex = r.u64("applied index");
+      this.count = r.u32("key count");
+      // Each entry takes at least 9 bytes: refuse a count the bytes cannot hold before allocating for it.
+      const left = this.sizeBytes - HEAD_BYTES;
+      if (this.count > left / 9) throw r.corrupt(`key count ${this.count} exceeds what ${left} bytes hold`);
+      this.sortedKeys = new Array<string>(this.count);
+      this.stage = "entries";
+      at = HEAD_BYTES;
+    }
+    const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+    while (this.stage === "entries" && this.handles.size < this.count) {
+      // An entry is parsed once all of it is here: u32 key length, key, u32 value length, value.
+      if (b.length - at < 4) break;
+      const keyLength = dv.getUint32(at, true);
+      if (b.length - at < 8 + keyLength) {
+        this.mustFit(at, 8 + keyLength);
+        break;
+      }
+      const entryBytes = 8 + keyLength + dv.getUint32(at + 4 + keyLength, true);
+      if (b.length - at < entryBytes) {
+        this.mustFit(at, entryBytes);
+        break;
+      }
+      this.entry(new ByteReader(b.subarray(at, at + entryBytes), "kv snapshot"));
+      at += entryBytes;
+    }
+    if (this.stage === "entries" && this.handles.size === this.count) {
+      this.stage = "rest";
+      this.rest.push(b.subarray(at));
+      at = b.length;
+    }
+    this.pending = at === b.length ? EMPTY : b.subarray(at);
+  }
+
+  /** An entry of `bytes` starting at `at` of pending must end within the image, before its checksum. */
+  private mustFit(at: number, bytes: number): void {
+    const offset = this.received - this.pending.length + at;
+    if (offset + bytes > this.sizeBytes - 4)
+      throw corrupt(`truncated: key ${this.handles.size} at byte ${offset} needs ${bytes} bytes`);
+  }
+
+  private entry(r: ByteReader): void {
+    const i = this.handles.size;
+    const keyLength = r.u32("key length");
+    if (keyLength === 0) throw r.corrupt(`key ${i} is empty`);
+    const key = r.utf8(keyLength, "key");
+    if (i > 0 && !(this.sortedKeys[i - 1]! < key)) throw r.corrupt(`key ${i} is not above the previous key`);
+    const value = r.view(r.u32("value length"), "value");
+    r.end();
+    this.handles.set(key, this.values.add(value));
+    this.valueBytes += value.length;
+    this.sortedKeys[i] = key;
+  }
+}
+
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 function bodySize(image: KvImage): number {
@@ -166,31 +290,6 @@ function writeSessions(w: ByteWriter, sessions: KvImage["sessions"]): void {
     w.u64(s.index);
     writeResult(w, s.result);
   }
-}
-
-function readData(
-  r: ByteReader,
-  values: ValueStore,
-): { handles: Map<string, number>; sortedKeys: string[]; valueBytes: number } {
-  const count = r.u32("key count");
-  // Each entry takes at least 9 bytes: refuse a count the bytes cannot hold before allocating for it.
-  if (count > r.remaining / 9) throw r.corrupt(`key count ${count} exceeds what ${r.remaining} bytes hold`);
-  const handles = new Map<string, number>();
-  const sortedKeys = new Array<string>(count);
-  let valueBytes = 0;
-  let previous = "";
-  for (let i = 0; i < count; i++) {
-    const keyLength = r.u32("key length");
-    if (keyLength === 0) throw r.corrupt(`key ${i} is empty`);
-    const key = r.utf8(keyLength, "key");
-    if (i > 0 && !(previous < key)) throw r.corrupt(`key ${i} is not above the previous key`);
-    const value = r.view(r.u32("value length"), "value");
-    handles.set(key, values.add(value));
-    valueBytes += value.length;
-    sortedKeys[i] = key;
-    previous = key;
-  }
-  return { handles, sortedKeys, valueBytes };
 }
 
 function readSessions(r: ByteReader, appliedIndex: number): [string, Session][] {

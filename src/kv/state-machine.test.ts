@@ -409,13 +409,7 @@ test("values live in the store given: one live handle per key, released on overw
 function drain(stream: { next(): Uint8Array | null }): Uint8Array {
   const parts: Uint8Array[] = [];
   for (let c = stream.next(); c !== null; c = stream.next()) parts.push(c);
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return Uint8Array.from(parts.flatMap((p) => [...p]));
 }
 
 test("snapshotStream gives snapshot()'s bytes in chunks, of the moment it was opened", () => {
@@ -445,6 +439,43 @@ test("snapshotStream gives snapshot()'s bytes in chunks, of the moment it was op
         stream.close();
         assert.equal(values.live, sm.size, "values replaced during the stream are released at close");
         assert.deepEqual(drain(sm.snapshotStream(chunkBytes)), sm.snapshot());
+      },
+    ),
+    { numRuns: 200 },
+  );
+});
+
+test("restoring from chunks of any sizes gives the state restore() gives; damage is CORRUPT", () => {
+  fc.assert(
+    fc.property(
+      fc.array(workloadCommand, { maxLength: 40 }),
+      fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 1, maxLength: 8 }),
+      fc.nat(),
+      (cmds, sizes, flip) => {
+        const sm = new KvStateMachine({ maxSessions: 2 });
+        feed(
+          sm,
+          cmds.map((c) => encodeCommand(c)),
+        );
+        const image = sm.snapshot();
+        const pushAll = (bytes: Uint8Array): KvStateMachine => {
+          const r = KvStateMachine.restoring(bytes.length, { maxSessions: 2 });
+          for (let at = 0, i = 0; at < bytes.length; i++) {
+            const n = sizes[i % sizes.length]!;
+            r.push(bytes.slice(at, at + n));
+            at += n;
+          }
+          return r.finish();
+        };
+        const restored = pushAll(image);
+        assert.deepEqual(restored.snapshot(), image);
+        assert.deepEqual(contents(restored), contents(sm));
+        const bad = image.slice();
+        bad[flip % bad.length]! ^= 1 << (flip % 8);
+        assert.throws(
+          () => pushAll(bad),
+          (e: unknown) => e instanceof RaftKvError && e.code === "CORRUPT",
+        );
       },
     ),
     { numRuns: 200 },

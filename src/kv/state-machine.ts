@@ -19,10 +19,10 @@ import type { CasResult, DeleteResult, KvResult, PutResult } from "./result.ts";
 import { DEFAULT_MAX_SESSIONS, SessionTable } from "./session-table.ts";
 import {
   DEFAULT_SNAPSHOT_CHUNK_BYTES,
-  decodeSnapshot,
   encodeSnapshot,
   hashImage,
   type KvImage,
+  SnapshotDecoder,
   snapshotChunks,
   snapshotSize,
 } from "./snapshot.ts";
@@ -52,6 +52,12 @@ export interface SnapshotStream {
   next(): Uint8Array | null;
   /** Lets go of the values the stream holds; call it once, after the last chunk or to give up early. */
   close(): void;
+}
+
+/** A restore in progress: push the image's chunks (handed over: do not change them), then finish(). */
+export interface KvRestore {
+  push(chunk: Uint8Array): void;
+  finish(): KvStateMachine;
 }
 
 export interface KvRange {
@@ -198,15 +204,29 @@ export class KvStateMachine {
   /** Rebuilds a state machine from snapshot(); throws a CORRUPT RaftKvError if the bytes are bad.
    *  Takes `bytes` over (values may stay views into them): the caller must not change them. */
   static restore(bytes: Uint8Array, options: KvStateMachineOptions = {}): KvStateMachine {
+    const r = KvStateMachine.restoring(bytes.length, options);
+    r.push(bytes);
+    return r.finish();
+  }
+
+  /** restore() from an image of `sizeBytes` pushed in chunks of any sizes, so that it need never be
+   *  in memory whole; finish() returns the state machine or throws CORRUPT (see SnapshotDecoder). */
+  static restoring(sizeBytes: number, options: KvStateMachineOptions = {}): KvRestore {
     const sm = new KvStateMachine(options);
     sm.values.clear();
-    const image = decodeSnapshot(bytes, sm.values);
-    sm.data = image.handles;
-    sm.keys = new SortedKeys(image.handles, image.sortedKeys);
-    sm.valueBytes = image.valueBytes;
-    sm.sessions.load(image.sessions);
-    sm.applied = image.appliedIndex;
-    return sm;
+    const decoder = new SnapshotDecoder(sm.values, sizeBytes);
+    return {
+      push: (chunk) => decoder.push(chunk),
+      finish: () => {
+        const image = decoder.finish();
+        sm.data = image.handles;
+        sm.keys = new SortedKeys(image.handles, image.sortedKeys);
+        sm.valueBytes = image.valueBytes;
+        sm.sessions.load(image.sessions);
+        sm.applied = image.appliedIndex;
+        return sm;
+      },
+    };
   }
 
   private image(): KvImage {
