@@ -33,6 +33,8 @@ class CrashableDisk implements SimDisk {
   }
   save: Storage["save"] = (hs, entries, sync) => this.storage.save(hs, entries, sync);
   saveSnapshot: Storage["saveSnapshot"] = (meta, image) => this.storage.saveSnapshot(meta, image);
+  saveSnapshotStream: Storage["saveSnapshotStream"] = (meta, nextChunk) =>
+    this.storage.saveSnapshotStream(meta, nextChunk);
   writeSnapshotChunk: Storage["writeSnapshotChunk"] = (meta, offset, data) =>
     this.storage.writeSnapshotChunk(meta, offset, data);
   installIncomingSnapshot: Storage["installIncomingSnapshot"] = (meta) =>

@@ -19,7 +19,7 @@ import {
   readSnapshotFile,
   writeSnapshotFile,
 } from "./snapshot-file.ts";
-import type { RecoveredState, Storage, StorageLogger } from "./storage.ts";
+import type { RecoveredState, SnapshotStreamMeta, Storage, StorageLogger } from "./storage.ts";
 import {
   DEFAULT_MAX_SEGMENT_BYTES,
   DEFAULT_RETAIN_SNAPSHOTS,
@@ -98,7 +98,6 @@ export class FileStorage implements Storage {
   private log = new LogBounds({ index: 0, term: 0 }, []);
   private hardState: HardState = EMPTY_HARD_STATE;
   private snapshot: SnapshotFileRef | null = null;
-  private cachedImage: Uint8Array | null = null;
   private incoming: Incoming | null = null;
   private reader: { path: string; handle: FileHandle } | null = null;
   private failure: StorageError | null = null;
@@ -202,7 +201,6 @@ export class FileStorage implements Storage {
     this.log = new LogBounds({ index: 0, term: 0 }, []);
     this.hardState = EMPTY_HARD_STATE;
     this.snapshot = null;
-    this.cachedImage = null;
     this.wal = await WalWriter.create(fs, layout.walDir, this.owner, this.preallocBytes, EMPTY_HARD_STATE, {
       index: 0,
       term: 0,
@@ -241,7 +239,6 @@ export class FileStorage implements Storage {
       plan.snapshot === null
         ? null
         : { meta: plan.snapshot.meta, path: plan.snapshot.path, headerBytes: plan.snapshot.headerBytes };
-    this.cachedImage = plan.snapshot?.image ?? null;
     this.wal = await WalWriter.resume(
       fs,
       this.layout.walDir,
@@ -287,25 +284,50 @@ export class FileStorage implements Storage {
 
   saveSnapshot(meta: SnapshotMeta, image: Uint8Array): Promise<void> {
     return this.exclusive(async () => {
-      const wal = this.writable();
+      this.writable();
       this.checkImage(meta, image);
-      if (meta.index <= this.log.snapshot.index) return;
-      assert(
-        meta.index <= this.log.lastIndex && this.log.termAt(meta.index) === meta.term,
-        () =>
-          `saveSnapshot: ${meta.index}/${meta.term} is not an entry of the log (last ${this.log.lastIndex})`,
+      const chunks = [image];
+      await this.writeSnapshot(meta, () => chunks.pop() ?? null);
+    });
+  }
+
+  saveSnapshotStream(meta: SnapshotStreamMeta, nextChunk: () => Uint8Array | null): Promise<SnapshotMeta> {
+    return this.exclusive(() => this.writeSnapshot(meta, nextChunk));
+  }
+
+  /** Inside exclusive(): writes the snapshot file, notes it in the WAL, compacts; returns the full meta. */
+  private async writeSnapshot(
+    streamMeta: SnapshotStreamMeta,
+    nextChunk: () => Uint8Array | null,
+  ): Promise<SnapshotMeta> {
+    const wal = this.writable();
+    if (streamMeta.index <= this.log.snapshot.index) {
+      let crc = 0; // an older snapshot than ours: nothing to write, but the caller gets its meta
+      for (let chunk = nextChunk(); chunk !== null; chunk = nextChunk()) crc = crc32c(chunk, crc);
+      return { ...streamMeta, crc32c: crc };
+    }
+    assert(
+      streamMeta.index <= this.log.lastIndex && this.log.termAt(streamMeta.index) === streamMeta.term,
+      () =>
+        `saveSnapshot: ${streamMeta.index}/${streamMeta.term} is not an entry of the log (last ${this.log.lastIndex})`,
+    );
+    return await this.writing("writing a snapshot", this.layout.snapDir, async () => {
+      const { path, meta } = await writeSnapshotFile(
+        this.fs,
+        this.layout.snapDir,
+        this.owner,
+        streamMeta,
+        nextChunk,
       );
-      await this.writing("writing a snapshot", this.layout.snapDir, async () => {
-        const path = await writeSnapshotFile(this.fs, this.layout.snapDir, this.owner, meta, image);
-        this.setSnapshot(meta, path);
-        await wal.write(
-          encodeRecords([{ type: "snapshot", index: meta.index, term: meta.term, reset: false }]),
-          false,
-        );
-        this.log.compact(meta.index, meta.term);
-        await wal.removeCovered(meta.index);
-        await this.pruneSnapshots();
-      });
+      this.setSnapshot(meta, path);
+      await wal.write(
+        encodeRecords([{ type: "snapshot", index: meta.index, term: meta.term, reset: false }]),
+        false,
+      );
+      this.log.compact(meta.index, meta.term);
+      await wal.removeCovered(meta.index);
+      await this.pruneSnapshots();
+      return meta;
     });
   }
 
@@ -396,12 +418,9 @@ export class FileStorage implements Storage {
       this.readable();
       const snap = this.snapshot;
       if (snap === null) return null;
-      const cached = this.cachedImage;
-      this.cachedImage = null;
-      if (cached !== null) return { meta: snap.meta, image: cached };
       try {
-        const loaded = await readSnapshotFile(this.fs, snap.path, this.owner);
-        return { meta: loaded.meta, image: loaded.image };
+        const loaded = await readSnapshotFile(this.fs, snap.path, this.owner, true);
+        return { meta: loaded.meta, image: loaded.image ?? new Uint8Array(0) };
       } catch (e) {
         if (e instanceof RaftKvError) throw e;
         throw ioError(this.nodeId, "reading a snapshot", snap.path, e);
@@ -501,7 +520,6 @@ export class FileStorage implements Storage {
 
   private setSnapshot(meta: SnapshotMeta, path: string): void {
     this.snapshot = { meta, path, headerBytes: encodeSnapshotHeader(this.owner, meta).length };
-    this.cachedImage = null;
   }
 
   private async pruneSnapshots(): Promise<void> {
@@ -531,7 +549,6 @@ export class FileStorage implements Storage {
     this.reader = null;
     this.incoming = null;
     this.lock = null;
-    this.cachedImage = null;
   }
 }
 

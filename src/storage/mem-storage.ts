@@ -7,7 +7,7 @@ import { crc32c } from "../lib/crc32c.ts";
 import { FsError } from "./file-system.ts";
 import { LogBounds } from "./log-bounds.ts";
 import type { IndexTerm } from "./log-replay.ts";
-import type { RecoveredState, Storage } from "./storage.ts";
+import type { RecoveredState, SnapshotStreamMeta, Storage } from "./storage.ts";
 import { DEFAULT_RETAIN_SNAPSHOTS, EMPTY_HARD_STATE } from "./storage.ts";
 import { corruptError, ioError, StorageError } from "./storage-error.ts";
 
@@ -146,6 +146,23 @@ export class MemStorage implements Storage {
       s.snapshots = [...s.snapshots, snap].slice(-this.retainSnapshots);
     }
     this.log.compact(meta.index, meta.term);
+  }
+
+  async saveSnapshotStream(
+    streamMeta: SnapshotStreamMeta,
+    nextChunk: () => Uint8Array | null,
+  ): Promise<SnapshotMeta> {
+    const image = new Uint8Array(streamMeta.sizeBytes);
+    let size = 0;
+    for (let chunk = nextChunk(); chunk !== null; chunk = nextChunk()) {
+      assert(size + chunk.length <= image.length, () => `snapshot image exceeds ${image.length} bytes`);
+      image.set(chunk, size);
+      size += chunk.length;
+    }
+    assert(size === image.length, () => `snapshot image is ${size} bytes, not ${image.length}`);
+    const meta = { ...streamMeta, crc32c: crc32c(image) };
+    await this.saveSnapshot(meta, image);
+    return meta;
   }
 
   async writeSnapshotChunk(meta: SnapshotMeta, offset: number, data: Uint8Array): Promise<void> {

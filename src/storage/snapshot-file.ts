@@ -5,10 +5,11 @@
 // header bytes before it; then the image. Written to a temp name, synced, renamed, folder synced.
 
 import type { SnapshotMeta } from "../core/types.ts";
+import { assert } from "../lib/assert.ts";
 import { crc32c } from "../lib/crc32c.ts";
 import { ByteReader, ByteWriter, DecodeError } from "./bytes.ts";
 import { parseSnapshotName, snapshotName } from "./data-dir.ts";
-import type { FileSystem } from "./file-system.ts";
+import type { FileHandle, FileSystem } from "./file-system.ts";
 import { joinPath } from "./file-system.ts";
 import type { Identity } from "./identity.ts";
 import { corruptError, StorageError } from "./storage-error.ts";
@@ -81,19 +82,39 @@ export interface LoadedSnapshot {
   readonly path: string;
   readonly meta: SnapshotMeta;
   readonly headerBytes: number;
-  readonly image: Uint8Array;
+  /** The image, when asked for (withImage); else null. */
+  readonly image: Uint8Array | null;
 }
 
-/** Reads and fully verifies a snapshot file: header, owner, name, size and image checksum. */
+/** Image bytes read at a time while verifying a snapshot file without keeping its image. */
+const VERIFY_CHUNK_BYTES = 4 * 1024 * 1024;
+
+/** Reads and fully verifies a snapshot file: header, owner, name, size and image checksum. The image
+ *  is read in chunks and let go unless `withImage` (at a million keys it is hundreds of MB). */
 export async function readSnapshotFile(
   fs: FileSystem,
   path: string,
   expected: Identity,
+  withImage = false,
 ): Promise<LoadedSnapshot> {
-  const bytes = await fs.readFile(path);
+  const h = await fs.open(path, "read");
+  try {
+    return await verifySnapshotFile(h, path, expected, withImage);
+  } finally {
+    await h.close();
+  }
+}
+
+async function verifySnapshotFile(
+  h: FileHandle,
+  path: string,
+  expected: Identity,
+  withImage: boolean,
+): Promise<LoadedSnapshot> {
+  const fileBytes = await h.size();
   let header: SnapshotHeader;
   try {
-    header = decodeSnapshotHeader(bytes.subarray(0, Math.min(bytes.length, MAX_HEADER_BYTES)));
+    header = decodeSnapshotHeader(await h.read(0, MAX_HEADER_BYTES));
   } catch (e) {
     throw corruptError(expected.nodeId, path, 0, `snapshot header unreadable: ${(e as Error).message}`);
   }
@@ -123,38 +144,63 @@ export async function readSnapshotFile(
       0,
       `snapshot header says ${meta.index}-${meta.term}, its name differs`,
     );
-  if (bytes.length - headerBytes !== meta.sizeBytes)
+  if (fileBytes - headerBytes !== meta.sizeBytes)
     throw corruptError(
       expected.nodeId,
       path,
-      bytes.length,
-      `snapshot image is ${bytes.length - headerBytes} bytes, its header says ${meta.sizeBytes}`,
+      fileBytes,
+      `snapshot image is ${fileBytes - headerBytes} bytes, its header says ${meta.sizeBytes}`,
     );
-  const image = bytes.subarray(headerBytes);
-  if (crc32c(image) !== meta.crc32c)
+  const step = withImage ? Math.max(1, meta.sizeBytes) : VERIFY_CHUNK_BYTES;
+  let crc = 0;
+  let image: Uint8Array | null = null;
+  for (let at = headerBytes; at < fileBytes; at += step) {
+    const chunk = await h.read(at, Math.min(step, fileBytes - at));
+    crc = crc32c(chunk, crc);
+    if (withImage) image = chunk;
+  }
+  if (crc !== meta.crc32c)
     throw corruptError(expected.nodeId, path, headerBytes, "snapshot image checksum mismatch");
-  return { path, meta, headerBytes, image };
+  return { path, meta, headerBytes, image: withImage ? (image ?? new Uint8Array(0)) : null };
 }
 
-/** Writes a snapshot file durably: temp name, fsync, rename, fsync folder. Returns its path. */
+/** Writes a snapshot file durably (temp name, fsync, rename, fsync folder) from the image in chunks
+ *  (null after the last), its CRC32C computed on the way: the header is written with a placeholder
+ *  first and again, complete, once the image is in. Returns the path and the full meta. */
 export async function writeSnapshotFile(
   fs: FileSystem,
   snapDir: string,
   owner: Identity,
-  meta: SnapshotMeta,
-  image: Uint8Array,
-): Promise<string> {
-  const path = joinPath(snapDir, snapshotName(meta.index, meta.term));
+  streamMeta: Omit<SnapshotMeta, "crc32c">,
+  nextChunk: () => Uint8Array | null,
+): Promise<{ path: string; meta: SnapshotMeta }> {
+  const path = joinPath(snapDir, snapshotName(streamMeta.index, streamMeta.term));
   const tmp = `${path}.tmp`;
   const h = await fs.open(tmp, "overwrite");
+  let meta: SnapshotMeta;
   try {
-    await h.append(encodeSnapshotHeader(owner, meta));
-    await h.append(image);
+    const placeholder = encodeSnapshotHeader(owner, { ...streamMeta, crc32c: 0 });
+    await h.append(placeholder);
+    let crc = 0;
+    let size = 0;
+    for (let chunk = nextChunk(); chunk !== null; chunk = nextChunk()) {
+      crc = crc32c(chunk, crc);
+      size += chunk.length;
+      await h.append(chunk);
+    }
+    assert(
+      size === streamMeta.sizeBytes,
+      () => `snapshot image is ${size} bytes, not ${streamMeta.sizeBytes}`,
+    );
+    meta = { ...streamMeta, crc32c: crc };
+    const header = encodeSnapshotHeader(owner, meta);
+    assert(header.length === placeholder.length, () => "snapshot header changed length");
+    await h.writeAt(0, header);
     await h.sync();
   } finally {
     await h.close();
   }
   await fs.rename(tmp, path);
   await fs.syncDir(snapDir);
-  return path;
+  return { path, meta };
 }

@@ -173,6 +173,34 @@ export function runStorageConformance(factory: StorageFactory): void {
     await storage.close();
   });
 
+  withStorage("a snapshot saved chunk by chunk is the one saved whole", async (h, s) => {
+    await s.open();
+    for (let i = 1; i <= 300; i += 10) await s.save(hs(2, 1, i + 9), entries(i, i + 9, 2), true);
+    const image = imageOf(5000, 3);
+    const meta = metaFor(250, 2, image);
+    let at = 0;
+    const next = (): Uint8Array | null => {
+      if (at >= image.length) return null;
+      at += 999;
+      return image.subarray(at - 999, Math.min(at, image.length));
+    };
+    assert.deepEqual(
+      await s.saveSnapshotStream({ index: 250, term: 2, sizeBytes: image.length }, next),
+      meta,
+    );
+    assert.deepEqual((await s.loadSnapshotImage())?.image, image);
+    const older = imageOf(10, 4);
+    const olderMeta = metaFor(200, 2, older);
+    const once = [older];
+    const { crc32c: _, ...olderStream } = olderMeta;
+    assert.deepEqual(await s.saveSnapshotStream(olderStream, () => once.pop() ?? null), olderMeta);
+    const { storage, state } = await reopen(h, s);
+    assert.deepEqual(state.snapshot, meta, "the older snapshot was not saved over the newer one");
+    assert.deepEqual(plain(state.entries), plain(entries(251, 300, 2)));
+    assert.deepEqual((await storage.loadSnapshotImage())?.image, image);
+    await storage.close();
+  });
+
   withStorage("a newer snapshot replaces the older one for readers", async (h, s) => {
     await s.open();
     await s.save(hs(1, null, 20), entries(1, 20, 1), true);

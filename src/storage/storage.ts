@@ -11,6 +11,9 @@ export interface RecoveredState {
   entries: Entry[];
 }
 
+/** A snapshot's meta before its image has been read: the CRC32C is not known yet. */
+export type SnapshotStreamMeta = Omit<SnapshotMeta, "crc32c">;
+
 export interface Storage {
   /** Open (creating if needed), lock the folder, check identity, recover. */
   open(): Promise<RecoveredState>;
@@ -24,6 +27,10 @@ export interface Storage {
    *  fsync dir; then compact: remove WAL segments wholly covered by meta.index, and old snapshots
    *  beyond `retainSnapshots` (default 2). */
   saveSnapshot(meta: SnapshotMeta, image: Uint8Array): Promise<void>;
+  /** saveSnapshot with the image taken chunk by chunk from `nextChunk` (null after the last; exactly
+   *  `sizeBytes` in all), so that it is never in memory whole; the CRC32C is computed on the way.
+   *  Returns the full meta. Chunks are asked for while earlier ones are being written. */
+  saveSnapshotStream(meta: SnapshotStreamMeta, nextChunk: () => Uint8Array | null): Promise<SnapshotMeta>;
   /** Incoming snapshot from a leader, chunk by chunk (offset 0 restarts). */
   writeSnapshotChunk(meta: SnapshotMeta, offset: number, data: Uint8Array): Promise<void>;
   /** The last chunk arrived: verify size and crc32c (throw CORRUPT if wrong), make it the newest
