@@ -2,10 +2,11 @@
 
 import fc from "fast-check";
 import type { Entry, Message, NodeId, SnapshotMeta } from "../core/types.ts";
+import { MAX_WIRE_INTEGER } from "./codec.ts";
 
-const MAX = Number.MAX_SAFE_INTEGER;
+const MAX = MAX_WIRE_INTEGER;
 
-/** Mostly small, sometimes huge, safe non-negative integers. */
+/** Mostly small, sometimes huge (up to the wire limit, 2^52), non-negative integers. */
 export function arbUint(max = MAX): fc.Arbitrary<number> {
   return fc.oneof(fc.integer({ min: 0, max: Math.min(1000, max) }), fc.integer({ min: 0, max }));
 }

@@ -334,7 +334,10 @@ export function fromWire(wire: PeerMessage, ctx: CodecContext, peerAddress: stri
   }
 }
 
-const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+/** The largest integer a peer message may carry: terms and indexes stop at 2^52 (142 years at a million
+ *  entries a second), leaving room for index + 1 and segment names above them to stay safe integers. */
+export const MAX_WIRE_INTEGER = 2 ** 52;
+const MAX_WIRE = BigInt(MAX_WIRE_INTEGER);
 
 /** Thrown inside the validator only; fromWire turns it into a Refusal. */
 class Refused {
@@ -512,7 +515,7 @@ class Validator {
 
   private snapshotResponse(w: InstallSnapshotResponse): Message {
     const h = this.header(w.header, true);
-    if (w.nextOffset < -1n || w.nextOffset > MAX_SAFE)
+    if (w.nextOffset < -1n || w.nextOffset > MAX_WIRE)
       refuse("unsafeInteger", `nextOffset ${w.nextOffset} is neither -1 nor a safe non-negative integer`);
     return {
       type: "snapshotResponse",
@@ -553,7 +556,7 @@ function entryKind(i: number, kind: EntryKind): Entry["kind"] {
 }
 
 function uint(field: string, v: bigint): number {
-  if (v < 0n || v > MAX_SAFE) refuse("unsafeInteger", `${field} ${v} is not a safe non-negative integer`);
+  if (v < 0n || v > MAX_WIRE) refuse("unsafeInteger", `${field} ${v} is outside 0..2^52`);
   return Number(v);
 }
 
