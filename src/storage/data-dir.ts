@@ -6,7 +6,8 @@
 //                                      later segment start at a lower index), firstIndex names where
 //   <dir>/snap/<index>-<term>.snap     snapshot files (header + image); *.tmp while being written
 //   <dir>/values.scratch               the KV values of the running node (value-file.ts): scratch,
-//                                      rebuilt from the snapshot and WAL at every start
+//                                      rebuilt from the snapshot and WAL at every start, and unlinked
+//                                      as soon as it is opened (it never shows in a listing)
 
 import { joinPath } from "./file-system.ts";
 

@@ -2,14 +2,16 @@
 // (as in Bitcask): the process keeps the key index, the page cache keeps the bytes.
 //
 // The file is scratch, not truth: the WAL and the snapshots are durable, and the node fills a new value
-// file from them at every start (open truncates it). So nothing here is fsynced, and a crash loses
-// nothing. Writes are buffered (writeBufferBytes) and appended; reads are pread(2) from the page
+// file from them at every start. So nothing here is fsynced, and a crash loses nothing. The file is
+// removed from its folder as soon as it is opened (its space is the process's until it closes or dies:
+// no leftovers after a crash, and a second store may open at the same path, e.g. to restore a snapshot
+// while the first still serves; `ls -l /proc/PID/fd` shows it). Writes are buffered (writeBufferBytes) and appended; reads are pread(2) from the page
 // cache, or from the buffer when not yet written. Released values leave dead bytes behind; when those
 // exceed both the live bytes and compactMinBytes, the live values are copied into a new file, which then
 // replaces the old one (synchronously: about 1 s per million live values on this machine's disk cache).
 // Implements src/kv's ValueStore (structurally: storage does not import kv).
 
-import { closeSync, ftruncateSync, openSync, readSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, ftruncateSync, openSync, readSync, unlinkSync, writeSync } from "node:fs";
 import { assert } from "../lib/assert.ts";
 
 export interface ValueFileOptions {
@@ -43,7 +45,7 @@ export class FileValueStore {
   ) {
     this.buffer = new Uint8Array(options.writeBufferBytes ?? 1024 * 1024);
     this.compactMinBytes = options.compactMinBytes ?? 64 * 1024 * 1024;
-    this.fd = openSync(path, "w+");
+    this.fd = openAnonymous(path);
   }
 
   /** Bytes of live values; and of the file (written and buffered), which includes dead ones. */
@@ -99,10 +101,9 @@ export class FileValueStore {
     this.deadBytes = 0;
   }
 
-  /** Closes and removes the file. */
+  /** Closes the file (its space goes back to the file system). */
   close(): void {
     closeSync(this.fd);
-    unlinkSync(this.path);
   }
 
   private offsetOf(handle: number): number {
@@ -151,8 +152,7 @@ export class FileValueStore {
   private compact(): void {
     this.flush();
     const oldFd = this.fd;
-    const tmp = `${this.path}.compacting`;
-    this.fd = openSync(tmp, "w+");
+    this.fd = openAnonymous(`${this.path}.compacting`);
     this.fileBytes = 0;
     for (let h = 0; h < this.handles; h++) {
       const offset = this.offsets[h]!;
@@ -163,9 +163,15 @@ export class FileValueStore {
     }
     this.flush();
     closeSync(oldFd);
-    renameSync(tmp, this.path);
     this.deadBytes = 0;
   }
+}
+
+/** A new empty file at `path`, unlinked at once: only the returned descriptor reaches it. */
+function openAnonymous(path: string): number {
+  const fd = openSync(path, "w+");
+  unlinkSync(path);
+  return fd;
 }
 
 function writeFully(fd: number, bytes: Uint8Array, position: number): void {
