@@ -5,9 +5,11 @@
 import type { Raft } from "../core/raft.ts";
 import type { Entry, HardState, Message, NodeId, Ready, SnapshotMeta } from "../core/types.ts";
 import { AssertionError, assert } from "../lib/assert.ts";
-import { crc32c } from "../lib/crc32c.ts";
 import { RaftKvError } from "../lib/errors.ts";
 import type { Clock, MessageSender, ReplicaStorage, RestoreStateMachine, StateMachine } from "./seams.ts";
+
+/** Snapshot bytes read at a time when restoring from an installed snapshot. */
+const RESTORE_CHUNK_BYTES = 4 * 1024 * 1024;
 
 export type Consistency = "lease" | "readIndex" | "stale";
 
@@ -245,8 +247,8 @@ export class Replica<R> {
     const st = this.o.storage;
     for (const c of rd.snapshotChunks) await st.writeSnapshotChunk(c.meta, c.offset, c.data);
     if (rd.installSnapshot !== null) {
-      const image = await st.installIncomingSnapshot(rd.installSnapshot);
-      this.sm = this.o.restore(image);
+      await st.installIncomingSnapshot(rd.installSnapshot);
+      this.sm = await this.restoreFrom(rd.installSnapshot);
       assert(
         this.sm.appliedIndex === rd.installSnapshot.index,
         () =>
@@ -329,6 +331,24 @@ export class Replica<R> {
     if (n > 0) this.readsByIndex.splice(0, n);
   }
 
+  /** A new state machine from the snapshot just installed, read back in chunks (at a million keys the
+   *  image is hundreds of MB); the current one serves reads until it is replaced. */
+  private async restoreFrom(meta: SnapshotMeta): Promise<StateMachine<R>> {
+    const restore = this.o.restore(meta.sizeBytes);
+    try {
+      for (let at = 0; at < meta.sizeBytes; ) {
+        const chunk = await this.o.storage.readSnapshotChunk(meta, at, RESTORE_CHUNK_BYTES);
+        if (chunk.length === 0) break; // finish() reports the shortfall
+        restore.push(chunk);
+        at += chunk.length;
+      }
+      return restore.finish();
+    } catch (err) {
+      restore.abort();
+      throw err;
+    }
+  }
+
   private async maybeSnapshot(): Promise<void> {
     const every = this.o.snapshotEveryEntries;
     const applied = this.sm.appliedIndex;
@@ -336,14 +356,19 @@ export class Replica<R> {
     const term = this.o.core.log.term(applied);
     if (term === undefined) return;
     this.snapshotting = true;
+    // Streamed: at a million keys the image is hundreds of MB, which should never be in memory whole.
+    const image = this.sm.snapshotStream();
     try {
-      const image = this.sm.snapshot();
-      const meta: SnapshotMeta = { index: applied, term, sizeBytes: image.length, crc32c: crc32c(image) };
-      await this.o.storage.saveSnapshot(meta, image);
+      assert(image.appliedIndex === applied, () => `snapshot at ${image.appliedIndex}, applied ${applied}`);
+      const meta = await this.o.storage.saveSnapshotStream(
+        { index: applied, term, sizeBytes: image.sizeBytes },
+        () => image.next(),
+      );
       this.o.core.snapshotSaved(meta);
       this.o.core.compact(Math.max(this.o.core.log.snapshotIndex, applied - this.o.keepEntriesAfterSnapshot));
       this.lastSnapshotIndex = applied;
     } finally {
+      image.close();
       this.snapshotting = false;
     }
   }

@@ -6,9 +6,14 @@ import type { Entry, HardState, Message, SnapshotMeta } from "../core/types.ts";
 /** The part of storage the loop needs (src/storage implements it on files and in memory). */
 export interface ReplicaStorage {
   save(hardState: HardState | null, entries: readonly Entry[], sync: boolean): Promise<void>;
-  saveSnapshot(meta: SnapshotMeta, image: Uint8Array): Promise<void>;
+  /** Saves this node's snapshot from its chunks (null after the last); returns the meta with the
+   *  image's CRC32C. */
+  saveSnapshotStream(
+    meta: Omit<SnapshotMeta, "crc32c">,
+    nextChunk: () => Uint8Array | null,
+  ): Promise<SnapshotMeta>;
   writeSnapshotChunk(meta: SnapshotMeta, offset: number, data: Uint8Array): Promise<void>;
-  installIncomingSnapshot(meta: SnapshotMeta): Promise<Uint8Array>;
+  installIncomingSnapshot(meta: SnapshotMeta): Promise<void>;
   readSnapshotChunk(meta: SnapshotMeta, offset: number, length: number): Promise<Uint8Array>;
 }
 
@@ -16,16 +21,37 @@ export interface MessageSender {
   send(messages: readonly Message[]): void;
 }
 
+/** A state machine's image at one applied index, read in chunks so it is never in memory whole. */
+export interface SnapshotSource {
+  readonly appliedIndex: number;
+  readonly sizeBytes: number;
+  /** The next chunk, or null after the last. */
+  next(): Uint8Array | null;
+  /** Called once, when done with it (read to the end or not). */
+  close(): void;
+}
+
 /** Any deterministic replicated state machine (the KV store is one). */
 export interface StateMachine<R> {
   readonly appliedIndex: number;
   apply(index: number, data: Uint8Array): R;
   applyNoop(index: number): void;
-  snapshot(): Uint8Array;
+  /** The image as of now; entries applied before close() must not change what it reads. */
+  snapshotStream(): SnapshotSource;
 }
 
-/** Replaces the state machine from a snapshot image (installed from the leader). */
-export type RestoreStateMachine<R> = (image: Uint8Array) => StateMachine<R>;
+/** A state machine being rebuilt from a snapshot image pushed in chunks (handed over: not changed
+ *  afterwards). The state machine it replaces keeps serving until finish(); call abort() instead of
+ *  finish() to give up. */
+export interface StateMachineRestore<R> {
+  push(chunk: Uint8Array): void;
+  /** The new state machine; throws CORRUPT when the image is bad. */
+  finish(): StateMachine<R>;
+  abort(): void;
+}
+
+/** Starts replacing the state machine from a snapshot image of `sizeBytes` (installed from the leader). */
+export type RestoreStateMachine<R> = (sizeBytes: number) => StateMachineRestore<R>;
 
 /** Monotonic local time in milliseconds; the node's ticks are counted on the same clock. */
 export interface Clock {

@@ -2,7 +2,7 @@
 // status, /metrics, and a clean stop and restart from the same data folder.
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -48,6 +48,9 @@ before(async () => {
     maxRangeItems: 3,
     maxValueBytes: 1024,
     logLevel: "warn",
+    // Snapshots every few entries, so that the restart below restores from one.
+    snapshotEveryEntries: 4,
+    keepEntriesAfterSnapshot: 1,
   });
   node = await startNode(config, { logToStderr: false, seed: 1 });
   client = new RaftKvClient({ endpoints: [node.listenAddress], timeoutMs: 5000 });
@@ -157,6 +160,10 @@ test("a stopped node restarts from its data folder with everything applied", asy
   const before = await client.status(node.listenAddress);
   await node.stop("restart test");
   assert.equal(await node.done, 0);
+  assert.ok(
+    readdirSync(join(dir, "snap")).some((f) => f.endsWith(".snap")),
+    "a snapshot to restore from",
+  );
   node = await startNode(config, { logToStderr: false, seed: 2 });
   assert.equal(
     await until("the value after restart", () => client.getString("s").then((v) => v ?? undefined)),

@@ -8,9 +8,9 @@ import * as grpc from "@grpc/grpc-js";
 import { MonotonicClock, type MonotonicTime } from "../clock/monotonic-clock.ts";
 import { Ticker } from "../clock/ticker.ts";
 import { Raft } from "../core/raft.ts";
-import type { NodeId } from "../core/types.ts";
+import type { NodeId, SnapshotMeta } from "../core/types.ts";
 import type { KvResult } from "../kv/result.ts";
-import { KvStateMachine } from "../kv/state-machine.ts";
+import { KvStateMachine, type KvStateMachineOptions } from "../kv/state-machine.ts";
 import { AssertionError } from "../lib/assert.ts";
 import { RaftKvError } from "../lib/errors.ts";
 import { KvService } from "../replica/kv-service.ts";
@@ -30,6 +30,9 @@ import { type NodeView, type ViewSources, viewNode } from "./node-view.ts";
 import { NodeObserver } from "./observer.ts";
 import { clockFor, fileSystemFor } from "./test-switches.ts";
 import { loadServerTls } from "./tls.ts";
+
+/** Snapshot bytes read at a time when a node starts. */
+const RESTORE_CHUNK_BYTES = 4 * 1024 * 1024;
 
 export interface StartNodeOptions {
   /** Local monotonic clock (default performance.now()). */
@@ -81,7 +84,7 @@ export async function startNode(config: ServerConfig, options: StartNodeOptions 
     nodeLog.flush();
     throw err;
   }
-  // The values live in a scratch file beside the WAL, refilled from the snapshot and log at every start.
+  // The values live in a scratch file (value-file.ts), refilled from the snapshot and log at every start.
   const values = new FileValueStore(layoutOf(config.dataDir).valuesFile);
   try {
     return await assemble(config, coreConfig, recovered, storage, values, nodeLog, options);
@@ -107,12 +110,13 @@ async function assemble(
   const tls = loadServerTls(config, config.id, config.peers.get(config.id) ?? config.listen, new Date());
   const clock = options.clock ?? clockFor(process.env, config.id, log) ?? new MonotonicClock();
   const smOptions = { maxSessions: config.maxClientSessions, values };
-  const snap = await storage.loadSnapshotImage();
-  const sm = snap === null ? new KvStateMachine(smOptions) : KvStateMachine.restore(snap.image, smOptions);
-  if (snap !== null && sm.appliedIndex !== snap.meta.index)
+  let currentValues = values;
+  const snap = recovered.snapshot;
+  const sm = snap === null ? new KvStateMachine(smOptions) : await restoreFrom(storage, snap, smOptions);
+  if (snap !== null && sm.appliedIndex !== snap.index)
     throw new RaftKvError({
       code: "CORRUPT",
-      message: `snapshot file says index ${snap.meta.index} but its image is at ${sm.appliedIndex}`,
+      message: `snapshot file says index ${snap.index} but its image is at ${sm.appliedIndex}`,
       nodeId: config.id,
       hint: "move the newest file in snap/ aside; the node falls back to an older snapshot and the log",
     });
@@ -143,7 +147,21 @@ async function assemble(
     storage: timedStorage(storage, clock, () => metrics),
     sender: transport,
     stateMachine: sm,
-    restore: (image) => KvStateMachine.restore(image, smOptions),
+    restore: (sizeBytes) => {
+      // Into a store of its own: the state machine it replaces serves reads until it is done.
+      const fresh = new FileValueStore(layoutOf(config.dataDir).valuesFile);
+      const restoring = KvStateMachine.restoring(sizeBytes, { ...smOptions, values: fresh });
+      return {
+        push: (chunk) => restoring.push(chunk),
+        finish: () => {
+          const next = restoring.finish();
+          currentValues.close();
+          currentValues = fresh;
+          return next;
+        },
+        abort: () => fresh.close(),
+      };
+    },
     clock,
     bootMs,
     tickMs: config.tickMs,
@@ -284,9 +302,9 @@ async function assemble(
       }
       await storage.close().catch((err: unknown) => log.error({ err }, "closing storage failed"));
       try {
-        values.close();
+        currentValues.close();
       } catch (err) {
-        log.error({ err }, "removing the value file failed");
+        log.error({ err }, "closing the value file failed");
       }
       log.info({ ...at, applied: replica.stateMachine.appliedIndex }, "stopped");
       nodeLog.flush();
@@ -314,7 +332,7 @@ async function assemble(
       term: soft.term,
       commit: core.log.committed,
       lastIndex: core.log.lastIndex(),
-      snapshotIndex: snap?.meta.index ?? 0,
+      snapshotIndex: snap?.index ?? 0,
       metricsPort,
       tickMs: config.tickMs,
       heartbeatMs: config.heartbeatMs,
@@ -338,6 +356,22 @@ async function assemble(
     stop: (reason) => stop(reason),
     done,
   };
+}
+
+/** The state machine from the newest snapshot, read in chunks: the image is never in memory whole. */
+export async function restoreFrom(
+  storage: FileStorage,
+  meta: SnapshotMeta,
+  options: KvStateMachineOptions,
+): Promise<KvStateMachine> {
+  const restoring = KvStateMachine.restoring(meta.sizeBytes, options);
+  for (let at = 0; at < meta.sizeBytes; ) {
+    const chunk = await storage.readSnapshotChunk(meta, at, RESTORE_CHUNK_BYTES);
+    if (chunk.length === 0) break; // restoring.finish() reports the shortfall
+    restoring.push(chunk);
+    at += chunk.length;
+  }
+  return restoring.finish();
 }
 
 /** gRPC options fitting both peer traffic and client requests (the larger limit wins). */
@@ -366,7 +400,7 @@ function timedStorage(
         metrics()?.storageSaveDuration.observe({ sync: String(sync) }, (clock.nowMs() - started) / 1000);
       }
     },
-    saveSnapshot: (meta, image) => s.saveSnapshot(meta, image),
+    saveSnapshotStream: (meta, nextChunk) => s.saveSnapshotStream(meta, nextChunk),
     writeSnapshotChunk: (meta, offset, data) => s.writeSnapshotChunk(meta, offset, data),
     installIncomingSnapshot: (meta) => s.installIncomingSnapshot(meta),
     readSnapshotChunk: (meta, offset, length) => s.readSnapshotChunk(meta, offset, length),

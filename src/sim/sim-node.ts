@@ -109,7 +109,7 @@ export class SimNode {
       storage: this.latent(disk, gen),
       sender: { send: (msgs) => this.o.hooks.send(this.id, msgs) },
       stateMachine: sm,
-      restore: (image) => KvStateMachine.restore(image),
+      restore: (sizeBytes) => ({ ...KvStateMachine.restoring(sizeBytes), abort: () => {} }),
       clock: { nowMs: () => this.localMs() },
       bootMs: this.bootLocalMs,
       tickMs: this.o.tickMs,
@@ -183,7 +183,7 @@ export class SimNode {
       });
     return {
       save: (hs, entries, sync) => delay(disk.save(hs, entries, sync)),
-      saveSnapshot: (meta, image) => delay(disk.saveSnapshot(meta, image)),
+      saveSnapshotStream: (meta, nextChunk) => delay(disk.saveSnapshotStream(meta, nextChunk)),
       writeSnapshotChunk: (meta, offset, data) => delay(disk.writeSnapshotChunk(meta, offset, data)),
       installIncomingSnapshot: (meta) => delay(disk.installIncomingSnapshot(meta)),
       readSnapshotChunk: (meta, offset, length) => delay(disk.readSnapshotChunk(meta, offset, length)),

@@ -83,6 +83,9 @@ function sameMeta(a: SnapshotMeta, b: SnapshotMeta): boolean {
   return a.index === b.index && a.term === b.term && a.sizeBytes === b.sizeBytes && a.crc32c === b.crc32c;
 }
 
+/** Bytes read at a time to check a received snapshot. */
+const INSTALL_CHECK_CHUNK_BYTES = 4 * 1024 * 1024;
+
 export class FileStorage implements Storage {
   private readonly fs: FileSystem;
   private readonly layout: DataDirLayout;
@@ -366,7 +369,7 @@ export class FileStorage implements Storage {
     });
   }
 
-  installIncomingSnapshot(meta: SnapshotMeta): Promise<Uint8Array> {
+  installIncomingSnapshot(meta: SnapshotMeta): Promise<void> {
     return this.exclusive(async () => {
       const wal = this.writable();
       const incoming = this.incoming;
@@ -377,15 +380,24 @@ export class FileStorage implements Storage {
           nodeId: this.nodeId,
           hint: "the sender should restart the snapshot from offset 0",
         });
-      const image = await incoming.handle.read(incoming.headerBytes, meta.sizeBytes + 1);
-      if (image.length !== meta.sizeBytes || crc32c(image) !== meta.crc32c) {
+      // Checked in 4 MiB reads: the image need not be in memory whole (the state machine reads it
+      // back in chunks, with readSnapshotChunk).
+      const fileBytes = await incoming.handle.size();
+      let crc = 0;
+      for (let at = incoming.headerBytes; at < fileBytes; at += INSTALL_CHECK_CHUNK_BYTES)
+        crc = crc32c(
+          await incoming.handle.read(at, Math.min(INSTALL_CHECK_CHUNK_BYTES, fileBytes - at)),
+          crc,
+        );
+      const received = fileBytes - incoming.headerBytes;
+      if (received !== meta.sizeBytes || crc !== meta.crc32c) {
         await this.discardIncoming();
         throw corruptError(
           this.nodeId,
           incoming.path,
           incoming.headerBytes,
-          image.length !== meta.sizeBytes
-            ? `received snapshot ${meta.index}/${meta.term} has ${image.length} bytes, expected ${meta.sizeBytes}`
+          received !== meta.sizeBytes
+            ? `received snapshot ${meta.index}/${meta.term} has ${received} bytes, expected ${meta.sizeBytes}`
             : `received snapshot ${meta.index}/${meta.term} fails its checksum`,
           "the sender should send the snapshot again from offset 0",
         );
@@ -407,7 +419,6 @@ export class FileStorage implements Storage {
         await wal.removeCovered(meta.index);
         await this.pruneSnapshots();
       });
-      return image;
     });
   }
 

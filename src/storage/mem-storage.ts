@@ -188,7 +188,7 @@ export class MemStorage implements Storage {
     incoming.written = Math.max(incoming.written, offset + data.length);
   }
 
-  async installIncomingSnapshot(meta: SnapshotMeta): Promise<Uint8Array> {
+  async installIncomingSnapshot(meta: SnapshotMeta): Promise<void> {
     this.writable();
     const incoming = this.incoming;
     if (incoming === null || !sameMeta(incoming.meta, meta))
@@ -219,7 +219,6 @@ export class MemStorage implements Storage {
       s.snapshots = [...s.snapshots, snap].slice(-this.retainSnapshots);
     }
     this.log.reset(meta.index, meta.term);
-    return image.slice();
   }
 
   async loadSnapshotImage(): Promise<{ meta: SnapshotMeta; image: Uint8Array } | null> {

@@ -34,8 +34,9 @@ export interface Storage {
   /** Incoming snapshot from a leader, chunk by chunk (offset 0 restarts). */
   writeSnapshotChunk(meta: SnapshotMeta, offset: number, data: Uint8Array): Promise<void>;
   /** The last chunk arrived: verify size and crc32c (throw CORRUPT if wrong), make it the newest
-   *  snapshot durably, and discard the whole log (the log restarts after meta.index). Returns the image. */
-  installIncomingSnapshot(meta: SnapshotMeta): Promise<Uint8Array>;
+   *  snapshot durably, and discard the whole log (the log restarts after meta.index). Its image is
+   *  then read back with readSnapshotChunk. */
+  installIncomingSnapshot(meta: SnapshotMeta): Promise<void>;
   /** Newest snapshot image for restoring the state machine at start (null if none). */
   loadSnapshotImage(): Promise<{ meta: SnapshotMeta; image: Uint8Array } | null>;
   /** Read part of the newest snapshot to send to a lagging follower. */
