@@ -1,13 +1,16 @@
 // The real-process cluster under test: `raftkv serve` children on loopback, one link proxy per directed
-// peer link, and the process faults (SIGKILL and restart, SIGSTOP/SIGCONT, a torn WAL tail).
+// peer link, and the process faults (SIGKILL and restart, SIGSTOP/SIGCONT, a torn WAL tail, a power loss
+// through the server's test-only emulation, a node restarted with its clock at another rate).
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, mkdirSync, openSync, readFileSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { type NodeStatus, RaftKvClient } from "../client/index.ts";
 import type { Prng } from "../lib/prng.ts";
+import { CLOCK_RATE_ENV } from "../server/test-switches.ts";
+import { POWER_LOSS_ENV, powerLossShadowDir } from "../storage/power-loss-file-system.ts";
 import { CLEAN_LINK, type LinkConditions, LinkProxy } from "./proxy.ts";
 import { type TornWrite, tearWalTail } from "./torn.ts";
 
@@ -27,6 +30,9 @@ export interface ClusterOptions {
   readonly prng: Prng;
   /** How long a started node has to answer Status. */
   readonly startTimeoutMs: number;
+  /** Run every node with the test-only power-loss emulation (RAFTKV_TEST_POWER_LOSS=1): then a kill is a
+   *  process crash (the emulation's shadow is removed, so nothing is lost) unless it is a power loss. */
+  readonly powerLoss: boolean;
   readonly note: (line: string) => void;
 }
 
@@ -50,6 +56,10 @@ interface ChaosNode {
   /** Set before a signal meant to end the process, so its exit is not reported as a crash. */
   expectExit: boolean;
   starts: number;
+  /** Rate of the node's clock from its next start (RAFTKV_TEST_CLOCK_RATE); 1 is the real clock. */
+  clockRate: number;
+  /** Rate of the clock of the process running now. */
+  runningRate: number;
 }
 
 const KILL_WAIT_MS = 10_000;
@@ -81,6 +91,8 @@ export class ChaosCluster {
       state: "down",
       expectExit: false,
       starts: 0,
+      clockRate: 1,
+      runningRate: 1,
     }));
     process.on("exit", this.killAllSync);
   }
@@ -131,6 +143,20 @@ export class ChaosCluster {
     return this.node(id).logFile;
   }
 
+  clockRate(id: number): number {
+    return this.node(id).clockRate;
+  }
+
+  /** The rate of the clock of node `id`'s running process (what its Status times are in). */
+  runningClockRate(id: number): number {
+    return this.node(id).runningRate;
+  }
+
+  /** The rate node `id`'s clock runs at from its next start (test-only switch of the server). */
+  setClockRate(id: number, rate: number): void {
+    this.node(id).clockRate = rate;
+  }
+
   link(from: number, to: number): LinkProxy {
     const l = this.links.get(linkKey(from, to));
     if (l === undefined) throw new Error(`no link ${from}->${to}`);
@@ -163,11 +189,17 @@ export class ChaosCluster {
     const fd = openSync(n.logFile, "a");
     let proc: ChildProcess;
     try {
-      proc = spawn(process.execPath, args, { cwd: this.o.repoRoot, stdio: ["ignore", fd, fd] });
+      const env: NodeJS.ProcessEnv = { ...process.env };
+      delete env[POWER_LOSS_ENV];
+      delete env[CLOCK_RATE_ENV];
+      if (this.o.powerLoss) env[POWER_LOSS_ENV] = "1";
+      if (n.clockRate !== 1) env[CLOCK_RATE_ENV] = String(n.clockRate);
+      proc = spawn(process.execPath, args, { cwd: this.o.repoRoot, stdio: ["ignore", fd, fd], env });
     } finally {
       closeSync(fd);
     }
     n.proc = proc;
+    n.runningRate = n.clockRate;
     n.state = "running";
     n.expectExit = false;
     n.starts++;
@@ -189,14 +221,21 @@ export class ChaosCluster {
     await this.waitUntilServing(id, proc);
   }
 
-  /** SIGKILL; resolves once the process is gone. */
-  async kill(id: number): Promise<void> {
+  /**
+   * SIGKILL; resolves once the process is gone. A process crash keeps what the page cache holds; with
+   * `powerLoss` (and the cluster's emulation on) the node's next start also loses what it had not synced.
+   */
+  async kill(id: number, powerLoss = false): Promise<void> {
     const n = this.node(id);
     const proc = n.proc;
     if (proc === null) return;
+    if (powerLoss && !this.o.powerLoss) throw new Error("a power loss needs the cluster's powerLoss option");
     n.expectExit = true;
     safeKill(proc);
     await withTimeout(n.exited ?? Promise.resolve(), KILL_WAIT_MS, `node ${id} to exit after SIGKILL`);
+    // Without its shadow the emulation takes the folder as it is as durable: a plain process crash.
+    if (this.o.powerLoss && !powerLoss)
+      rmSync(powerLossShadowDir(n.dataDir), { recursive: true, force: true });
   }
 
   /** SIGKILL, then a torn record after the newest WAL record. */

@@ -1,16 +1,35 @@
 // The nemesis: faults on a schedule drawn from a seeded PRNG. Two tracks run side by side: process faults
-// and partitions one after another (kill, pause, torn, partition), and link quality (latency, loss).
-// Every fault heals before the next on its track starts, and everything heals when the run stops.
+// and partitions one after another (kill, pause, torn, partition, powerloss, clock, lease), and link
+// quality (latency, loss). Every fault heals before the next on its track starts, and everything heals when the
+// run stops; a clock fault's rate stays (it is within the drift bound) until that node's next one.
 
 import { performance } from "node:perf_hooks";
 import type { Prng } from "../lib/prng.ts";
 import type { ChaosCluster } from "./cluster.ts";
 import { CLEAN_LINK, type CutMode, type LinkConditions } from "./proxy.ts";
 
-export const FAULT_KINDS = ["kill", "pause", "partition", "latency", "loss", "torn"] as const;
+export const FAULT_KINDS = [
+  "kill",
+  "pause",
+  "partition",
+  "latency",
+  "loss",
+  "torn",
+  "powerloss",
+  "clock",
+  "lease",
+] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
-const PROCESS_TRACK: readonly FaultKind[] = ["kill", "pause", "partition", "torn"];
+const PROCESS_TRACK: readonly FaultKind[] = [
+  "kill",
+  "pause",
+  "partition",
+  "torn",
+  "powerloss",
+  "clock",
+  "lease",
+];
 const LINK_TRACK: readonly FaultKind[] = ["latency", "loss"];
 
 export type PartitionShape =
@@ -46,9 +65,22 @@ export interface NemesisOptions {
   readonly kinds: readonly FaultKind[];
   /** The largest election timeout of the nodes; pauses and gaps scale with it. */
   readonly electionTimeoutMaxMs: number;
+  /** The nodes' driftBound: clock faults keep every pair of clock rates within it. */
+  readonly driftBound: number;
+  /** Scales the gaps between faults and how long nodes stay down and links stay cut or degraded
+   *  (default 1; the short run of npm test uses less, so that every kind comes up). */
+  readonly pace?: number;
+  /** The clients, which lease faults ask to hold their writes for a while. */
+  readonly workload?: WriteHolder;
   /** ms origin of the records (the run's start, performance.now()). */
   readonly originMs: number;
   readonly note: (line: string) => void;
+}
+
+/** What a lease fault needs of the workload. */
+export interface WriteHolder {
+  holdWrites(held: boolean): void;
+  readonly writesInFlight: number;
 }
 
 /** Runs faults against `cluster` until stop() is called, then heals everything. */
@@ -90,7 +122,7 @@ export class Nemesis {
     // The loop bound is far above what a run reaches; stop() ends it.
     let round: FaultKind[] = [];
     for (let i = 0; i < 1_000_000 && !this.stopped; i++) {
-      await this.nap(prng.int(Math.round(e), Math.round(5 * e)));
+      await this.nap(this.paced(prng.int(Math.round(e), Math.round(5 * e))));
       if (this.stopped) return;
       if (round.length === 0) round = prng.shuffle(kinds);
       const kind = round.pop()!;
@@ -107,9 +139,13 @@ export class Nemesis {
   private async inject(kind: FaultKind, prng: Prng): Promise<void> {
     switch (kind) {
       case "kill":
-        return this.killRestart(prng, false);
       case "torn":
-        return this.killRestart(prng, true);
+      case "powerloss":
+        return this.killRestart(prng, kind);
+      case "clock":
+        return this.clockRate(prng);
+      case "lease":
+        return this.leaseTrap(prng);
       case "pause":
         return this.pause(prng);
       case "partition":
@@ -122,30 +158,115 @@ export class Nemesis {
   }
 
   /**
-   * SIGKILL and restart. A kill takes one node (the leader half the time) 70 % of the time, a majority at
-   * once 20 % and every node at once 10 % (a power cut: correlated crashes are where acknowledging before
-   * the fsync shows). A torn kill takes one node and leaves a torn record at its WAL's end.
+   * SIGKILL and restart. A kill is a process crash, which loses nothing the node wrote (the page cache
+   * keeps it): one node (the leader half the time) 70 % of the time, a majority at once 20 %, every node
+   * at once 10 %. A torn kill takes one node and leaves a torn record at its WAL's end. A power loss
+   * restarts the nodes with only what they had synced (the test-only emulation of
+   * src/storage/power-loss-file-system.ts drops unsynced data and directory entries): one node 50 %, a
+   * majority 30 %, every node 20 %, since correlated power losses are where acknowledging before the
+   * fsync shows.
    */
-  private async killRestart(prng: Prng, torn: boolean): Promise<void> {
+  private async killRestart(prng: Prng, kind: "kill" | "torn" | "powerloss"): Promise<void> {
     const { id, role } = await this.target(prng);
     const r = prng.next();
     const rest = prng.shuffle(this.cluster.ids.filter((x) => x !== id));
-    const count = torn || r < 0.7 ? 1 : r < 0.9 ? Math.floor(this.cluster.size / 2) + 1 : this.cluster.size;
+    const [one, majority] = kind === "powerloss" ? [0.5, 0.8] : [0.7, 0.9];
+    const majoritySize = Math.floor(this.cluster.size / 2) + 1;
+    const count = kind === "torn" || r < one ? 1 : r < majority ? majoritySize : this.cluster.size;
     const ids = [id, ...rest].slice(0, count).sort((a, b) => a - b);
     const what =
       count === 1 ? role : count === this.cluster.size ? "every node" : `a majority with the ${role}`;
-    const rec = this.begin(torn ? "torn" : "kill", what, ids);
-    if (torn) {
+    const rec = this.begin(kind, what, ids);
+    if (kind === "torn") {
       const t = await this.cluster.killTorn(id);
       this.o.note(
         t === null
           ? `torn: node ${id} killed, no WAL record to tear`
           : `torn: node ${id} killed, ${t.bytes} of ${t.recordBytes} bytes of a record left at ${t.segment}:${t.offset}`,
       );
-    } else await Promise.all(ids.map((x) => this.cluster.kill(x)));
-    await this.nap(prng.int(300, 5000));
+    } else await Promise.all(ids.map((x) => this.cluster.kill(x, kind === "powerloss")));
+    await this.nap(this.paced(prng.int(300, 5000)));
     await Promise.all(ids.map((x) => this.cluster.startNode(x)));
     this.end(rec);
+  }
+
+  /**
+   * Clock-rate trouble: one node (the leader half the time) is restarted (a process crash) with its
+   * monotonic clock running at a new rate, drawn so that any two nodes' rates stay within driftBound of
+   * each other: in [1/sqrt(driftBound), sqrt(driftBound)], at one of those ends 30 % of the time, back at
+   * the real rate 20 %. The rate stays for the rest of the run (restarts keep it) or until the next one.
+   */
+  private async clockRate(prng: Prng): Promise<void> {
+    const { id, role } = await this.target(prng);
+    const rate = drawClockRate(prng, this.o.driftBound);
+    const rec = this.begin("clock", `${role} restarted with its clock at ${rate}x`, [id]);
+    this.cluster.setClockRate(id, rate);
+    await this.cluster.kill(id);
+    await this.cluster.startNode(id);
+    this.end(rec);
+  }
+
+  /**
+   * A partition aimed at leader leases (thesis §6.4.1). Clients hold their writes (they keep reading), so
+   * that every follower's log catches up with the leader's; then the leader L and one follower X are cut
+   * from each other, both ways. X's election timer fires, but the other followers still hear L, so they
+   * must refuse to vote while L's lease may hold: X stays a follower and L keeps leading. If they vote for
+   * X anyway (a build whose voters ignore the lease guard; seen as their term rising), their links to L are
+   * cut at once, so that L does not hear of the new term and keeps serving lease reads from its last lease
+   * while X, elected, holds one too: the lease monitor and the history show it. Writes resume, and everything heals after
+   * one to three seconds.
+   */
+  private async leaseTrap(prng: Prng): Promise<void> {
+    const leader = await this.cluster.leader();
+    const ids = this.cluster.ids;
+    const any = prng.pick(ids);
+    const holdMs = this.paced(prng.int(1000, 3000));
+    if (leader === null) {
+      this.o.note("fault lease: no leader now, skipped");
+      return;
+    }
+    const followers = ids.filter((x) => x !== leader);
+    const x = followers[any % followers.length]!;
+    const w = this.o.workload;
+    const rec = this.begin("lease", `leader ${leader} cut from follower ${x}, writes held`, [leader, x]);
+    const cut: LinkConditions = { ...CLEAN_LINK, cut: "stall" };
+    const touched: [number, number][] = [];
+    const cutLink = (a: number, b: number): void => {
+      this.cluster.setLink(a, b, cut);
+      touched.push([a, b]);
+    };
+    try {
+      w?.holdWrites(true);
+      for (let i = 0; i < 500 && (w?.writesInFlight ?? 0) > 0 && !this.stopped; i++) await this.nap(10);
+      await this.nap(150); // the last writes reach every follower
+      const before = await this.cluster.status(leader);
+      cutLink(leader, x);
+      cutLink(x, leader);
+      // The others' terms rise as soon as they vote for X (before X knows it won): cut then.
+      const others = ids.filter((o) => o !== leader);
+      const deadline = performance.now() + 4 * this.o.electionTimeoutMaxMs;
+      let newTerm: number | null = null;
+      while (newTerm === null && performance.now() < deadline && !this.stopped) {
+        const all = await Promise.all(others.map((o) => this.cluster.status(o, 100)));
+        for (const st of all)
+          if (st !== null && before !== null && st.term > before.term)
+            newTerm = Math.max(newTerm ?? 0, st.term);
+        if (newTerm === null) await this.nap(5);
+      }
+      if (newTerm !== null) {
+        for (const o of others) if (o !== x) cutLink(o, leader);
+        this.o.note(
+          `fault lease: the followers moved to term ${newTerm} while leader ${leader} still heard them: cut their links to ${leader}`,
+        );
+      } else
+        this.o.note(`fault lease: follower ${x} was not elected (the other followers still heard ${leader})`);
+      w?.holdWrites(false);
+      await this.nap(holdMs);
+    } finally {
+      w?.holdWrites(false);
+      for (const [a, b] of touched) this.cluster.setLink(a, b, CLEAN_LINK);
+      this.end(rec);
+    }
   }
 
   private async pause(prng: Prng): Promise<void> {
@@ -166,7 +287,7 @@ export class Nemesis {
     const ids = this.cluster.ids;
     const cuts = partitionCuts(shape, ids, leader, prng);
     const nodes = [...new Set(cuts.flat())].sort((a, b) => a - b);
-    const holdMs = prng.int(1500, 10_000);
+    const holdMs = this.paced(prng.int(1500, 10_000));
     const rec = this.begin("partition", `${shape} (${mode}) ${describeCuts(cuts)}`, nodes);
     const cut: LinkConditions = { ...CLEAN_LINK, cut: mode };
     if (shape === "flaky-links") {
@@ -214,7 +335,7 @@ export class Nemesis {
       nodes,
     );
     for (const [a, b] of links) this.cluster.setLink(a, b, c);
-    await this.nap(prng.int(2000, 10_000));
+    await this.nap(this.paced(prng.int(2000, 10_000)));
     for (const [a, b] of links) this.cluster.setLink(a, b, CLEAN_LINK);
     this.end(rec);
   }
@@ -245,6 +366,10 @@ export class Nemesis {
     return performance.now() - this.o.originMs;
   }
 
+  private paced(ms: number): number {
+    return Math.round(ms * (this.o.pace ?? 1));
+  }
+
   /** Sleeps `ms`, or less if stop() is called meanwhile. */
   private nap(ms: number): Promise<void> {
     if (this.stopped) return Promise.resolve();
@@ -258,6 +383,19 @@ export class Nemesis {
       this.wakers.add(done);
     });
   }
+}
+
+/**
+ * A clock rate such that any two drawn for the same bound are within `driftBound` of each other: in
+ * [1/sqrt(driftBound), sqrt(driftBound)] (a hair inside), at one of those ends 30 % of the time, 1 (the
+ * real clock) 20 %; rounded to 4 decimals.
+ */
+export function drawClockRate(prng: Prng, driftBound: number): number {
+  const edge = Math.sqrt(driftBound) * 0.999;
+  const r = prng.next();
+  const u = prng.next();
+  const rate = r < 0.15 ? edge : r < 0.3 ? 1 / edge : r < 0.5 ? 1 : Math.exp((u * 2 - 1) * Math.log(edge));
+  return Math.round(rate * 10_000) / 10_000;
 }
 
 /** The directed links (from, to) to cut for a partition of `shape`. */

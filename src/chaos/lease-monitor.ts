@@ -1,9 +1,10 @@
 // Watches every node's Status for held leader leases and reports two nodes holding one at the same true
 // instant (TESTING.md invariant 4), which a history shows only if a read happens to land in the overlap.
 //
-// All nodes and the harness share the host's monotonic clock rate, so a lease seen as "valid, r ms left"
-// in an answer that arrived between harness times t0 and t1 holds from some instant in [t0, t1] until at
-// least t0 + r (the server floors r). A later sighting of another node's lease whose query started after
+// The harness runs on the host's monotonic clock; a node runs on it too, or (a clock fault) at a known
+// rate k times it, so a lease seen as "valid, r ms left" (the node's ms) in an answer that arrived between
+// harness times t0 and t1 holds from some instant in [t0, t1] until at least t0 + r / k (the server
+// floors r). A later sighting of another node's lease whose query started after
 // the first answer arrived (t0' > t1) and which answered before t0 + r (t1' < t0 + r) proves that both
 // leases held at one instant. Sightings whose intervals overlap prove nothing and are not compared.
 
@@ -16,6 +17,7 @@ export interface LeaseSighting {
   /** Harness time (ms since the run started) the Status call was sent and answered. */
   readonly sentMs: number;
   readonly answeredMs: number;
+  /** In harness (host) ms: the node's figure divided by its clock rate. */
   readonly remainingMs: number;
 }
 
@@ -87,6 +89,7 @@ export class LeaseMonitor {
     const s = await this.cluster.status(id, Math.max(100, this.intervalMs * 4));
     const answeredMs = performance.now() - this.originMs;
     if (s === null || s.role !== "leader" || s.lease !== "valid" || s.leaseRemainingMs <= 0) return;
-    this.observe({ node: s.nodeId, term: s.term, sentMs, answeredMs, remainingMs: s.leaseRemainingMs });
+    const remainingMs = s.leaseRemainingMs / this.cluster.runningClockRate(id);
+    this.observe({ node: s.nodeId, term: s.term, sentMs, answeredMs, remainingMs });
   }
 }

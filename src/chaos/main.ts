@@ -1,7 +1,8 @@
 // `npm run chaos -- ...`: parses the flags, runs one chaos run, prints the summary; exit 0 when every check
 // passed, 1 on any violation or failed check, 2 on bad flags.
 //
-// Usage: npm run chaos -- [--nodes 3|5] [--duration S] [--faults kill,pause,partition,latency,loss,torn|all]
+// Usage: npm run chaos -- [--nodes 3|5] [--duration S]
+//   [--faults kill,pause,partition,latency,loss,torn,powerloss,clock,lease|all]
 //   [--seed N] [--out DIR] [--clients N] [--keys N] [--heartbeat-ms MS] [--election-timeout-min-ms MS]
 //   [--election-timeout-max-ms MS] [--client-timeout-ms MS] [--attempt-timeout-ms MS] [--heal-window S]
 //   [--lease-monitor-ms MS] [--serve-arg FLAG]... [--keep-data] [--quiet]
@@ -101,7 +102,7 @@ export function describeSummary(s: ChaosSummary, outDir: string): string {
   const lines = [
     `raftkv chaos: seed ${s.seed}, ${s.nodes} nodes, ${s.clients} clients, ${s.durationS} s of faults (${s.faultsEnabled.join(",")})`,
     `  operations  ${s.ops.total}: ok ${s.ops.ok}, failed ${s.ops.failed}, unknown ${s.ops.unknown} (${pct(s.ops.unknownPercent)}; writes ${pct(s.ops.unknownWritePercent)})`,
-    `  faults      ${s.faults.total}: ${kinds || "none"}`,
+    `  faults      ${s.faults.total}: ${kinds || "none"}${s.clockRates.some((r) => r !== 1) ? `; clock rates at the end ${s.clockRates.join(", ")}` : ""}`,
     `  links       ${s.links.peerConnections} peer connections (${s.links.resets} resets, ${s.links.stalls} loss stalls), ${s.links.clientConnections} client connections let through`,
     `  elections   ${s.elections.elections} started (${s.elections.preVotes} pre-vote rounds), leaders in ${s.elections.leaderTerms} terms`,
     `  liveness    leader ${ms(s.liveness.leaderAfterHealMs)} after the heal, converged in ${ms(s.liveness.convergedAfterMs)} at index ${s.liveness.appliedIndex ?? "-"}`,

@@ -37,6 +37,8 @@ export interface ChaosOptions {
   /** Keep the nodes' data folders (out/data) even when the run passes. */
   readonly keepData: boolean;
   readonly maxCheckStepsPerKey?: number;
+  /** Scales the gaps between faults and their holds (default 1). */
+  readonly faultPace?: number;
   /** Status poll period of the lease monitor (0: off). */
   readonly leaseMonitorMs: number;
   /** Progress lines (also written to out/chaos.log). */
@@ -64,6 +66,8 @@ export interface ChaosSummary {
   readonly clientErrors: Record<string, number>;
   readonly unexpectedClientErrors: readonly string[];
   readonly faults: { readonly total: number; readonly byKind: Record<FaultKind, number> };
+  /** Each node's clock rate at the end (clock faults; 1 is the real clock). */
+  readonly clockRates: readonly number[];
   readonly faultErrors: readonly string[];
   /** Held leases seen by polling Status, and pairs of nodes seen holding one at the same instant. */
   readonly leases: {
@@ -156,6 +160,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     ],
     prng: prng.fork(),
     startTimeoutMs: START_TIMEOUT_MS,
+    powerLoss: o.faults.includes("powerloss"),
     note,
   });
   const workload = new Workload(
@@ -173,6 +178,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
   const nemesis = new Nemesis(cluster, prng.fork(), {
     kinds: o.faults,
     electionTimeoutMaxMs: o.electionTimeoutMaxMs,
+    driftBound: driftBoundOf(o.serveArgs),
+    pace: o.faultPace ?? 1,
+    workload,
     originMs: origin,
     note,
   });
@@ -284,6 +292,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     clientErrors: workload.errors.byCode,
     unexpectedClientErrors: workload.errors.unexpected,
     faults: { total: nemesis.log.length, byKind: nemesis.counts() },
+    clockRates: cluster.ids.map((id) => cluster.clockRate(id)),
     faultErrors: nemesis.errors,
     leases: {
       polls: leases.polls,
@@ -424,6 +433,20 @@ function linkTotals(cluster: ChaosCluster): ChaosSummary["links"] {
     t.bytesForwarded += l.stats.bytesForwarded;
   }
   return t;
+}
+
+/** The --drift-bound among the extra serve flags, or the server's default (1.1). */
+export function driftBoundOf(serveArgs: readonly string[]): number {
+  let bound = 1.1;
+  serveArgs.forEach((a, i) => {
+    const v = a.startsWith("--drift-bound=")
+      ? a.slice("--drift-bound=".length)
+      : a === "--drift-bound"
+        ? serveArgs[i + 1]
+        : undefined;
+    if (v !== undefined && Number.isFinite(Number(v)) && Number(v) >= 1) bound = Number(v);
+  });
+  return bound;
 }
 
 function checkAborted(signal: AbortSignal): void {

@@ -40,6 +40,8 @@ export class Workload {
   readonly errors: ErrorTally = { byCode: {}, unexpected: [] };
   private stopped = false;
   private readonly loops: Promise<void>[] = [];
+  private writesHeld = false;
+  private inFlightWrites = 0;
 
   constructor(
     private readonly o: WorkloadOptions,
@@ -52,6 +54,16 @@ export class Workload {
 
   start(): void {
     for (let i = 0; i < this.o.clients; i++) this.loops.push(this.loop(i, this.prng.fork()));
+  }
+
+  /** While held, clients read (lease consistency) instead of writing; writes in hand finish. */
+  holdWrites(held: boolean): void {
+    this.writesHeld = held;
+  }
+
+  /** Writes sent and not yet answered. */
+  get writesInFlight(): number {
+    return this.inFlightWrites;
   }
 
   /** Lets every client finish the op in hand (each is bounded by the client deadline). */
@@ -103,8 +115,9 @@ export class Workload {
         const key = prng.pick(this.keyNames);
         const value = `${i}.${n}`;
         const r = prng.next();
-        if (r < 0.45) {
-          const op = await this.get(c, i, key, prng.chance(this.o.readIndexShare) ? "readIndex" : "lease");
+        if (r < 0.45 || this.writesHeld) {
+          const readIndex = prng.chance(this.o.readIndexShare) && !this.writesHeld;
+          const op = await this.get(c, i, key, readIndex ? "readIndex" : "lease");
           if (op.ok === true) seen.set(key, op.result as string | null);
         } else if (r < 0.7) {
           const op = await this.record(i, "put", key, value, null, async () => {
@@ -155,6 +168,8 @@ export class Workload {
   ): Promise<HistoryOp> {
     const call = performance.now();
     let rec: HistoryOp;
+    const write = op !== "get";
+    if (write) this.inFlightWrites++;
     try {
       const result = await f();
       rec = { client, op, key, value, expected, call, return: performance.now(), ok: true, result };
@@ -165,6 +180,8 @@ export class Workload {
       rec = certainNoEffect
         ? { client, op, key, value, expected, call, return: returned, ok: false, result: null }
         : { client, op, key, value, expected, call, return: null, ok: null, result: null };
+    } finally {
+      if (write) this.inFlightWrites--;
     }
     this.history.push(rec);
     return rec;

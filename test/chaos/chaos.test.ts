@@ -53,6 +53,8 @@ test(`chaos: 3 nodes, every fault kind, about 60 s (seed ${SEED}; replay with CH
     attemptTimeoutMs: 1000,
     healWindowS: 3,
     leaseMonitorMs: 50,
+    // Shorter gaps and holds, so that every kind comes up (with power loss, clock and lease faults in).
+    faultPace: 0.5,
     keepData: false,
     print: (line) => lines.push(line),
     signal: abort.signal,

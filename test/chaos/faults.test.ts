@@ -2,8 +2,15 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { type PartitionShape, partitionCuts } from "../../src/chaos/faults.ts";
+import {
+  drawClockRate,
+  FAULT_KINDS,
+  type FaultKind,
+  type PartitionShape,
+  partitionCuts,
+} from "../../src/chaos/faults.ts";
 import { parseFaults } from "../../src/chaos/main.ts";
+import { driftBoundOf } from "../../src/chaos/run.ts";
 import { Prng } from "../../src/lib/prng.ts";
 
 type Cut = [number, number];
@@ -102,7 +109,28 @@ test("flaky-links cuts between one and half of the directed links, without repea
 
 test("--faults: names, all, none, and a clear refusal", () => {
   assert.deepEqual(parseFaults("kill,pause"), ["kill", "pause"]);
-  assert.equal(parseFaults("all").length, 6);
+  assert.deepEqual(parseFaults("all"), [...FAULT_KINDS]);
+  for (const k of ["kill", "pause", "partition", "latency", "loss", "torn", "powerloss", "clock"])
+    assert.ok(parseFaults("all").includes(k as FaultKind), k);
+  assert.deepEqual(parseFaults("powerloss,clock"), ["powerloss", "clock"]);
   assert.deepEqual(parseFaults("none"), []);
   assert.throws(() => parseFaults("kill,fire"), /unknown fault "fire"/);
+});
+
+test("clock faults read the drift bound from the serve flags", () => {
+  assert.equal(driftBoundOf([]), 1.1);
+  assert.equal(driftBoundOf(["--drift-bound", "1.2"]), 1.2);
+  assert.equal(driftBoundOf(["--tick-ms", "5", "--drift-bound=1.05"]), 1.05);
+});
+
+test("clock rates drawn for one drift bound stay within it pairwise, and reach near both ends", () => {
+  for (const bound of [1.1, 1.05, 1.5]) {
+    const prng = new Prng(7);
+    const rates = Array.from({ length: 500 }, () => drawClockRate(prng, bound));
+    const lo = Math.min(...rates);
+    const hi = Math.max(...rates);
+    assert.ok(hi / lo <= bound, `${hi} / ${lo} > ${bound}`);
+    assert.ok(hi / lo > bound * 0.997, `the ends are reached: ${hi} / ${lo}`);
+    assert.ok(rates.includes(1));
+  }
 });
