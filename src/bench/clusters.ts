@@ -6,6 +6,7 @@ import { mkdirSync, openSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { RaftKvClient } from "../client/index.ts";
+import { serverProcessEnv } from "../lib/server-env.ts";
 
 export interface Member {
   readonly id: number;
@@ -29,9 +30,16 @@ interface Proc {
   readonly exited: Promise<void>;
 }
 
-function launch(id: number, endpoint: string, command: string, args: string[], logFile: string): Proc {
+function launch(
+  id: number,
+  endpoint: string,
+  command: string,
+  args: string[],
+  logFile: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Proc {
   const log = openSync(logFile, "a");
-  const child = spawn(command, args, { stdio: ["pipe", log, log] });
+  const child = spawn(command, args, { stdio: ["pipe", log, log], env });
   if (child.pid === undefined) throw new Error(`could not start ${command}`);
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   return { member: { id, endpoint, pid: child.pid }, child, exited };
@@ -89,7 +97,14 @@ export async function startRaftkvCluster(o: RaftkvClusterOptions): Promise<Clust
       ...["--cluster-id", "bench", "--stop-on-stdin-close", ...(o.serveArgs ?? [])],
       ...(o.metricsBasePort === undefined ? [] : ["--metrics-port", String(o.metricsBasePort + id)]),
     ];
-    return launch(id, address(id), process.execPath, args, join(o.dir, `raftkv-${id}.stderr`));
+    return launch(
+      id,
+      address(id),
+      process.execPath,
+      args,
+      join(o.dir, `raftkv-${id}.stderr`),
+      serverProcessEnv(process.env),
+    );
   });
   const members = procs.map((p) => p.member);
   const client = new RaftKvClient({

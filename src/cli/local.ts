@@ -7,6 +7,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
 import { RaftKvClient } from "../client/index.ts";
+import { serverProcessEnv } from "../lib/server-env.ts";
 import { statusTable } from "./kv-commands.ts";
 import { EXIT, usageError } from "./output.ts";
 
@@ -76,7 +77,11 @@ async function runLocal(f: LocalFlags): Promise<number> {
       ...["--cluster-id", f.clusterId, "--stop-on-stdin-close"],
       ...(metricsBase === 0 ? [] : ["--metrics-port", String(metricsBase + id)]),
     ];
-    const proc = spawn(command, args, { stdio: ["pipe", "ignore", "pipe"], detached: true });
+    const proc = spawn(command, args, {
+      stdio: ["pipe", "ignore", "pipe"],
+      detached: true,
+      env: serverProcessEnv(process.env),
+    });
     const child: Child = {
       id,
       address: address(id),
