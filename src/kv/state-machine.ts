@@ -8,6 +8,7 @@
 // views into one shared buffer; see snapshot.ts).
 // Memory: one Map entry per key (its string and a small-integer handle) and a slot in the sorted key
 // array; the values live in a ValueStore (value-store.ts), which the host may keep off the heap.
+// Measured at ~965k keys of 10 bytes on a node with a FileValueStore: 60–75 B/key of JS heap used.
 // Sessions add at most maxSessions cached results.
 // Key order everywhere (range, snapshot, hash) is ascending UTF-16 code-unit order, i.e. JS `<` on
 // strings; it differs from UTF-8 byte order only for keys mixing U+E000..U+FFFF with astral characters.
