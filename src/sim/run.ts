@@ -205,11 +205,12 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
   for (const c of clients) void c.run(faultEndUs);
 
   const stats = { crashes: 0, partitions: 0, pauses: 0, transfers: 0, churned: 0 };
-  if (level !== "none") void nemesis(q, prng.fork(), nodes, net, ids, faultEndUs, level, stats, trace);
+  const scene: FaultScene = { q, nodes, net, ids, endUs: faultEndUs, stats, trace };
+  if (level !== "none") void nemesis(scene, prng.fork(), level);
   // Drawn from a fork taken after every other, so seeds without churn run exactly as they did before it.
   const churnPrng = prng.fork();
   const churn = o.leaderChurn ?? (level !== "none" && churnPrng.chance(0.4));
-  if (churn) void leaderChurn(q, churnPrng, nodes, net, ids, faultEndUs, net.faults.maxDelayUs, stats, trace);
+  if (churn) void leaderChurn(scene, churnPrng, net.faults.maxDelayUs);
 
   const violations: string[] = [];
   let leaderAfterHealMs: number | null = null;
@@ -308,19 +309,26 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
   };
 }
 
+/** What the fault injectors act on, and where they count and trace what they did. */
+interface FaultScene {
+  readonly q: EventQueue;
+  readonly nodes: SimNode[];
+  readonly net: SimNetwork;
+  readonly ids: readonly NodeId[];
+  /** Faults stop at this simulated time. */
+  readonly endUs: number;
+  readonly stats: { crashes: number; partitions: number; pauses: number; transfers: number; churned: number };
+  readonly trace: (m: string) => void;
+}
+
+function sleepIn(q: EventQueue, us: number): Promise<void> {
+  return new Promise((r) => q.after(us, r));
+}
+
 /** Draws and injects faults until endUs: crashes, partitions of every shape, pauses. */
-async function nemesis(
-  q: EventQueue,
-  prng: Prng,
-  nodes: SimNode[],
-  net: SimNetwork,
-  ids: readonly NodeId[],
-  endUs: number,
-  level: FaultLevel,
-  stats: { crashes: number; partitions: number; pauses: number; transfers: number },
-  trace: (m: string) => void,
-): Promise<void> {
-  const sleep = (us: number): Promise<void> => new Promise((r) => q.after(us, r));
+async function nemesis(scene: FaultScene, prng: Prng, level: FaultLevel): Promise<void> {
+  const { q, nodes, net, ids, endUs, stats, trace } = scene;
+  const sleep = (us: number): Promise<void> => sleepIn(q, us);
   const electionUs = ELECTION_MAX_TICKS * TICK_MS * 1000;
   const leader = (): SimNode | undefined => nodes.find((n) => n.replica?.core.softState().role === "leader");
   const victim = (): SimNode => {
@@ -389,18 +397,9 @@ async function nemesis(
  * majority one message at a time, then falls before its own term's entry gets there. Random faults alone
  * almost never line this up.
  */
-async function leaderChurn(
-  q: EventQueue,
-  prng: Prng,
-  nodes: SimNode[],
-  net: SimNetwork,
-  ids: readonly NodeId[],
-  endUs: number,
-  maxDelayUs: number,
-  stats: { churned: number; crashes: number },
-  trace: (m: string) => void,
-): Promise<void> {
-  const sleep = (us: number): Promise<void> => new Promise((r) => q.after(us, r));
+async function leaderChurn(scene: FaultScene, prng: Prng, maxDelayUs: number): Promise<void> {
+  const { q, nodes, net, ids, endUs, stats, trace } = scene;
+  const sleep = (us: number): Promise<void> => sleepIn(q, us);
   const pollUs = (TICK_MS * 1000) / 2;
   const hbUs = HEARTBEAT_TICKS * TICK_MS * 1000;
   let seenTerm = 0;
