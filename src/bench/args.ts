@@ -42,7 +42,8 @@ export const USAGE = `options:
   --compare-with DIR      also run raftkv from another checkout (e.g. a git worktree of the commit before
                           a change), alternating row by row, and print this checkout / that one
 bench only:
-  --profile SECONDS       run c=64 puts that long with --cpu-prof on every node; summarize the leader's profile
+  --profile SECONDS       run c=64 puts (or the one --workloads given) that long with --cpu-prof on every
+                          node; summarize the leader's profile
   --memory-keys N         write N keys of --value-bytes, then report each node's RSS
   --soak SECONDS          constant mix load at c=64 that long; RSS of each node every 10 s
   --set NAME=VALUE        a raftkv server setting for the clusters started (repeatable)`;

@@ -148,7 +148,7 @@ export class KvStateMachine {
     for (; i < keys.length && entries.length < limit; i++) {
       const key = keys[i]!;
       if (!key.startsWith(prefix)) break;
-      entries.push({ key, value: this.values.read(this.data.get(key)!) });
+      entries.push({ key, value: this.values.read(this.data.get(key)!, true) });
     }
     const next = keys[i];
     return { entries, more: entries.length === limit && next !== undefined && next.startsWith(prefix) };
@@ -176,7 +176,7 @@ export class KvStateMachine {
     const image: KvImage = {
       appliedIndex: this.applied,
       sortedKeys: keys,
-      value: (i) => this.values.read(handles[i]!),
+      value: (i) => this.values.read(handles[i]!, true),
       valueBytes: this.valueBytes,
       sessions: Array.from(this.sessions.entries()),
     };
@@ -235,7 +235,7 @@ export class KvStateMachine {
     return {
       appliedIndex: this.applied,
       sortedKeys: keys,
-      value: (i) => this.values.read(this.data.get(keys[i]!)!),
+      value: (i) => this.values.read(this.data.get(keys[i]!)!, true),
       valueBytes: this.valueBytes,
       sessions: Array.from(this.sessions.entries()),
     };

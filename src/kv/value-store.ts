@@ -11,8 +11,9 @@ export interface ValueStore {
   /** Stores `bytes` and returns a handle for them (a non-negative small integer). The store may keep
    *  `bytes` itself rather than a copy: the caller must not change them afterwards. */
   add(bytes: Uint8Array): number;
-  /** The value of a live handle. Read-only: it may be the store's own array. */
-  read(handle: number): Uint8Array;
+  /** The value of a live handle. Read-only: it may be the store's own array. `scan`: the caller reads
+   *  many values once each (a snapshot, a range), so a store that caches reads should not keep it. */
+  read(handle: number, scan?: boolean): Uint8Array;
   /** Byte length of a live handle's value. */
   size(handle: number): number;
   /** The handle is no longer used; a later add may return it again. */

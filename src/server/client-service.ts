@@ -1,6 +1,7 @@
 // The client gRPC service: validates every request at the edge, runs it through KvService, answers with
 // a ResponseHeader (not-leader redirects carry the leader's id and address), unary and Session stream.
 
+import { performance } from "node:perf_hooks";
 import * as grpc from "@grpc/grpc-js";
 import { remainingMs } from "../clock/deadline.ts";
 import type { Raft } from "../core/raft.ts";
@@ -36,6 +37,7 @@ import type { ServerSettings } from "./config.ts";
 import type { Logger } from "./logging.ts";
 import type { NodeMetrics, OpName } from "./metrics.ts";
 import type { LeaseView, NodeView } from "./node-view.ts";
+import { RequestDeadlines } from "./request-deadlines.ts";
 
 export interface ClientApiDeps {
   readonly nodeId: NodeId;
@@ -98,9 +100,11 @@ export class ClientApi {
   private inflight = 0;
   private streams = 0;
   private idleWaiters: (() => void)[] = [];
+  private readonly deadlines: RequestDeadlines;
 
   constructor(d: ClientApiDeps) {
     this.d = d;
+    this.deadlines = new RequestDeadlines(() => performance.now()); // budgets are real time
     this.limits = { maxKeyBytes: d.settings.maxKeyBytes, maxValueBytes: d.settings.maxValueBytes };
   }
 
@@ -400,7 +404,7 @@ export class ClientApi {
           nodeId: this.d.nodeId,
           hint: "send the request to another node",
         });
-      return await withTimeout(body(), budgetMs, () => this.timeoutError(op, budgetMs));
+      return await this.deadlines.race(body(), budgetMs, () => this.timeoutError(op, budgetMs));
     } catch (caught) {
       const err =
         caught instanceof RaftKvError && caught.code === "OVERLOADED" ? this.overloaded(op) : caught;
@@ -554,19 +558,4 @@ function internal(message: string, nodeId: NodeId): RaftKvError {
 
 function throwIf(err: RaftKvError | null): void {
   if (err !== null) throw err;
-}
-
-/** Races `p` against a timer; the loser's outcome is ignored (a late rejection is still handled). */
-async function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
-  if (!Number.isFinite(ms)) return p;
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(onTimeout()), Math.max(0, ms));
-  });
-  p.catch(() => {}); // decided by the race below; a late failure must not become unhandled
-  try {
-    return await Promise.race([p, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

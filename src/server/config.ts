@@ -23,6 +23,9 @@ export interface ServerSettings {
   /** Entries kept behind a snapshot so slightly lagging followers need no snapshot. */
   readonly keepEntriesAfterSnapshot: number;
   readonly snapshotChunkBytes: number;
+  /** Values read by clients kept in memory (values live in a scratch file, src/storage/value-file.ts);
+   *  0: every read is a pread. */
+  readonly valueCacheBytes: number;
   /** Largest key in UTF-8 bytes; larger keys are refused with TOO_LARGE. */
   readonly maxKeyBytes: number;
   /** Largest value; larger values are refused with TOO_LARGE. */
@@ -86,6 +89,7 @@ export const DEFAULT_SETTINGS: ServerSettings = {
   snapshotEveryEntries: 10_000,
   keepEntriesAfterSnapshot: 1_000,
   snapshotChunkBytes: 256 * 1024,
+  valueCacheBytes: 8 * 1024 * 1024,
   maxKeyBytes: 4096,
   maxValueBytes: 1024 * 1024,
   maxRequestBytes: 4 * 1024 * 1024,
@@ -164,6 +168,7 @@ const SETTING_KINDS: Record<keyof ServerSettings, Kind> = {
   snapshotEveryEntries: "nonNegInt",
   keepEntriesAfterSnapshot: "nonNegInt",
   snapshotChunkBytes: "posInt",
+  valueCacheBytes: "nonNegInt",
   maxKeyBytes: "posInt",
   maxValueBytes: "posInt",
   maxRequestBytes: "posInt",
