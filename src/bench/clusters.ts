@@ -6,7 +6,7 @@ import { mkdirSync, openSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { RaftKvClient } from "../client/index.ts";
-import { serverProcessEnv } from "../lib/server-env.ts";
+import { checkoutRoot, serveEntry, serverProcessEnv } from "../lib/server-env.ts";
 
 export interface Member {
   readonly id: number;
@@ -17,6 +17,8 @@ export interface Member {
 
 export interface Cluster {
   readonly system: "raftkv" | "etcd";
+  /** What the members run, e.g. "compiled dist/" or "src/ through tsx (why)". */
+  readonly runs: string;
   readonly members: readonly Member[];
   /** The current leader (waits up to `waitMs` for one). */
   leader(waitMs?: number): Promise<Member>;
@@ -83,16 +85,13 @@ export async function startRaftkvCluster(o: RaftkvClusterOptions): Promise<Clust
   const ids = Array.from({ length: n }, (_, i) => i);
   const address = (i: number): string => `127.0.0.1:${o.basePort + i}`;
   const peers = ids.map((i) => `${i}=${address(i)}`).join(",");
-  const main =
-    o.checkout === undefined
-      ? fileURLToPath(new URL("../cli/main.ts", import.meta.url))
-      : join(o.checkout, "src/cli/main.ts");
+  const entry = serveEntry(o.checkout ?? checkoutRoot());
   const procs = ids.map((id) => {
     const dataDir = join(o.dir, `raftkv-${id}`);
     mkdirSync(dataDir, { recursive: true });
     const args = [
       ...(o.nodeFlags ?? []),
-      ...["--import", import.meta.resolve("tsx"), main, "serve"],
+      ...entry.args,
       ...["--id", String(id), "--listen", address(id), "--peers", peers, "--data-dir", dataDir],
       ...["--cluster-id", "bench", "--stop-on-stdin-close", ...(o.serveArgs ?? [])],
       ...(o.metricsBasePort === undefined ? [] : ["--metrics-port", String(o.metricsBasePort + id)]),
@@ -128,6 +127,7 @@ export async function startRaftkvCluster(o: RaftkvClusterOptions): Promise<Clust
   }
   return {
     system: "raftkv",
+    runs: entry.compiled ? "compiled dist/" : `src/ through tsx (${entry.why})`,
     members,
     leader,
     stop: async () => {
@@ -190,7 +190,7 @@ export async function startEtcdCluster(o: EtcdClusterOptions): Promise<Cluster> 
     await stopAll(procs);
     throw err;
   }
-  return { system: "etcd", members, leader, stop: () => stopAll(procs) };
+  return { system: "etcd", runs: "etcd", members, leader, stop: () => stopAll(procs) };
 }
 
 /** The no-op server (noop-server.ts) as a child process; resolves with its address and pid. */

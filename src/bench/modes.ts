@@ -1,4 +1,5 @@
-// The single-purpose runs of `npm run bench`: --profile (the leader's CPU profile under c=64 puts),
+// The single-purpose runs of `npm run bench`: --profile (the leader's CPU profile under c=64 load, puts
+// unless --workloads names one workload),
 // --memory-keys (RSS of each node holding N values) and --soak (RSS of each node under constant load).
 
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
@@ -58,18 +59,27 @@ async function withCluster<T>(
   }
 }
 
-/** c=64 puts for `profileSeconds` with --cpu-prof on every node; prints the leader's profile summary. */
+/** c=64 load for `profileSeconds` with --cpu-prof on every node; prints the leader's profile summary.
+ *  The workload is puts, or the one workload --workloads names (keys are written first for reads). */
 export async function runProfile(a: BenchArgs, log: Log): Promise<void> {
   const profDir = join(a.outDir, `profile-${stamp()}`);
   mkdirSync(profDir, { recursive: true });
   let leaderPid = 0;
   let window: WindowUs | undefined;
   await withCluster(a, ["--cpu-prof", "--cpu-prof-dir", profDir], async (cluster, s, gen) => {
+    log(`raftkv nodes run ${cluster.runs}`);
     leaderPid = (await cluster.leader()).pid;
     const t = s.targets[0]!;
     const c = a.concurrencies.length === 1 ? a.concurrencies[0]! : 64;
+    const workload = a.workloads.length === 1 ? a.workloads[0]! : "put";
+    if (workload !== "put") {
+      await gen.fill(
+        { target: t.target, concurrency: 64, keySpace: a.keySpace, valueBytes: a.valueBytes, seed: 3 },
+        a.keySpace,
+      );
+    }
     const fromUs = Number(process.hrtime.bigint() / 1000n) + a.warmupMs * 1000;
-    const row = await measureRow(gen, s, t, "put", c, 0, { ...a, durationMs: a.profileSeconds * 1000 }, 1);
+    const row = await measureRow(gen, s, t, workload, c, 0, { ...a, durationMs: a.profileSeconds * 1000 }, 1);
     window = { fromUs, toUs: fromUs + a.profileSeconds * 1e6 };
     log(progressLine(row));
   });
@@ -88,6 +98,7 @@ export async function runMemory(a: BenchArgs, log: Log): Promise<void> {
     a,
     [],
     async (cluster, s, gen) => {
+      log(`raftkv nodes run ${cluster.runs}`);
       const rss = new RssSampler(s.pids, 500);
       const t0 = performance.now();
       const r = await gen.fill(
@@ -164,6 +175,7 @@ export async function runSoak(a: BenchArgs, log: Log): Promise<void> {
     a,
     [],
     async (cluster, s, gen) => {
+      log(`raftkv nodes run ${cluster.runs}`);
       const t = s.targets[0]!;
       await gen.fill(
         { target: t.target, concurrency: 64, keySpace: a.keySpace, valueBytes: a.valueBytes, seed: 3 },

@@ -137,6 +137,7 @@ export async function runSuite(o: SuiteOptions): Promise<{ medians: MedianRow[];
       const serveArgs = o.serverSettings.flatMap((x) => ["--set", x]);
       const raftkv = await startRaftkvCluster({ dir: dataDir, basePort: RAFTKV_PORT, serveArgs });
       clusters.push(raftkv);
+      o.log(`raftkv nodes run ${raftkv.runs}`);
       systems.push(raftkvSystem(await endpointsLeaderFirst(raftkv), pidsOf(raftkv), o.paths));
     }
     if (o.compareWith !== null) {
@@ -147,6 +148,7 @@ export async function runSuite(o: SuiteOptions): Promise<{ medians: MedianRow[];
         serveArgs: o.serverSettings.flatMap((x) => ["--set", x]),
       });
       clusters.push(base);
+      o.log(`base nodes run ${base.runs}`);
       systems.push({
         ...raftkvSystem(await endpointsLeaderFirst(base), pidsOf(base), o.paths),
         name: "base",

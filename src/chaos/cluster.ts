@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { type NodeStatus, RaftKvClient } from "../client/index.ts";
 import type { Prng } from "../lib/prng.ts";
+import { serveEntry, serverProcessEnv } from "../lib/server-env.ts";
 import { CLOCK_RATE_ENV } from "../server/test-switches.ts";
 import { POWER_LOSS_ENV, powerLossShadowDir } from "../storage/power-loss-file-system.ts";
 import { CLEAN_LINK, type LinkConditions, LinkProxy } from "./proxy.ts";
@@ -182,14 +183,14 @@ export class ChaosCluster {
     const n = this.node(id);
     if (n.state !== "down") throw new Error(`node ${id} is ${n.state}, not down`);
     const args = [
-      ...["--import", import.meta.resolve("tsx"), join(this.o.repoRoot, "src/cli/main.ts"), "serve"],
+      ...serveEntry(this.o.repoRoot).args,
       ...["--id", String(id), "--listen", this.address(id), "--peers", this.peersFor(id)],
       ...["--data-dir", n.dataDir, "--cluster-id", this.o.clusterId, ...this.o.serveArgs],
     ];
     const fd = openSync(n.logFile, "a");
     let proc: ChildProcess;
     try {
-      const env: NodeJS.ProcessEnv = { ...process.env };
+      const env = serverProcessEnv(process.env);
       delete env[POWER_LOSS_ENV];
       delete env[CLOCK_RATE_ENV];
       if (this.o.powerLoss) env[POWER_LOSS_ENV] = "1";

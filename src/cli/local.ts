@@ -4,10 +4,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { resolve } from "node:path";
 import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
 import { RaftKvClient } from "../client/index.ts";
-import { serverProcessEnv } from "../lib/server-env.ts";
+import { serveEntry, serverProcessEnv } from "../lib/server-env.ts";
 import { statusTable } from "./kv-commands.ts";
 import { EXIT, usageError } from "./output.ts";
 
@@ -51,12 +50,6 @@ function intFlag(name: string, text: string, min: number, max: number): number {
   return n;
 }
 
-/** Node runs this CLI's entry point through tsx, whichever way the parent was started. */
-function serveCommand(): { command: string; prefix: string[] } {
-  const main = fileURLToPath(new URL("./main.ts", import.meta.url));
-  return { command: process.execPath, prefix: ["--import", import.meta.resolve("tsx"), main, "serve"] };
-}
-
 async function runLocal(f: LocalFlags): Promise<number> {
   const n = intFlag("--nodes", f.nodes, 1, 9);
   const basePort = intFlag("--base-port", f.basePort, 1, 65535 - n);
@@ -66,7 +59,10 @@ async function runLocal(f: LocalFlags): Promise<number> {
   const ids = Array.from({ length: n }, (_, i) => i);
   const address = (i: number): string => `127.0.0.1:${basePort + i}`;
   const peers = ids.map((i) => `${i}=${address(i)}`).join(",");
-  const { command, prefix } = serveCommand();
+  const entry = serveEntry();
+  if (!entry.compiled) process.stderr.write(`note: nodes run from src/ through tsx: ${entry.why}\n`);
+  const command = process.execPath;
+  const prefix = entry.args;
   let stopping = false;
 
   const children: Child[] = ids.map((id) => {

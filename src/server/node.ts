@@ -85,7 +85,9 @@ export async function startNode(config: ServerConfig, options: StartNodeOptions 
     throw err;
   }
   // The values live in a scratch file (value-file.ts), refilled from the snapshot and log at every start.
-  const values = new FileValueStore(layoutOf(config.dataDir).valuesFile);
+  const values = new FileValueStore(layoutOf(config.dataDir).valuesFile, {
+    readCacheBytes: config.valueCacheBytes,
+  });
   try {
     return await assemble(config, coreConfig, recovered, storage, values, nodeLog, options);
   } catch (err) {
@@ -149,7 +151,9 @@ async function assemble(
     stateMachine: sm,
     restore: (sizeBytes) => {
       // Into a store of its own: the state machine it replaces serves reads until it is done.
-      const fresh = new FileValueStore(layoutOf(config.dataDir).valuesFile);
+      const fresh = new FileValueStore(layoutOf(config.dataDir).valuesFile, {
+        readCacheBytes: config.valueCacheBytes,
+      });
       const restoring = KvStateMachine.restoring(sizeBytes, { ...smOptions, values: fresh });
       return {
         push: (chunk) => restoring.push(chunk),
@@ -407,13 +411,17 @@ function timedStorage(
   };
 }
 
+/** The version in raftkv's package.json: two folders up from src/server, three from the compiled
+ *  dist/src/server. A missing one only loses the version in Status. */
 function packageVersion(): string {
-  try {
-    const pkg: unknown = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8"));
-    if (typeof pkg === "object" && pkg !== null && "version" in pkg && typeof pkg.version === "string")
-      return pkg.version;
-  } catch {
-    // Fall through: a missing package.json only loses the version in Status.
+  for (const up of ["../../package.json", "../../../package.json"]) {
+    try {
+      const pkg: unknown = JSON.parse(readFileSync(new URL(up, import.meta.url), "utf8"));
+      if (typeof pkg === "object" && pkg !== null && "name" in pkg && pkg.name === "raftkv")
+        return "version" in pkg && typeof pkg.version === "string" ? pkg.version : "unknown";
+    } catch {
+      // Not there: try the next folder up.
+    }
   }
   return "unknown";
 }
