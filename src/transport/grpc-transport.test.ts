@@ -121,6 +121,36 @@ test("messages queued in one event-loop turn go out as one stream write", async 
   }
 });
 
+test("past the stream's buffer, messages wait in the bounded queue and all arrive in order after drain", async () => {
+  const c = await makeCluster(2);
+  try {
+    const [t0, t1] = c.transports as [GrpcPeerTransport, GrpcPeerTransport];
+    const inbox = new Inbox(t1);
+    t0.send([heartbeat(0, 1, 1)]);
+    await inbox.waitFor(1, () => {});
+    const data = randomBytes(40 * 1024); // one message per batch: 500 batches, 20 MB
+    const big = (term: number): AppendEntries => ({
+      ...heartbeat(0, 1, term),
+      entries: [{ index: 1, term, kind: "command", data }],
+    });
+    for (let i = 0; i < 500; i++) t0.send([big(2 + i)]);
+    await new Promise((r) => setImmediate(r)); // the flush runs in the next turn
+    const waiting = t0.peerStatus().get(1)!.queuedMessages;
+    assert.ok(
+      waiting > 400,
+      `only ${waiting} of 500 messages wait in the queue: the rest went to grpc-js's buffer`,
+    );
+    await inbox.waitFor(501, () => {}, 20_000);
+    assert.deepStrictEqual(
+      inbox.messages.map((m) => m.term),
+      Array.from({ length: 501 }, (_, i) => i + 1),
+    );
+    assert.equal(t0.peerStatus().get(1)!.queuedMessages, 0);
+  } finally {
+    await c.close();
+  }
+});
+
 test("a peer that is down is retried with backoff, and messages flow once it comes up", async () => {
   const c = await makeCluster(2);
   const [t0, t1] = c.transports as [GrpcPeerTransport, GrpcPeerTransport];

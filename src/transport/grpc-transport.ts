@@ -516,14 +516,19 @@ class PeerLink {
     });
   }
 
+  /** Sends what is queued, in batches of up to wireLimit bytes, until the stream pushes back: what is
+   *  left stays in the queue (bounded, oldest dropped first) until "drain", rather than in grpc-js's
+   *  write buffer, which has no bound. A leader streaming to a lagging follower held 15 MB there. */
   flush(): void {
     if (this.state !== "ready" || this.blocked || this.call === null || this.queue.length === 0) return;
     const call = this.call;
     const limit = this.t.wireLimit();
+    const pending = this.queue.takeAll();
+    let next = 0;
     let frames: Uint8Array[] = [];
     let bytes = 0;
-    for (const m of this.queue.takeAll()) {
-      const frame = this.t.encode(m);
+    while (next < pending.length && !this.blocked) {
+      const frame = this.t.encode(pending[next++]!);
       if (frame === null) continue;
       const size = batchFrameBytes(frame);
       if (bytes + size > limit && frames.length > 0) {
@@ -535,6 +540,7 @@ class PeerLink {
       bytes += size;
     }
     if (frames.length > 0) this.write(call, frames);
+    if (next < pending.length) this.queue.putBack(pending.slice(next));
   }
 
   close(): void {

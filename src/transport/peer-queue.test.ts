@@ -55,3 +55,17 @@ test("takeWhere removes matching messages in order and keeps the rest", () => {
   assert.deepStrictEqual(q.peek().map(tag), ["append:1", "append:3"]);
   assert.throws(() => new PeerQueue(0));
 });
+
+test("putBack returns unsent messages to the front, in order, ahead of later ones", () => {
+  const q = new PeerQueue(4);
+  for (const t of [1, 2, 3]) q.push(append(t));
+  const taken = q.takeAll();
+  q.putBack(taken.slice(1));
+  q.push(append(4));
+  assert.deepStrictEqual(q.takeAll().map(tag), ["append:2", "append:3", "append:4"]);
+  for (const t of [5, 6, 7]) q.push(append(t));
+  const again = q.takeAll();
+  q.push(append(8));
+  q.push(append(9));
+  assert.throws(() => q.putBack(again), /capacity/, "more than the capacity is refused");
+});

@@ -38,6 +38,16 @@ export class PeerQueue {
     return all;
   }
 
+  /** Puts messages taken by takeAll() and not sent back in front of the queue, in their order. Only
+   *  for what this queue just gave out (so the capacity still holds). */
+  putBack(messages: readonly Message[]): void {
+    assert(
+      this.items.length + messages.length <= this.capacity,
+      () => `PeerQueue put back ${messages.length} onto ${this.items.length}, capacity ${this.capacity}`,
+    );
+    this.items = [...messages, ...this.items];
+  }
+
   /** Removes and returns the queued messages matching `pred`, oldest first. */
   takeWhere(pred: (m: Message) => boolean): Message[] {
     const taken: Message[] = [];
