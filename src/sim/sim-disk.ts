@@ -29,6 +29,7 @@ class CrashableDisk implements SimDisk {
     return this.storage.loadSnapshotImage();
   }
   crash(prng: Prng): void {
+    if (this.storage instanceof FileStorage) this.storage.abandon();
     this.storage = this.crashed(prng);
   }
   save: Storage["save"] = (hs, entries, sync) => this.storage.save(hs, entries, sync);

@@ -5,7 +5,7 @@ import { assert } from "../lib/assert.ts";
 import { crc32c } from "../lib/crc32c.ts";
 import { RaftKvError } from "../lib/errors.ts";
 import type { DataDirLayout } from "./data-dir.ts";
-import { layoutOf } from "./data-dir.ts";
+import { layoutOf, snapshotName } from "./data-dir.ts";
 import type { DirLock, FileHandle, FileSystem } from "./file-system.ts";
 import { errnoOf, joinPath, parentOf } from "./file-system.ts";
 import type { Identity } from "./identity.ts";
@@ -16,8 +16,10 @@ import { planRecovery } from "./recovery.ts";
 import {
   encodeSnapshotHeader,
   listSnapshotFiles,
+  publishSnapshotTemp,
   readSnapshotFile,
   writeSnapshotFile,
+  writeSnapshotTemp,
 } from "./snapshot-file.ts";
 import type { RecoveredState, SnapshotStreamMeta, Storage, StorageLogger } from "./storage.ts";
 import {
@@ -294,8 +296,55 @@ export class FileStorage implements Storage {
     });
   }
 
-  saveSnapshotStream(meta: SnapshotStreamMeta, nextChunk: () => Uint8Array | null): Promise<SnapshotMeta> {
-    return this.exclusive(() => this.writeSnapshot(meta, nextChunk));
+  /** The image goes to disk (under a temporary name, synced) outside the storage lock, so that the WAL
+   *  keeps taking appends meanwhile: at a million keys that takes seconds, and a node whose appends
+   *  waited behind it fell silent long enough to lose its leadership or fall behind the leader's log.
+   *  Only putting the file in place, noting it in the WAL and compacting take the lock. */
+  async saveSnapshotStream(
+    streamMeta: SnapshotStreamMeta,
+    nextChunk: () => Uint8Array | null,
+  ): Promise<SnapshotMeta> {
+    this.writable();
+    if (streamMeta.index <= this.log.snapshot.index) return this.writeSnapshot(streamMeta, nextChunk);
+    this.checkSnapshotInLog(streamMeta);
+    const path = joinPath(this.layout.snapDir, snapshotName(streamMeta.index, streamMeta.term));
+    const tmp = `${path}.stream.tmp`;
+    const meta = await this.writing("writing a snapshot", tmp, () =>
+      writeSnapshotTemp(this.fs, tmp, this.owner, streamMeta, nextChunk),
+    );
+    return this.exclusive(async () => {
+      const wal = this.writable();
+      if (meta.index <= this.log.snapshot.index) {
+        // A newer snapshot came in meanwhile (InstallSnapshot): ours is not needed any more.
+        await this.fs.unlink(tmp).catch(() => undefined);
+        return meta;
+      }
+      this.checkSnapshotInLog(meta);
+      return await this.writing("writing a snapshot", path, async () => {
+        await publishSnapshotTemp(this.fs, tmp, path, this.layout.snapDir);
+        return await this.noteSnapshot(wal, meta, path);
+      });
+    });
+  }
+
+  private checkSnapshotInLog(m: SnapshotStreamMeta): void {
+    assert(
+      m.index <= this.log.lastIndex && this.log.termAt(m.index) === m.term,
+      () => `saveSnapshot: ${m.index}/${m.term} is not an entry of the log (last ${this.log.lastIndex})`,
+    );
+  }
+
+  /** Inside exclusive(), once the snapshot file is in place: records it in the WAL and compacts. */
+  private async noteSnapshot(wal: WalWriter, meta: SnapshotMeta, path: string): Promise<SnapshotMeta> {
+    this.setSnapshot(meta, path);
+    await wal.write(
+      encodeRecords([{ type: "snapshot", index: meta.index, term: meta.term, reset: false }]),
+      false,
+    );
+    this.log.compact(meta.index, meta.term);
+    await wal.removeCovered(meta.index);
+    await this.pruneSnapshots();
+    return meta;
   }
 
   /** Inside exclusive(): writes the snapshot file, notes it in the WAL, compacts; returns the full meta. */
@@ -309,11 +358,7 @@ export class FileStorage implements Storage {
       for (let chunk = nextChunk(); chunk !== null; chunk = nextChunk()) crc = crc32c(chunk, crc);
       return { ...streamMeta, crc32c: crc };
     }
-    assert(
-      streamMeta.index <= this.log.lastIndex && this.log.termAt(streamMeta.index) === streamMeta.term,
-      () =>
-        `saveSnapshot: ${streamMeta.index}/${streamMeta.term} is not an entry of the log (last ${this.log.lastIndex})`,
-    );
+    this.checkSnapshotInLog(streamMeta);
     return await this.writing("writing a snapshot", this.layout.snapDir, async () => {
       const { path, meta } = await writeSnapshotFile(
         this.fs,
@@ -322,15 +367,7 @@ export class FileStorage implements Storage {
         streamMeta,
         nextChunk,
       );
-      this.setSnapshot(meta, path);
-      await wal.write(
-        encodeRecords([{ type: "snapshot", index: meta.index, term: meta.term, reset: false }]),
-        false,
-      );
-      this.log.compact(meta.index, meta.term);
-      await wal.removeCovered(meta.index);
-      await this.pruneSnapshots();
-      return meta;
+      return await this.noteSnapshot(wal, meta, path);
     });
   }
 
@@ -468,6 +505,17 @@ export class FileStorage implements Storage {
       } catch (e) {
         throw ioError(this.nodeId, "reading a snapshot chunk", snap.path, e);
       }
+    });
+  }
+
+  /** For the simulator's crashes: this storage's process is gone, so whatever of its work is still in
+   *  flight must not touch the file system any more (the restarted node's storage owns it now). */
+  abandon(): void {
+    this.failure = new StorageError({
+      code: "STORAGE",
+      message: "storage abandoned by a simulated crash",
+      nodeId: this.nodeId,
+      hint: "none: only the simulator abandons storage",
     });
   }
 

@@ -165,8 +165,7 @@ async function verifySnapshotFile(
 }
 
 /** Writes a snapshot file durably (temp name, fsync, rename, fsync folder) from the image in chunks
- *  (null after the last), its CRC32C computed on the way: the header is written with a placeholder
- *  first and again, complete, once the image is in. Returns the path and the full meta. */
+ *  (null after the last), its CRC32C computed on the way. Returns the path and the full meta. */
 export async function writeSnapshotFile(
   fs: FileSystem,
   snapDir: string,
@@ -175,9 +174,21 @@ export async function writeSnapshotFile(
   nextChunk: () => Uint8Array | null,
 ): Promise<{ path: string; meta: SnapshotMeta }> {
   const path = joinPath(snapDir, snapshotName(streamMeta.index, streamMeta.term));
-  const tmp = `${path}.tmp`;
+  const meta = await writeSnapshotTemp(fs, `${path}.tmp`, owner, streamMeta, nextChunk);
+  await publishSnapshotTemp(fs, `${path}.tmp`, path, snapDir);
+  return { path, meta };
+}
+
+/** The first half of writeSnapshotFile: the image, then its complete header (written with a
+ *  placeholder first), in the file `tmp`, synced; returns the full meta. Recovery removes a `.tmp`. */
+export async function writeSnapshotTemp(
+  fs: FileSystem,
+  tmp: string,
+  owner: Identity,
+  streamMeta: Omit<SnapshotMeta, "crc32c">,
+  nextChunk: () => Uint8Array | null,
+): Promise<SnapshotMeta> {
   const h = await fs.open(tmp, "overwrite");
-  let meta: SnapshotMeta;
   try {
     const placeholder = encodeSnapshotHeader(owner, { ...streamMeta, crc32c: 0 });
     await h.append(placeholder);
@@ -192,15 +203,24 @@ export async function writeSnapshotFile(
       size === streamMeta.sizeBytes,
       () => `snapshot image is ${size} bytes, not ${streamMeta.sizeBytes}`,
     );
-    meta = { ...streamMeta, crc32c: crc };
+    const meta = { ...streamMeta, crc32c: crc };
     const header = encodeSnapshotHeader(owner, meta);
     assert(header.length === placeholder.length, () => "snapshot header changed length");
     await h.writeAt(0, header);
     await h.sync();
+    return meta;
   } finally {
     await h.close();
   }
+}
+
+/** The second half: the synced `tmp` becomes `path`, durably. */
+export async function publishSnapshotTemp(
+  fs: FileSystem,
+  tmp: string,
+  path: string,
+  snapDir: string,
+): Promise<void> {
   await fs.rename(tmp, path);
   await fs.syncDir(snapDir);
-  return { path, meta };
 }
