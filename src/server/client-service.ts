@@ -419,7 +419,7 @@ export class ClientApi {
       return failed(header);
     } finally {
       this.inflight--;
-      this.d.metrics?.requestDuration.observe({ op, code }, (this.d.nowMs() - started) / 1000);
+      this.d.metrics?.requestDuration.observe(op, code, (this.d.nowMs() - started) / 1000);
       if (this.inflight === 0 && this.idleWaiters.length > 0) {
         const waiters = this.idleWaiters;
         this.idleWaiters = [];

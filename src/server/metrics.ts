@@ -3,6 +3,7 @@
 import { createServer, type Server } from "node:http";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { NodeView } from "./node-view.ts";
+import { RequestHistogram } from "./request-histogram.ts";
 
 const ROLES = ["follower", "preCandidate", "candidate", "leader"] as const;
 const LEASES = ["valid", "notLeader", "noLease", "waitingOldLease", "noopNotApplied"] as const;
@@ -13,7 +14,7 @@ export type OpName = "put" | "get" | "delete" | "cas" | "range" | "status";
 
 export class NodeMetrics {
   readonly registry = new Registry();
-  readonly requestDuration: Histogram<"op" | "code">;
+  readonly requestDuration: RequestHistogram;
   readonly proposals: Counter<"result">;
   readonly storageSaveDuration: Histogram<"sync">;
   readonly elections: Counter;
@@ -28,13 +29,12 @@ export class NodeMetrics {
     transportStats: () => { sent: number; received: number; dropped: number },
   ) {
     const registers = [this.registry];
-    this.requestDuration = new Histogram({
-      name: "raftkv_request_duration_seconds",
-      help: "Client request latency by operation and outcome code",
-      labelNames: ["op", "code"],
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-      registers,
-    });
+    this.requestDuration = new RequestHistogram(
+      "raftkv_request_duration_seconds",
+      "Client request latency by operation and outcome code",
+      [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      this.registry,
+    );
     this.proposals = new Counter({
       name: "raftkv_proposals_total",
       help: "Writes proposed to the log on this node, by outcome",
