@@ -22,8 +22,9 @@ export class Progress {
   /** Snapshot being sent, and the next byte offset the follower expects. */
   snapshot: SnapshotMeta | null = null;
   snapshotOffset = 0;
-  /** Ticks since the current snapshot chunk was sent (to resend when lost). */
-  snapshotIdleTicks = 0;
+  /** Offset of the snapshot chunk in flight (-1: none), and the tick it was sent (to resend when lost). */
+  snapshotSentOffset = -1;
+  snapshotSentTick = 0;
 
   /** Tick when match last advanced or the window last started filling (to detect a lost message). */
   lastAdvanceTick: number;
@@ -53,7 +54,7 @@ export class Progress {
     this.inflight = [];
     this.snapshot = meta;
     this.snapshotOffset = 0;
-    this.snapshotIdleTicks = 0;
+    this.snapshotSentOffset = -1;
   }
 
   /** May we send an AppendEntries carrying entries now? */

@@ -282,6 +282,51 @@ test("thesis §5 InstallSnapshot: a follower behind the leader's compacted log c
   assert.ok(commands(c.node(2).applied).includes("after"));
 });
 
+test("InstallSnapshot: a follower slow to answer gets one chunk at a time, not a new chain of chunks per heartbeat", () => {
+  const c = new TestCluster(3, (cfg) => ({ ...cfg, snapshotChunkBytes: 4 }));
+  c.elect(0);
+  c.run(5);
+  c.isolate(2);
+  for (let i = 0; i < 10; i++) c.raft(0).propose(cmd(`v${i}`));
+  c.deliverAll();
+  c.run(5);
+  const l = c.raft(0);
+  const idx = l.log.committed;
+  const image = new Uint8Array(40).fill(7); // 10 chunks of 4 bytes
+  c.node(0).image = image;
+  l.snapshotSaved({ index: idx, term: l.log.term(idx)!, sizeBytes: image.length, crc32c: 0 });
+  l.compact(idx);
+  c.heal();
+  const follower = c.raft(2);
+  const step = follower.step.bind(follower);
+  let chunksDelivered = 0;
+  follower.step = (m: Message) => {
+    if (m.type === "snapshot") chunksDelivered++;
+    return step(m);
+  };
+  // Node 2 is slow: for 10 heartbeat intervals its chunks wait undelivered (it is not ticked, so it
+  // does not time out); the leader and node 1 run on.
+  const toSlow = (m: Message): boolean => m.type === "snapshot" && m.to === 2;
+  const hb = defaultCoreConfig(0, [0, 1, 2], 1).heartbeatTicks;
+  for (let t = 0; t < 10 * hb; t++) {
+    c.tick(0);
+    c.tick(1);
+    c.deliverAll((m) => !toSlow(m));
+  }
+  const waiting = c.inbox.filter(toSlow).length;
+  assert.ok(
+    waiting >= 1 && waiting <= 6,
+    `${waiting} chunks wait for the slow follower (one per 2 heartbeats at most)`,
+  );
+  c.run(60);
+  assert.equal(c.node(2).snapshot?.index, idx);
+  // 10 chunks, plus the resends that waited: answers to duplicates start no further chains.
+  assert.ok(
+    chunksDelivered <= 10 + waiting + 2,
+    `${chunksDelivered} chunks delivered for a 10-chunk snapshot`,
+  );
+});
+
 test("thesis §5.3 InstallSnapshot: a follower keeps the entries after a snapshot it already holds", () => {
   const c = new TestCluster(3);
   c.elect(0);

@@ -634,6 +634,12 @@ export class Raft {
           this.latestSnapshot.index > pr.snapshot.index
         )
           pr.becomeSnapshot(this.latestSnapshot);
+        // One chunk in flight at a time, resent only when its answer is overdue. Sent on every
+        // heartbeat, each resend started another chain (every answer sends the next chunk): a
+        // follower slow to write 256 KiB chunks got ever more duplicates, never finished a snapshot
+        // of a million keys, and the leader held ~100 MB of chunks in its queues.
+        if (pr.snapshotSentOffset >= 0 && this.now - pr.snapshotSentTick < 2 * this.cfg.heartbeatTicks)
+          return;
         return this.sendSnapshotChunk(to, pr);
       case "probe":
         pr.probeSent = false;
@@ -717,6 +723,8 @@ export class Raft {
     const meta = pr.snapshot!;
     const offset = pr.snapshotOffset;
     const length = Math.max(0, Math.min(this.cfg.snapshotChunkBytes, meta.sizeBytes - offset));
+    pr.snapshotSentOffset = offset;
+    pr.snapshotSentTick = this.now;
     this.send({
       type: "snapshot",
       from: this.id,
@@ -788,7 +796,11 @@ export class Raft {
       return;
     }
     if (pr.state !== "snapshot" || pr.snapshot === null || pr.snapshot.index !== m.snapshotIndex) return;
-    pr.snapshotOffset = m.nextOffset < 0 ? 0 : Math.min(m.nextOffset, pr.snapshot.sizeBytes);
+    const next = m.nextOffset < 0 ? 0 : Math.min(m.nextOffset, pr.snapshot.sizeBytes);
+    // The follower still expects the chunk in flight: this answers a duplicate or an earlier chunk,
+    // and the chunk in flight (or its resend, when overdue) carries on. Any other answer moves on.
+    if (next === pr.snapshotSentOffset) return;
+    pr.snapshotOffset = next;
     this.sendSnapshotChunk(m.from, pr);
   }
 
