@@ -12,31 +12,44 @@ import {
   type KvImage,
   SNAPSHOT_FORMAT_VERSION,
 } from "./snapshot.ts";
+import { SortedKeys } from "./sorted-keys.ts";
+import { utf8ByteLength } from "./utf8.ts";
 import { MemValueStore } from "./value-store.ts";
 
 const te = new TextEncoder();
 
+/** A KvImage of `data` in the order of `sortedKeys` (which the tests may get wrong on purpose). */
 function imageOf(
   data: ReadonlyMap<string, Uint8Array>,
   sortedKeys: readonly string[],
   sessions: readonly (readonly [string, Session])[],
   appliedIndex: number,
-): KvImage {
+): KvImage & { readonly sortedKeys: readonly string[] } {
   let valueBytes = 0;
   for (const v of data.values()) valueBytes += v.length;
-  return { appliedIndex, sortedKeys, value: (i) => data.get(sortedKeys[i]!)!, valueBytes, sessions };
+  return {
+    appliedIndex,
+    sortedKeys,
+    keyCount: sortedKeys.length,
+    keyBytes: sortedKeys.reduce((n, k) => n + utf8ByteLength(k), 0),
+    key: (i) => sortedKeys[i]!,
+    value: (i) => data.get(sortedKeys[i]!)!,
+    valueBytes,
+    sessions,
+  };
 }
 
-function image(keys: string[], sessions: [string, Session][] = [], appliedIndex = 10): KvImage {
+function image(keys: string[], sessions: [string, Session][] = [], appliedIndex = 10) {
   return imageOf(new Map(keys.map((k) => [k, te.encode(`v-${k}`)])), keys, sessions, appliedIndex);
 }
 
 /** Decodes into a fresh MemValueStore; the contents as a plain map. */
-function decode(bytes: Uint8Array): { image: KvImage; data: Map<string, Uint8Array> } {
+function decode(bytes: Uint8Array) {
   const values = new MemValueStore();
   const d = decodeSnapshot(bytes, values);
-  const data = new Map([...d.handles].map(([k, h]) => [k, values.read(h)]));
-  return { image: imageOf(data, d.sortedKeys, d.sessions, d.appliedIndex), data };
+  const ids = [...new SortedKeys(d.keys).current()];
+  const data = new Map(ids.map((id) => [d.keys.key(id), values.read(d.keys.handleOf(id))]));
+  return { image: imageOf(data, [...data.keys()], d.sessions, d.appliedIndex), data };
 }
 
 const session = (index: number, result: KvResult = { type: "put", revision: index }, seq = 1): Session => ({

@@ -12,6 +12,7 @@ import { AssertionError, assert } from "../lib/assert.ts";
 import { crc32c } from "../lib/crc32c.ts";
 import { RaftKvError } from "../lib/errors.ts";
 import { ByteReader, ByteWriter } from "./bytes.ts";
+import { KeyIndex } from "./key-index.ts";
 import { MAX_CLIENT_ID_BYTES } from "./limits.ts";
 import { readResult, resultSize, writeResult } from "./result.ts";
 import type { Session } from "./session-table.ts";
@@ -22,9 +23,12 @@ export const SNAPSHOT_FORMAT_VERSION = 1;
 
 export interface KvImage {
   readonly appliedIndex: number;
-  /** Every key, ascending. */
-  readonly sortedKeys: readonly string[];
-  /** The value of sortedKeys[i]. */
+  readonly keyCount: number;
+  /** The sum of the keys' UTF-8 byte lengths. */
+  readonly keyBytes: number;
+  /** The i-th key in ascending order, for i in [0, keyCount). */
+  key(i: number): string;
+  /** The value of key(i). */
   value(i: number): Uint8Array;
   /** The sum of the values' byte lengths. */
   readonly valueBytes: number;
@@ -34,9 +38,8 @@ export interface KvImage {
 
 export interface DecodedImage {
   readonly appliedIndex: number;
-  /** Key to its value's handle in the ValueStore passed to decodeSnapshot. */
-  readonly handles: Map<string, number>;
-  readonly sortedKeys: string[];
+  /** Key to its value's handle in the ValueStore passed to decodeSnapshot; ids in ascending key order. */
+  readonly keys: KeyIndex;
   readonly valueBytes: number;
   readonly sessions: [string, Session][];
 }
@@ -114,8 +117,9 @@ export class SnapshotDecoder {
   private stage: "head" | "entries" | "rest" = "head";
   private appliedIndex = 0;
   private count = 0;
-  private readonly handles = new Map<string, number>();
-  private sortedKeys: string[] = [];
+  private keys = new KeyIndex();
+  /** The last key decoded, to check the order. */
+  private previousKey = "";
   private valueBytes = 0;
   /** The sessions and the checksum, kept until finish() (they are small). */
   private readonly rest: Uint8Array[] = [];
@@ -149,13 +153,13 @@ export class SnapshotDecoder {
       throw corrupt(`truncated: ${this.received} of ${this.sizeBytes} bytes received`);
     const stored = new DataView(this.tail.buffer).getUint32(0, true);
     if (stored !== this.crc) throw corrupt(`checksum mismatch (stored ${stored}, computed ${this.crc})`);
-    if (this.stage !== "rest") throw corrupt(`truncated: ${this.handles.size} of ${this.count} keys`);
+    if (this.stage !== "rest") throw corrupt(`truncated: ${this.keys.size} of ${this.count} keys`);
     const rest = concat(this.rest);
     const r = new ByteReader(rest.subarray(0, Math.max(0, rest.length - 4)), "kv snapshot");
     const sessions = readSessions(r, this.appliedIndex);
     r.end();
-    const { appliedIndex, handles, sortedKeys, valueBytes } = this;
-    return { appliedIndex, handles, sortedKeys, valueBytes, sessions };
+    const { appliedIndex, keys, valueBytes } = this;
+    return { appliedIndex, keys, valueBytes, sessions };
   }
 
   private parse(): void {
@@ -171,12 +175,12 @@ export class SnapshotDecoder {
       // Each entry takes at least 9 bytes: refuse a count the bytes cannot hold before allocating for it.
       const left = this.sizeBytes - HEAD_BYTES;
       if (this.count > left / 9) throw r.corrupt(`key count ${this.count} exceeds what ${left} bytes hold`);
-      this.sortedKeys = new Array<string>(this.count);
+      this.keys = new KeyIndex({ expectedKeys: this.count });
       this.stage = "entries";
       at = HEAD_BYTES;
     }
     const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
-    while (this.stage === "entries" && this.handles.size < this.count) {
+    while (this.stage === "entries" && this.keys.size < this.count) {
       // An entry is parsed once all of it is here: u32 key length, key, u32 value length, value.
       if (b.length - at < 4) break;
       const keyLength = dv.getUint32(at, true);
@@ -192,7 +196,7 @@ export class SnapshotDecoder {
       this.entry(new ByteReader(b.subarray(at, at + entryBytes), "kv snapshot"));
       at += entryBytes;
     }
-    if (this.stage === "entries" && this.handles.size === this.count) {
+    if (this.stage === "entries" && this.keys.size === this.count) {
       this.stage = "rest";
       this.rest.push(b.subarray(at));
       at = b.length;
@@ -204,20 +208,22 @@ export class SnapshotDecoder {
   private mustFit(at: number, bytes: number): void {
     const offset = this.received - this.pending.length + at;
     if (offset + bytes > this.sizeBytes - 4)
-      throw corrupt(`truncated: key ${this.handles.size} at byte ${offset} needs ${bytes} bytes`);
+      throw corrupt(`truncated: key ${this.keys.size} at byte ${offset} needs ${bytes} bytes`);
   }
 
   private entry(r: ByteReader): void {
-    const i = this.handles.size;
+    const i = this.keys.size;
     const keyLength = r.u32("key length");
     if (keyLength === 0) throw r.corrupt(`key ${i} is empty`);
     const key = r.utf8(keyLength, "key");
-    if (i > 0 && !(this.sortedKeys[i - 1]! < key)) throw r.corrupt(`key ${i} is not above the previous key`);
+    if (i > 0 && !(this.previousKey < key)) throw r.corrupt(`key ${i} is not above the previous key`);
     const value = r.view(r.u32("value length"), "value");
     r.end();
-    this.handles.set(key, this.values.add(value));
+    // Ascending and new: the index hands out ids 0, 1, ... in key order, which SortedKeys notices.
+    const replaced = this.keys.set(key, this.values.add(value));
+    if (replaced !== -1) throw new AssertionError(`key ${i} was already in the index`);
     this.valueBytes += value.length;
-    this.sortedKeys[i] = key;
+    this.previousKey = key;
   }
 }
 
@@ -233,14 +239,13 @@ function concat(parts: readonly Uint8Array[]): Uint8Array {
 }
 
 function bodySize(image: KvImage): number {
-  let size = 4 + 8 * image.sortedKeys.length + image.valueBytes + sessionsSize(image.sessions);
-  for (const key of image.sortedKeys) size += utf8ByteLength(key);
-  return size;
+  return 4 + 8 * image.keyCount + image.keyBytes + image.valueBytes + sessionsSize(image.sessions);
 }
 
 /** The body: the key count and keys with values in chunks of about `chunkBytes`, then the sessions. */
 function* bodyChunks(image: KvImage, chunkBytes: number): Generator<Uint8Array, void, undefined> {
-  const keys = image.sortedKeys;
+  const count = image.keyCount;
+  const keys: string[] = [];
   const values: Uint8Array[] = [];
   let previous: string | null = null;
   let i = 0;
@@ -248,16 +253,19 @@ function* bodyChunks(image: KvImage, chunkBytes: number): Generator<Uint8Array, 
     // Gather entries for one chunk (the first also carries the key count), then write them.
     const from = i;
     let size = from === 0 ? 4 : 0;
+    keys.length = 0;
     values.length = 0;
-    for (; i < keys.length && (i === from || size < chunkBytes); i++) {
+    for (; i < count && (i === from || size < chunkBytes); i++) {
+      const key = image.key(i);
       const value = image.value(i);
+      keys.push(key);
       values.push(value);
-      size += 8 + utf8ByteLength(keys[i]!) + value.length;
+      size += 8 + utf8ByteLength(key) + value.length;
     }
     const w = new ByteWriter(size);
-    if (from === 0) w.u32(keys.length);
+    if (from === 0) w.u32(count);
     for (let j = from; j < i; j++) {
-      const key = keys[j]!;
+      const key = keys[j - from]!;
       // Order is the caller's to keep (decode checks it); a repeated key means the image is out of step.
       // A plain `if`: an assert's message closure would be allocated for every key.
       if (key === previous) throw new AssertionError(`key ${JSON.stringify(key)} twice in the image`);
@@ -268,7 +276,7 @@ function* bodyChunks(image: KvImage, chunkBytes: number): Generator<Uint8Array, 
       w.raw(value);
     }
     yield w.finish();
-  } while (i < keys.length);
+  } while (i < count);
   const w = new ByteWriter(sessionsSize(image.sessions));
   writeSessions(w, image.sessions);
   yield w.finish();

@@ -1,94 +1,97 @@
-// The keys of the store in ascending UTF-16 code-unit order (JS `<`), kept lazily for range and snapshot.
+// The store's keys in ascending UTF-16 code-unit order (JS `<`), as ids of a KeyIndex, kept lazily for
+// range and snapshot.
 //
-// Writes only note what changed: overwriting a key costs nothing, a new key is pushed on a list.
-// The next reader merges: O(n + a log a) for `a` keys added since, instead of sorting all `n` keys.
-// So a range costs O(log n + limit) when the key set is unchanged, and one linear merge after writes
-// that added or removed keys. Churn without readers is bounded: past n + 1024 pending additions the
-// lists are dropped and the next reader sorts everything once.
+// Writes only mark what changed: overwriting a key costs nothing, a new key's id is UNSORTED in the
+// index, a removed one RETIRED. The next reader merges: O(n + a log a) for `a` keys added since, instead
+// of sorting all `n` keys (and O(n + a) when they were added in ascending order, as a bulk load or a
+// restore adds them). So a range costs O(log n + limit) when the key set is unchanged, and one linear
+// merge after writes that added or removed keys. The list is an Int32Array (4 bytes a key, off the
+// JS heap) and is never changed in place: a merge builds a new one, so a snapshot stream may keep it.
+// Retired ids are recycled by the index only after a merge has dropped them from the list; churn
+// without readers is bounded by merging once more ids are retired than keys are live (plus a slack),
+// except while a snapshot stream pins the index: then they wait for its close, as replaced values do.
 
-const MAX_PENDING_SLACK = 1024;
+import { AssertionError } from "../lib/assert.ts";
+import type { KeyIndex } from "./key-index.ts";
+
+const MAX_RETIRED_SLACK = 1024;
+const EMPTY = new Int32Array(0);
 
 export class SortedKeys {
-  private sorted: string[];
-  private added: string[] = [];
-  private removed = 0;
-  /** When true, `sorted` and `added` are meaningless and the next reader rebuilds from `live`. */
-  private stale = false;
+  private sorted: Int32Array = EMPTY;
+  /** index.removalCount when `sorted` was last rid of retired ids. */
+  private removalsSeen: number;
 
-  /** `live` is the store's map; `sorted` its keys already in order (from a snapshot), if known. */
-  constructor(
-    private readonly live: ReadonlyMap<string, unknown>,
-    sorted: string[] = [],
-  ) {
-    this.sorted = sorted;
+  constructor(private readonly index: KeyIndex) {
+    this.removalsSeen = index.removalCount;
   }
 
-  /** Call after inserting a key that was absent. */
-  noteAdded(key: string): void {
-    if (this.stale) return;
-    this.added.push(key);
-    if (this.added.length > this.live.size + MAX_PENDING_SLACK) this.markStale();
-  }
-
-  /** Call after removing a key that was present. */
+  /** Call after a key was removed from the index: keeps retired ids bounded when nobody reads. */
   noteRemoved(): void {
-    this.removed++;
+    const index = this.index;
+    if (!index.pinned && index.retiredCount > index.size + MAX_RETIRED_SLACK) this.current();
   }
 
-  /** All live keys, ascending. The array is shared: do not mutate; valid until the next write. */
-  current(): readonly string[] {
-    if (this.stale) {
-      this.sorted = Array.from(this.live.keys()).sort();
-      this.stale = false;
-    } else if (this.added.length > 0 || this.removed > 0) {
-      // Without removals every added key is still live and was added once: no filtering needed.
-      const has = (k: string): boolean => this.live.has(k);
-      const base = this.removed > 0 ? this.sorted.filter(has) : this.sorted;
-      const added = this.removed > 0 ? this.added.sort().filter(has) : this.added.sort();
-      this.sorted = mergeUnique(base, added);
+  /** The ids of all live keys, ascending by key. Shared: do not mutate; the array itself never changes,
+   *  but ids in it are only meaningful until the next write (or while the index is pinned). */
+  current(): Int32Array {
+    const removals = this.index.removalCount;
+    if (this.index.unsortedCount > 0 || removals !== this.removalsSeen) {
+      const base = removals !== this.removalsSeen ? this.liveOnly() : this.sorted;
+      const added = this.index.takeUnsorted();
+      if (!ascending(this.index, added)) added.sort((a, b) => this.index.compareIds(a, b));
+      this.sorted = base.length === 0 ? added : merge(this.index, base, added);
+      this.removalsSeen = removals;
     }
-    this.added = [];
-    this.removed = 0;
+    // Nothing outside snapshot streams (which pin the index) names a retired id any more.
+    this.index.recycle();
     return this.sorted;
   }
 
-  private markStale(): void {
-    this.stale = true;
-    this.sorted = [];
-    this.added = [];
+  /** The list without its retired ids: every live id the index counts as sorted, and only those. */
+  private liveOnly(): Int32Array {
+    const out = new Int32Array(this.index.size - this.index.unsortedCount);
+    let n = 0;
+    for (const id of this.sorted) {
+      if (!this.index.isSorted(id)) continue;
+      if (n === out.length) throw new AssertionError(`more than ${n} live ids in the sorted list`);
+      out[n++] = id;
+    }
+    if (n !== out.length)
+      throw new AssertionError(`${n} live ids in the sorted list, expected ${out.length}`);
+    return out;
   }
 }
 
-/** Index of the first key >= `target` in ascending `keys`. */
-export function lowerBound(keys: readonly string[], target: string): number {
+/** Index of the first id in `ids` (ascending by key) whose key is >= `target`. */
+export function lowerBound(index: KeyIndex, ids: Int32Array, target: string): number {
   let lo = 0;
-  let hi = keys.length;
+  let hi = ids.length;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
-    if (keys[mid]! < target) lo = mid + 1;
+    if (index.compareKey(ids[mid]!, target) < 0) lo = mid + 1;
     else hi = mid;
   }
   return lo;
 }
 
-/** Merges two ascending lists into one without duplicates (`a` has none; `b` may). */
-function mergeUnique(a: readonly string[], b: readonly string[]): string[] {
-  const out: string[] = [];
+function ascending(index: KeyIndex, ids: Int32Array): boolean {
+  for (let i = 1; i < ids.length; i++) if (index.compareIds(ids[i - 1]!, ids[i]!) >= 0) return false;
+  return true;
+}
+
+/** Merges two lists ascending by key; a key in both means the index and the list are out of step. */
+function merge(index: KeyIndex, a: Int32Array, b: Int32Array): Int32Array {
+  const out = new Int32Array(a.length + b.length);
   let i = 0;
   let j = 0;
-  while (i < a.length || j < b.length) {
-    const x = a[i];
-    const y = b[j];
-    let next: string;
-    if (y === undefined || (x !== undefined && x <= y)) {
-      next = x!;
-      i++;
-      if (next === y) j++;
-    } else {
-      next = y;
-      j++;
-    }
-    if (out.length === 0 || out[out.length - 1] !== next) out.push(next);
+  let o = 0;
+  while (i < a.length && j < b.length) {
+    const c = index.compareIds(a[i]!, b[j]!);
+    if (c === 0) throw new AssertionError(`key ${JSON.stringify(index.key(a[i]!))} sorted twice`);
+    out[o++] = c < 0 ? a[i++]! : b[j++]!;
   }
+  out.set(a.subarray(i), o);
+  out.set(b.subarray(j), o + a.length - i);
   return out;
 }

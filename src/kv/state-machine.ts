@@ -6,16 +6,17 @@
 // check them with encodeCommand. Byte arrays handed out by get/range/results may be the stored values:
 // treat them as read-only, and never transfer or detach their `.buffer` (after restore, values may be
 // views into one shared buffer; see snapshot.ts).
-// Memory: one Map entry per key (its string and a small-integer handle) and a slot in the sorted key
-// array; the values live in a ValueStore (value-store.ts), which the host may keep off the heap.
-// Measured at ~965k keys of 10 bytes on a node with a FileValueStore: 60–75 B/key of JS heap used.
-// Sessions add at most maxSessions cached results.
+// Memory: the keys live in a KeyIndex (key-index.ts) and their order in SortedKeys, both in typed
+// arrays off the JS heap (measured at a million 11-character keys: 35.6 MB, where a Map and a string
+// array took ~69 MB of heap and ~80 MB of heap reserved); the values live in a ValueStore
+// (value-store.ts), which the host may keep off the heap. Sessions add at most maxSessions cached results.
 // Key order everywhere (range, snapshot, hash) is ascending UTF-16 code-unit order, i.e. JS `<` on
 // strings; it differs from UTF-8 byte order only for keys mixing U+E000..U+FFFF with astral characters.
 
 import { assert, unreachable } from "../lib/assert.ts";
 import { RaftKvError } from "../lib/errors.ts";
 import { type CasCommand, decodeCommand, type KvCommand } from "./command.ts";
+import { KeyIndex } from "./key-index.ts";
 import type { CasResult, DeleteResult, KvResult, PutResult } from "./result.ts";
 import { DEFAULT_MAX_SESSIONS, SessionTable } from "./session-table.ts";
 import {
@@ -70,15 +71,15 @@ export interface KvRange {
 
 export class KvStateMachine {
   // Key to value handle. Replaced wholesale only by restore().
-  private data = new Map<string, number>();
-  private keys = new SortedKeys(this.data);
+  private index = new KeyIndex();
+  private keys = new SortedKeys(this.index);
   private readonly values: ValueStore;
   /** Sum of the live values' byte lengths. */
   private valueBytes = 0;
   private readonly sessions: SessionTable;
   private applied = 0;
   /** Open snapshot streams; while there are any, released handles wait in `deferred` (their values
-   *  may still be read by a stream). */
+   *  may still be read by a stream) and the key index is pinned (their keys too). */
   private streams = 0;
   private deferred: number[] = [];
 
@@ -94,7 +95,7 @@ export class KvStateMachine {
 
   /** Number of keys. */
   get size(): number {
-    return this.data.size;
+    return this.index.size;
   }
 
   /** Number of client sessions remembered. */
@@ -127,8 +128,8 @@ export class KvStateMachine {
   }
 
   get(key: string): Uint8Array | null {
-    const handle = this.data.get(key);
-    return handle === undefined ? null : this.values.read(handle);
+    const handle = this.index.get(key);
+    return handle < 0 ? null : this.values.read(handle);
   }
 
   /** Up to `limit` (a safe integer >= 1) entries whose key starts with `prefix`, ascending by key.
@@ -138,20 +139,21 @@ export class KvStateMachine {
     if (!Number.isSafeInteger(limit) || limit < 1) {
       throw new RaftKvError({ code: "INVALID_ARGUMENT", message: `range limit ${limit} is not >= 1` });
     }
-    const keys = this.keys.current();
+    const ids = this.keys.current();
+    const index = this.index;
     const entries: KvEntry[] = [];
-    let i = lowerBound(keys, prefix);
+    let i = lowerBound(index, ids, prefix);
     if (startAfter !== undefined) {
-      const j = lowerBound(keys, startAfter);
-      i = Math.max(i, keys[j] === startAfter ? j + 1 : j);
+      const j = lowerBound(index, ids, startAfter);
+      i = Math.max(i, j < ids.length && index.compareKey(ids[j]!, startAfter) === 0 ? j + 1 : j);
     }
-    for (; i < keys.length && entries.length < limit; i++) {
-      const key = keys[i]!;
-      if (!key.startsWith(prefix)) break;
-      entries.push({ key, value: this.values.read(this.data.get(key)!, true) });
+    for (; i < ids.length && entries.length < limit; i++) {
+      const id = ids[i]!;
+      if (!index.startsWith(id, prefix)) break;
+      entries.push({ key: index.key(id), value: this.values.read(index.handleOf(id), true) });
     }
-    const next = keys[i];
-    return { entries, more: entries.length === limit && next !== undefined && next.startsWith(prefix) };
+    const more = entries.length === limit && i < ids.length && index.startsWith(ids[i]!, prefix);
+    return { entries, more };
   }
 
   /** CRC32C over the sorted contents and the session table (not the applied index), for comparing
@@ -167,21 +169,16 @@ export class KvStateMachine {
 
   /** The same bytes as snapshot(), in chunks of about `chunkBytes`, so that the whole image is never
    *  in memory at once. The image is of this moment: entries applied while the stream is open do not
-   *  change it (the keys and value handles are captured, about 16 bytes per key; values they replace
-   *  stay in the store until close()). */
+   *  change it (the sorted key ids and value handles are captured, about 8 bytes per key; values they
+   *  replace stay in the store, and keys deleted keep their ids and bytes in the index, until close()). */
   snapshotStream(chunkBytes = DEFAULT_SNAPSHOT_CHUNK_BYTES): SnapshotStream {
-    const keys = this.keys.current(); // never changed in place: a write makes the next call build anew
-    const handles = new Float64Array(keys.length);
-    for (let i = 0; i < keys.length; i++) handles[i] = this.data.get(keys[i]!)!;
-    const image: KvImage = {
-      appliedIndex: this.applied,
-      sortedKeys: keys,
-      value: (i) => this.values.read(handles[i]!, true),
-      valueBytes: this.valueBytes,
-      sessions: Array.from(this.sessions.entries()),
-    };
+    const ids = this.keys.current(); // never changed in place: a write makes the next call build anew
+    const handles = new Uint32Array(ids.length);
+    for (let i = 0; i < ids.length; i++) handles[i] = this.index.handleOf(ids[i]!);
+    const image = this.imageOf(ids, (i) => handles[i]!);
     const chunks = snapshotChunks(image, chunkBytes);
     this.streams++;
+    this.index.pin();
     let open = true;
     return {
       appliedIndex: this.applied,
@@ -194,6 +191,7 @@ export class KvStateMachine {
       close: () => {
         assert(open, () => "snapshot stream closed twice");
         open = false;
+        this.index.unpin();
         if (--this.streams === 0) {
           for (const h of this.deferred) this.values.release(h);
           this.deferred = [];
@@ -220,8 +218,8 @@ export class KvStateMachine {
       push: (chunk) => decoder.push(chunk),
       finish: () => {
         const image = decoder.finish();
-        sm.data = image.handles;
-        sm.keys = new SortedKeys(image.handles, image.sortedKeys);
+        sm.index = image.keys;
+        sm.keys = new SortedKeys(image.keys);
         sm.valueBytes = image.valueBytes;
         sm.sessions.load(image.sessions);
         sm.applied = image.appliedIndex;
@@ -231,11 +229,21 @@ export class KvStateMachine {
   }
 
   private image(): KvImage {
-    const keys = this.keys.current();
+    const ids = this.keys.current();
+    return this.imageOf(ids, (i) => this.index.handleOf(ids[i]!));
+  }
+
+  /** The image of the keys `ids` (ascending) whose i-th value has the handle handle(i). */
+  private imageOf(ids: Int32Array, handle: (i: number) => number): KvImage {
+    const index = this.index;
+    let keyBytes = 0;
+    for (const id of ids) keyBytes += index.utf8Length(id);
     return {
       appliedIndex: this.applied,
-      sortedKeys: keys,
-      value: (i) => this.values.read(this.data.get(keys[i]!)!, true),
+      keyCount: ids.length,
+      keyBytes,
+      key: (i) => index.key(ids[i]!),
+      value: (i) => this.values.read(handle(i), true),
       valueBytes: this.valueBytes,
       sessions: Array.from(this.sessions.entries()),
     };
@@ -279,17 +287,14 @@ export class KvStateMachine {
   }
 
   private set(key: string, value: Uint8Array): void {
-    const old = this.data.get(key);
-    this.data.set(key, this.values.add(value));
+    const old = this.index.set(key, this.values.add(value));
     this.valueBytes += value.length;
-    if (old === undefined) this.keys.noteAdded(key);
-    else this.drop(old);
+    if (old >= 0) this.drop(old);
   }
 
   private remove(key: string): boolean {
-    const old = this.data.get(key);
-    if (old === undefined) return false;
-    this.data.delete(key);
+    const old = this.index.delete(key);
+    if (old < 0) return false;
     this.drop(old);
     this.keys.noteRemoved();
     return true;
