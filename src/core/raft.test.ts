@@ -259,7 +259,9 @@ test("thesis §6.4 ReadIndex: a leader cut off from the majority never releases 
   assert.equal(c.node(0).readStates.length, 0);
 });
 
-test("thesis §5 InstallSnapshot: a follower behind the leader's compacted log catches up by snapshot", () => {
+/** Node 2 isolated while node 0 commits 10 entries, takes a snapshot of `imageBytes` (sent in 4-byte
+ *  chunks) and compacts its log; then the links heal, so node 2 can only catch up by snapshot. */
+function followerBehindSnapshot(imageBytes: number): { c: TestCluster; l: Raft; idx: number } {
   const c = new TestCluster(3, (cfg) => ({ ...cfg, snapshotChunkBytes: 4 }));
   c.elect(0);
   c.run(5);
@@ -269,11 +271,16 @@ test("thesis §5 InstallSnapshot: a follower behind the leader's compacted log c
   c.run(5);
   const l = c.raft(0);
   const idx = l.log.committed;
-  const image = new Uint8Array(10).fill(7);
+  const image = new Uint8Array(imageBytes).fill(7);
   c.node(0).image = image;
   l.snapshotSaved({ index: idx, term: l.log.term(idx)!, sizeBytes: image.length, crc32c: 0 });
   l.compact(idx);
   c.heal();
+  return { c, l, idx };
+}
+
+test("thesis §5 InstallSnapshot: a follower behind the leader's compacted log catches up by snapshot", () => {
+  const { c, l, idx } = followerBehindSnapshot(10);
   c.run(40);
   assert.equal(c.node(2).snapshot?.index, idx);
   assert.equal(c.raft(2).log.committed, l.log.committed);
@@ -283,20 +290,7 @@ test("thesis §5 InstallSnapshot: a follower behind the leader's compacted log c
 });
 
 test("InstallSnapshot: a follower slow to answer gets one chunk at a time, not a new chain of chunks per heartbeat", () => {
-  const c = new TestCluster(3, (cfg) => ({ ...cfg, snapshotChunkBytes: 4 }));
-  c.elect(0);
-  c.run(5);
-  c.isolate(2);
-  for (let i = 0; i < 10; i++) c.raft(0).propose(cmd(`v${i}`));
-  c.deliverAll();
-  c.run(5);
-  const l = c.raft(0);
-  const idx = l.log.committed;
-  const image = new Uint8Array(40).fill(7); // 10 chunks of 4 bytes
-  c.node(0).image = image;
-  l.snapshotSaved({ index: idx, term: l.log.term(idx)!, sizeBytes: image.length, crc32c: 0 });
-  l.compact(idx);
-  c.heal();
+  const { c, idx } = followerBehindSnapshot(40); // 10 chunks of 4 bytes
   const follower = c.raft(2);
   const step = follower.step.bind(follower);
   let chunksDelivered = 0;
