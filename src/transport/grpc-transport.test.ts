@@ -101,13 +101,24 @@ transportConformance("GrpcPeerTransport", async (): Promise<Harness> => {
   return { nodes: c.transports, pump: () => {}, close: c.close };
 });
 
-test("messages queued in one event-loop turn go out as one stream write", async () => {
+/** Two nodes whose 0 -> 1 stream is up: one heartbeat (term 1) has already arrived in node 1's inbox. */
+async function connectedPair(): Promise<{ c: Cluster; t0: GrpcPeerTransport; inbox: Inbox }> {
   const c = await makeCluster(2);
+  const [t0, t1] = c.transports as [GrpcPeerTransport, GrpcPeerTransport];
+  const inbox = new Inbox(t1);
+  t0.send([heartbeat(0, 1, 1)]);
+  await inbox
+    .waitFor(1, () => {})
+    .catch(async (err: unknown) => {
+      await c.close();
+      throw err;
+    });
+  return { c, t0, inbox };
+}
+
+test("messages queued in one event-loop turn go out as one stream write", async () => {
+  const { c, t0, inbox } = await connectedPair();
   try {
-    const [t0, t1] = c.transports as [GrpcPeerTransport, GrpcPeerTransport];
-    const inbox = new Inbox(t1);
-    t0.send([heartbeat(0, 1, 1)]);
-    await inbox.waitFor(1, () => {});
     const before = t0.stats().sentBatches;
     for (let i = 0; i < 200; i++) t0.send([heartbeat(0, 1, 2 + i)]);
     await inbox.waitFor(201, () => {});
@@ -122,12 +133,8 @@ test("messages queued in one event-loop turn go out as one stream write", async 
 });
 
 test("past the stream's buffer, messages wait in the bounded queue and all arrive in order after drain", async () => {
-  const c = await makeCluster(2);
+  const { c, t0, inbox } = await connectedPair();
   try {
-    const [t0, t1] = c.transports as [GrpcPeerTransport, GrpcPeerTransport];
-    const inbox = new Inbox(t1);
-    t0.send([heartbeat(0, 1, 1)]);
-    await inbox.waitFor(1, () => {});
     const data = randomBytes(40 * 1024); // one message per batch: 500 batches, 20 MB
     const big = (term: number): AppendEntries => ({
       ...heartbeat(0, 1, term),
