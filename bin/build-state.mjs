@@ -5,7 +5,7 @@
 // source under src/ changed since it was built, so an edited checkout never runs stale code: they fall
 // back to tsx and say why. Plain JavaScript, so that bin/raftkv.mjs can decide before loading tsx.
 
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 
 /** Written by scripts/build.mjs after a successful build. */
@@ -35,7 +35,9 @@ export function compiledBuild(root) {
   } catch {
     return { fresh: false, why: "there is no compiled build in dist/ (npm run build)" };
   }
-  if (typeof stamp?.sourcesMtimeMs !== "number" || newestSourceMtimeMs(join(root, "src")) > stamp.sourcesMtimeMs)
+  // An installed package may ship no sources: its build is all there is.
+  const src = join(root, "src");
+  if (typeof stamp?.sourcesMtimeMs !== "number" || (existsSync(src) && newestSourceMtimeMs(src) > stamp.sourcesMtimeMs))
     return { fresh: false, why: "src/ changed since dist/ was built (npm run build)" };
   return { fresh: true, main: join(root, "dist/src/cli/main.js") };
 }
