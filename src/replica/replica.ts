@@ -334,7 +334,7 @@ export class Replica<R> {
   /** A new state machine from the snapshot just installed, read back in chunks (at a million keys the
    *  image is hundreds of MB); the current one serves reads until it is replaced. */
   private async restoreFrom(meta: SnapshotMeta): Promise<StateMachine<R>> {
-    const restore = this.o.restore(meta.sizeBytes);
+    const restore = this.o.restore(meta.sizeBytes, meta);
     try {
       for (let at = 0; at < meta.sizeBytes; ) {
         const chunk = await this.o.storage.readSnapshotChunk(meta, at, RESTORE_CHUNK_BYTES);

@@ -26,7 +26,7 @@ import {
   ErrorCode as WireErrorCode,
 } from "../gen/raftkv/v1/client.ts";
 import { RaftKvError } from "../lib/errors.ts";
-import type { NodeMetrics } from "./metrics.ts";
+import type { ClientMetrics } from "./metrics.ts";
 
 export interface ClientEdgeDeps {
   readonly nodeId: NodeId;
@@ -34,7 +34,7 @@ export interface ClientEdgeDeps {
   readonly maxRequestBytes: number;
   /** Term and leader for the header of a refusal. */
   readonly softState: () => { readonly term: number; readonly leaderId: NodeId | null };
-  readonly metrics: NodeMetrics | null;
+  readonly metrics: ClientMetrics | null;
 }
 
 /** Why a request's bytes did not become a request. */
