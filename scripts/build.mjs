@@ -65,6 +65,7 @@ if (r.status !== 0) {
 rewriteDeclarationImports(join(out, "src"));
 // src/lib imports ../../bin/build-state.mjs, which from dist/src/lib is dist/bin/.
 cpSync(join(root, "bin/build-state.mjs"), join(out, "bin/build-state.mjs"));
+cpSync(join(root, "bin/build-state.d.mts"), join(out, "bin/build-state.d.mts"));
 writeFileSync(
   join(out, BUILD_STAMP.replace(/^dist\//, "")),
   `${JSON.stringify({ sourcesMtimeMs, builtAt: new Date().toISOString() })}\n`,
