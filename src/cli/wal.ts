@@ -28,11 +28,12 @@ export function describeCommand(data: Uint8Array): string {
 
 /** The storage code, loaded only when a wal command runs (other commands start faster without it). */
 async function storageTools() {
-  const [{ RealFileSystem }, { dumpWal, verifyWal }] = await Promise.all([
+  const [{ RealFileSystem }, { dumpWal, verifyWal }, { checkKvImage }] = await Promise.all([
     import("../storage/real-file-system.ts"),
     import("../storage/wal-dump.ts"),
+    import("../server/check-image.ts"),
   ]);
-  return { RealFileSystem, dumpWal, verifyWal };
+  return { RealFileSystem, dumpWal, verifyWal, checkKvImage };
 }
 
 export function addWalCommands(program: Command, setExit: (code: number) => void): void {
@@ -55,8 +56,8 @@ export function addWalCommands(program: Command, setExit: (code: number) => void
     .description("check the data folder as a start would, without changing anything")
     .requiredOption("--data-dir <dir>", "the node's data folder")
     .action(async (o: { dataDir: string }) => {
-      const { RealFileSystem, verifyWal } = await storageTools();
-      const r = await verifyWal(new RealFileSystem(), o.dataDir);
+      const { RealFileSystem, verifyWal, checkKvImage } = await storageTools();
+      const r = await verifyWal(new RealFileSystem(), o.dataDir, checkKvImage);
       for (const w of r.warnings) process.stdout.write(`warning: ${w}\n`);
       for (const p of r.problems) process.stdout.write(`problem: ${p}\n`);
       process.stdout.write(

@@ -54,9 +54,16 @@ export class KvOps {
     return this.node.read((kv) => kv.current.get(key), { consistency });
   }
 
-  /** Keys with the prefix in order, after `startAfter` when given (paging). */
-  range(prefix: string, limit: number, consistency: Consistency, startAfter?: string): Promise<KvRange> {
-    return this.node.read((kv) => kv.current.range(prefix, limit, startAfter), { consistency });
+  /** Keys with the prefix in order, after `startAfter` when given (paging), up to `limit` entries and
+   *  `maxBytes` of keys and values (the state machine stops reading there). */
+  range(
+    prefix: string,
+    limit: number,
+    consistency: Consistency,
+    startAfter?: string,
+    maxBytes?: number,
+  ): Promise<KvRange> {
+    return this.node.read((kv) => kv.current.range(prefix, limit, startAfter, maxBytes), { consistency });
   }
 
   private async write(cmd: KvCommand): Promise<WriteOutcome> {

@@ -51,16 +51,21 @@ export class KvState implements StateMachine<KvResult> {
       maxSessions: this.o.maxSessions,
       values: fresh,
     });
+    let next: KvStateMachine | null = null;
     return {
       push: (chunk) => restoring.push(chunk),
       finish: () => {
-        const next = restoring.finish();
-        if (next.appliedIndex !== snapshot.index)
+        const built = restoring.finish();
+        if (built.appliedIndex !== snapshot.index)
           throw new RaftKvError({
             code: "CORRUPT",
-            message: `snapshot file says index ${snapshot.index} but its image is at ${next.appliedIndex}`,
+            message: `snapshot file says index ${snapshot.index} but its image is at ${built.appliedIndex}`,
             hint: "move the newest file in snap/ aside; the node falls back to an older snapshot and the log",
           });
+        next = built;
+      },
+      commit: () => {
+        if (next === null) throw new Error("KvState: commit() before finish()");
         this.values?.close();
         this.values = fresh;
         this.sm = next;

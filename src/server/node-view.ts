@@ -46,6 +46,8 @@ export interface NodeView {
 /** The part of the replica loop a view reads. */
 export interface ViewedReplica {
   readonly stateMachine: { readonly appliedIndex: number };
+  /** Index of the last snapshot installed from a leader (0: none since start). */
+  readonly lastInstalledSnapshotIndex: number;
   leaseUntilMs(): number | null;
 }
 

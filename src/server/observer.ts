@@ -66,8 +66,7 @@ export class NodeObserver {
       this.log.info({ ...at, votedFor: now.votedFor, event: "vote" }, `voted for node ${now.votedFor}`);
     if (now.lease !== was.lease && now.role === "leader") this.leaseChanged(was.lease, now.lease, at);
     if (now.snapshotIndex !== was.snapshotIndex) {
-      const taken =
-        now.role === "leader" || this.sources.replica.stateMachine.appliedIndex >= now.snapshotIndex;
+      const taken = this.sources.replica.lastInstalledSnapshotIndex !== now.snapshotIndex;
       this.log.info(
         { ...at, snapshotIndex: now.snapshotIndex, event: "snapshot" },
         taken

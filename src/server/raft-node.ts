@@ -36,6 +36,10 @@ import { loadServerTls, type ServerTls } from "./tls.ts";
 /** Snapshot bytes read at a time when a node starts. */
 const RESTORE_CHUNK_BYTES = 4 * 1024 * 1024;
 
+/** After a fatal error, how much longer than shutdownGraceMs the shutdown may take before the node
+ *  reports itself stopped regardless. */
+const FATAL_EXIT_EXTRA_MS = 5000;
+
 /** A node's configuration: what `raftkv serve` takes, validated (resolveNodeConfig). */
 export type NodeConfig = ServerConfig;
 
@@ -164,6 +168,10 @@ class TimedStorage implements ReplicaStorage {
     return this.s.writeSnapshotChunk(...args);
   }
 
+  readIncomingSnapshotChunk(...args: Parameters<ReplicaStorage["readIncomingSnapshotChunk"]>) {
+    return this.s.readIncomingSnapshotChunk(...args);
+  }
+
   installIncomingSnapshot(meta: SnapshotMeta) {
     return this.s.installIncomingSnapshot(meta);
   }
@@ -220,10 +228,11 @@ export async function startRaftNode<S extends StateMachine<R>, R>(
     nodeLog.flush();
     throw err;
   }
-  const applied = new AppliedStateMachine<R>(options.stateMachine);
   try {
     const tls = loadServerTls(config, config.id, config.peers.get(config.id) ?? config.listen, new Date());
-    if (recovered.snapshot !== null) await restoreAtStart(applied, storage, recovered.snapshot);
+    const empty = new AppliedStateMachine<R>(options.stateMachine);
+    const applied =
+      recovered.snapshot === null ? empty : await restoreAtStart(empty, storage, recovered.snapshot);
     const core = new Raft(coreConfig, {
       hardState: recovered.hardState,
       snapshot: recovered.snapshot,
@@ -269,11 +278,12 @@ function peerPayloadBytes(config: NodeConfig, core: CoreConfig): number {
 
 /** Restores the newest snapshot into the state machine, read in chunks: never in memory whole. */
 async function restoreAtStart<R>(
-  applied: AppliedStateMachine<R>,
+  empty: AppliedStateMachine<R>,
   storage: FileStorage,
   meta: SnapshotMeta,
-): Promise<void> {
-  const restoring = applied.restore(meta);
+): Promise<AppliedStateMachine<R>> {
+  const restoring = empty.restore(meta);
+  let next: ReturnType<typeof restoring.finish>;
   try {
     for (let at = 0; at < meta.sizeBytes; ) {
       const chunk = await storage.readSnapshotChunk(meta, at, RESTORE_CHUNK_BYTES);
@@ -281,11 +291,13 @@ async function restoreAtStart<R>(
       restoring.push(chunk);
       at += chunk.length;
     }
-    restoring.finish();
+    next = restoring.finish();
   } catch (err) {
     restoring.abort();
     throw err;
   }
+  restoring.commit();
+  return next as AppliedStateMachine<R>;
 }
 
 interface Parts<R> {
@@ -329,13 +341,30 @@ async function assemble<S extends StateMachine<R>, R>(
     storage: timedStorage,
     sender: transport,
     stateMachine: p.applied,
+    // Every AppliedStateMachine wraps the same user state machine: any of them can start a restore.
     restore: (_sizeBytes, meta) => p.applied.restore(meta),
     clock,
     bootMs,
     tickMs: config.tickMs,
     snapshotEveryEntries: config.snapshotEveryEntries,
     keepEntriesAfterSnapshot: config.keepEntriesAfterSnapshot,
+    snapshotEveryBytes: config.snapshotEveryBytes,
+    keepBytesAfterSnapshot: config.keepBytesAfterSnapshot,
     onFatal: (err) => fatal(err),
+    onRefused: (r) => {
+      metrics?.peerRefusals.inc({ reason: r.reason });
+      log.warn(
+        {
+          peer: r.from,
+          claimedSenderAddress: config.peers.get(r.from) ?? "unknown",
+          messageType: r.type,
+          messageTerm: r.term,
+          term: core.softState().term,
+          reason: r.reason,
+        },
+        `refused a peer message: ${r.detail}`,
+      );
+    },
   });
   const sources: ViewSources = {
     clusterId: config.clusterId,
@@ -395,7 +424,7 @@ async function assemble<S extends StateMachine<R>, R>(
     registry: metrics.registry,
     stateMachine,
     get appliedIndex() {
-      return p.applied.appliedIndex;
+      return replica.stateMachine.appliedIndex;
     },
     propose: (command) => {
       const proposal = replica.propose(command);
@@ -530,7 +559,7 @@ async function assemble<S extends StateMachine<R>, R>(
       } catch (err) {
         log.error({ err }, "closing the state machine failed");
       }
-      log.info({ ...at, applied: p.applied.appliedIndex }, "stopped");
+      log.info({ ...at, applied: replica.stateMachine.appliedIndex }, "stopped");
       p.nodeLog.flush();
       emit({ type: "stopped", exitCode, reason });
       resolveDone(exitCode);
@@ -545,7 +574,15 @@ async function assemble<S extends StateMachine<R>, R>(
         ? "a Raft invariant failed (a bug): this node stops and shuts down; keep its data folder and log for the report"
         : "storage failed: this node stops acknowledging and shuts down",
     );
-    void stop(invariant ? "invariant failure" : "storage failure", 1);
+    // Exit within a bound even if some part of the shutdown hangs (a dying disk), so that a
+    // supervisor can restart the node: `done` resolves and `raftkv serve` exits with 1.
+    const boundMs = config.shutdownGraceMs + FATAL_EXIT_EXTRA_MS;
+    const bound = setTimeout(() => {
+      log.error({ boundMs }, "shutdown after the failure did not finish in time; exiting anyway");
+      p.nodeLog.flush();
+      resolveDone(1);
+    }, boundMs);
+    void stop(invariant ? "invariant failure" : "storage failure", 1).finally(() => clearTimeout(bound));
   };
 
   const soft = core.softState();

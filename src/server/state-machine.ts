@@ -2,7 +2,7 @@
 // adapter to the replica loop's seam (src/replica/seams.ts), which also keeps the applied index.
 //
 // Lifecycle on one node: at start the node restores the newest snapshot it has (restore(), then the
-// image's chunks), then applies the committed log after it (apply() for commands, applyNoop() for each
+// image's chunks, finish(), commit()), then applies the committed log after it (apply() for commands, applyNoop() for each
 // new leader's NO-OP), then follows the log: every committed entry, once, in index order, the same on
 // every node. Every snapshotEveryEntries applied entries it takes a snapshot (snapshot()) into its data
 // folder and compacts the log; a follower too far behind gets the leader's snapshot through restore().
@@ -46,8 +46,10 @@ export interface StateMachine<R = unknown> {
   snapshot(): SnapshotReader;
   /**
    * Starts replacing the whole state with a snapshot image (the node's own at start, or the leader's).
-   * The node pushes the image's chunks in order, then calls finish(), or abort() to give up. The old
-   * state may keep serving reads until finish() swaps in the new one.
+   * The node pushes the image's chunks in order, then calls finish() (build and check the new state,
+   * changing nothing yet) and commit() (switch to it), or abort() to give up at any point before
+   * commit(), e.g. when the image is bad or the snapshot file cannot be installed. Until commit() the
+   * current state is untouched and keeps serving reads.
    */
   restore(snapshot: SnapshotInfo): SnapshotWriter;
   /** Called once when the node has stopped: release files and memory. */
@@ -64,13 +66,17 @@ export interface SnapshotReader {
   close(): void;
 }
 
-/** A state image being written back (restore), chunk by chunk. */
+/** A state image being written back (restore), chunk by chunk, then switched to. */
 export interface SnapshotWriter {
-  /** The next chunk of the image, in order; handed over (the node does not change it afterwards). */
+  /** The next chunk of the image, in order; handed over (the node does not change it afterwards).
+   *  May throw CORRUPT as soon as what was pushed cannot be a valid image. */
   push(chunk: Uint8Array): void;
-  /** The image is complete: swap it in. Throw (a RaftKvError with code CORRUPT) if it is not valid. */
+  /** The image is complete: check it whole and build the new state, without changing the current one.
+   *  Throw a RaftKvError coded CORRUPT if it is not valid (a leader's image is then asked for again). */
   finish(): void;
-  /** Give up: discard what was pushed; the current state stays. */
+  /** Switch to the state finish() built; the old one may be released. */
+  commit(): void;
+  /** Give up: discard what was pushed or built; the current state stays. */
   abort(): void;
 }
 
@@ -85,11 +91,13 @@ export interface SnapshotInfo {
 }
 
 /** The user's state machine seen through the replica loop's seam: counts the applied index, wraps
- *  snapshots and restores. One object for the node's life (a restore swaps the state inside it). */
+ *  snapshots and restores. A restore hands the loop a new one at the snapshot's index (the state inside
+ *  the user's object switches at commit()). */
 export class AppliedStateMachine<R> implements ReplicaStateMachine<R> {
-  private applied = 0;
-
-  constructor(readonly user: StateMachine<R>) {}
+  constructor(
+    readonly user: StateMachine<R>,
+    private applied = 0,
+  ) {}
 
   get appliedIndex(): number {
     return this.applied;
@@ -115,16 +123,16 @@ export class AppliedStateMachine<R> implements ReplicaStateMachine<R> {
     };
   }
 
-  /** A restore of the snapshot `meta` describes, answering the replica's seam with this same object. */
+  /** A restore of the snapshot `meta` describes; finish() answers with the state machine at its index. */
   restore(meta: SnapshotMeta): StateMachineRestore<R> {
     const writer = this.user.restore({ index: meta.index, term: meta.term, sizeBytes: meta.sizeBytes });
     return {
       push: (chunk) => writer.push(chunk),
       finish: () => {
         writer.finish();
-        this.applied = meta.index;
-        return this;
+        return new AppliedStateMachine(this.user, meta.index);
       },
+      commit: () => writer.commit(),
       abort: () => writer.abort(),
     };
   }
