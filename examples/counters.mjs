@@ -54,12 +54,19 @@ class Counters {
     };
   }
 
+  // Build the new state in finish() (throwing if the image is bad), switch to it in commit().
   restore(_info) {
     const chunks = [];
+    let next = null;
     return {
       push: (chunk) => chunks.push(chunk),
       finish: () => {
-        this.counts = new Map(JSON.parse(decoder.decode(Buffer.concat(chunks))));
+        const entries = JSON.parse(decoder.decode(Buffer.concat(chunks)));
+        if (!Array.isArray(entries)) throw new Error("not a counters image"); // a bad image: asked for again
+        next = new Map(entries);
+      },
+      commit: () => {
+        this.counts = next;
       },
       abort: () => {},
     };

@@ -40,6 +40,7 @@ export {
   type RaftNodeEventType,
   type RaftNodeOptions,
   type ReadOptions,
+  type ResultOf,
   type SoftState,
   startRaftNode,
 } from "./raft-node.ts";

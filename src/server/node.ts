@@ -48,7 +48,7 @@ export interface RaftKvNode {
 /** Starts a node; throws a RaftKvError (CONFIG, STORAGE, CORRUPT, CLUSTER_MISMATCH) if it cannot. */
 export async function startNode(config: NodeConfig, options: StartNodeOptions = {}): Promise<RaftKvNode> {
   let api: ClientApi | null = null;
-  const node = await startRaftNode<KvState, KvResult>({
+  const node = await startRaftNode({
     config,
     stateMachine: new KvState({
       valuesFile: layoutOf(config.dataDir).valuesFile,

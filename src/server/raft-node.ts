@@ -43,7 +43,10 @@ const FATAL_EXIT_EXTRA_MS = 5000;
 /** A node's configuration: what `raftkv serve` takes, validated (resolveNodeConfig). */
 export type NodeConfig = ServerConfig;
 
-export interface RaftNodeOptions<S extends StateMachine<R>, R> {
+/** What the state machine S's apply() returns: the result its proposals resolve with. */
+export type ResultOf<S> = S extends StateMachine<infer R> ? R : never;
+
+export interface RaftNodeOptions<S extends StateMachine<unknown>> {
   /** From resolveNodeConfig(): the same settings, defaults and checks as `raftkv serve`. */
   readonly config: NodeConfig;
   /** The state machine to replicate; the node calls it and nothing else changes it. */
@@ -53,7 +56,7 @@ export interface RaftNodeOptions<S extends StateMachine<R>, R> {
   readonly maxCommandBytes?: number;
   /** Adds gRPC services to the node's server before it listens: they share its port, TLS and
    *  connection limits. `node` is usable for proposals and reads once startRaftNode() resolves. */
-  readonly services?: (server: grpc.Server, node: RaftNode<S, R>) => void;
+  readonly services?: (server: grpc.Server, node: RaftNode<S, ResultOf<S>>) => void;
   /** Awaited first when the node stops, before anything else shuts: e.g. let in-flight client
    *  requests finish (within config.shutdownGraceMs). */
   readonly beforeStop?: (reason: string) => Promise<void>;
@@ -191,9 +194,19 @@ class TimedStorage implements ReplicaStorage {
  * the newest snapshot into the state machine and replays the log, then listens and joins the cluster.
  * Throws a RaftKvError (CONFIG, STORAGE, CORRUPT, CLUSTER_MISMATCH) naming what is wrong if it cannot.
  */
-export async function startRaftNode<S extends StateMachine<R>, R>(
-  options: RaftNodeOptions<S, R>,
-): Promise<RaftNode<S, R>> {
+export function startRaftNode<S extends StateMachine<unknown>>(
+  options: RaftNodeOptions<S>,
+): Promise<RaftNode<S, ResultOf<S>>> {
+  return start<S, ResultOf<S>>(options as Options<S, ResultOf<S>>);
+}
+
+/** RaftNodeOptions with the result type spelled out (TypeScript cannot see that S is a StateMachine of
+ *  ResultOf<S>). */
+type Options<S extends StateMachine<unknown>, R> = Omit<RaftNodeOptions<S>, "services"> & {
+  readonly services?: (server: grpc.Server, node: RaftNode<S, R>) => void;
+};
+
+async function start<S extends StateMachine<unknown>, R>(options: Options<S, R>): Promise<RaftNode<S, R>> {
   const { config } = options;
   const seed = options.seed ?? randomInt(0x7fffffff);
   const coreConfig = withCommandLimit(toCoreConfig(config, seed), config, options.maxCommandBytes);
@@ -230,7 +243,9 @@ export async function startRaftNode<S extends StateMachine<R>, R>(
   }
   try {
     const tls = loadServerTls(config, config.id, config.peers.get(config.id) ?? config.listen, new Date());
-    const empty = new AppliedStateMachine<R>(options.stateMachine);
+    const empty = new AppliedStateMachine<R>(
+      options.stateMachine as StateMachine<unknown> as StateMachine<R>,
+    );
     const applied =
       recovered.snapshot === null ? empty : await restoreAtStart(empty, storage, recovered.snapshot);
     const core = new Raft(coreConfig, {
@@ -310,8 +325,8 @@ interface Parts<R> {
   readonly clock: MonotonicTime;
 }
 
-async function assemble<S extends StateMachine<R>, R>(
-  options: RaftNodeOptions<S, R>,
+async function assemble<S extends StateMachine<unknown>, R>(
+  options: Options<S, R>,
   p: Parts<R>,
   setMetrics: (m: NodeMetrics) => void,
 ): Promise<RaftNode<S, R>> {

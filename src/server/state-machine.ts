@@ -14,6 +14,7 @@
 
 import type { SnapshotMeta } from "../core/types.ts";
 import { assert } from "../lib/assert.ts";
+import { RaftKvError } from "../lib/errors.ts";
 import type {
   StateMachine as ReplicaStateMachine,
   SnapshotSource,
@@ -72,7 +73,8 @@ export interface SnapshotWriter {
    *  May throw CORRUPT as soon as what was pushed cannot be a valid image. */
   push(chunk: Uint8Array): void;
   /** The image is complete: check it whole and build the new state, without changing the current one.
-   *  Throw a RaftKvError coded CORRUPT if it is not valid (a leader's image is then asked for again). */
+   *  Throw if it is not valid (any error here, or from push, counts as a bad image: a leader's image is
+   *  then asked for again, the node's own at start makes it refuse to start, naming the snapshot). */
   finish(): void;
   /** Switch to the state finish() built; the old one may be released. */
   commit(): void;
@@ -127,9 +129,9 @@ export class AppliedStateMachine<R> implements ReplicaStateMachine<R> {
   restore(meta: SnapshotMeta): StateMachineRestore<R> {
     const writer = this.user.restore({ index: meta.index, term: meta.term, sizeBytes: meta.sizeBytes });
     return {
-      push: (chunk) => writer.push(chunk),
+      push: (chunk) => asImageError(meta, () => writer.push(chunk)),
       finish: () => {
-        writer.finish();
+        asImageError(meta, () => writer.finish());
         return new AppliedStateMachine(this.user, meta.index);
       },
       commit: () => writer.commit(),
@@ -140,5 +142,20 @@ export class AppliedStateMachine<R> implements ReplicaStateMachine<R> {
   private advance(index: number): void {
     assert(index === this.applied + 1, () => `apply index ${index}, expected ${this.applied + 1}`);
     this.applied = index;
+  }
+}
+
+/** Runs a step of a restore; whatever it throws means the image is bad: a CORRUPT RaftKvError (a leader's
+ *  image is then asked for again; the node's own at start is refused, naming the snapshot). */
+function asImageError(meta: SnapshotMeta, step: () => void): void {
+  try {
+    step();
+  } catch (err) {
+    if (err instanceof RaftKvError && err.code === "CORRUPT") throw err;
+    throw new RaftKvError({
+      code: "CORRUPT",
+      message: `the state machine refused the snapshot image at index ${meta.index}: ${err instanceof Error ? err.message : String(err)}`,
+      cause: err,
+    });
   }
 }

@@ -339,7 +339,13 @@ class Tally implements StateMachine<number> {
   }
   restore(_info: SnapshotInfo): SnapshotWriter {
     let text = "";
-    return { push: (c) => { text += new TextDecoder().decode(c); }, finish: () => { this.total = Number(text); }, abort: () => {} };
+    let next = 0;
+    return {
+      push: (c) => { text += new TextDecoder().decode(c); },
+      finish: () => { next = Number(text); },
+      commit: () => { this.total = next; },
+      abort: () => {},
+    };
   }
 }
 
