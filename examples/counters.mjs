@@ -49,7 +49,11 @@ class Counters {
     let done = false;
     return {
       sizeBytes: image.length,
-      next: () => (done ? null : ((done = true), image)),
+      next: () => {
+        if (done) return null;
+        done = true;
+        return image;
+      },
       close: () => {},
     };
   }

@@ -35,7 +35,12 @@ class Journal implements StateMachine<number> {
   snapshot(): SnapshotReader {
     const image = new TextEncoder().encode(JSON.stringify(this.lines));
     let sent = false;
-    return { sizeBytes: image.length, next: () => (sent ? null : ((sent = true), image)), close: () => {} };
+    const next = (): Uint8Array | null => {
+      if (sent) return null;
+      sent = true;
+      return image;
+    };
+    return { sizeBytes: image.length, next, close: () => {} };
   }
 
   restore(_info: SnapshotInfo): SnapshotWriter {
