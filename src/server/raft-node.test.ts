@@ -251,3 +251,20 @@ test("the replica seam's adapter: applied index, and an image the state machine 
   good.commit();
   assert.deepEqual(journal.lines, ["x"]);
 });
+
+test("/health and /ready answer 503 with the reason once no majority is left", async () => {
+  const survivor = nodes[0]!;
+  await Promise.all([nodes[1]!.stop("majority gone"), nodes[2]!.stop("majority gone")]);
+  const h = await until("an unhealthy verdict", async () => {
+    const res = await fetch(`http://127.0.0.1:${survivor.metricsPort}/health`);
+    const body = (await res.json()) as { health: boolean; reason: string | null };
+    return res.status === 503 ? body : undefined;
+  });
+  assert.equal(h.health, false);
+  assert.match(h.reason ?? "", /no leader known|cannot serve a linearizable read|not connected to leader/);
+  const ready = await until("not ready", async () => {
+    const res = await fetch(`http://127.0.0.1:${survivor.metricsPort}/ready`);
+    return res.status === 503 ? ((await res.json()) as { reason: string }) : undefined;
+  });
+  assert.match(ready.reason, /no leader known/);
+});
