@@ -7,9 +7,8 @@ import { type KvLimits, validateKey } from "../kv/limits.ts";
 import type { KvResult } from "../kv/result.ts";
 import type { KvRange } from "../kv/state-machine.ts";
 import { RaftKvError } from "../lib/errors.ts";
-import type { Consistency } from "../replica/replica.ts";
+import type { Consistency, RaftNode } from "./embed.ts";
 import type { KvState } from "./kv-state.ts";
-import type { RaftNode } from "./raft-node.ts";
 
 export interface WriteOutcome {
   /** The log index that applied the write (for a deduplicated retry: the first application's). */

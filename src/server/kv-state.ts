@@ -6,7 +6,7 @@ import type { KvResult } from "../kv/result.ts";
 import { KvStateMachine } from "../kv/state-machine.ts";
 import { RaftKvError } from "../lib/errors.ts";
 import { FileValueStore } from "../storage/value-file.ts";
-import type { SnapshotInfo, SnapshotReader, SnapshotWriter, StateMachine } from "./state-machine.ts";
+import type { SnapshotInfo, SnapshotReader, SnapshotWriter, StateMachine } from "./embed.ts";
 
 export interface KvStateOptions {
   /** The scratch file of the values (the data folder's values.scratch). */

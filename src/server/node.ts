@@ -2,7 +2,6 @@
 // (kv-state.ts), with the client gRPC service on the node's port. Everything it uses of the node is public.
 
 import type { MonotonicTime } from "../clock/monotonic-clock.ts";
-import type { NodeId } from "../core/types.ts";
 import type { KvResult } from "../kv/result.ts";
 import { layoutOf } from "../storage/data-dir.ts";
 import { addClientService } from "./client-edge.ts";
@@ -11,6 +10,7 @@ import {
   defaultMaxCommandBytes,
   type Logger,
   type NodeConfig,
+  type NodeId,
   type NodeView,
   type RaftNode,
   startRaftNode,

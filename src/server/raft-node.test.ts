@@ -3,7 +3,7 @@
 // /health on leader and follower, and a restart that restores the node's own snapshot.
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -267,4 +267,17 @@ test("/health and /ready answer 503 with the reason once no majority is left", a
     return res.status === 503 ? ((await res.json()) as { reason: string }) : undefined;
   });
   assert.match(ready.reason, /no leader known/);
+});
+
+test("the KV server uses the embedding API through its public entry only (no private shortcuts)", () => {
+  const read = (f: string) => readFileSync(new URL(f, import.meta.url), "utf8");
+  for (const f of ["./node.ts", "./kv-ops.ts", "./kv-state.ts"]) {
+    const imports = [...read(f).matchAll(/from\s+"(\.[^"]+)"/g)].map((m) => m[1]!);
+    const private_ = imports.filter((i) =>
+      /^\.\/(raft-node|state-machine|node-view|observer|health|operator-http|timed-file-system)\.ts$|^\.\.\/(replica|transport|core\/raft|clock\/ticker)/.test(
+        i,
+      ),
+    );
+    assert.deepEqual(private_, [], `${f} reaches past raftkv/node (embed.ts)`);
+  }
 });

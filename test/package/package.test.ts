@@ -264,6 +264,9 @@ test("examples/counters.mjs replicates its own state machine across 3 nodes, thr
       assert.equal(r.body["value"], i);
     }
     const follower = nodes.find((n) => n !== leader)!;
+    await waitFor("the follower to know the leader", async () =>
+      (await call(follower.http, "/status")).body["leaderId"] === leader.id ? true : undefined,
+    );
     const refused = await call(follower.http, "/counters/visits?add=1", "POST");
     assert.equal(refused.status, 421, "a follower refuses writes, naming the leader");
     assert.equal(refused.body["leaderId"], leader.id);
