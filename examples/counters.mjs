@@ -101,9 +101,9 @@ const node = await startRaftNode({
   maxCommandBytes: 4096,
 });
 node.on("leader", (e) => node.logger.warn(`leader is now ${e.leaderId ?? "unknown"} (term ${e.term})`));
-/** The newest snapshot event: one this node took, or one installed from the leader. */
-let lastSnapshot = null;
-node.on("snapshot", (e) => (lastSnapshot = { index: e.index, source: e.source }));
+// Snapshot events: ones this node took, and ones installed from the leader (it had fallen behind).
+const snapshots = { taken: 0, installed: 0 };
+node.on("snapshot", (e) => snapshots[e.source]++);
 
 function reply(res, status, body) {
   res.writeHead(status, { "content-type": "application/json" });
@@ -123,7 +123,7 @@ const http = createServer(async (req, res) => {
   try {
     if (req.method === "GET" && url.pathname === "/status") {
       const { id, role, term, leaderId, appliedIndex, snapshotIndex } = node.status();
-      return reply(res, 200, { id, role, term, leaderId, appliedIndex, snapshotIndex, lastSnapshot });
+      return reply(res, 200, { id, role, term, leaderId, appliedIndex, snapshotIndex, snapshots });
     }
     if (name !== undefined && req.method === "POST") {
       const add = Number(url.searchParams.get("add") ?? "1");

@@ -291,9 +291,8 @@ test("examples/counters.mjs replicates its own state machine across 3 nodes, thr
     );
     const status = await call(back.http, "/status");
     assert.ok(Number(status.body["snapshotIndex"]) > 0, "it holds a snapshot");
-    assert.equal(
-      (status.body["lastSnapshot"] as { source: string } | null)?.source,
-      "installed",
+    assert.ok(
+      (status.body["snapshots"] as { installed: number }).installed >= 1,
       "the leader's snapshot, restored through the example's restore()",
     );
     nodes[nodes.indexOf(leader)] = back;
