@@ -349,6 +349,11 @@ async function assemble(
     },
     `node ${config.id} started`,
   );
+  if (tls === null && config.insecureListen)
+    log.warn(
+      { listen: listenAddress, tls: "off", insecureListen: true },
+      `TLS is off and insecureListen is set: traffic on ${listenAddress} is unauthenticated; anyone who reaches the port can read and write keys and disrupt the cluster (force elections, forge log entries). Use TLS (README, TLS) off loopback`,
+    );
 
   return {
     id: config.id,
