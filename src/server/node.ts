@@ -29,7 +29,7 @@ import { NodeMetrics, startMetricsServer } from "./metrics.ts";
 import { type NodeView, type ViewSources, viewNode } from "./node-view.ts";
 import { NodeObserver } from "./observer.ts";
 import { clockFor, fileSystemFor } from "./test-switches.ts";
-import { loadServerTls } from "./tls.ts";
+import { loadServerTls, peerIdentity } from "./tls.ts";
 
 /** Snapshot bytes read at a time when a node starts. */
 const RESTORE_CHUNK_BYTES = 4 * 1024 * 1024;
@@ -109,7 +109,8 @@ async function assemble(
   options: StartNodeOptions,
 ): Promise<RaftKvNode> {
   const log = nodeLog.logger;
-  const tls = loadServerTls(config, config.id, config.peers.get(config.id) ?? config.listen, new Date());
+  const advertised = config.peers.get(config.id) ?? config.listen;
+  const tls = loadServerTls(config, config.id, config.clusterId, advertised, new Date());
   const clock = options.clock ?? clockFor(process.env, config.id, log) ?? new MonotonicClock();
   const smOptions = { maxSessions: config.maxClientSessions, values };
   let currentValues = values;
@@ -139,7 +140,15 @@ async function assemble(
     logger: log.child({ component: "transport" }),
     seed: coreConfig.seed,
     onRefusal: (r) => metrics?.peerRefusals.inc({ reason: r.reason }),
-    ...(tls === null ? {} : { credentials: { channel: tls.peerChannel } }),
+    // An exception out of the replica is our own invariant failing: stop the node, never swallow it.
+    onHandlerError: (err) => fatal(err),
+    ...(tls === null
+      ? {}
+      : {
+          credentials: { channel: tls.peerChannel },
+          authenticatePeer: (call) =>
+            peerIdentity(call.getAuthContext().sslPeerCertificate, config.clusterId),
+        }),
   });
 
   const bootMs = clock.nowMs();

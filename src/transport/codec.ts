@@ -33,6 +33,9 @@ export interface CodecContext {
   /** Members we accept messages from (ourselves may be included; we refuse our own id anyway). */
   readonly peers: ReadonlySet<NodeId>;
   readonly limits: CodecLimits;
+  /** The member the connection is authenticated as (its TLS certificate): a message claiming another
+   *  sender is refused (senderMismatch). Absent in plaintext, where the claimed sender is all there is. */
+  readonly sender?: NodeId;
 }
 
 export const REFUSAL_REASONS = [
@@ -53,6 +56,10 @@ export const REFUSAL_REASONS = [
   "entryTermBackwards",
   "entryTermAboveMessage",
   "badSnapshotChunk",
+  /** Peer identity (TLS): the connection's certificate names no member of this cluster (a client's). */
+  "noPeerIdentity",
+  /** Peer identity (TLS): the message claims a sender other than the member the certificate names. */
+  "senderMismatch",
 ] as const;
 
 /** Why an inbound message was refused; a closed set, usable as a metrics label. */
@@ -394,6 +401,12 @@ class Validator {
       refuse("clusterMismatch", `cluster id ${quote(h.clusterId)}, ours is ${quote(this.ctx.clusterId)}`);
     const from = uint("header.from", h.from);
     this.from = from;
+    const sender = this.ctx.sender;
+    if (sender !== undefined && from !== sender)
+      refuse(
+        "senderMismatch",
+        `message claims to come from node ${from}, the connection is member ${sender}'s`,
+      );
     if (from === this.ctx.self) refuse("fromSelf", `message claims to come from this node (${from})`);
     if (!this.ctx.peers.has(from)) refuse("unknownSender", `node ${from} is not a member`);
     const to = uint("header.to", h.to);
