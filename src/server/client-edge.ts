@@ -35,6 +35,8 @@ export interface ClientEdgeDeps {
   /** Term and leader for the header of a refusal. */
   readonly softState: () => { readonly term: number; readonly leaderId: NodeId | null };
   readonly metrics: NodeMetrics | null;
+  /** Called with the remote address of every call (the listener marks the connection used). */
+  readonly onCall?: (peerAddress: string) => void;
 }
 
 /** Why a request's bytes did not become a request. */
@@ -87,6 +89,7 @@ export function addClientService(
       responseDeserialize: method.responseDeserialize,
     },
     (call, reply) => {
+      d.onCall?.(call.getPeer());
       const req = call.request;
       if (req instanceof Undecodable) reply(null, failed(edge.refusal(req)));
       else handler(call as grpc.ServerUnaryCall<Req, Res>, reply);
@@ -108,7 +111,10 @@ export function addClientService(
   };
   server.addService(definition, {
     ...Object.fromEntries(Object.entries(methods).map(([name, [, handler]]) => [name, handler])),
-    session: handlers.session,
+    session: (call: Parameters<ClientServiceServer["session"]>[0]) => {
+      d.onCall?.(call.getPeer());
+      handlers.session(call);
+    },
   });
 }
 

@@ -142,6 +142,7 @@ async function assemble(
     onRefusal: (r) => metrics?.peerRefusals.inc({ reason: r.reason }),
     // An exception out of the replica is our own invariant failing: stop the node, never swallow it.
     onHandlerError: (err) => fatal(err),
+    onServerCall: (peerAddress) => gate.noteCall(peerAddress),
     ...(tls === null
       ? {}
       : {
@@ -233,6 +234,7 @@ async function assemble(
     maxRequestBytes: config.maxRequestBytes,
     softState: () => core.softState(),
     metrics,
+    onCall: (peerAddress) => gate.noteCall(peerAddress),
   });
   const listener = await gate.open(server).catch(async (err: unknown) => {
     await transport.close();
