@@ -33,7 +33,8 @@ export interface ServerSettings {
   readonly maxKeyBytes: number;
   /** Largest value; larger values are refused with TOO_LARGE. */
   readonly maxValueBytes: number;
-  /** Largest client request message gRPC accepts (RESOURCE_EXHAUSTED beyond it). */
+  /** Largest client request message: TOO_LARGE naming this setting beyond it (and gRPC's own
+   *  RESOURCE_EXHAUSTED beyond clientReceiveLimitBytes, src/server/client-edge.ts). */
   readonly maxRequestBytes: number;
   /** Max entries in one AppendEntries. */
   readonly maxEntriesPerMessage: number;

@@ -20,7 +20,7 @@ import { layoutOf } from "../storage/data-dir.ts";
 import { FileStorage } from "../storage/file-storage.ts";
 import { FileValueStore } from "../storage/value-file.ts";
 import { addPeerService, GrpcPeerTransport, peerGrpcOptions } from "../transport/grpc-transport.ts";
-import { addClientService } from "./client-edge.ts";
+import { addClientService, clientReceiveLimitBytes } from "./client-edge.ts";
 import { ClientApi } from "./client-service.ts";
 import { effectiveLeaseMs, peerMessageBytes, type ServerConfig, toCoreConfig } from "./config.ts";
 import { ConnectionGate } from "./listener.ts";
@@ -400,7 +400,7 @@ function serverOptions(config: ServerConfig): grpc.ChannelOptions {
   const peerLimit = Number(peer["grpc.max_receive_message_length"]);
   return {
     ...peer,
-    "grpc.max_receive_message_length": Math.max(peerLimit, config.maxRequestBytes),
+    "grpc.max_receive_message_length": Math.max(peerLimit, clientReceiveLimitBytes(config.maxRequestBytes)),
     "grpc.max_send_message_length": Math.max(peerLimit, config.maxRangeBytes + 64 * 1024),
   };
 }

@@ -16,6 +16,8 @@ import {
   type PeerHeader as WireHeader,
   type SnapshotMeta as WireSnapshotMeta,
 } from "../gen/raftkv/v1/peer.ts";
+import { wireTypeProblem } from "../lib/proto-wire.ts";
+import { PEER_BATCH, PEER_MESSAGE, UNARY_REQUEST_SHAPES } from "./peer-wire.ts";
 
 /** Bounds on what one peer message may carry (STYLE rule 6). Beyond them a message is refused. */
 export interface CodecLimits {
@@ -249,6 +251,8 @@ export function decodeMessage(bytes: Uint8Array, ctx: CodecContext, peerAddress:
     const detail = `message of ${bytes.length} bytes exceeds ${maxWireBytes(ctx.limits)}`;
     return refusal("tooLarge", detail, peerAddress, null);
   }
+  const wrongWire = wireTypeProblem(bytes, PEER_MESSAGE);
+  if (wrongWire !== null) return refusal("malformed", wrongWire, peerAddress, null);
   let wire: PeerMessage;
   try {
     wire = PeerMessage.decode(bytes);
@@ -261,6 +265,8 @@ export function decodeMessage(bytes: Uint8Array, ctx: CodecContext, peerAddress:
 /** Bytes of one PeerBatch to one result per message, or a refusal of the whole batch when its
  *  framing is broken. Never throws. */
 export function decodeBatch(bytes: Uint8Array, ctx: CodecContext, peerAddress: string): BatchDecoded {
+  const wrongWire = wireTypeProblem(bytes, PEER_BATCH);
+  if (wrongWire !== null) return refusal("malformed", wrongWire, peerAddress, null);
   const frames: Uint8Array[] = [];
   try {
     const reader = new BinaryReader(bytes);
@@ -289,6 +295,8 @@ export function decodeUnaryRequest(
     const detail = `${kind} request of ${bytes.length} bytes exceeds ${maxWireBytes(ctx.limits)}`;
     return refusal("tooLarge", detail, peerAddress, null);
   }
+  const wrongWire = wireTypeProblem(bytes, UNARY_REQUEST_SHAPES[kind]);
+  if (wrongWire !== null) return refusal("malformed", wrongWire, peerAddress, null);
   let wire: PeerMessage;
   try {
     wire = { body: decodeUnaryBody(kind, bytes) };
