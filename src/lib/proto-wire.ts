@@ -36,7 +36,7 @@ class Stop {
  */
 export function wireTypeProblem(bytes: Uint8Array, shape: MessageShape): string | null {
   try {
-    walk(bytes, 0, bytes.length, shape, shape.name, 0);
+    new Walk(bytes, shape.name).message(bytes.length, shape, 0);
     return null;
   } catch (e) {
     if (e instanceof Stop) return e.problem;
@@ -44,105 +44,109 @@ export function wireTypeProblem(bytes: Uint8Array, shape: MessageShape): string 
   }
 }
 
-function walk(
-  b: Uint8Array,
-  start: number,
-  end: number,
-  shape: MessageShape | null,
-  path: string,
-  depth: number,
-): void {
-  if (depth > MAX_DEPTH) throw new Stop(`${path}: messages nested more than ${MAX_DEPTH} deep`);
-  let pos = start;
-  while (pos < end) {
-    const at = pos;
-    const tag = varint(b, pos, end);
-    pos = tag.next;
-    const fieldNo = Math.floor(tag.value / 8);
-    const wire = tag.value % 8;
-    if (fieldNo === 0) throw new Stop(`${path}: field number 0 at byte ${at} (not a protobuf field)`);
-    const field = shape?.fields[fieldNo];
-    if (field !== undefined && field.wire !== wire)
-      throw new Stop(
-        `${path}.${field.name} (field ${fieldNo}) was sent as ${WIRE_NAMES[wire] ?? `wire type ${wire}`}, but it is ${WIRE_NAMES[field.wire]}`,
-      );
-    switch (wire) {
-      case 0:
-        pos = varint(b, pos, end).next;
-        break;
-      case 1:
-        pos = fixed(pos, 8, end);
-        break;
-      case 2: {
-        const len = varint(b, pos, end);
-        const bodyEnd = fixed(len.next, len.value, end);
-        if (field?.message !== undefined)
-          walk(b, len.next, bodyEnd, field.message, `${path}.${field.name}`, depth + 1);
-        pos = bodyEnd;
-        break;
+/** A cursor over the bytes (one object per check: no allocation per field, this runs on every message). */
+class Walk {
+  private pos = 0;
+  /** Names from the root message to the current one, joined only for a problem's sentence. */
+  private readonly names: string[];
+
+  constructor(
+    private readonly b: Uint8Array,
+    root: string,
+  ) {
+    this.names = [root];
+  }
+
+  private get path(): string {
+    return this.names.join(".");
+  }
+
+  /** The fields from here to `end`, checked against `shape`. */
+  message(end: number, shape: MessageShape, depth: number): void {
+    if (depth > MAX_DEPTH) throw new Stop(`${this.path}: messages nested more than ${MAX_DEPTH} deep`);
+    while (this.pos < end) {
+      const at = this.pos;
+      const tag = this.varint(end);
+      const fieldNo = Math.floor(tag / 8);
+      const wire = tag % 8;
+      if (fieldNo === 0) throw new Stop(`${this.path}: field number 0 at byte ${at} (not a protobuf field)`);
+      const field = shape.fields[fieldNo];
+      if (field !== undefined && field.wire !== wire)
+        throw new Stop(
+          `${this.path}.${field.name} (field ${fieldNo}) was sent as ${WIRE_NAMES[wire] ?? `wire type ${wire}`}, but it is ${WIRE_NAMES[field.wire]}`,
+        );
+      switch (wire) {
+        case 0:
+          this.varint(end);
+          break;
+        case 1:
+          this.skip(8, end);
+          break;
+        case 2: {
+          const len = this.varint(end);
+          const start = this.pos;
+          this.skip(len, end);
+          if (field?.message !== undefined) {
+            const after = this.pos;
+            this.pos = start;
+            this.names.push(field.name);
+            this.message(after, field.message, depth + 1);
+            this.names.pop();
+          }
+          break;
+        }
+        case 3:
+          this.group(end, fieldNo, depth + 1);
+          break;
+        case 4:
+          throw new Stop(`${this.path}: end-group (field ${fieldNo}) at byte ${at} outside any group`);
+        case 5:
+          this.skip(4, end);
+          break;
+        default:
+          throw new Stop(null); // wire type 6 or 7: the decoder refuses it
       }
-      case 3:
-        pos = skipGroup(b, pos, end, fieldNo, `${path}.(group ${fieldNo})`, depth + 1);
-        break;
-      case 4:
-        throw new Stop(`${path}: end-group (field ${fieldNo}) at byte ${at} outside any group`);
-      case 5:
-        pos = fixed(pos, 4, end);
-        break;
-      default:
-        throw new Stop(null); // wire type 6 or 7: the decoder refuses it
     }
   }
-}
 
-/** Skips an unknown group up to its end-group; returns the position after it. */
-function skipGroup(
-  b: Uint8Array,
-  start: number,
-  end: number,
-  fieldNo: number,
-  path: string,
-  depth: number,
-): number {
-  if (depth > MAX_DEPTH) throw new Stop(`${path}: groups nested more than ${MAX_DEPTH} deep`);
-  let pos = start;
-  while (pos < end) {
-    const tag = varint(b, pos, end);
-    pos = tag.next;
-    const no = Math.floor(tag.value / 8);
-    const wire = tag.value % 8;
-    if (no === 0) throw new Stop(`${path}: field number 0 inside a group`);
-    if (wire === 4) {
-      if (no !== fieldNo) throw new Stop(`${path}: end-group ${no} closes group ${fieldNo}`);
-      return pos;
+  /** Skips an unknown group up to its end-group (nested groups included). */
+  private group(end: number, fieldNo: number, depth: number): void {
+    const path = (): string => `${this.path}.(group ${fieldNo})`;
+    if (depth > MAX_DEPTH) throw new Stop(`${path()}: groups nested more than ${MAX_DEPTH} deep`);
+    while (this.pos < end) {
+      const tag = this.varint(end);
+      const no = Math.floor(tag / 8);
+      const wire = tag % 8;
+      if (no === 0) throw new Stop(`${path()}: field number 0 inside a group`);
+      if (wire === 4) {
+        if (no !== fieldNo) throw new Stop(`${path()}: end-group ${no} closes group ${fieldNo}`);
+        return;
+      }
+      if (wire === 0) this.varint(end);
+      else if (wire === 1) this.skip(8, end);
+      else if (wire === 2) this.skip(this.varint(end), end);
+      else if (wire === 3) this.group(end, no, depth + 1);
+      else if (wire === 5) this.skip(4, end);
+      else throw new Stop(null);
     }
-    if (wire === 0) pos = varint(b, pos, end).next;
-    else if (wire === 1) pos = fixed(pos, 8, end);
-    else if (wire === 2) {
-      const len = varint(b, pos, end);
-      pos = fixed(len.next, len.value, end);
-    } else if (wire === 3) pos = skipGroup(b, pos, end, no, `${path}.(group ${no})`, depth + 1);
-    else if (wire === 5) pos = fixed(pos, 4, end);
-    else throw new Stop(null);
+    throw new Stop(null); // unterminated: the decoder refuses it
   }
-  throw new Stop(null); // unterminated: the decoder refuses it
-}
 
-/** A varint of up to 10 bytes as a number (exact up to 2^53; tags and lengths are far below). */
-function varint(b: Uint8Array, pos: number, end: number): { value: number; next: number } {
-  let value = 0;
-  let scale = 1;
-  for (let i = 0; i < 10; i++) {
-    if (pos + i >= end) throw new Stop(null);
-    const byte = b[pos + i]!;
-    value += (byte & 0x7f) * scale;
-    scale *= 128;
-    if ((byte & 0x80) === 0) return { value, next: pos + i + 1 };
+  /** A varint of up to 10 bytes as a number (exact up to 2^53; tags and lengths are far below). */
+  private varint(end: number): number {
+    let value = 0;
+    let scale = 1;
+    for (let i = 0; i < 10 && this.pos < end; i++) {
+      const byte = this.b[this.pos++]!;
+      value += (byte & 0x7f) * scale;
+      if ((byte & 0x80) === 0) return value;
+      scale *= 128;
+    }
+    throw new Stop(null);
   }
-  throw new Stop(null);
-}
 
-function fixed(pos: number, length: number, end: number): number {
-  if (length > end - pos) throw new Stop(null);
-  return pos + length;
+  private skip(length: number, end: number): void {
+    if (length > end - this.pos) throw new Stop(null);
+    this.pos += length;
+  }
 }

@@ -405,7 +405,8 @@ export class GrpcPeerTransport implements Transport {
     }
     const answerType = UNARY_ANSWER[kind];
     if (answerType === null) {
-      this.replyDelivered(this.inbox.deliver(d.message), reply, () => reply(null, Buffer.alloc(0)));
+      const r = this.inbox.deliver(d.message);
+      reply(r === "delivered" ? null : this.notDelivered(r), Buffer.alloc(0));
       return;
     }
     const key = `${d.message.from}>${answerType}`;
@@ -426,28 +427,18 @@ export class GrpcPeerTransport implements Transport {
       clearTimeout(waiter.timer);
       removeFrom(waiters, waiter);
     });
-    this.replyDelivered(
-      this.inbox.deliver(d.message),
-      reply,
-      () => {},
-      () => {
-        clearTimeout(waiter.timer);
-        removeFrom(waiters, waiter);
-      },
-    );
+    const r = this.inbox.deliver(d.message);
+    // Not delivered, and not answered by then (a handler may answer and then throw): answer now.
+    if (r === "delivered" || !waiters.includes(waiter)) return;
+    clearTimeout(waiter.timer);
+    removeFrom(waiters, waiter);
+    reply(this.notDelivered(r));
   }
 
-  /** Answers a unary call whose message was not delivered; `ok` when it was. */
-  private replyDelivered(
-    r: "delivered" | "notReady" | "failed",
-    reply: grpc.sendUnaryData<Buffer>,
-    ok: () => void,
-    cleanUp: () => void = () => {},
-  ): void {
-    if (r === "delivered") return ok();
-    cleanUp();
-    if (r === "notReady") reply({ code: grpc.status.UNAVAILABLE, details: "node not ready" });
-    else reply({ code: grpc.status.INTERNAL, details: `node ${this.nodeId} failed and is stopping` });
+  private notDelivered(r: "notReady" | "failed"): Partial<grpc.StatusObject> {
+    return r === "notReady"
+      ? { code: grpc.status.UNAVAILABLE, details: "node not ready" }
+      : { code: grpc.status.INTERNAL, details: `node ${this.nodeId} failed and is stopping` };
   }
 
   /** Answers the oldest unary call waiting for `m`'s kind from its recipient; false if none waits. */
