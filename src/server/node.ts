@@ -189,6 +189,7 @@ async function assemble(
         {
           peer: r.from,
           claimedSenderAddress: config.peers.get(r.from) ?? "unknown",
+          peerAddress: transport.lastAddressOf(r.from) ?? "unknown",
           messageType: r.type,
           messageTerm: r.term,
           term: core.softState().term,
@@ -196,6 +197,7 @@ async function assemble(
         },
         `refused a peer message: ${r.detail}`,
       );
+      transport.answerRefused(r); // a unary call waiting for the reply gets the refusal at once
     },
   });
   const sources: ViewSources = {

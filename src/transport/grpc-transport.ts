@@ -405,7 +405,7 @@ export class GrpcPeerTransport implements Transport {
     }
     const answerType = UNARY_ANSWER[kind];
     if (answerType === null) {
-      const r = this.inbox.deliver(d.message);
+      const r = this.inbox.deliver(d.message, call.getPeer());
       reply(r === "delivered" ? null : this.notDelivered(r), Buffer.alloc(0));
       return;
     }
@@ -427,7 +427,7 @@ export class GrpcPeerTransport implements Transport {
       clearTimeout(waiter.timer);
       removeFrom(waiters, waiter);
     });
-    const r = this.inbox.deliver(d.message);
+    const r = this.inbox.deliver(d.message, call.getPeer());
     // Not delivered, and not answered by then (a handler may answer and then throw): answer now.
     if (r === "delivered" || !waiters.includes(waiter)) return;
     clearTimeout(waiter.timer);
@@ -439,6 +439,37 @@ export class GrpcPeerTransport implements Transport {
     return r === "notReady"
       ? { code: grpc.status.UNAVAILABLE, details: "node not ready" }
       : { code: grpc.status.INTERNAL, details: `node ${this.nodeId} failed and is stopping` };
+  }
+
+  /**
+   * The core refused `r` (a message a correct peer never sends) and will answer nothing: the unary call
+   * waiting for its reply, if any, gets the refusal now (FAILED_PRECONDITION "reason: detail") rather
+   * than DEADLINE_EXCEEDED. A rejected snapshot is answered by the core itself (start again).
+   */
+  answerRefused(r: {
+    readonly from: NodeId;
+    readonly type: Message["type"];
+    readonly reason: string;
+    readonly detail: string;
+  }): void {
+    const answerType =
+      r.type === "append"
+        ? "appendResponse"
+        : r.type === "vote"
+          ? "voteResponse"
+          : r.type === "snapshot"
+            ? "snapshotResponse"
+            : null;
+    if (answerType === null || r.reason === "snapshotRejected") return;
+    const waiter = this.unaryWaiters.get(`${r.from}>${answerType}`)?.shift();
+    if (waiter === undefined) return;
+    clearTimeout(waiter.timer);
+    waiter.reply({ code: grpc.status.FAILED_PRECONDITION, details: `${r.reason}: ${r.detail}` });
+  }
+
+  /** The remote address that last delivered a message claiming to come from `from`, or null. */
+  lastAddressOf(from: NodeId): string | null {
+    return this.inbox.lastAddressOf(from);
   }
 
   /** Answers the oldest unary call waiting for `m`'s kind from its recipient; false if none waits. */

@@ -49,6 +49,8 @@ const ENDS_STREAM: ReadonlySet<RefusalReason> = new Set(["clusterMismatch", "sen
 export class PeerInbox {
   private handler: ((m: Message) => void) | null = null;
   private closed = false;
+  /** The remote address that last delivered a message claiming each sender (members only: bounded). */
+  private readonly lastAddress = new Map<NodeId, string>();
 
   constructor(
     private readonly ctx: CodecContext,
@@ -111,7 +113,7 @@ export class PeerInbox {
         if (ENDS_STREAM.has(d.reason)) return { accepted, refused, end: d, failed: false };
         continue;
       }
-      const r = this.deliver(d.message);
+      const r = this.deliver(d.message, stream.peerAddress);
       if (r === "failed") return { accepted, refused, end: null, failed: true };
       if (r === "delivered") accepted++;
       else refused++;
@@ -134,14 +136,16 @@ export class PeerInbox {
     return d;
   }
 
-  /** Hands a validated message to the handler. A throw is ours: onHandlerError, never swallowed. */
-  deliver(m: Message): Delivery {
+  /** Hands a validated message (from `peerAddress`) to the handler. A throw is ours: onHandlerError,
+   *  never swallowed. */
+  deliver(m: Message, peerAddress: string): Delivery {
     if (this.closed) return "notReady";
     if (this.handler === null) {
       this.counters.drop("noHandler", m);
       return "notReady";
     }
     this.counters.receivedMessages++;
+    this.lastAddress.set(m.from, peerAddress);
     try {
       this.handler(m);
     } catch (err) {
@@ -149,6 +153,12 @@ export class PeerInbox {
       return "failed";
     }
     return "delivered";
+  }
+
+  /** The remote address that last delivered a message claiming to come from `from` (for a log line
+   *  about a message refused later, by the core). */
+  lastAddressOf(from: NodeId): string | null {
+    return this.lastAddress.get(from) ?? null;
   }
 
   /** The member a TLS connection may speak for, a refusal, or null in plaintext (nothing to check). */
