@@ -142,7 +142,7 @@ export function peerIdentity(cert: PeerCertificate | undefined, clusterId: strin
   const all = memberIdentities(cert.subjectaltname);
   const ours = [...new Set(all.filter((m) => m.clusterId === clusterId).map((m) => m.id))];
   if (ours.length === 1) return { ok: true, member: ours[0]! };
-  const want = `subjectAltName ${memberIdentityUri(clusterId, 0).replace(/0$/, "<id>")}`;
+  const want = `subjectAltName URI:${memberIdentityUri(clusterId, 0).replace(/0$/, "<id>")}`;
   if (ours.length > 1)
     return {
       ok: false,

@@ -166,7 +166,7 @@ describe("a TLS cluster whose node certificates name their members", () => {
     assert.equal(s.code, grpc.status.PERMISSION_DENIED, s.details);
     assert.match(
       s.details,
-      /^noPeerIdentity: certificate \(subject CN=client, issuer CN=cluster-ca\) names no member identity \(a client certificate\?\): peer calls need a node certificate with subjectAltName raftkv:\/\/sec\/member\/<id>/,
+      /^noPeerIdentity: certificate \(subject CN=client, issuer CN=cluster-ca\) names no member identity \(a client certificate\?\): peer calls need a node certificate with subjectAltName URI:raftkv:\/\/sec\/member\/<id>/,
     );
     const u = await rawUnary(address, APPEND, unaryBytes(m), { credentials: credentials(clientCert) });
     assert.equal(u.status, grpc.status.PERMISSION_DENIED, u.details);
