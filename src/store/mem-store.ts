@@ -1,19 +1,19 @@
 // MemStore: the in-memory twin of the Store seam, for the simulator and tests. The state is a
 // persistent tree (sorted-tree.ts), so a view or the durable image is one pointer. Durability is
-// modelled exactly: flush() makes what was written durable, crash() throws away everything since the
-// last flush, as a power loss would (batches are atomic, so nothing partial survives). No I/O; its flush and close return settled promises.
+// modelled exactly: makeDurable() makes what was written durable, crash() throws away everything since the
+// last flush, as a power loss would (batches are atomic, so nothing partial survives). Pure (src/kv may use it);
+// mem-durable-store.ts gives it the host's asynchronous DurableStore face.
 
 import { assert } from "../lib/assert.ts";
-import type { DurableStore, StoreStats } from "./durable-store.ts";
 import { type Tree, treeDelete, treeGet, treeScan, treeSet, treeSize } from "./sorted-tree.ts";
-import type { ScanOptions, StoreEntry, StoreView, StoreWriter } from "./store.ts";
+import type { ScanOptions, Store, StoreEntry, StoreView, StoreWriter } from "./store.ts";
 
 interface Image {
   readonly tree: Tree<Uint8Array>;
   readonly appliedIndex: number;
 }
 
-export class MemStore implements DurableStore {
+export class MemStore implements Store {
   private tree: Tree<Uint8Array> = null;
   private applied = 0;
   private durable: Image = { tree: null, appliedIndex: 0 };
@@ -114,12 +114,13 @@ export class MemStore implements DurableStore {
     };
   }
 
-  flush(): Promise<number> {
+  /** Makes everything written durable (a flush that completes at once); returns the durable index. */
+  makeDurable(): number {
     this.checkOpen();
     this.durable = { tree: this.tree, appliedIndex: this.applied };
     this.pendingBatches = 0;
     this.pendingBytes = 0;
-    return Promise.resolve(this.applied);
+    return this.applied;
   }
 
   /** A power loss: back to the last flush, as the next open would find it. */
@@ -134,10 +135,9 @@ export class MemStore implements DurableStore {
   }
 
   /** A clean close keeps everything written (it waits for it, as the real stores do). */
-  close(): Promise<void> {
+  closeNow(): void {
     this.durable = { tree: this.tree, appliedIndex: this.applied };
     this.closed = true;
-    return Promise.resolve();
   }
 
   /** Opens again after close(). */
@@ -146,8 +146,9 @@ export class MemStore implements DurableStore {
     return this;
   }
 
-  stats(): StoreStats {
-    return { fileBytes: 0, pendingBatches: this.pendingBatches, pendingBytes: this.pendingBytes };
+  /** Batches written since the last makeDurable, and their bytes. */
+  pending(): { batches: number; bytes: number } {
+    return { batches: this.pendingBatches, bytes: this.pendingBytes };
   }
 
   private checkOpen(): void {

@@ -4,18 +4,18 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LmdbStore } from "./lmdb-store.ts";
-import { MemStore } from "./mem-store.ts";
+import { MemDurableStore } from "./mem-durable-store.ts";
 import { runStoreConformance } from "./store-conformance.ts";
 
 runStoreConformance({
   name: "MemStore",
   async create() {
-    let store = new MemStore();
+    const store = new MemDurableStore();
     return {
       store: () => store,
       reopen: async () => {
         await store.close();
-        store = store.reopen();
+        store.mem.reopen();
       },
       settle: async () => undefined,
       cleanup: async () => undefined,
