@@ -7,7 +7,7 @@
 //         KeyIndex + SortedKeys, the value offsets in typed arrays), rebuilt at start by reading the log.
 //         (Hint files would cut its restart; its RSS grows with the keys either way.)
 // Per candidate and key count: fill in apply-loop batches (ascending keys, as `npm run bench` fills),
-// the first and last tenth's throughput and batch p99, the longest event-loop stall; random overwrites;
+// waiting while more than 64 batches are uncommitted, the first and last tenth's throughput and batch p99, the longest event-loop stall; random overwrites;
 // point reads (mean, p99); range scans; RSS split into anonymous memory and file pages (the page
 // cache mapped by LMDB), after a full GC; close and reopen to a first read.
 //
@@ -44,6 +44,10 @@ interface Candidate {
   flush(): Promise<void>;
   close(): Promise<void>;
   fileBytes(): number;
+  /** Batches written and not yet committed by the store (0 where the store has no backlog). */
+  backlog(): number;
+  /** Waits while more than `batches` batches are not committed (the apply loop's back pressure). */
+  backlogAtMost(batches: number): Promise<void>;
 }
 
 const enc = new TextEncoder();
@@ -71,6 +75,8 @@ function lmdbCandidate(dir: string): Candidate {
     },
     close: () => store.close(),
     fileBytes: () => store.stats().fileBytes,
+    backlog: () => store.stats().pendingBatches,
+    backlogAtMost: (n) => store.backlogAtMost(n),
   };
 }
 
@@ -218,6 +224,12 @@ class LogCandidate implements Candidate {
   fileBytes(): number {
     return this.end;
   }
+
+  backlog(): number {
+    return 0;
+  }
+
+  async backlogAtMost(_batches: number): Promise<void> {}
 }
 
 function openCandidate(name: string, dir: string): Candidate {
@@ -244,6 +256,9 @@ function percentile(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? 0;
 }
 
+/** The apply loop waits while more batches than this are not committed (see DurableStore.backlogAtMost). */
+const MAX_BACKLOG_BATCHES = 64;
+
 const keyName = (k: number, width: number): string => `key-${k.toString().padStart(width, "0")}`;
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
@@ -260,6 +275,7 @@ async function child(name: string, keys: number, valueBytes: number, batch: numb
   let index = 0;
   let tenthStart = performance.now();
   let batchMs: number[] = [];
+  let maxBacklog = 0;
   const t0 = performance.now();
   for (let k = 0; k < keys; ) {
     const s = performance.now();
@@ -267,6 +283,8 @@ async function child(name: string, keys: number, valueBytes: number, batch: numb
     for (; k < upto; k++) c.put(keyName(k, width), value);
     c.commit(++index);
     batchMs.push(performance.now() - s);
+    maxBacklog = Math.max(maxBacklog, c.backlog());
+    await c.backlogAtMost(MAX_BACKLOG_BATCHES);
     if (k % tenth < batch || k === keys) {
       const secs = (performance.now() - tenthStart) / 1000;
       tenths.push({ opsPerSec: (batchMs.length * batch) / secs, p99Ms: percentile(batchMs, 99) });
@@ -285,6 +303,7 @@ async function child(name: string, keys: number, valueBytes: number, batch: numb
   for (let i = 0; i < overwrites; ) {
     for (const upto = i + batch; i < upto; i++) c.put(keyName(prng.nextU32() % keys, width), value);
     c.commit(++index);
+    await c.backlogAtMost(MAX_BACKLOG_BATCHES);
     await turn();
   }
   await c.flush();
@@ -326,6 +345,7 @@ async function child(name: string, keys: number, valueBytes: number, batch: numb
     firstTenthBatchP99Ms: first.p99Ms,
     lastTenthBatchP99Ms: last.p99Ms,
     fillMaxStallMs: fillStallMs,
+    fillMaxBacklogBatches: maxBacklog,
     overwritePerSec,
     readMeanUs: readUs.reduce((a, b) => a + b, 0) / readUs.length,
     readP99Us: percentile(readUs, 99),

@@ -11,12 +11,16 @@ export interface DurableStore extends Store {
   /** Resolves once every write has been committed (not necessarily durable) and closes the store. */
   close(): Promise<void>;
   stats(): StoreStats;
+  /** Resolves once at most `batches` batches are written and not yet committed: the host's back
+   *  pressure (a node stops applying while the store is that far behind; applying may lag the log). */
+  backlogAtMost(batches: number): Promise<void>;
 }
 
 export interface StoreStats {
   /** Bytes of the store's files on disk (0 for the in-memory twin). */
   readonly fileBytes: number;
-  /** Batches written and not yet durable, and their bytes of keys and values. */
+  /** Batches written and not yet committed by the store (its backlog; the twin commits at once),
+   *  and their bytes of keys and values. */
   readonly pendingBatches: number;
   readonly pendingBytes: number;
 }

@@ -68,6 +68,8 @@ export class LmdbStore implements DurableStore {
   private failure: RaftKvError | null = null;
   private writing = false;
   private closed = false;
+  /** backlogAtMost() callers: resolved when the batches in flight fall to their bound. */
+  private backlogWaiters: { batches: number; resolve: () => void }[] = [];
   /** The promise of the last batch queued, with its index (flush waits for it). */
   private last: { index: number; flushed: Promise<unknown> } | null = null;
 
@@ -248,6 +250,11 @@ export class LmdbStore implements DurableStore {
     }
   }
 
+  backlogAtMost(batches: number): Promise<void> {
+    if (this.inflight.length <= batches || this.failure !== null) return Promise.resolve();
+    return new Promise((resolve) => this.backlogWaiters.push({ batches, resolve }));
+  }
+
   stats(): StoreStats {
     let fileBytes = 0;
     try {
@@ -300,6 +307,16 @@ export class LmdbStore implements DurableStore {
     let overlay = this.overlay;
     for (const [key, v] of batch.writes) if (treeGet(overlay, key) === v) overlay = treeDelete(overlay, key);
     this.overlay = overlay;
+    if (this.backlogWaiters.length > 0) this.wakeBacklogWaiters();
+  }
+
+  private wakeBacklogWaiters(): void {
+    const waiting = this.backlogWaiters;
+    this.backlogWaiters = [];
+    for (const w of waiting) {
+      if (this.inflight.length <= w.batches || this.failure !== null) w.resolve();
+      else this.backlogWaiters.push(w);
+    }
   }
 
   private fail(err: unknown): void {
@@ -311,6 +328,7 @@ export class LmdbStore implements DurableStore {
       hint: "check the disk (space, permissions) and restart the node; it replays its log into the store",
       cause: err,
     });
+    this.wakeBacklogWaiters();
   }
 }
 

@@ -207,6 +207,15 @@ export function runStoreConformance(o: StoreConformanceOptions): void {
       bytesEq(s.get(b("after")), b("a"));
     }));
 
+  test(`${o.name}: backlogAtMost resolves once the batches in flight are committed`, () =>
+    withStore(async (h) => {
+      const s = h.store();
+      for (let i = 1; i <= 50; i++) s.write(i, (w) => w.put(b(`k${i}`), new Uint8Array(1000)));
+      await s.backlogAtMost(0);
+      assert.equal(s.stats().pendingBatches, 0);
+      assert.equal(s.appliedIndex, 50);
+    }));
+
   test(`${o.name}: random batches, views, flushes and reopenings agree with a model`, () =>
     fc.assert(
       fc.asyncProperty(
