@@ -3,6 +3,7 @@
 
 import type { Command } from "commander";
 import { decodeCommand } from "../kv/command.ts";
+import { checkKvImage } from "../server/check-image.ts";
 import { RealFileSystem } from "../storage/real-file-system.ts";
 import { dumpWal, verifyWal } from "../storage/wal-dump.ts";
 import { EXIT } from "./output.ts";
@@ -47,7 +48,7 @@ export function addWalCommands(program: Command, setExit: (code: number) => void
     .description("check the data folder as a start would, without changing anything")
     .requiredOption("--data-dir <dir>", "the node's data folder")
     .action(async (o: { dataDir: string }) => {
-      const r = await verifyWal(new RealFileSystem(), o.dataDir);
+      const r = await verifyWal(new RealFileSystem(), o.dataDir, checkKvImage);
       for (const w of r.warnings) process.stdout.write(`warning: ${w}\n`);
       for (const p of r.problems) process.stdout.write(`problem: ${p}\n`);
       process.stdout.write(

@@ -40,7 +40,8 @@ export interface RaftKvClientOptions {
   readonly timeoutMs?: number;
   /** Deadline of one attempt (default 2000 ms, at most what is left of timeoutMs). */
   readonly attemptTimeoutMs?: number;
-  /** Attempts per request before giving up (default 10). Redirects count as attempts. */
+  /** Attempts per request before giving up (default: no count limit, the request retries until its
+   *  timeoutMs runs out). Redirects count as attempts. */
   readonly maxAttempts?: number;
   /** Retry backoff: doubles from min to max, with full jitter (default 20 and 1000 ms). */
   readonly backoffMinMs?: number;
@@ -233,7 +234,8 @@ export class RaftKvClient {
     this.endpoints = endpoints;
     this.timeoutMs = positive("timeoutMs", o.timeoutMs ?? 5000);
     this.attemptTimeoutMs = positive("attemptTimeoutMs", o.attemptTimeoutMs ?? 2000);
-    this.maxAttempts = positive("maxAttempts", o.maxAttempts ?? 10);
+    this.maxAttempts =
+      o.maxAttempts === undefined ? Number.POSITIVE_INFINITY : positive("maxAttempts", o.maxAttempts);
     this.backoffMinMs = positive("backoffMinMs", o.backoffMinMs ?? 20);
     this.backoffMaxMs = Math.max(this.backoffMinMs, positive("backoffMaxMs", o.backoffMaxMs ?? 1000));
     this.consistency = o.consistency ?? "lease";
@@ -448,7 +450,10 @@ export class RaftKvClient {
         res = await attempt(target, Math.min(left, this.attemptTimeoutMs));
       } catch (err) {
         const e = toClientError(err, target, n);
-        t.last = e;
+        // An attempt cut short because the request's own deadline ran out says less than the answer
+        // before it (NO_LEADER, say): keep that one as the reason.
+        const cutShort = e.code === "DEADLINE_EXCEEDED" && performance.now() - started >= timeoutMs;
+        if (!(cutShort && t.last !== null)) t.last = e;
         if (e.code === "UNAVAILABLE") t.unreachable = true;
         if (!isRetryable(e.code)) throw e;
         if (this.leader === target) this.leader = null;

@@ -30,6 +30,12 @@ export interface CoreConfig {
   readonly maxBytesPerMessage: number;
   /** Proposals not yet committed beyond which new ones are refused with "overloaded". */
   readonly maxPendingProposals: number;
+  /** Bytes of command data appended but not yet committed beyond which proposals are refused with
+   *  "overloadedBytes" (etcd's MaxUncommittedEntriesSize); one proposal is always accepted. */
+  readonly maxUncommittedBytes: number;
+  /** Bytes of entry data in flight to one follower beyond which no more AppendEntries are sent until
+   *  acknowledgements arrive (etcd's MaxInflightBytes); one message is always allowed. */
+  readonly maxInflightBytes: number;
   /** Max bytes of one command. */
   readonly maxEntryBytes: number;
   /** Pending ReadIndex requests beyond which reads are refused with "overloaded". */
@@ -62,6 +68,8 @@ export function defaultCoreConfig(id: NodeId, peers: readonly NodeId[], seed: nu
     maxEntriesPerMessage: 512,
     maxBytesPerMessage: 1 << 20,
     maxPendingProposals: 8192,
+    maxUncommittedBytes: 64 << 20,
+    maxInflightBytes: 32 << 20,
     maxEntryBytes: 1 << 20,
     maxPendingReads: 8192,
     snapshotChunkBytes: 256 * 1024,
@@ -92,6 +100,8 @@ export function validateCoreConfig(c: CoreConfig): void {
   posInt("maxEntriesPerMessage", c.maxEntriesPerMessage);
   posInt("maxBytesPerMessage", c.maxBytesPerMessage);
   posInt("maxPendingProposals", c.maxPendingProposals);
+  posInt("maxUncommittedBytes", c.maxUncommittedBytes);
+  posInt("maxInflightBytes", c.maxInflightBytes);
   posInt("maxEntryBytes", c.maxEntryBytes);
   posInt("maxPendingReads", c.maxPendingReads);
   posInt("snapshotChunkBytes", c.snapshotChunkBytes);

@@ -17,6 +17,8 @@ export class RaftLog {
   persisted = 0;
   /** First index not yet handed to the host for persisting. */
   unstableFrom = 1;
+  /** Bytes of command data held in `entries` (what bounds this log's memory, with the entry count). */
+  dataBytes = 0;
 
   /** Rebuild from what storage recovered. */
   static recover(snapshot: SnapshotMeta | null, entries: readonly Entry[], commitIndex: number): RaftLog {
@@ -34,6 +36,7 @@ export class RaftLog {
       expected++;
     }
     log.entries = entries.slice();
+    for (const e of entries) log.dataBytes += e.data.length;
     log.persisted = log.lastIndex();
     log.unstableFrom = log.lastIndex() + 1;
     log.committed = Math.min(Math.max(commitIndex, log.snapshotIndex), log.lastIndex());
@@ -85,14 +88,21 @@ export class RaftLog {
       );
       assert(e.term >= this.lastTerm(), () => `append of term ${e.term} after term ${this.lastTerm()}`);
       this.entries.push(e);
+      this.dataBytes += e.data.length;
     }
   }
 
   /**
    * Follower side of AppendEntries (§5.3): if the log matches at prevIndex/prevTerm, drop any conflicting
    * suffix, append what is new and return the index of the last entry the message vouches for; else null.
+   * Entries that would replace committed ones (only a forged or broken leader sends them, §5.4) change
+   * nothing and return "conflictsWithCommitted".
    */
-  maybeAppend(prevIndex: number, prevTerm: number, entries: readonly Entry[]): number | null {
+  maybeAppend(
+    prevIndex: number,
+    prevTerm: number,
+    entries: readonly Entry[],
+  ): number | null | "conflictsWithCommitted" {
     if (prevIndex < this.snapshotIndex) {
       // The prefix is covered by our snapshot (already committed): skip entries we compacted.
       const skip = this.snapshotIndex - prevIndex;
@@ -105,7 +115,10 @@ export class RaftLog {
     for (const e of entries) {
       const existing = this.term(e.index);
       if (existing === e.term) continue;
-      if (existing !== undefined) this.truncateFrom(e.index);
+      if (existing !== undefined) {
+        if (e.index <= this.committed) return "conflictsWithCommitted";
+        this.truncateFrom(e.index);
+      }
       this.append(entries.slice(e.index - prevIndex - 1));
       break;
     }
@@ -118,7 +131,9 @@ export class RaftLog {
       () => `truncate at ${index} would remove committed entries (commit ${this.committed})`,
     );
     assert(index > this.snapshotIndex, () => `truncate at ${index} inside snapshot ${this.snapshotIndex}`);
-    this.entries.length = index - this.snapshotIndex - 1;
+    const keep = index - this.snapshotIndex - 1;
+    for (let i = keep; i < this.entries.length; i++) this.dataBytes -= this.entries[i]!.data.length;
+    this.entries.length = keep;
     this.unstableFrom = Math.min(this.unstableFrom, index);
     this.persisted = Math.min(this.persisted, index - 1);
   }
@@ -173,7 +188,9 @@ export class RaftLog {
       this.term(index) === term,
       () => `compact to ${index}: term ${term} does not match ${this.term(index)}`,
     );
-    this.entries = this.entries.slice(index - this.snapshotIndex);
+    const drop = index - this.snapshotIndex;
+    for (let i = 0; i < drop; i++) this.dataBytes -= this.entries[i]!.data.length;
+    this.entries = this.entries.slice(drop);
     this.snapshotIndex = index;
     this.snapshotTerm = term;
   }
@@ -182,12 +199,34 @@ export class RaftLog {
   restore(meta: SnapshotMeta): void {
     assert(meta.index > this.committed, () => `restore to ${meta.index} not beyond commit ${this.committed}`);
     this.entries = [];
+    this.dataBytes = 0;
     this.snapshotIndex = meta.index;
     this.snapshotTerm = meta.term;
     this.committed = meta.index;
     this.applied = meta.index;
     this.persisted = meta.index;
     this.unstableFrom = meta.index + 1;
+  }
+
+  /** Bytes of command data in the entries [lo, hi] held in memory. */
+  bytesBetween(lo: number, hi: number): number {
+    let bytes = 0;
+    for (let i = Math.max(lo, this.firstIndex()); i <= Math.min(hi, this.lastIndex()); i++)
+      bytes += this.entries[i - this.snapshotIndex - 1]!.data.length;
+    return bytes;
+  }
+
+  /** The lowest index i <= hi such that entries (i, hi] hold at most maxBytes of data, scanning back
+   *  from hi (so a log compacted to it keeps at most maxBytes behind hi). */
+  compactionPointKeeping(hi: number, maxBytes: number): number {
+    let bytes = 0;
+    let i = Math.min(hi, this.lastIndex());
+    while (i > this.snapshotIndex) {
+      bytes += this.entries[i - this.snapshotIndex - 1]!.data.length;
+      if (bytes > maxBytes) return i;
+      i--;
+    }
+    return this.snapshotIndex;
   }
 
   /** For fast backtracking: the first index of `term` at or before `index` in our log. */

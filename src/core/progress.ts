@@ -15,6 +15,9 @@ export class Progress {
   probeSent = false;
   /** Last indexes of AppendEntries in flight (replicate state), oldest first. */
   inflight: number[] = [];
+  /** Entry data bytes of each message in `inflight`, and their sum. */
+  private inflightSizes: number[] = [];
+  inflightBytes = 0;
   /** Highest heartbeat round this follower acknowledged in the current term. */
   ackedRound = 0;
   /** Heard from this follower since the last check-quorum window. */
@@ -34,43 +37,53 @@ export class Progress {
     this.lastAdvanceTick = now;
   }
 
+  private clearInflight(): void {
+    this.inflight = [];
+    this.inflightSizes = [];
+    this.inflightBytes = 0;
+  }
+
   becomeProbe(): void {
     this.state = "probe";
     this.probeSent = false;
-    this.inflight = [];
+    this.clearInflight();
     this.snapshot = null;
     this.next = Math.max(this.match + 1, this.next);
   }
 
   becomeReplicate(): void {
     this.state = "replicate";
-    this.inflight = [];
+    this.clearInflight();
     this.snapshot = null;
     this.next = this.match + 1;
   }
 
   becomeSnapshot(meta: SnapshotMeta): void {
     this.state = "snapshot";
-    this.inflight = [];
+    this.clearInflight();
     this.snapshot = meta;
     this.snapshotOffset = 0;
     this.snapshotSentOffset = -1;
   }
 
-  /** May we send an AppendEntries carrying entries now? */
-  canSend(maxInflight: number): boolean {
+  /** May we send an AppendEntries carrying entries now? In replicate state the window is bounded in
+   *  messages and in bytes (one message is always allowed, however large). */
+  canSend(maxInflight: number, maxInflightBytes: number): boolean {
     switch (this.state) {
       case "probe":
         return !this.probeSent;
       case "replicate":
-        return this.inflight.length < maxInflight;
+        return (
+          this.inflight.length < maxInflight &&
+          (this.inflight.length === 0 || this.inflightBytes < maxInflightBytes)
+        );
       case "snapshot":
         return false;
     }
   }
 
-  /** An AppendEntries ending at lastIndex was sent at tick now. */
-  sent(lastIndex: number, now: number): void {
+  /** An AppendEntries ending at lastIndex, carrying `bytes` of entry data, was sent at tick now. */
+  sent(lastIndex: number, now: number, bytes: number): void {
     if (this.state === "probe") {
       this.probeSent = true;
       return;
@@ -80,12 +93,17 @@ export class Progress {
       this.next = lastIndex + 1;
       if (this.inflight.length === 0) this.lastAdvanceTick = now;
       this.inflight.push(lastIndex);
+      this.inflightSizes.push(bytes);
+      this.inflightBytes += bytes;
     }
   }
 
   /** The follower confirmed entries through index at tick now. Returns true if match advanced. */
   acked(index: number, now: number): boolean {
-    while (this.inflight.length > 0 && this.inflight[0]! <= index) this.inflight.shift();
+    while (this.inflight.length > 0 && this.inflight[0]! <= index) {
+      this.inflight.shift();
+      this.inflightBytes -= this.inflightSizes.shift() ?? 0;
+    }
     if (index <= this.match) return false;
     this.lastAdvanceTick = now;
     this.match = index;

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { defaultCoreConfig, maxSafeLeaseTicks, validateCoreConfig } from "./config.ts";
 import { Raft } from "./raft.ts";
-import { TestCluster } from "./test-cluster.ts";
+import { followerBehindSnapshot, TestCluster } from "./test-cluster.ts";
 import type { Entry, Message } from "./types.ts";
 
 const enc = new TextEncoder();
@@ -261,24 +261,6 @@ test("thesis §6.4 ReadIndex: a leader cut off from the majority never releases 
 
 /** Node 2 isolated while node 0 commits 10 entries, takes a snapshot of `imageBytes` (sent in 4-byte
  *  chunks) and compacts its log; then the links heal, so node 2 can only catch up by snapshot. */
-function followerBehindSnapshot(imageBytes: number): { c: TestCluster; l: Raft; idx: number } {
-  const c = new TestCluster(3, (cfg) => ({ ...cfg, snapshotChunkBytes: 4 }));
-  c.elect(0);
-  c.run(5);
-  c.isolate(2);
-  for (let i = 0; i < 10; i++) c.raft(0).propose(cmd(`v${i}`));
-  c.deliverAll();
-  c.run(5);
-  const l = c.raft(0);
-  const idx = l.log.committed;
-  const image = new Uint8Array(imageBytes).fill(7);
-  c.node(0).image = image;
-  l.snapshotSaved({ index: idx, term: l.log.term(idx)!, sizeBytes: image.length, crc32c: 0 });
-  l.compact(idx);
-  c.heal();
-  return { c, l, idx };
-}
-
 test("thesis §5 InstallSnapshot: a follower behind the leader's compacted log catches up by snapshot", () => {
   const { c, l, idx } = followerBehindSnapshot(10);
   c.run(40);

@@ -10,6 +10,8 @@ import { quorumValue, tally } from "./quorum.ts";
 import type {
   AppendEntries,
   AppendEntriesResponse,
+  CoreRefusal,
+  CoreRefusalReason,
   Entry,
   HardState,
   InstallSnapshot,
@@ -32,6 +34,12 @@ import type {
 const EMPTY = new Uint8Array(0);
 /** Committed entries handed out per Ready, so one Ready stays bounded. */
 const MAX_APPLY_PER_READY = 4096;
+/** The highest term this core campaigns in: terms stay safe integers (the codec carries up to 2^52). */
+export const MAX_TERM = 2 ** 52;
+/** A message more than this many terms above ours is refused. Terms only grow by elections (pre-vote
+ *  keeps partitioned nodes from inflating them), so a correct peer is never this far ahead; without the
+ *  bound one message with a term near MAX_TERM left the whole cluster unable to campaign, for good. */
+export const MAX_TERM_JUMP = 2 ** 24;
 
 /** What storage recovered, to start the core from. */
 export interface CoreBoot {
@@ -85,14 +93,20 @@ export class Raft {
   private pendingReads: PendingRead[] = [];
   private transferee: NodeId | null = null;
   private transferElapsed = 0;
+  /** Command bytes in (committed, lastIndex] (leader only), bounded by maxUncommittedBytes. */
+  private uncommittedBytes = 0;
 
   // Follower state: a snapshot being received.
   private incoming: { meta: SnapshotMeta; offset: number } | null = null;
+  /** A snapshot received whole, handed to the host to verify and install (snapshotInstalled or
+   *  snapshotRejected answers). It outlives role changes: the host is working on it. */
+  private installing: { meta: SnapshotMeta; from: NodeId; round: number } | null = null;
 
   // Output accumulated until ready().
   private msgs: Message[] = [];
   private readStates: ReadState[] = [];
   private readFailures: ReadFailure[] = [];
+  private refusals: CoreRefusal[] = [];
   private snapshotChunks: SnapshotChunk[] = [];
   private installSnapshot: SnapshotMeta | null = null;
   private softStateChanged = false;
@@ -168,8 +182,11 @@ export class Raft {
     if (data.length > this.cfg.maxEntryBytes) return { ok: false, reason: "tooLarge", leaderId: this.id };
     if (this.log.lastIndex() - this.log.committed >= this.cfg.maxPendingProposals)
       return { ok: false, reason: "overloaded", leaderId: this.id };
+    if (this.uncommittedBytes > 0 && this.uncommittedBytes + data.length > this.cfg.maxUncommittedBytes)
+      return { ok: false, reason: "overloadedBytes", leaderId: this.id };
     const entry: Entry = { index: this.log.lastIndex() + 1, term: this.term, kind: "command", data };
     this.log.append([entry]);
+    this.uncommittedBytes += data.length;
     this.needBroadcast = true;
     if (this.others.length === 0) this.maybeCommit();
     return { ok: true, index: entry.index, term: entry.term };
@@ -209,6 +226,45 @@ export class Raft {
     if (this.latestSnapshot === null || meta.index > this.latestSnapshot.index) this.latestSnapshot = meta;
   }
 
+  /** The host verified, persisted and restored the snapshot handed out in Ready.installSnapshot: the
+   *  log restarts after it, and the leader that sent it is told (thesis §5.3 InstallSnapshot). */
+  snapshotInstalled(meta: SnapshotMeta): void {
+    const inst = this.installing;
+    assert(
+      inst !== null && sameMeta(inst.meta, meta),
+      () => `snapshotInstalled(${meta.index}) but none is installing`,
+    );
+    this.installing = null;
+    // Appends are ignored while installing, and nothing else commits: the snapshot is still ahead.
+    this.log.restore(meta);
+    if (this.latestSnapshot === null || meta.index > this.latestSnapshot.index) this.latestSnapshot = meta;
+    this.respondSnapshot(inst.from, meta.index, meta.sizeBytes, true, inst.round);
+  }
+
+  /** The host found the received snapshot bad (and replaced nothing): ask the sender for it again. */
+  snapshotRejected(meta: SnapshotMeta, why: string): void {
+    const inst = this.installing;
+    assert(
+      inst !== null && sameMeta(inst.meta, meta),
+      () => `snapshotRejected(${meta.index}) but none is installing`,
+    );
+    this.installing = null;
+    this.incoming = null;
+    this.refusals.push({
+      from: inst.from,
+      type: "snapshot",
+      term: meta.term,
+      reason: "snapshotRejected",
+      detail: why,
+    });
+    this.respondSnapshot(inst.from, meta.index, -1, false, inst.round);
+  }
+
+  /** Is a received snapshot waiting for the host to install it? */
+  installingSnapshot(): SnapshotMeta | null {
+    return this.installing?.meta ?? null;
+  }
+
   /** Drop log entries through index (must be covered by a saved snapshot). */
   compact(index: number): void {
     const snap = this.latestSnapshot;
@@ -220,6 +276,12 @@ export class Raft {
   step(m: Message): void {
     assert(m.to === this.id, () => `node ${this.id} got a message for ${m.to}`);
     if (m.from === this.id || !this.others.includes(m.from)) return;
+    if (m.term > this.term + MAX_TERM_JUMP)
+      return this.refuse(
+        m,
+        "termJump",
+        `term ${m.term} is more than ${MAX_TERM_JUMP} above ours (${this.term})`,
+      );
     if (m.term > this.term) {
       if (m.type === "vote" && !m.transfer && this.inLease()) return; // thesis §4.2.3: ignore disruptors
       if (m.type === "vote" && m.preVote) return this.handleVote(m);
@@ -264,6 +326,7 @@ export class Raft {
       Math.min(this.log.committed, this.log.persisted) > this.log.applied ||
       this.readStates.length > 0 ||
       this.readFailures.length > 0 ||
+      this.refusals.length > 0 ||
       this.snapshotChunks.length > 0 ||
       this.installSnapshot !== null ||
       this.softStateChanged ||
@@ -293,6 +356,7 @@ export class Raft {
       readStates: this.readStates,
       readFailures: this.readFailures,
       softStateChanged: this.softStateChanged,
+      refused: this.refusals,
     };
     this.lastHardState = hs;
     this.msgs = [];
@@ -300,6 +364,7 @@ export class Raft {
     this.installSnapshot = null;
     this.readStates = [];
     this.readFailures = [];
+    this.refusals = [];
     this.softStateChanged = false;
     return rd;
   }
@@ -347,6 +412,7 @@ export class Raft {
     for (const p of this.others) this.progress.set(p, new Progress(this.log.lastIndex() + 1, this.now));
     this.noopIndex = this.log.lastIndex() + 1;
     this.log.append([{ index: this.noopIndex, term: this.term, kind: "noop", data: EMPTY }]);
+    this.uncommittedBytes = this.log.bytesBetween(this.log.committed + 1, this.log.lastIndex());
     this.broadcastHeartbeat();
     this.needBroadcast = true;
     if (this.others.length === 0) this.maybeCommit();
@@ -371,6 +437,7 @@ export class Raft {
     this.needBroadcast = false;
     this.transferee = null;
     this.transferElapsed = 0;
+    this.uncommittedBytes = 0;
     this.incoming = null;
   }
 
@@ -429,6 +496,9 @@ export class Raft {
   // ---------------------------------------------------------------- elections
 
   private campaign(preVote: boolean, transfer: boolean): void {
+    // Terms stop at MAX_TERM (2^24 jumps at a time from outside make that ~2^28 forged messages away);
+    // and a node installing a snapshot has a log about to be replaced, so it waits.
+    if (this.term >= MAX_TERM || this.installing !== null) return;
     if (preVote) this.becomePreCandidate();
     else this.becomeCandidate();
     const voteTerm = preVote ? this.term + 1 : this.term;
@@ -480,6 +550,15 @@ export class Raft {
       expectPre ? m.term !== this.term + 1 && (m.granted || m.term !== this.term) : this.role !== "candidate"
     )
       return;
+    // A voter knows of at most an election timeout of an old lease (plus a tick); a larger report would
+    // keep this leader from committing for as long as it says.
+    const leaseBound = 2 * this.cfg.electionTimeoutMaxTicks;
+    if (m.granted && m.leaseRemainingTicks > leaseBound)
+      return this.refuse(
+        m,
+        "badLeaseReport",
+        `reports ${m.leaseRemainingTicks} ticks of an old lease, over ${leaseBound}`,
+      );
     this.votes.set(m.from, m.granted);
     if (m.granted) this.maxLeaseRemainingTicks = Math.max(this.maxLeaseRemainingTicks, m.leaseRemainingTicks);
     const result = tally(this.votes, this.cfg.peers.length);
@@ -520,17 +599,32 @@ export class Raft {
     }
   }
 
-  private acceptLeader(from: NodeId): void {
-    assert(this.role !== "leader", () => `two leaders in term ${this.term}: ${this.id} and ${from}`);
-    if (this.role !== "follower") this.becomeFollower(this.term, from);
-    this.leaderId = from;
+  /** An AppendEntries or InstallSnapshot in our term: its sender leads the term (§5.2, one leader per
+   *  term). A second sender claiming the term is refused; a correct peer never is one. */
+  private acceptLeader(m: AppendEntries | InstallSnapshot): boolean {
+    if (this.role === "leader" || (this.leaderId !== null && this.leaderId !== m.from)) {
+      const who = this.role === "leader" ? "this node leads it" : `node ${this.leaderId} leads it`;
+      this.refuse(m, "secondLeader", `node ${m.from} claims to lead term ${this.term}, but ${who}`);
+      return false;
+    }
+    if (this.role !== "follower") this.becomeFollower(this.term, m.from);
+    this.leaderId = m.from;
     this.leaderContactTick = this.now;
     this.electionElapsed = 0;
+    return true;
   }
 
   private handleAppend(m: AppendEntries): void {
-    this.acceptLeader(m.from);
+    if (!this.acceptLeader(m)) return;
+    // Installing a snapshot: the log is about to be replaced; the leader resends.
+    if (this.installing !== null) return;
     const lastNew = this.log.maybeAppend(m.prevLogIndex, m.prevLogTerm, m.entries);
+    if (lastNew === "conflictsWithCommitted")
+      return this.refuse(
+        m,
+        "conflictsWithCommitted",
+        `entries after ${m.prevLogIndex} would replace entries committed through ${this.log.committed}`,
+      );
     if (lastNew !== null) {
       this.log.commitTo(Math.min(m.leaderCommit, lastNew));
       this.respondAppend(m, true, lastNew, 0, 0);
@@ -571,19 +665,31 @@ export class Raft {
     });
   }
 
+  private respondSnapshot(
+    to: NodeId,
+    index: number,
+    nextOffset: number,
+    installed: boolean,
+    round: number,
+  ): void {
+    this.send({
+      type: "snapshotResponse",
+      from: this.id,
+      to,
+      term: this.term,
+      snapshotIndex: index,
+      nextOffset,
+      installed,
+      round,
+    });
+  }
+
   private handleSnapshot(m: InstallSnapshot): void {
-    this.acceptLeader(m.from);
+    if (!this.acceptLeader(m)) return;
+    // The host is verifying a whole snapshot: its answer goes out when it is done.
+    if (this.installing !== null) return;
     const respond = (nextOffset: number, installed: boolean): void =>
-      this.send({
-        type: "snapshotResponse",
-        from: this.id,
-        to: m.from,
-        term: this.term,
-        snapshotIndex: m.meta.index,
-        nextOffset,
-        installed,
-        round: m.round,
-      });
+      this.respondSnapshot(m.from, m.meta.index, nextOffset, installed, m.round);
     if (m.meta.index <= this.log.committed) return respond(m.meta.sizeBytes, true);
     // Our log already holds the snapshot's last entry: keep it and everything after it, which we may
     // have acknowledged (thesis §5.3: "retain log entries following it"); the entries carry us forward.
@@ -605,10 +711,9 @@ export class Raft {
     if (!m.done) return respond(cur.offset, false);
     this.incoming = null;
     if (cur.offset !== m.meta.sizeBytes) return respond(-1, false);
-    this.log.restore(m.meta);
-    this.latestSnapshot = m.meta;
+    // Nothing is replaced until the host has checked the whole image (snapshotInstalled/Rejected).
+    this.installing = { meta: m.meta, from: m.from, round: m.round };
     this.installSnapshot = m.meta;
-    respond(cur.offset, true);
   }
 
   // ---------------------------------------------------------------- replication (leader)
@@ -668,7 +773,11 @@ export class Raft {
     // A leader elected while an old lease may still hold (a transfer's voters report it) commits
     // nothing until it has run out, so the old leader's lease reads stay linearizable (thesis §6.4.1).
     const holding = this.now < this.oldLeaseUntilTick;
-    while (!holding && pr.state !== "snapshot" && pr.canSend(this.cfg.maxInflightMessages)) {
+    while (
+      !holding &&
+      pr.state !== "snapshot" &&
+      pr.canSend(this.cfg.maxInflightMessages, this.cfg.maxInflightBytes)
+    ) {
       const prev = pr.next - 1;
       if (this.log.term(prev) === undefined) {
         this.startSnapshot(to, pr);
@@ -683,7 +792,9 @@ export class Raft {
         this.cfg.maxBytesPerMessage,
       );
       this.sendAppend(to, prev, entries, false);
-      pr.sent(entries[entries.length - 1]!.index, this.now);
+      let bytes = 0;
+      for (const e of entries) bytes += e.data.length;
+      pr.sent(entries[entries.length - 1]!.index, this.now, bytes);
       sentAny = true;
       if (pr.state === "probe") break;
     }
@@ -757,6 +868,13 @@ export class Raft {
 
   private handleAppendResponse(m: AppendEntriesResponse): void {
     if (this.role !== "leader") return;
+    // Answers in our term answer our appends, which never went past our log (it only grows in a term).
+    if (m.matchIndex > this.log.lastIndex() || m.conflictIndex > this.log.lastIndex() + 1)
+      return this.refuse(
+        m,
+        "beyondOurLog",
+        `answers index ${Math.max(m.matchIndex, m.conflictIndex)}, past our last index ${this.log.lastIndex()}`,
+      );
     const pr = this.noteAck(m.from, m.round);
     if (pr === undefined) return;
     if (m.success) {
@@ -786,6 +904,12 @@ export class Raft {
 
   private handleSnapshotResponse(m: InstallSnapshotResponse): void {
     if (this.role !== "leader") return;
+    if (m.snapshotIndex > this.log.lastIndex())
+      return this.refuse(
+        m,
+        "beyondOurLog",
+        `answers snapshot ${m.snapshotIndex}, past our last index ${this.log.lastIndex()}`,
+      );
     const pr = this.noteAck(m.from, m.round);
     if (pr === undefined) return;
     if (m.installed) {
@@ -810,6 +934,10 @@ export class Raft {
     for (const pr of this.progress.values()) matches.push(pr.match);
     const q = quorumValue(matches);
     if (q > this.log.committed && this.log.term(q) === this.term) {
+      this.uncommittedBytes = Math.max(
+        0,
+        this.uncommittedBytes - this.log.bytesBetween(this.log.committed + 1, q),
+      );
       this.log.commitTo(q);
       this.releaseReads();
     }
@@ -848,8 +976,17 @@ export class Raft {
   private send(m: Message): void {
     this.msgs.push(m);
   }
+
+  /** A message a correct peer never sends: dropped, changing nothing, and reported for the host to log. */
+  private refuse(m: Message, reason: CoreRefusalReason, detail: string): void {
+    this.refusals.push({ from: m.from, type: m.type, term: m.term, reason, detail });
+  }
 }
 
 function sameHardState(a: HardState, b: HardState): boolean {
   return a.term === b.term && a.votedFor === b.votedFor && a.commitIndex === b.commitIndex;
+}
+
+function sameMeta(a: SnapshotMeta, b: SnapshotMeta): boolean {
+  return a.index === b.index && a.term === b.term && a.sizeBytes === b.sizeBytes && a.crc32c === b.crc32c;
 }

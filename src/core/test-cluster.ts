@@ -4,7 +4,7 @@
 import { assert } from "../lib/assert.ts";
 import { type CoreConfig, defaultCoreConfig } from "./config.ts";
 import { Raft } from "./raft.ts";
-import type { Entry, HardState, Message, NodeId, ReadState, SnapshotMeta } from "./types.ts";
+import type { CoreRefusal, Entry, HardState, Message, NodeId, ReadState, SnapshotMeta } from "./types.ts";
 
 export interface TestNode {
   raft: Raft;
@@ -16,6 +16,8 @@ export interface TestNode {
   image: Uint8Array | null;
   applied: Entry[];
   readStates: ReadState[];
+  /** Messages the core refused (forged or broken peers). */
+  refused: CoreRefusal[];
 }
 
 export class TestCluster {
@@ -25,6 +27,8 @@ export class TestCluster {
   /** Directed links that drop: "a->b". */
   readonly cut = new Set<string>();
   readonly ids: NodeId[];
+  /** The host's verification of a received snapshot: null to install it, or why it is bad. */
+  checkSnapshot: (id: NodeId, meta: SnapshotMeta) => string | null = () => null;
 
   constructor(n: number, tweak: (c: CoreConfig) => CoreConfig = (c) => c) {
     this.ids = Array.from({ length: n }, (_, i) => i);
@@ -42,6 +46,7 @@ export class TestCluster {
         image: null,
         applied: [],
         readStates: [],
+        refused: [],
       });
     }
   }
@@ -69,9 +74,15 @@ export class TestCluster {
           n.entries.push(...rd.entries);
         }
         if (rd.installSnapshot !== null) {
-          n.snapshot = rd.installSnapshot;
-          n.entries = [];
+          const bad = this.checkSnapshot(n.raft.id, rd.installSnapshot);
+          if (bad !== null) n.raft.snapshotRejected(rd.installSnapshot, bad);
+          else {
+            n.snapshot = rd.installSnapshot;
+            n.entries = [];
+            n.raft.snapshotInstalled(rd.installSnapshot);
+          }
         }
+        n.refused.push(...rd.refused);
         for (const m of rd.messages) {
           if (m.type === "snapshot" && m.data.length < m.length) {
             assert(n.image !== null, () => `node ${m.from} sends a snapshot it does not hold`);
@@ -144,4 +155,25 @@ export class TestCluster {
     this.inbox = this.inbox.filter(only);
     assert(r.softState().role === "leader", () => `node ${id} did not become leader`);
   }
+}
+
+/** Node 0 leads; node 2 was cut off while 10 entries committed, and the leader compacted them into a
+ *  snapshot of `imageBytes` (chunks of 4 bytes): node 2 can only catch up by InstallSnapshot. */
+export function followerBehindSnapshot(imageBytes: number): { c: TestCluster; l: Raft; idx: number } {
+  const c = new TestCluster(3, (cfg) => ({ ...cfg, snapshotChunkBytes: 4 }));
+  c.elect(0);
+  c.run(5);
+  c.isolate(2);
+  const enc = new TextEncoder();
+  for (let i = 0; i < 10; i++) c.raft(0).propose(enc.encode(`v${i}`));
+  c.deliverAll();
+  c.run(5);
+  const l = c.raft(0);
+  const idx = l.log.committed;
+  const image = new Uint8Array(imageBytes).fill(7);
+  c.node(0).image = image;
+  l.snapshotSaved({ index: idx, term: l.log.term(idx)!, sizeBytes: image.length, crc32c: 0 });
+  l.compact(idx);
+  c.heal();
+  return { c, l, idx };
 }

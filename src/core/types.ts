@@ -140,6 +140,30 @@ export interface SnapshotChunk {
   readonly data: Uint8Array;
 }
 
+/** Why the core refused a peer message that a correct peer never sends (a forged or buggy peer):
+ *  refused messages change nothing; the host logs and counts them (assertions stay for our own bugs). */
+export type CoreRefusalReason =
+  /** An AppendEntries or InstallSnapshot in our term from a node that is not its leader. */
+  | "secondLeader"
+  /** A term further above ours than MAX_TERM_JUMP: one message must not exhaust the term space. */
+  | "termJump"
+  /** Entries that would replace entries we know are committed (§5.4 Leader Completeness). */
+  | "conflictsWithCommitted"
+  /** A response acknowledging log positions beyond the end of our log. */
+  | "beyondOurLog"
+  /** A vote response reporting more of an old lease than any voter can know of. */
+  | "badLeaseReport"
+  /** A received snapshot whose image failed verification; the sender is asked to start again. */
+  | "snapshotRejected";
+
+export interface CoreRefusal {
+  readonly from: NodeId;
+  readonly type: MessageType;
+  readonly term: number;
+  readonly reason: CoreRefusalReason;
+  readonly detail: string;
+}
+
 export interface Ready {
   /** Present when term, vote or commit index changed. */
   readonly hardState: HardState | null;
@@ -153,8 +177,10 @@ export interface Ready {
   readonly termOrVoteChanged: boolean;
   /** Incoming snapshot chunks to write (follower). */
   readonly snapshotChunks: readonly SnapshotChunk[];
-  /** A fully received snapshot to install: persist it, restore the state machine from it and
-   *  discard the log it covers, all before the messages leave. */
+  /** A fully received snapshot (its chunks are in `snapshotChunks` of this or earlier Readys). The host
+   *  verifies the whole image, persists it, restores the state machine from it and discards the log it
+   *  covers, then calls snapshotInstalled(meta) — or snapshotRejected(meta, why) if the image is bad,
+   *  having replaced nothing. The acknowledgement leaves only after that, in a later Ready. */
   readonly installSnapshot: SnapshotMeta | null;
   readonly messages: readonly Message[];
   /** Committed entries to apply, in order. */
@@ -163,6 +189,8 @@ export interface Ready {
   readonly readFailures: readonly ReadFailure[];
   /** True when the role, leader or term changed in this batch (pending proposals may need failing). */
   readonly softStateChanged: boolean;
+  /** Peer messages refused since the last Ready (to log and count). */
+  readonly refused: readonly CoreRefusal[];
 }
 
 export type Role = "follower" | "preCandidate" | "candidate" | "leader";
@@ -192,6 +220,6 @@ export type ProposeResult =
   | { readonly ok: true; readonly index: number; readonly term: number }
   | {
       readonly ok: false;
-      readonly reason: "notLeader" | "overloaded" | "tooLarge" | "transferring";
+      readonly reason: "notLeader" | "overloaded" | "overloadedBytes" | "tooLarge" | "transferring";
       readonly leaderId: NodeId | null;
     };

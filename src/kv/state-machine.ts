@@ -29,6 +29,7 @@ import {
   snapshotSize,
 } from "./snapshot.ts";
 import { lowerBound, SortedKeys } from "./sorted-keys.ts";
+import { utf8ByteLength } from "./utf8.ts";
 import { MemValueStore, type ValueStore } from "./value-store.ts";
 
 export interface KvStateMachineOptions {
@@ -132,10 +133,11 @@ export class KvStateMachine {
     return handle < 0 ? null : this.values.read(handle);
   }
 
-  /** Up to `limit` (a safe integer >= 1) entries whose key starts with `prefix`, ascending by key.
-   *  O(log n + limit) while the key set is unchanged; the first call after keys were added or removed
-   *  pays a linear merge (see sorted-keys.ts). */
-  range(prefix: string, limit: number, startAfter?: string): KvRange {
+  /** Up to `limit` (a safe integer >= 1) entries whose key starts with `prefix`, ascending by key, and
+   *  no more than `maxBytes` of keys (UTF-8) and values together (at least one entry, however large):
+   *  values past the byte budget are never read. O(log n + limit) while the key set is unchanged; the
+   *  first call after keys were added or removed pays a linear merge (see sorted-keys.ts). */
+  range(prefix: string, limit: number, startAfter?: string, maxBytes = Number.POSITIVE_INFINITY): KvRange {
     if (!Number.isSafeInteger(limit) || limit < 1) {
       throw new RaftKvError({ code: "INVALID_ARGUMENT", message: `range limit ${limit} is not >= 1` });
     }
@@ -147,10 +149,16 @@ export class KvStateMachine {
       const j = lowerBound(index, ids, startAfter);
       i = Math.max(i, j < ids.length && index.compareKey(ids[j]!, startAfter) === 0 ? j + 1 : j);
     }
+    let bytes = 0;
     for (; i < ids.length && entries.length < limit; i++) {
       const id = ids[i]!;
       if (!index.startsWith(id, prefix)) break;
-      entries.push({ key: index.key(id), value: this.values.read(index.handleOf(id), true) });
+      const key = index.key(id);
+      const handle = index.handleOf(id);
+      const size = utf8ByteLength(key) + this.values.size(handle);
+      if (entries.length > 0 && bytes + size > maxBytes) return { entries, more: true };
+      bytes += size;
+      entries.push({ key, value: this.values.read(handle, true) });
     }
     const more = entries.length === limit && i < ids.length && index.startsWith(ids[i]!, prefix);
     return { entries, more };

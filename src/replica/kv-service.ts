@@ -61,16 +61,18 @@ export class KvService {
     return value;
   }
 
-  /** Keys with the prefix in order, after `startAfter` when given (paging). */
+  /** Keys with the prefix in order, after `startAfter` when given (paging), up to `limit` entries and
+   *  `maxBytes` of keys and values (the state machine stops reading there). */
   async range(
     prefix: string,
     limit: number,
     consistency: Consistency,
     startAfter?: string,
+    maxBytes?: number,
   ): Promise<KvRange> {
     const ticket = await this.barrier(consistency);
-    const r = this.kv().range(prefix, limit, startAfter);
-    if (!this.replica.stillValid(ticket)) return this.range(prefix, limit, "readIndex", startAfter);
+    const r = this.kv().range(prefix, limit, startAfter, maxBytes);
+    if (!this.replica.stillValid(ticket)) return this.range(prefix, limit, "readIndex", startAfter, maxBytes);
     return r;
   }
 

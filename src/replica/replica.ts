@@ -3,7 +3,7 @@
 // are being written. Pending proposals and reads are promises resolved from applied entries.
 
 import type { Raft } from "../core/raft.ts";
-import type { Entry, HardState, Message, NodeId, Ready, SnapshotMeta } from "../core/types.ts";
+import type { CoreRefusal, Entry, HardState, Message, NodeId, Ready, SnapshotMeta } from "../core/types.ts";
 import { AssertionError, assert } from "../lib/assert.ts";
 import { RaftKvError } from "../lib/errors.ts";
 import type { Clock, MessageSender, ReplicaStorage, RestoreStateMachine, StateMachine } from "./seams.ts";
@@ -28,6 +28,12 @@ export interface ReplicaOptions<R> {
   snapshotEveryEntries: number;
   /** Entries kept in the log behind a snapshot, so slightly lagging followers need no snapshot. */
   keepEntriesAfterSnapshot: number;
+  /** Also snapshot once the in-memory log holds this many bytes of command data (0: by count only). */
+  snapshotEveryBytes?: number;
+  /** Behind a snapshot keep at most this many bytes of entries (default: no byte bound). */
+  keepBytesAfterSnapshot?: number;
+  /** A peer message the core refused (one a correct peer never sends), to log and count. */
+  onRefused?: (r: CoreRefusal) => void;
   /** Called once when storage fails: the node stops acknowledging anything. */
   onFatal?: (err: unknown) => void;
   /** Observes every applied entry (the simulator's checkers use it). */
@@ -66,6 +72,7 @@ export class Replica<R> {
   private failed: unknown = null;
   private stopped = false;
   private lastSnapshotIndex: number;
+  private installedIndex = 0;
   private snapshotting = false;
   private idleWaiters: (() => void)[] = [];
   /** A hard state whose only change was the commit index, not written yet. It needs no sync, so it rides
@@ -93,6 +100,11 @@ export class Replica<R> {
 
   get failure(): unknown {
     return this.failed;
+  }
+
+  /** Index of the last snapshot installed from a leader (0: none since this node started). */
+  get lastInstalledSnapshotIndex(): number {
+    return this.installedIndex;
   }
 
   // ---------------------------------------------------------------- inputs
@@ -225,19 +237,20 @@ export class Replica<R> {
   private async drain(): Promise<void> {
     while (!this.stopped && this.failed === null && this.o.core.hasReady()) {
       const rd = this.o.core.ready();
+      if (rd.refused.length > 0 && this.o.onRefused !== undefined)
+        for (const r of rd.refused) this.o.onRefused(r);
       // A leader's appends promise nothing about its own disk, so they leave before its write and the
       // followers' fsyncs overlap the leader's (thesis §10.2.1). Everything else waits for durability.
       const early = rd.termOrVoteChanged ? [] : rd.messages.filter(isLeaderReplication);
       if (early.length > 0) this.sendAll(early);
       // Committed entries are durable here already (the core hands out none beyond what an earlier
       // advance() marked persisted), so they need not wait for this Ready's write, as in etcd's
-      // raft node; only a snapshot install must come first.
-      const applyFirst = rd.installSnapshot === null;
-      if (applyFirst) this.applyAll(rd);
+      // raft node. A snapshot to install comes after them: they precede it in the log, and the core
+      // keeps its log until the host has installed the snapshot (snapshotInstalled).
+      this.applyAll(rd);
       await this.persist(rd);
       if (this.stopped) break;
       this.sendAll(early.length === 0 ? rd.messages : rd.messages.filter((m) => !isLeaderReplication(m)));
-      if (!applyFirst) this.applyAll(rd);
       this.o.core.advance(rd);
       await this.maybeSnapshot();
     }
@@ -246,26 +259,18 @@ export class Replica<R> {
   private async persist(rd: Ready): Promise<void> {
     const st = this.o.storage;
     for (const c of rd.snapshotChunks) await st.writeSnapshotChunk(c.meta, c.offset, c.data);
-    if (rd.installSnapshot !== null) {
-      await st.installIncomingSnapshot(rd.installSnapshot);
-      this.sm = await this.restoreFrom(rd.installSnapshot);
-      assert(
-        this.sm.appliedIndex === rd.installSnapshot.index,
-        () =>
-          `restored state machine at ${this.sm.appliedIndex}, snapshot is at ${rd.installSnapshot?.index}`,
-      );
-      this.lastSnapshotIndex = rd.installSnapshot.index;
-      this.failProposalsThrough(rd.installSnapshot.index);
-    }
     const hardState = rd.hardState ?? this.unwrittenHardState;
     if (rd.entries.length === 0 && !rd.mustSync) {
       // Commit index only (a term or vote change sets mustSync).
       if (this.unwrittenHardState === null) this.unwrittenSinceTick = this.ticks;
       this.unwrittenHardState = hardState;
-      return;
+    } else {
+      this.unwrittenHardState = null;
+      if (hardState !== null || rd.entries.length > 0) await st.save(hardState, rd.entries, rd.mustSync);
     }
-    this.unwrittenHardState = null;
-    if (hardState !== null || rd.entries.length > 0) await st.save(hardState, rd.entries, rd.mustSync);
+    // Last: entries of the old log in this Ready precede the snapshot (the core keeps its log until
+    // the snapshot is installed), and the install discards them with the rest of that log.
+    if (rd.installSnapshot !== null) await this.install(rd.installSnapshot);
   }
 
   private sendAll(messages: readonly Message[]): void {
@@ -331,28 +336,54 @@ export class Replica<R> {
     if (n > 0) this.readsByIndex.splice(0, n);
   }
 
-  /** A new state machine from the snapshot just installed, read back in chunks (at a million keys the
-   *  image is hundreds of MB); the current one serves reads until it is replaced. */
-  private async restoreFrom(meta: SnapshotMeta): Promise<StateMachine<R>> {
+  /**
+   * A snapshot received whole from the leader: build a new state machine from the received file (read
+   * back in chunks: at a million keys the image is hundreds of MB) and so check the whole image, then
+   * make the file durable as our snapshot, then switch over. A bad image (or checksum) replaces nothing:
+   * the core asks the leader for the snapshot again. The current state machine serves reads until the
+   * switch.
+   */
+  private async install(meta: SnapshotMeta): Promise<void> {
+    const st = this.o.storage;
     const restore = this.o.restore(meta.sizeBytes);
+    let next: StateMachine<R>;
     try {
       for (let at = 0; at < meta.sizeBytes; ) {
-        const chunk = await this.o.storage.readSnapshotChunk(meta, at, RESTORE_CHUNK_BYTES);
+        const chunk = await st.readIncomingSnapshotChunk(meta, at, RESTORE_CHUNK_BYTES);
         if (chunk.length === 0) break; // finish() reports the shortfall
         restore.push(chunk);
         at += chunk.length;
       }
-      return restore.finish();
+      next = restore.finish();
+      if (next.appliedIndex !== meta.index)
+        throw new RaftKvError({
+          code: "CORRUPT",
+          message: `the received snapshot's image is at index ${next.appliedIndex}, its meta says ${meta.index}`,
+          nodeId: this.id,
+        });
+      await st.installIncomingSnapshot(meta);
     } catch (err) {
       restore.abort();
-      throw err;
+      if (!isCorrupt(err)) throw err;
+      this.o.core.snapshotRejected(meta, err instanceof Error ? err.message : String(err));
+      return;
     }
+    restore.commit();
+    this.sm = next;
+    this.lastSnapshotIndex = meta.index;
+    this.installedIndex = meta.index;
+    this.o.core.snapshotInstalled(meta);
+    this.failProposalsThrough(meta.index);
   }
 
   private async maybeSnapshot(): Promise<void> {
     const every = this.o.snapshotEveryEntries;
+    const everyBytes = this.o.snapshotEveryBytes ?? 0;
     const applied = this.sm.appliedIndex;
-    if (every <= 0 || this.snapshotting || applied - this.lastSnapshotIndex < every) return;
+    if (this.snapshotting || applied <= this.lastSnapshotIndex) return;
+    const byCount = every > 0 && applied - this.lastSnapshotIndex >= every;
+    const byBytes = everyBytes > 0 && this.o.core.log.dataBytes >= everyBytes;
+    if (!byCount && !byBytes) return;
     const term = this.o.core.log.term(applied);
     if (term === undefined) return;
     this.snapshotting = true;
@@ -365,7 +396,11 @@ export class Replica<R> {
         () => image.next(),
       );
       this.o.core.snapshotSaved(meta);
-      this.o.core.compact(Math.max(this.o.core.log.snapshotIndex, applied - this.o.keepEntriesAfterSnapshot));
+      const log = this.o.core.log;
+      let to = Math.max(log.snapshotIndex, applied - this.o.keepEntriesAfterSnapshot);
+      const keepBytes = this.o.keepBytesAfterSnapshot;
+      if (keepBytes !== undefined) to = Math.max(to, log.compactionPointKeeping(applied, keepBytes));
+      this.o.core.compact(to);
       this.lastSnapshotIndex = applied;
     } finally {
       image.close();
@@ -467,6 +502,13 @@ export class Replica<R> {
           nodeId: this.id,
           hint: "retry after a short backoff",
         });
+      case "overloadedBytes":
+        return new RaftKvError({
+          code: "OVERLOADED",
+          message: "uncommitted writes on this leader already hold maxUncommittedBytes",
+          nodeId: this.id,
+          hint: "retry after a short backoff; if it persists, check that a majority of nodes keeps up",
+        });
       case "tooLarge":
         return new RaftKvError({
           code: "TOO_LARGE",
@@ -485,6 +527,11 @@ export class Replica<R> {
 
 /** Quiet ticks after which a commit-index-only hard state is written on its own. */
 const UNWRITTEN_HARD_STATE_TICKS = 10;
+
+/** A bad image or checksum, as opposed to a failing disk. */
+function isCorrupt(err: unknown): boolean {
+  return err instanceof RaftKvError && (err.code === "CORRUPT" || err.code === "INVALID_ARGUMENT");
+}
 
 function isLeaderReplication(m: Message): boolean {
   return m.type === "append" || m.type === "snapshot";

@@ -13,6 +13,10 @@ export interface ReplicaStorage {
     nextChunk: () => Uint8Array | null,
   ): Promise<SnapshotMeta>;
   writeSnapshotChunk(meta: SnapshotMeta, offset: number, data: Uint8Array): Promise<void>;
+  /** Part of the snapshot being received (all its chunks written), to verify it before installing. */
+  readIncomingSnapshotChunk(meta: SnapshotMeta, offset: number, length: number): Promise<Uint8Array>;
+  /** Checks size and CRC32C of the received snapshot (CORRUPT if wrong, replacing nothing), then makes
+   *  it the newest snapshot durably and discards the log it covers. */
   installIncomingSnapshot(meta: SnapshotMeta): Promise<void>;
   readSnapshotChunk(meta: SnapshotMeta, offset: number, length: number): Promise<Uint8Array>;
 }
@@ -41,12 +45,16 @@ export interface StateMachine<R> {
 }
 
 /** A state machine being rebuilt from a snapshot image pushed in chunks (handed over: not changed
- *  afterwards). The state machine it replaces keeps serving until finish(); call abort() instead of
- *  finish() to give up. */
+ *  afterwards). The state machine it replaces keeps serving, untouched, until commit(); call abort()
+ *  instead of commit() to give up (after a bad image, or when the snapshot cannot be installed). */
 export interface StateMachineRestore<R> {
+  /** Throws CORRUPT when what was pushed so far cannot be a valid image. */
   push(chunk: Uint8Array): void;
-  /** The new state machine; throws CORRUPT when the image is bad. */
+  /** Checks the whole image and builds the new state machine; throws CORRUPT when the image is bad.
+   *  Changes nothing of the current state machine. */
   finish(): StateMachine<R>;
+  /** The state machine finish() built replaces the current one, which may release what it held. */
+  commit(): void;
   abort(): void;
 }
 

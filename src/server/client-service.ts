@@ -38,6 +38,7 @@ import type { Logger } from "./logging.ts";
 import type { NodeMetrics, OpName } from "./metrics.ts";
 import type { LeaseView, NodeView } from "./node-view.ts";
 import { RequestDeadlines } from "./request-deadlines.ts";
+import { TurnSlicer } from "./turn-slicer.ts";
 
 export interface ClientApiDeps {
   readonly nodeId: NodeId;
@@ -199,18 +200,17 @@ export class ClientApi {
           );
         const max = this.d.settings.maxRangeItems;
         const limit = req.limit === 0 ? max : Math.min(req.limit, max);
-        const r = await this.d.kv.range(req.prefix, limit, consistency);
-        // Bound the answer's size: stop before maxRangeBytes (at least one item always goes).
-        let bytes = 0;
-        let n = 0;
-        for (const e of r.entries) {
-          const size = Buffer.byteLength(e.key) + e.value.length;
-          if (n > 0 && bytes + size > this.d.settings.maxRangeBytes) break;
-          bytes += size;
-          n++;
-        }
-        const items = r.entries.slice(0, n).map((e) => ({ key: e.key, value: e.value }));
-        const more = r.more || n < r.entries.length || (req.limit > max && r.entries.length === max);
+        // Bounded while it reads: the state machine stops before maxRangeBytes (at least one item goes),
+        // so a range over large values reads no more of them than the answer carries.
+        const r = await this.d.kv.range(
+          req.prefix,
+          limit,
+          consistency,
+          undefined,
+          this.d.settings.maxRangeBytes,
+        );
+        const items = r.entries.map((e) => ({ key: e.key, value: e.value }));
+        const more = r.more || (req.limit > max && r.entries.length === max);
         return RangeResponse.create({
           header: this.header(null),
           items,
@@ -329,13 +329,25 @@ export class ClientApi {
       this.streams--;
     };
     const maybeEnd = (): void => {
-      if (halfClosed && inflight === 0 && open) {
+      if (halfClosed && inflight === 0 && slicer.queued === 0 && open) {
         finish();
         call.end();
       }
     };
+    // A burst arriving together is started SESSION_SLICE_REQUESTS per turn of the event loop
+    // (turn-slicer.ts), so ticks, heartbeats and peer messages are not held up behind it.
+    const slicer = new TurnSlicer<ClientRequest>(SESSION_SLICE_REQUESTS, (req) => start(req));
+    const start = (req: ClientRequest): void => {
+      if (!open) return;
+      inflight++;
+      void this.dispatch(req).then((res) => {
+        inflight--;
+        if (open && !call.cancelled) call.write(res);
+        maybeEnd();
+      });
+    };
     call.on("data", (req: ClientRequest) => {
-      if (inflight >= this.d.settings.maxInflightPerStream) {
+      if (inflight + slicer.queued >= this.d.settings.maxInflightPerStream) {
         this.d.metrics?.clientRefusals.inc({ reason: "streamInflight" });
         const err = new RaftKvError({
           code: "OVERLOADED",
@@ -346,12 +358,7 @@ export class ClientApi {
         if (open) call.write(this.rejected(req.requestId, err));
         return;
       }
-      inflight++;
-      void this.dispatch(req).then((res) => {
-        inflight--;
-        if (open && !call.cancelled) call.write(res);
-        maybeEnd();
-      });
+      slicer.push(req);
     });
     call.on("end", () => {
       halfClosed = true;
@@ -559,3 +566,6 @@ function internal(message: string, nodeId: NodeId): RaftKvError {
 function throwIf(err: RaftKvError | null): void {
   if (err !== null) throw err;
 }
+
+/** Session-stream requests started in one turn of the event loop (see serveSession). */
+const SESSION_SLICE_REQUESTS = 32;

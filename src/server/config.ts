@@ -24,6 +24,11 @@ export interface ServerSettings {
    *  at a million keys a snapshot is ~270 MB to send, and a follower a few seconds behind under load
    *  is 1000 entries behind). */
   readonly keepEntriesAfterSnapshot: number;
+  /** Also take a snapshot once the in-memory log holds this many bytes of command data (with 1 MiB
+   *  values, 10,000 entries would be 10 GB of log in memory). */
+  readonly snapshotEveryBytes: number;
+  /** Behind a snapshot, keep at most this many bytes of entries (and at most keepEntriesAfterSnapshot). */
+  readonly keepBytesAfterSnapshot: number;
   readonly snapshotChunkBytes: number;
   /** Values read by clients kept in memory (values live in a scratch file, src/storage/value-file.ts);
    *  0: every read is a pread. */
@@ -47,6 +52,12 @@ export interface ServerSettings {
   readonly maxRangeBytes: number;
   /** Uncommitted proposals beyond which writes are refused with OVERLOADED (retryable). */
   readonly maxPendingProposals: number;
+  /** Bytes of uncommitted proposals beyond which writes are refused with OVERLOADED (etcd's
+   *  MaxUncommittedEntriesSize). */
+  readonly maxUncommittedBytes: number;
+  /** Bytes of entries in flight to one follower beyond which the leader waits for acknowledgements
+   *  (etcd's MaxInflightBytes). */
+  readonly maxInflightBytes: number;
   /** Pending ReadIndex reads beyond which reads are refused with OVERLOADED (retryable). */
   readonly maxPendingReads: number;
   /** Client sessions remembered for exactly-once writes; must be equal on every node. */
@@ -90,6 +101,8 @@ export const DEFAULT_SETTINGS: ServerSettings = {
   checkQuorum: true,
   snapshotEveryEntries: 10_000,
   keepEntriesAfterSnapshot: 5_000,
+  snapshotEveryBytes: 64 * 1024 * 1024,
+  keepBytesAfterSnapshot: 16 * 1024 * 1024,
   snapshotChunkBytes: 256 * 1024,
   valueCacheBytes: 8 * 1024 * 1024,
   maxKeyBytes: 4096,
@@ -102,6 +115,8 @@ export const DEFAULT_SETTINGS: ServerSettings = {
   maxRangeItems: 1000,
   maxRangeBytes: 4 * 1024 * 1024,
   maxPendingProposals: 8192,
+  maxUncommittedBytes: 64 * 1024 * 1024,
+  maxInflightBytes: 16 * 1024 * 1024,
   maxPendingReads: 8192,
   maxClientSessions: 10_000,
   maxConcurrentStreams: 256,
@@ -169,6 +184,8 @@ const SETTING_KINDS: Record<keyof ServerSettings, Kind> = {
   checkQuorum: "bool",
   snapshotEveryEntries: "nonNegInt",
   keepEntriesAfterSnapshot: "nonNegInt",
+  snapshotEveryBytes: "nonNegInt",
+  keepBytesAfterSnapshot: "nonNegInt",
   snapshotChunkBytes: "posInt",
   valueCacheBytes: "nonNegInt",
   maxKeyBytes: "posInt",
@@ -181,6 +198,8 @@ const SETTING_KINDS: Record<keyof ServerSettings, Kind> = {
   maxRangeItems: "posInt",
   maxRangeBytes: "posInt",
   maxPendingProposals: "posInt",
+  maxUncommittedBytes: "posInt",
+  maxInflightBytes: "posInt",
   maxPendingReads: "posInt",
   maxClientSessions: "posInt",
   maxConcurrentStreams: "posInt",
@@ -468,6 +487,8 @@ export function toCoreConfig(c: ServerConfig, seed: number): CoreConfig {
     maxEntriesPerMessage: c.maxEntriesPerMessage,
     maxBytesPerMessage: c.maxBytesPerMessage,
     maxPendingProposals: c.maxPendingProposals,
+    maxUncommittedBytes: c.maxUncommittedBytes,
+    maxInflightBytes: c.maxInflightBytes,
     maxEntryBytes: entryBytes,
     maxPendingReads: c.maxPendingReads,
     snapshotChunkBytes: c.snapshotChunkBytes,

@@ -4,6 +4,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import pino from "pino";
 import type { ServerSettings } from "./config.ts";
+import { LogFile } from "./log-file.ts";
 
 export type Logger = pino.Logger;
 
@@ -28,23 +29,25 @@ export interface NodeLogOptions {
 export function createNodeLog(o: NodeLogOptions): NodeLog {
   mkdirSync(o.dataDir, { recursive: true });
   const file = join(o.dataDir, LOG_FILE_NAME);
-  const fileStream = pino.destination({ dest: file, append: true, sync: false, mkdir: true });
+  let logger: pino.Logger | null = null;
+  const fileStream = new LogFile(file, {
+    onFailure: (err) => {
+      const line = `cannot write the log file ${file} any more (${err.message}); logging to stderr only`;
+      if (logger !== null) logger.error({ err }, line);
+      else process.stderr.write(`${line}\n`);
+    },
+  });
   const streams: pino.StreamEntry[] = [{ level: o.level, stream: fileStream }];
   const errStream = o.stderr === false ? null : pino.destination({ dest: 2, sync: true });
   if (errStream !== null) streams.push({ level: o.level, stream: errStream });
-  const logger = pino(
+  logger = pino(
     { level: o.level, base: { node: o.nodeId }, timestamp: pino.stdTimeFunctions.isoTime },
     pino.multistream(streams),
   );
   return {
     logger,
     file,
-    flush: () => {
-      try {
-        fileStream.flushSync();
-      } catch {
-        // Nothing buffered, or the stream is already closed: nothing to flush.
-      }
-    },
+    // One synchronous write of what is queued; a full disk makes it fail at once, never wait.
+    flush: () => fileStream.flushSync(),
   };
 }

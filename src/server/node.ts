@@ -157,11 +157,10 @@ async function assemble(
       const restoring = KvStateMachine.restoring(sizeBytes, { ...smOptions, values: fresh });
       return {
         push: (chunk) => restoring.push(chunk),
-        finish: () => {
-          const next = restoring.finish();
+        finish: () => restoring.finish(),
+        commit: () => {
           currentValues.close();
           currentValues = fresh;
-          return next;
         },
         abort: () => fresh.close(),
       };
@@ -171,7 +170,23 @@ async function assemble(
     tickMs: config.tickMs,
     snapshotEveryEntries: config.snapshotEveryEntries,
     keepEntriesAfterSnapshot: config.keepEntriesAfterSnapshot,
+    snapshotEveryBytes: config.snapshotEveryBytes,
+    keepBytesAfterSnapshot: config.keepBytesAfterSnapshot,
     onFatal: (err) => fatal(err),
+    onRefused: (r) => {
+      metrics?.peerRefusals.inc({ reason: r.reason });
+      log.warn(
+        {
+          peer: r.from,
+          claimedSenderAddress: config.peers.get(r.from) ?? "unknown",
+          messageType: r.type,
+          messageTerm: r.term,
+          term: core.softState().term,
+          reason: r.reason,
+        },
+        `refused a peer message: ${r.detail}`,
+      );
+    },
   });
   const sources: ViewSources = {
     clusterId: config.clusterId,
@@ -324,7 +339,15 @@ async function assemble(
         ? "a Raft invariant failed (a bug): this node stops and shuts down; keep its data folder and log for the report"
         : "storage failed: this node stops acknowledging and shuts down",
     );
-    void stop(invariant ? "invariant failure" : "storage failure", 1);
+    // Exit within a bound even if some part of the shutdown hangs (a dying disk), so that a
+    // supervisor can restart the node: `done` resolves and `raftkv serve` exits with 1.
+    const boundMs = config.shutdownGraceMs + FATAL_EXIT_EXTRA_MS;
+    const bound = setTimeout(() => {
+      log.error({ boundMs }, "shutdown after the failure did not finish in time; exiting anyway");
+      nodeLog.flush();
+      resolveDone(1);
+    }, boundMs);
+    void stop(invariant ? "invariant failure" : "storage failure", 1).finally(() => clearTimeout(bound));
   };
 
   const soft = core.softState();
@@ -361,6 +384,10 @@ async function assemble(
     done,
   };
 }
+
+/** After a fatal error, how much longer than shutdownGraceMs the shutdown may take before the node
+ *  reports itself stopped regardless. */
+const FATAL_EXIT_EXTRA_MS = 5000;
 
 /** The state machine from the newest snapshot, read in chunks: the image is never in memory whole. */
 export async function restoreFrom(
@@ -406,6 +433,7 @@ function timedStorage(
     },
     saveSnapshotStream: (meta, nextChunk) => s.saveSnapshotStream(meta, nextChunk),
     writeSnapshotChunk: (meta, offset, data) => s.writeSnapshotChunk(meta, offset, data),
+    readIncomingSnapshotChunk: (meta, offset, length) => s.readIncomingSnapshotChunk(meta, offset, length),
     installIncomingSnapshot: (meta) => s.installIncomingSnapshot(meta),
     readSnapshotChunk: (meta, offset, length) => s.readSnapshotChunk(meta, offset, length),
   };

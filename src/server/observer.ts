@@ -60,9 +60,9 @@ export class NodeObserver {
     if (now.snapshotIndex !== was.snapshotIndex)
       this.log.info(
         { ...at, snapshotIndex: now.snapshotIndex, event: "snapshot" },
-        now.role === "leader" || this.sources.replica.stateMachine.appliedIndex >= now.snapshotIndex
-          ? `snapshot taken through index ${now.snapshotIndex}`
-          : `snapshot through index ${now.snapshotIndex} installed from the leader`,
+        this.sources.replica.lastInstalledSnapshotIndex === now.snapshotIndex
+          ? `snapshot through index ${now.snapshotIndex} installed from the leader`
+          : `snapshot taken through index ${now.snapshotIndex}`,
       );
   }
 

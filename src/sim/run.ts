@@ -81,6 +81,8 @@ export function simCoreConfig(id: NodeId, peers: readonly NodeId[], seed: number
     maxEntriesPerMessage: 64,
     maxBytesPerMessage: 64 * 1024,
     maxPendingProposals: 1024,
+    maxUncommittedBytes: 256 * 1024,
+    maxInflightBytes: 128 * 1024,
     maxEntryBytes: 64 * 1024,
     maxPendingReads: 1024,
     snapshotChunkBytes: 512,
@@ -157,6 +159,14 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
           crashed.push(`node ${node} stopped at ${(q.nowUs / 1000).toFixed(3)} ms: ${String(err)}`);
         },
         onRead: (_node, servedAs, term) => safety.observeRead(servedAs, term, q.nowUs / 1000),
+        onRefused: (node, r) => {
+          // Nothing in the simulator forges messages: a refusal other than a snapshot whose image
+          // failed its check means a correct node sent what no correct node sends.
+          if (r.reason === "snapshotRejected") return;
+          crashed.push(
+            `node ${node} refused a message at ${(q.nowUs / 1000).toFixed(3)} ms: ${r.reason} from node ${r.from} (${r.type}, term ${r.term}): ${r.detail}`,
+          );
+        },
       },
     });
   });

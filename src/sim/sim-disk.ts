@@ -38,6 +38,8 @@ class CrashableDisk implements SimDisk {
     this.storage.saveSnapshotStream(meta, nextChunk);
   writeSnapshotChunk: Storage["writeSnapshotChunk"] = (meta, offset, data) =>
     this.storage.writeSnapshotChunk(meta, offset, data);
+  readIncomingSnapshotChunk: Storage["readIncomingSnapshotChunk"] = (meta, offset, length) =>
+    this.storage.readIncomingSnapshotChunk(meta, offset, length);
   installIncomingSnapshot: Storage["installIncomingSnapshot"] = (meta) =>
     this.storage.installIncomingSnapshot(meta);
   readSnapshotChunk: Storage["readSnapshotChunk"] = (meta, offset, length) =>

@@ -3,7 +3,7 @@
 
 import type { CoreConfig } from "../core/config.ts";
 import { Raft } from "../core/raft.ts";
-import type { Entry, HardState, Message, NodeId, SnapshotMeta } from "../core/types.ts";
+import type { CoreRefusal, Entry, HardState, Message, NodeId, SnapshotMeta } from "../core/types.ts";
 import type { KvResult } from "../kv/result.ts";
 import { KvStateMachine } from "../kv/state-machine.ts";
 import type { Prng } from "../lib/prng.ts";
@@ -24,6 +24,7 @@ export interface SimNodeHooks {
   onApply(node: NodeId, entry: Entry, result: KvResult | null): void;
   onFatal(node: NodeId, err: unknown): void;
   onRead(node: NodeId, servedAs: string, term: number): void;
+  onRefused(node: NodeId, refusal: CoreRefusal): void;
 }
 
 export interface SimNodeOptions {
@@ -109,7 +110,7 @@ export class SimNode {
       storage: this.latent(disk, gen),
       sender: { send: (msgs) => this.o.hooks.send(this.id, msgs) },
       stateMachine: sm,
-      restore: (sizeBytes) => ({ ...KvStateMachine.restoring(sizeBytes), abort: () => {} }),
+      restore: (sizeBytes) => ({ ...KvStateMachine.restoring(sizeBytes), commit: () => {}, abort: () => {} }),
       clock: { nowMs: () => this.localMs() },
       bootMs: this.bootLocalMs,
       tickMs: this.o.tickMs,
@@ -117,6 +118,7 @@ export class SimNode {
       keepEntriesAfterSnapshot: this.o.keepEntriesAfterSnapshot,
       onFatal: (err) => this.o.hooks.onFatal(this.id, err),
       onApply: (e, r) => this.o.hooks.onApply(this.id, e, r),
+      onRefused: (r) => this.o.hooks.onRefused(this.id, r),
     });
     this.replica = replica;
     this.service = new KvService(replica, undefined, (servedAs, term) =>
@@ -185,6 +187,8 @@ export class SimNode {
       save: (hs, entries, sync) => delay(disk.save(hs, entries, sync)),
       saveSnapshotStream: (meta, nextChunk) => delay(disk.saveSnapshotStream(meta, nextChunk)),
       writeSnapshotChunk: (meta, offset, data) => delay(disk.writeSnapshotChunk(meta, offset, data)),
+      readIncomingSnapshotChunk: (meta, offset, length) =>
+        delay(disk.readIncomingSnapshotChunk(meta, offset, length)),
       installIncomingSnapshot: (meta) => delay(disk.installIncomingSnapshot(meta)),
       readSnapshotChunk: (meta, offset, length) => delay(disk.readSnapshotChunk(meta, offset, length)),
     };

@@ -29,7 +29,7 @@ import {
   MAX_ENTRIES_RECORD_BYTES,
   stderrLogger,
 } from "./storage.ts";
-import { corruptError, ioError, StorageError } from "./storage-error.ts";
+import { corruptError, ioError, notReceiving, StorageError } from "./storage-error.ts";
 import type { WalRecord } from "./wal-record.ts";
 import { encodedEntryBytes, encodeRecords, FORMAT_VERSION } from "./wal-record.ts";
 import { MAX_PREALLOC_BYTES, WalWriter } from "./wal-writer.ts";
@@ -410,13 +410,7 @@ export class FileStorage implements Storage {
     return this.exclusive(async () => {
       const wal = this.writable();
       const incoming = this.incoming;
-      if (incoming === null || !sameMeta(incoming.meta, meta))
-        throw new StorageError({
-          code: "INVALID_ARGUMENT",
-          message: `no snapshot ${meta.index}/${meta.term} is being received`,
-          nodeId: this.nodeId,
-          hint: "the sender should restart the snapshot from offset 0",
-        });
+      if (incoming === null || !sameMeta(incoming.meta, meta)) throw notReceiving(this.nodeId, meta);
       // Checked in 4 MiB reads: the image need not be in memory whole (the state machine reads it
       // back in chunks, with readSnapshotChunk).
       const fileBytes = await incoming.handle.size();
@@ -504,6 +498,27 @@ export class FileStorage implements Storage {
         );
       } catch (e) {
         throw ioError(this.nodeId, "reading a snapshot chunk", snap.path, e);
+      }
+    });
+  }
+
+  readIncomingSnapshotChunk(meta: SnapshotMeta, offset: number, length: number): Promise<Uint8Array> {
+    return this.exclusive(async () => {
+      this.readable();
+      const incoming = this.incoming;
+      if (incoming === null || !sameMeta(incoming.meta, meta)) throw notReceiving(this.nodeId, meta);
+      if (!Number.isSafeInteger(offset) || offset < 0 || length < 0)
+        throw new StorageError({
+          code: "INVALID_ARGUMENT",
+          message: `incoming snapshot read at ${offset} (+${length}) is out of range`,
+          nodeId: this.nodeId,
+        });
+      const end = Math.min(offset + length, incoming.written);
+      if (end <= offset) return new Uint8Array(0);
+      try {
+        return await incoming.handle.read(incoming.headerBytes + offset, end - offset);
+      } catch (e) {
+        throw ioError(this.nodeId, "reading a received snapshot", incoming.path, e);
       }
     });
   }

@@ -9,7 +9,7 @@ import { LogBounds } from "./log-bounds.ts";
 import type { IndexTerm } from "./log-replay.ts";
 import type { RecoveredState, SnapshotStreamMeta, Storage } from "./storage.ts";
 import { DEFAULT_RETAIN_SNAPSHOTS, EMPTY_HARD_STATE } from "./storage.ts";
-import { corruptError, ioError, StorageError } from "./storage-error.ts";
+import { corruptError, ioError, notReceiving, StorageError } from "./storage-error.ts";
 
 interface MemSnapshot {
   readonly meta: SnapshotMeta;
@@ -188,16 +188,17 @@ export class MemStorage implements Storage {
     incoming.written = Math.max(incoming.written, offset + data.length);
   }
 
+  async readIncomingSnapshotChunk(meta: SnapshotMeta, offset: number, length: number): Promise<Uint8Array> {
+    const incoming = this.incoming;
+    if (incoming === null || !sameMeta(incoming.meta, meta)) throw notReceiving(this.nodeId, meta);
+    const end = Math.min(offset + length, incoming.written);
+    return end <= offset ? new Uint8Array(0) : incoming.image.slice(offset, end);
+  }
+
   async installIncomingSnapshot(meta: SnapshotMeta): Promise<void> {
     this.writable();
     const incoming = this.incoming;
-    if (incoming === null || !sameMeta(incoming.meta, meta))
-      throw new StorageError({
-        code: "INVALID_ARGUMENT",
-        message: `no snapshot ${meta.index}/${meta.term} is being received`,
-        nodeId: this.nodeId,
-        hint: "the sender should restart the snapshot from offset 0",
-      });
+    if (incoming === null || !sameMeta(incoming.meta, meta)) throw notReceiving(this.nodeId, meta);
     const image = incoming.image.subarray(0, incoming.written);
     if (incoming.written !== meta.sizeBytes || crc32c(image) !== meta.crc32c) {
       this.incoming = null;

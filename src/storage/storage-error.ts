@@ -1,5 +1,6 @@
 // StorageError: a RaftKvError that also names the file and byte offset at fault, and its constructors.
 
+import type { SnapshotMeta } from "../core/types.ts";
 import type { ErrorCode } from "../lib/errors.ts";
 import { RaftKvError } from "../lib/errors.ts";
 import { errnoOf } from "./file-system.ts";
@@ -83,5 +84,15 @@ export function ioError(
     file: typeof causePath === "string" ? causePath : file,
     hint,
     cause,
+  });
+}
+
+/** Asked about a received snapshot that is not the one being received. */
+export function notReceiving(nodeId: number, meta: SnapshotMeta): StorageError {
+  return new StorageError({
+    code: "INVALID_ARGUMENT",
+    message: `no snapshot ${meta.index}/${meta.term} is being received`,
+    nodeId,
+    hint: "the sender should restart the snapshot from offset 0",
   });
 }

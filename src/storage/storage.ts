@@ -33,6 +33,9 @@ export interface Storage {
   saveSnapshotStream(meta: SnapshotStreamMeta, nextChunk: () => Uint8Array | null): Promise<SnapshotMeta>;
   /** Incoming snapshot from a leader, chunk by chunk (offset 0 restarts). */
   writeSnapshotChunk(meta: SnapshotMeta, offset: number, data: Uint8Array): Promise<void>;
+  /** Part of the snapshot being received (its chunks written so far), read back to check the image
+   *  before installing it. */
+  readIncomingSnapshotChunk(meta: SnapshotMeta, offset: number, length: number): Promise<Uint8Array>;
   /** The last chunk arrived: verify size and crc32c (throw CORRUPT if wrong), make it the newest
    *  snapshot durably, and discard the whole log (the log restarts after meta.index). Its image is
    *  then read back with readSnapshotChunk. */

@@ -1,7 +1,7 @@
 // `raftkv wal dump` and `wal verify` without changing anything: the log one entry a line (logs.txt
 // style), hard state and snapshot metadata first; or the problems that would stop a node from starting.
 
-import type { Entry } from "../core/types.ts";
+import type { Entry, SnapshotMeta } from "../core/types.ts";
 import { RaftKvError } from "../lib/errors.ts";
 import { layoutOf } from "./data-dir.ts";
 import type { FileSystem } from "./file-system.ts";
@@ -99,8 +99,17 @@ export interface VerifyReport {
   readonly warnings: readonly string[];
 }
 
-/** Checks a data folder as a start would, without modifying anything. */
-export async function verifyWal(fs: FileSystem, dir: string): Promise<VerifyReport> {
+/** Reads `length` bytes of a snapshot image at `offset` (fewer at its end). */
+export type ImageReader = (offset: number, length: number) => Promise<Uint8Array>;
+
+/** Checks a data folder as a start would, without modifying anything. `checkImage`, when given,
+ *  decodes the snapshot image a start would restore (storage knows only its checksum; the state
+ *  machine knows its format) and throws a CORRUPT RaftKvError if the state machine would refuse it. */
+export async function verifyWal(
+  fs: FileSystem,
+  dir: string,
+  checkImage?: (meta: SnapshotMeta, read: ImageReader) => Promise<void>,
+): Promise<VerifyReport> {
   const problems: string[] = [];
   const warnings: string[] = [];
   try {
@@ -109,6 +118,22 @@ export async function verifyWal(fs: FileSystem, dir: string): Promise<VerifyRepo
     const plan = await planRecovery(fs, layout, owner);
     if (plan.kind === "recovered") {
       for (const w of plan.warnings) warnings.push(w.message);
+      const snap = plan.snapshot;
+      if (snap !== null && checkImage !== undefined) {
+        const h = await fs.open(snap.path, "read");
+        try {
+          await checkImage(snap.meta, (offset, length) =>
+            h.read(snap.headerBytes + offset, Math.max(0, Math.min(length, snap.meta.sizeBytes - offset))),
+          );
+        } catch (e) {
+          if (!(e instanceof RaftKvError)) throw e;
+          problems.push(
+            `${snap.path}: ${e.message}: a start would refuse it; move the file aside to fall back on an older snapshot and the log`,
+          );
+        } finally {
+          await h.close();
+        }
+      }
       // Older snapshots are a fallback: report damage to them too.
       const used = plan.snapshot?.path;
       for (const name of (await fs.exists(layout.snapDir))
