@@ -55,8 +55,9 @@ export class SessionTable {
     return s.seq === last.seq ? last.result : STALE_SEQUENCE;
   }
 
-  /** Records the result of a write applied at `index`, evicting the oldest session past the limit. */
-  record(clientId: string, seq: number, index: number, result: KvResult): void {
+  /** Records the result of a write applied at `index`, evicting the oldest session past the limit;
+   *  returns the client evicted, or null. */
+  record(clientId: string, seq: number, index: number, result: KvResult): string | null {
     assert(index > this.lastIndex, () => `session index ${index} not after ${this.lastIndex}`);
     const last = this.sessions.get(clientId);
     assert(last === undefined || seq > last.seq, () => `seq ${seq} of ${clientId} not new`);
@@ -64,8 +65,9 @@ export class SessionTable {
     this.sessions.set(clientId, { seq, index, result });
     this.queueIds.push(clientId);
     this.queueIndexes.push(index);
-    if (this.sessions.size > this.maxSessions) this.evictOldest();
+    const evicted = this.sessions.size > this.maxSessions ? this.evictOldest() : null;
     if (this.queueIds.length > 2 * this.sessions.size + 1024) this.compact();
+    return evicted;
   }
 
   get(clientId: string): Session | undefined {
@@ -93,12 +95,13 @@ export class SessionTable {
     return s !== undefined && s.index === this.queueIndexes[i] ? s : undefined;
   }
 
-  private evictOldest(): void {
+  private evictOldest(): string {
     for (; this.head < this.queueIds.length; this.head++) {
       if (this.liveAt(this.head) !== undefined) {
-        this.sessions.delete(this.queueIds[this.head]!);
+        const clientId = this.queueIds[this.head]!;
+        this.sessions.delete(clientId);
         this.head++;
-        return;
+        return clientId;
       }
     }
     assert(false, () => "evict from an empty session table");
