@@ -20,7 +20,7 @@ import { layoutOf } from "../storage/data-dir.ts";
 import { FileStorage } from "../storage/file-storage.ts";
 import { FileValueStore } from "../storage/value-file.ts";
 import { addPeerService, GrpcPeerTransport, peerGrpcOptions } from "../transport/grpc-transport.ts";
-import { addClientService } from "./client-edge.ts";
+import { addClientService, clientReceiveLimitBytes } from "./client-edge.ts";
 import { ClientApi } from "./client-service.ts";
 import { effectiveLeaseMs, peerMessageBytes, type ServerConfig, toCoreConfig } from "./config.ts";
 import { ConnectionGate } from "./listener.ts";
@@ -29,7 +29,7 @@ import { NodeMetrics, startMetricsServer } from "./metrics.ts";
 import { type NodeView, type ViewSources, viewNode } from "./node-view.ts";
 import { NodeObserver } from "./observer.ts";
 import { clockFor, fileSystemFor } from "./test-switches.ts";
-import { loadServerTls } from "./tls.ts";
+import { loadServerTls, peerIdentity } from "./tls.ts";
 
 /** Snapshot bytes read at a time when a node starts. */
 const RESTORE_CHUNK_BYTES = 4 * 1024 * 1024;
@@ -109,7 +109,8 @@ async function assemble(
   options: StartNodeOptions,
 ): Promise<RaftKvNode> {
   const log = nodeLog.logger;
-  const tls = loadServerTls(config, config.id, config.peers.get(config.id) ?? config.listen, new Date());
+  const advertised = config.peers.get(config.id) ?? config.listen;
+  const tls = loadServerTls(config, config.id, config.clusterId, advertised, new Date());
   const clock = options.clock ?? clockFor(process.env, config.id, log) ?? new MonotonicClock();
   const smOptions = { maxSessions: config.maxClientSessions, values };
   let currentValues = values;
@@ -139,7 +140,16 @@ async function assemble(
     logger: log.child({ component: "transport" }),
     seed: coreConfig.seed,
     onRefusal: (r) => metrics?.peerRefusals.inc({ reason: r.reason }),
-    ...(tls === null ? {} : { credentials: { channel: tls.peerChannel } }),
+    // An exception out of the replica is our own invariant failing: stop the node, never swallow it.
+    onHandlerError: (err) => fatal(err),
+    onServerCall: (peerAddress) => gate.noteCall(peerAddress),
+    ...(tls === null
+      ? {}
+      : {
+          credentials: { channel: tls.peerChannel },
+          authenticatePeer: (call) =>
+            peerIdentity(call.getAuthContext().sslPeerCertificate, config.clusterId),
+        }),
   });
 
   const bootMs = clock.nowMs();
@@ -179,6 +189,7 @@ async function assemble(
         {
           peer: r.from,
           claimedSenderAddress: config.peers.get(r.from) ?? "unknown",
+          peerAddress: transport.lastAddressOf(r.from) ?? "unknown",
           messageType: r.type,
           messageTerm: r.term,
           term: core.softState().term,
@@ -186,6 +197,7 @@ async function assemble(
         },
         `refused a peer message: ${r.detail}`,
       );
+      transport.answerRefused(r); // a unary call waiting for the reply gets the refusal at once
     },
   });
   const sources: ViewSources = {
@@ -239,6 +251,7 @@ async function assemble(
     maxRequestBytes: config.maxRequestBytes,
     softState: () => core.softState(),
     metrics,
+    onCall: (peerAddress) => gate.noteCall(peerAddress),
   });
   const listener = await gate.open(server).catch(async (err: unknown) => {
     await transport.close();
@@ -372,6 +385,11 @@ async function assemble(
     },
     `node ${config.id} started`,
   );
+  if (tls === null && config.insecureListen)
+    log.warn(
+      { listen: listenAddress, tls: "off", insecureListen: true },
+      `TLS is off and insecureListen is set: traffic on ${listenAddress} is unauthenticated; anyone who reaches the port can read and write keys and disrupt the cluster (force elections, forge log entries). Use TLS (README, TLS) off loopback`,
+    );
 
   return {
     id: config.id,
@@ -411,7 +429,7 @@ function serverOptions(config: ServerConfig): grpc.ChannelOptions {
   const peerLimit = Number(peer["grpc.max_receive_message_length"]);
   return {
     ...peer,
-    "grpc.max_receive_message_length": Math.max(peerLimit, config.maxRequestBytes),
+    "grpc.max_receive_message_length": Math.max(peerLimit, clientReceiveLimitBytes(config.maxRequestBytes)),
     "grpc.max_send_message_length": Math.max(peerLimit, config.maxRangeBytes + 64 * 1024),
   };
 }
