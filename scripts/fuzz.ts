@@ -2,7 +2,7 @@
 // under a hang watchdog, saves each finding to fuzz-findings/, and replays a saved finding.
 //
 // Usage:
-//   npx tsx scripts/fuzz.ts --minutes 10 --seed N [--target codec|command|snapshot|wal|history|proto|all]
+//   npx tsx scripts/fuzz.ts --minutes 10 --seed N [--target codec|command|snapshot|wal|history|proto|stream|all]
 //                           [--jobs 2] [--out fuzz-findings] [--hang-seconds 10] [--verbose]
 //   npx tsx scripts/fuzz.ts --replay fuzz-findings/<target>-<hash>.bin
 // With --target all the minutes are shared among the targets; --jobs runs that many at once.

@@ -12,16 +12,31 @@ const SRC = "src";
 const ALLOWED: Record<string, readonly string[]> = {
   lib: [],
   core: ["lib"],
-  kv: ["lib", "core"],
+  kv: ["lib", "core", "store"],
+  // The state store: the seam (store.ts, pure: kv uses it), its in-memory twin, and the one on LMDB.
+  store: ["lib"],
   storage: ["lib", "core"],
   transport: ["lib", "core", "gen"],
   clock: ["lib"],
   replica: ["lib", "core", "kv"],
-  server: ["lib", "core", "kv", "storage", "transport", "clock", "replica", "gen"],
+  server: ["lib", "core", "kv", "store", "storage", "transport", "clock", "replica", "gen"],
   client: ["lib", "gen", "clock"],
   bench: ["lib", "gen", "clock", "client"],
-  cli: ["lib", "core", "kv", "storage", "server", "client", "clock", "replica", "transport", "gen", "sim"],
-  sim: ["lib", "core", "kv", "replica", "storage", "transport"],
+  cli: [
+    "lib",
+    "core",
+    "kv",
+    "store",
+    "storage",
+    "server",
+    "client",
+    "clock",
+    "replica",
+    "transport",
+    "gen",
+    "sim",
+  ],
+  sim: ["lib", "core", "kv", "store", "replica", "storage", "transport"],
   // The fault harness sits above the server: it sets the server's test-only switches and reads what the
   // power-loss emulation keeps in a data folder.
   chaos: ["lib", "core", "client", "sim", "server", "storage"],
@@ -33,6 +48,8 @@ const ALLOWED: Record<string, readonly string[]> = {
 const OUTSIDE_SRC: Record<string, readonly string[]> = { "bin/build-state.mjs": ["lib"] };
 
 const PURE = ["core", "kv"];
+/** The Store seam and its in-memory twin (which kv uses) are pure too. */
+const PURE_FILES = ["src/store/store.ts", "src/store/sorted-tree.ts", "src/store/mem-store.ts"];
 const FORBIDDEN_IN_PURE: readonly [RegExp, string][] = [
   [/\bDate\b/, "Date"],
   [/\bperformance\b/, "performance"],
@@ -44,6 +61,7 @@ const FORBIDDEN_IN_PURE: readonly [RegExp, string][] = [
   [/\bawait\b/, "await"],
   [/from\s+["']node:/, "Node modules"],
   [/\bBuffer\b/, "Buffer"],
+  [/from\s+["'][^"']*lmdb/, "LMDB"],
 ];
 
 function files(dir: string, out: string[] = []): string[] {
@@ -88,7 +106,9 @@ test("imports follow the layer order of ARCHITECTURE.md", () => {
 
 test("core and kv stay pure: no time, randomness, timers, promises or Node modules", () => {
   const wrong: string[] = [];
-  for (const f of sources.filter((s) => PURE.includes(layerOf(s)) && !s.endsWith("test-cluster.ts"))) {
+  for (const f of sources.filter(
+    (s) => (PURE.includes(layerOf(s)) || PURE_FILES.includes(s)) && !s.endsWith("test-cluster.ts"),
+  )) {
     const text = stripComments(readFileSync(f, "utf8"));
     for (const [re, what] of FORBIDDEN_IN_PURE) if (re.test(text)) wrong.push(`${f} uses ${what}`);
   }

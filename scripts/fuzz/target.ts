@@ -2,7 +2,7 @@
 
 import type { Prng } from "../../src/lib/prng.ts";
 
-export const TARGET_NAMES = ["codec", "command", "snapshot", "wal", "history", "proto"] as const;
+export const TARGET_NAMES = ["codec", "command", "snapshot", "wal", "history", "proto", "stream"] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
 
 /** What one input did. `label` is a short class (a refusal reason, "accepted/append"...) for stats and

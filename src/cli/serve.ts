@@ -31,6 +31,7 @@ interface ServeFlags {
   tlsCert?: string;
   tlsKey?: string;
   tlsClientAuth?: string;
+  insecureListen?: boolean;
   set: string[];
   stopOnStdinClose: boolean;
 }
@@ -88,6 +89,10 @@ export function addServeCommand(program: Command): void {
       "TLS: none | optional | required: must clients present a certificate? (default required; peers always must)",
     )
     .option(
+      "--insecure-listen",
+      "without TLS, listen on a non-loopback address anyway: traffic is unauthenticated, anyone who reaches the port can disrupt the cluster",
+    )
+    .option(
       "--set <name=value>",
       "any other setting, repeatable (e.g. --set maxValueBytes=65536)",
       collect,
@@ -124,6 +129,7 @@ export function rawConfigFrom(f: ServeFlags): Record<string, unknown> {
   };
   for (const [k, v] of Object.entries(tlsFlags)) if (v !== undefined) raw[k] = v;
   if (raw["tlsCaFile"] !== undefined) quietIpServernameWarning();
+  if (f.insecureListen === true) raw["insecureListen"] = true;
   for (const s of f.set) {
     const eq = s.indexOf("=");
     if (eq <= 0) throw configError("--set", `expected name=value, got "${s}"`);

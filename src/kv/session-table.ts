@@ -86,8 +86,8 @@ export class SessionTable {
   }
 
   /** Records the result of a write applied at `index` (check() said it should apply), evicting the
-   *  oldest session past the limit. */
-  record(clientId: string, seq: number, index: number, result: KvResult): void {
+   *  oldest session past the limit; returns the client evicted, or null. */
+  record(clientId: string, seq: number, index: number, result: KvResult): string | null {
     assert(index > this.lastIndex, () => `session index ${index} not after ${this.lastIndex}`);
     const last = this.sessions.get(clientId);
     const writes: SessionWrite[] = [];
@@ -107,8 +107,9 @@ export class SessionTable {
     this.sessions.set(clientId, { writes, index });
     this.queueIds.push(clientId);
     this.queueIndexes.push(index);
-    if (this.sessions.size > this.maxSessions) this.evictOldest();
+    const evicted = this.sessions.size > this.maxSessions ? this.evictOldest() : null;
     if (this.queueIds.length > 2 * this.sessions.size + 1024) this.compact();
+    return evicted;
   }
 
   get(clientId: string): Session | undefined {
@@ -141,12 +142,13 @@ export class SessionTable {
     return s !== undefined && s.index === this.queueIndexes[i] ? s : undefined;
   }
 
-  private evictOldest(): void {
+  private evictOldest(): string {
     for (; this.head < this.queueIds.length; this.head++) {
       if (this.liveAt(this.head) !== undefined) {
-        this.sessions.delete(this.queueIds[this.head]!);
+        const clientId = this.queueIds[this.head]!;
+        this.sessions.delete(clientId);
         this.head++;
-        return;
+        return clientId;
       }
     }
     assert(false, () => "evict from an empty session table");

@@ -1,7 +1,8 @@
 // The client service on the wire: each request's bytes are checked against maxRequestBytes and decoded
-// strictly (well-formed protobuf, well-formed UTF-8) before ClientApi sees them, so bad bytes get
-// INVALID_ARGUMENT or TOO_LARGE in the response header, never an INTERNAL status, and a non-UTF-8 key is
-// never silently rewritten (U+FFFD) into another key.
+// strictly (well-formed protobuf, every known field with its own wire type, well-formed UTF-8) before
+// ClientApi sees them, so bad bytes get INVALID_ARGUMENT or TOO_LARGE in the response header, never an
+// INTERNAL status, a non-UTF-8 key is never silently rewritten (U+FFFD) into another key, and a field sent
+// with the wrong wire type is never silently read as its default (a Range prefix as "": every key).
 
 import { BinaryReader } from "@bufbuild/protobuf/wire";
 import type * as grpc from "@grpc/grpc-js";
@@ -26,6 +27,7 @@ import {
   ErrorCode as WireErrorCode,
 } from "../gen/raftkv/v1/client.ts";
 import { RaftKvError } from "../lib/errors.ts";
+import { type MessageShape, wireTypeProblem } from "../lib/proto-wire.ts";
 import type { ClientMetrics } from "./metrics.ts";
 
 export interface ClientEdgeDeps {
@@ -35,10 +37,89 @@ export interface ClientEdgeDeps {
   /** Term and leader for the header of a refusal. */
   readonly softState: () => { readonly term: number; readonly leaderId: NodeId | null };
   readonly metrics: ClientMetrics | null;
+  /** Called with the remote address of every call (the listener marks the connection used). */
+  readonly onCall?: (peerAddress: string) => void;
 }
 
 /** Why a request's bytes did not become a request. */
-export type UndecodableReason = "tooLarge" | "badUtf8" | "malformed";
+export type UndecodableReason = "tooLarge" | "badUtf8" | "malformed" | "wrongWireType";
+
+const LEN = 2;
+const VARINT = 0;
+const PUT_REQUEST: MessageShape = {
+  name: "PutRequest",
+  fields: {
+    1: { name: "key", wire: LEN },
+    2: { name: "value", wire: LEN },
+    3: { name: "client_id", wire: LEN },
+    4: { name: "seq", wire: VARINT },
+  },
+};
+const GET_REQUEST: MessageShape = {
+  name: "GetRequest",
+  fields: { 1: { name: "key", wire: LEN }, 2: { name: "consistency", wire: VARINT } },
+};
+const DELETE_REQUEST: MessageShape = {
+  name: "DeleteRequest",
+  fields: {
+    1: { name: "key", wire: LEN },
+    2: { name: "client_id", wire: LEN },
+    3: { name: "seq", wire: VARINT },
+  },
+};
+const CAS_REQUEST: MessageShape = {
+  name: "CompareAndSwapRequest",
+  fields: {
+    1: { name: "key", wire: LEN },
+    2: { name: "expected_value", wire: LEN },
+    3: { name: "new_value", wire: LEN },
+    4: { name: "client_id", wire: LEN },
+    5: { name: "seq", wire: VARINT },
+  },
+};
+const RANGE_REQUEST: MessageShape = {
+  name: "RangeRequest",
+  fields: {
+    1: { name: "prefix", wire: LEN },
+    2: { name: "limit", wire: VARINT },
+    3: { name: "consistency", wire: VARINT },
+    4: { name: "start_after", wire: LEN },
+  },
+};
+const STATUS_REQUEST: MessageShape = { name: "StatusRequest", fields: {} };
+const CLIENT_REQUEST: MessageShape = {
+  name: "ClientRequest",
+  fields: {
+    1: { name: "request_id", wire: VARINT },
+    2: { name: "timeout_ms", wire: VARINT },
+    3: { name: "put", wire: LEN, message: PUT_REQUEST },
+    4: { name: "get", wire: LEN, message: GET_REQUEST },
+    5: { name: "delete", wire: LEN, message: DELETE_REQUEST },
+    6: { name: "compare_and_swap", wire: LEN, message: CAS_REQUEST },
+    7: { name: "range", wire: LEN, message: RANGE_REQUEST },
+    8: { name: "status", wire: LEN, message: STATUS_REQUEST },
+  },
+};
+
+/** The wire shapes of the client requests (proto/raftkv/v1/client.proto), checked before decoding. */
+export const CLIENT_REQUEST_SHAPES: readonly MessageShape[] = [
+  PUT_REQUEST,
+  GET_REQUEST,
+  DELETE_REQUEST,
+  CAS_REQUEST,
+  RANGE_REQUEST,
+  STATUS_REQUEST,
+  CLIENT_REQUEST,
+];
+
+/**
+ * gRPC's receive limit for client requests: above maxRequestBytes, so that a request somewhat over it
+ * is answered TOO_LARGE naming the setting. Beyond this gRPC refuses before any decoding
+ * (RESOURCE_EXHAUSTED "Received message larger than max"); the slack is what gRPC may buffer per call.
+ */
+export function clientReceiveLimitBytes(maxRequestBytes: number): number {
+  return maxRequestBytes + Math.max(64 * 1024, Math.floor(maxRequestBytes / 4));
+}
 
 /** A unary request whose bytes could not be decoded: answered here, never seen by ClientApi. */
 class Undecodable {
@@ -74,6 +155,7 @@ export function addClientService(
   const unary = <Req, Res>(
     method: grpc.MethodDefinition<Req, Res>,
     decoder: Decoder<Req>,
+    shape: MessageShape,
     handler: grpc.handleUnaryCall<Req, Res>,
     failed: (header: ResponseHeader) => Res,
   ): [grpc.MethodDefinition<Req | Undecodable, Res>, grpc.handleUnaryCall<Req | Undecodable, Res>] => [
@@ -82,25 +164,36 @@ export function addClientService(
       requestStream: false,
       responseStream: false,
       requestSerialize: (v) => (v instanceof Undecodable ? Buffer.alloc(0) : method.requestSerialize(v)),
-      requestDeserialize: (b: Buffer) => edge.decode(b, decoder),
+      requestDeserialize: (b: Buffer) => edge.decode(b, decoder, shape),
       responseSerialize: method.responseSerialize,
       responseDeserialize: method.responseDeserialize,
     },
     (call, reply) => {
+      d.onCall?.(call.getPeer());
       const req = call.request;
       if (req instanceof Undecodable) reply(null, failed(edge.refusal(req)));
       else handler(call as grpc.ServerUnaryCall<Req, Res>, reply);
     },
   ];
   const methods = {
-    put: unary(s.put, PutRequest, handlers.put, (header) => PutResponse.create({ header })),
-    get: unary(s.get, GetRequest, handlers.get, (header) => GetResponse.create({ header })),
-    delete: unary(s.delete, DeleteRequest, handlers.delete, (header) => DeleteResponse.create({ header })),
-    compareAndSwap: unary(s.compareAndSwap, CompareAndSwapRequest, handlers.compareAndSwap, (header) =>
-      CompareAndSwapResponse.create({ header }),
+    put: unary(s.put, PutRequest, PUT_REQUEST, handlers.put, (header) => PutResponse.create({ header })),
+    get: unary(s.get, GetRequest, GET_REQUEST, handlers.get, (header) => GetResponse.create({ header })),
+    delete: unary(s.delete, DeleteRequest, DELETE_REQUEST, handlers.delete, (header) =>
+      DeleteResponse.create({ header }),
     ),
-    range: unary(s.range, RangeRequest, handlers.range, (header) => RangeResponse.create({ header })),
-    status: unary(s.status, StatusRequest, handlers.status, (header) => StatusResponse.create({ header })),
+    compareAndSwap: unary(
+      s.compareAndSwap,
+      CompareAndSwapRequest,
+      CAS_REQUEST,
+      handlers.compareAndSwap,
+      (header) => CompareAndSwapResponse.create({ header }),
+    ),
+    range: unary(s.range, RangeRequest, RANGE_REQUEST, handlers.range, (header) =>
+      RangeResponse.create({ header }),
+    ),
+    status: unary(s.status, StatusRequest, STATUS_REQUEST, handlers.status, (header) =>
+      StatusResponse.create({ header }),
+    ),
   };
   const definition: grpc.ServiceDefinition = {
     ...Object.fromEntries(Object.entries(methods).map(([name, [def]]) => [name, def])),
@@ -108,7 +201,10 @@ export function addClientService(
   };
   server.addService(definition, {
     ...Object.fromEntries(Object.entries(methods).map(([name, [, handler]]) => [name, handler])),
-    session: handlers.session,
+    session: (call: Parameters<ClientServiceServer["session"]>[0]) => {
+      d.onCall?.(call.getPeer());
+      handlers.session(call);
+    },
   });
 }
 
@@ -127,7 +223,7 @@ class ClientEdge {
     this.d = d;
   }
 
-  decode<T>(bytes: Buffer, decoder: Decoder<T>): T | Undecodable {
+  decode<T>(bytes: Buffer, decoder: Decoder<T>, shape: MessageShape): T | Undecodable {
     if (bytes.length > this.d.maxRequestBytes)
       return this.undecodable(
         "tooLarge",
@@ -136,6 +232,17 @@ class ClientEdge {
           message: `the request is ${bytes.length} bytes, over maxRequestBytes (${this.d.maxRequestBytes})`,
           nodeId: this.d.nodeId,
           hint: "send a smaller value (maxValueBytes) or key (maxKeyBytes)",
+        }),
+      );
+    const problem = wireTypeProblem(bytes, shape);
+    if (problem !== null)
+      return this.undecodable(
+        "wrongWireType",
+        new RaftKvError({
+          code: "INVALID_ARGUMENT",
+          message: `the request is not a well-formed protobuf message: ${problem}`,
+          nodeId: this.d.nodeId,
+          hint: "send raftkv.v1 messages as proto/raftkv/v1/client.proto defines them",
         }),
       );
     try {
@@ -165,7 +272,7 @@ class ClientEdge {
 
   /** A Session-stream request; one that cannot be decoded arrives with no operation and its reason. */
   decodeStreamed(bytes: Buffer): ClientRequest {
-    const r = this.decode(bytes, ClientRequest);
+    const r = this.decode(bytes, ClientRequest, CLIENT_REQUEST);
     if (!(r instanceof Undecodable)) return r;
     const marked: MarkedRequest = { requestId: leadingRequestId(bytes), timeoutMs: 0, op: undefined };
     marked[UNDECODABLE] = r.error;

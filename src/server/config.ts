@@ -1,6 +1,7 @@
 // Server configuration in ms and bytes: defaults, parsing of untrusted input (file, flags), validation
 // naming the setting, and conversion to the core's ticks.
 
+import { isIPv4, isIPv6 } from "node:net";
 import { type CoreConfig, maxSafeLeaseTicks, validateCoreConfig } from "../core/config.ts";
 import type { NodeId } from "../core/types.ts";
 import { RaftKvError } from "../lib/errors.ts";
@@ -37,7 +38,8 @@ export interface ServerSettings {
   readonly maxKeyBytes: number;
   /** Largest value; larger values are refused with TOO_LARGE. */
   readonly maxValueBytes: number;
-  /** Largest client request message gRPC accepts (RESOURCE_EXHAUSTED beyond it). */
+  /** Largest client request message: TOO_LARGE naming this setting beyond it (and gRPC's own
+   *  RESOURCE_EXHAUSTED beyond clientReceiveLimitBytes, src/server/client-edge.ts). */
   readonly maxRequestBytes: number;
   /** Max entries in one AppendEntries. */
   readonly maxEntriesPerMessage: number;
@@ -78,6 +80,10 @@ export interface ServerSettings {
   readonly tlsKeyFile: string | null;
   /** With TLS: whether clients must present a certificate signed by the CA (peers always must). */
   readonly tlsClientAuth: TlsClientAuth;
+  /** Without TLS a node listens on loopback addresses only, unless this is true: plaintext traffic is
+   *  unauthenticated, and anyone who reaches the port can read and write keys and disrupt the cluster
+   *  (force elections, forge log entries). Means nothing with TLS on (refused). */
+  readonly insecureListen: boolean;
   /** How long the server works on a request without a client deadline. */
   readonly requestTimeoutMs: number;
   /** On SIGTERM/SIGINT: how long in-flight requests may finish before they are failed. */
@@ -127,6 +133,7 @@ export const DEFAULT_SETTINGS: ServerSettings = {
   tlsCertFile: null,
   tlsKeyFile: null,
   tlsClientAuth: "required",
+  insecureListen: false,
   requestTimeoutMs: 5000,
   shutdownGraceMs: 3000,
   logLevel: "info",
@@ -210,6 +217,7 @@ const SETTING_KINDS: Record<keyof ServerSettings, Kind> = {
   tlsCertFile: "fileOrNull",
   tlsKeyFile: "fileOrNull",
   tlsClientAuth: "clientAuth",
+  insecureListen: "bool",
   requestTimeoutMs: "posInt",
   shutdownGraceMs: "nonNegInt",
   logLevel: "logLevel",
@@ -376,6 +384,7 @@ export function resolveServerConfig(input: Readonly<Record<string, unknown>>): S
     metricsHost,
   };
   checkTlsSettings(config, input["tlsClientAuth"] !== undefined);
+  checkPlaintextListen(config, listenHost);
   toCoreConfig(config, 1); // validate everything now, at start
   return config;
 }
@@ -397,6 +406,33 @@ function checkTlsSettings(c: ServerSettings, clientAuthGiven: boolean): void {
       "tlsClientAuth",
       "client authentication needs TLS: give tlsCaFile, tlsCertFile and tlsKeyFile as well",
     );
+}
+
+/** True for a host that only this machine reaches: localhost, 127.0.0.0/8, ::1 (and ::ffff:127.x.y.z). */
+export function isLoopbackHost(host: string): boolean {
+  const bare = host.replace(/^\[(.*)\]$/, "$1").toLowerCase();
+  if (bare === "localhost") return true;
+  if (isIPv4(bare)) return bare.startsWith("127.");
+  if (!isIPv6(bare)) return false;
+  const canonical = new URL(`http://[${bare}]/`).hostname; // "[::1]", "[::ffff:7f00:1]"
+  return canonical === "[::1]" || /^\[::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}\]$/.test(canonical);
+}
+
+/** Plaintext is a choice: without TLS a node binds loopback only, unless insecureListen says otherwise. */
+function checkPlaintextListen(c: ServerConfig, listenHost: string): void {
+  const tls = c.tlsCaFile !== null;
+  if (tls && c.insecureListen)
+    throw configError(
+      "insecureListen",
+      "TLS is on (tlsCaFile, tlsCertFile, tlsKeyFile), so there is no plaintext to allow; drop --insecure-listen",
+    );
+  if (tls || c.insecureListen || isLoopbackHost(listenHost)) return;
+  throw configError(
+    "listen",
+    `${c.listen} is not a loopback address and TLS is off: without TLS a node listens on loopback only. ` +
+      "Give --tls-ca, --tls-cert and --tls-key (README, TLS), or --insecure-listen (insecureListen) to serve " +
+      "unauthenticated plaintext there, where anyone who reaches the port can read and write keys and disrupt the cluster",
+  );
 }
 
 // ---------------------------------------------------------------- ms to ticks, and validation

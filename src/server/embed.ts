@@ -41,6 +41,7 @@ export {
   type RaftNodeOptions,
   type ReadOptions,
   type ResultOf,
+  type ServiceContext,
   type SoftState,
   startRaftNode,
 } from "./raft-node.ts";

@@ -1,6 +1,7 @@
 // The node's TCP listener, plain or TLS, in front of its gRPC server: bounds the open connections
-// (evicting the oldest one that never made a call), enforces mutual TLS (handshake, per connection, and
-// per PeerService call), and logs and counts every refusal with the remote address and why.
+// (evicting the oldest one that never made a call, whatever HTTP/2 control frames it sends), enforces
+// mutual TLS (handshake, per connection, and per PeerService call), and logs and counts every refusal with
+// the remote address and why.
 
 import net from "node:net";
 import tls, { type TLSSocket } from "node:tls";
@@ -15,7 +16,8 @@ import { listenerTlsOptions, type ServerTls } from "./tls.ts";
 export type ConnectionRefusalReason =
   /** maxConnections reached and every connection in use: the new one was closed. */
   | "tooManyConnections"
-  /** maxConnections reached: the oldest connection that never made a call was closed for a new one. */
+  /** maxConnections reached: the oldest connection that never made a call (whatever control frames it
+   *  sent: PING, SETTINGS, WINDOW_UPDATE) was closed for a new one. */
   | "evictedIdle"
   /** The TLS handshake failed: not TLS at all, no common protocol, or not finished in time. */
   | "tlsHandshake"
@@ -41,14 +43,10 @@ export interface ListenerOptions {
 const PEER_SERVICE_PREFIX = "/raftkv.v1.PeerService/";
 const FROM_METADATA = "raftkv-from";
 
-/** A plaintext connection that has sent more than this made a call (a gRPC client's preface, settings
- *  and window update are 48 bytes; one small call brings it past 150). */
-const USED_AFTER_BYTES = 128;
-
 interface Connection {
   readonly socket: net.Socket;
-  /** Made a call (seen by the interceptor), or with TLS required completed an authenticated handshake:
-   *  never evicted for a newcomer. Plaintext connections count bytes instead (see isUsed). */
+  /** Made a call (noteCall, from the services' handlers): never evicted for a newcomer. Bytes, pings,
+   *  settings and a finished TLS handshake do not count: they cost a client nothing. */
   used: boolean;
   /** TLS: why not, in words ("no certificate", the OpenSSL reason). */
   authError: string;
@@ -56,7 +54,8 @@ interface Connection {
 
 /**
  * Tracks the node's connections and gates calls on them. Create it first and pass `interceptors` to the
- * grpc.Server's constructor, then `open` the listener with the server.
+ * grpc.Server's constructor, have every service call `noteCall` with its call's peer, then `open` the
+ * listener with the server.
  */
 export class ConnectionGate {
   private readonly o: ListenerOptions;
@@ -80,11 +79,17 @@ export class ConnectionGate {
     return this.o.tls !== null && this.o.tls.clientAuth !== "required" ? [this.interceptor] : [];
   }
 
-  /** Marks the connection of every call as in use; refuses PeerService calls without a trusted
-   *  certificate (tlsClientAuth "none" and "optional"; with "required" the handshake already did). */
+  /** A call arrived on the connection from `peerAddress` (grpc's call.getPeer()): it is in use, and is
+   *  never evicted for a newcomer. Every service handler calls it (cheaper than an interceptor). */
+  noteCall(peerAddress: string): void {
+    const conn = this.conns.get(peerAddress);
+    if (conn !== undefined) conn.used = true;
+  }
+
+  /** Refuses PeerService calls without a trusted certificate (tlsClientAuth "none" and "optional"; with
+   *  "required" the handshake already did). A refused call does not mark its connection used. */
   private readonly interceptor: grpc.ServerInterceptor = (method, call) => {
     const conn = this.conns.get(call.getPeer());
-    if (conn !== undefined) conn.used = true;
     const mustAuthenticate = method.path.startsWith(PEER_SERVICE_PREFIX);
     if (!mustAuthenticate || call.getAuthContext().transportSecurityType === "ssl")
       return new grpc.ServerInterceptingCall(call);
@@ -160,7 +165,7 @@ export class ConnectionGate {
   /** Closes the oldest connection that never made a call; false when every connection is in use. */
   private evictOneIdle(): boolean {
     for (const [key, c] of this.conns) {
-      if (this.isUsed(c)) continue;
+      if (c.used) continue;
       this.conns.delete(key);
       c.socket.destroy();
       this.refuse(
@@ -172,10 +177,6 @@ export class ConnectionGate {
       return true;
     }
     return false;
-  }
-
-  private isUsed(c: Connection): boolean {
-    return c.used || (this.o.tls === null && c.socket.bytesRead > USED_AFTER_BYTES);
   }
 
   private secureConnection(
@@ -191,10 +192,7 @@ export class ConnectionGate {
       : presented
         ? `certificate not trusted (${certSubject(socket)}): ${verifyWhy(String(socket.authorizationError))}`
         : "no client certificate";
-    if (conn !== undefined) {
-      conn.authError = authError;
-      if (clientAuth === "required" && socket.authorized) conn.used = true;
-    }
+    if (conn !== undefined) conn.authError = authError;
     const refuse =
       !socket.authorized && (clientAuth === "required" || (clientAuth === "optional" && presented));
     if (refuse) {

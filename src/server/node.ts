@@ -57,7 +57,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
     }),
     maxCommandBytes: defaultMaxCommandBytes(config),
     ...options,
-    services: (server, raft) => {
+    services: (server, raft, context) => {
       const metrics = new ClientMetrics(raft.registry);
       api = new ClientApi({
         nodeId: config.id,
@@ -78,6 +78,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
         maxRequestBytes: config.maxRequestBytes,
         softState: () => raft.softState(),
         metrics,
+        onCall: (peerAddress) => context.noteCall(peerAddress),
       });
     },
     beforeStop: async () => {

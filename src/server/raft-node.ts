@@ -20,6 +20,7 @@ import type { ReplicaStorage } from "../replica/seams.ts";
 import { layoutOf } from "../storage/data-dir.ts";
 import { FileStorage } from "../storage/file-storage.ts";
 import { addPeerService, GrpcPeerTransport, peerGrpcOptions } from "../transport/grpc-transport.ts";
+import { clientReceiveLimitBytes } from "./client-edge.ts";
 import { effectiveLeaseMs, maxEntryBytes, type ServerConfig, toCoreConfig } from "./config.ts";
 import type { HealthSources } from "./health.ts";
 import { ConnectionGate } from "./listener.ts";
@@ -31,7 +32,7 @@ import { startOperatorServer } from "./operator-http.ts";
 import { AppliedStateMachine, type StateMachine } from "./state-machine.ts";
 import { clockFor, fileSystemFor } from "./test-switches.ts";
 import { timedWal } from "./timed-file-system.ts";
-import { loadServerTls, type ServerTls } from "./tls.ts";
+import { loadServerTls, peerIdentity, type ServerTls } from "./tls.ts";
 
 /** Snapshot bytes read at a time when a node starts. */
 const RESTORE_CHUNK_BYTES = 4 * 1024 * 1024;
@@ -56,7 +57,7 @@ export interface RaftNodeOptions<S extends StateMachine<unknown>> {
   readonly maxCommandBytes?: number;
   /** Adds gRPC services to the node's server before it listens: they share its port, TLS and
    *  connection limits. `node` is usable for proposals and reads once startRaftNode() resolves. */
-  readonly services?: (server: grpc.Server, node: RaftNode<S, ResultOf<S>>) => void;
+  readonly services?: (server: grpc.Server, node: RaftNode<S, ResultOf<S>>, context: ServiceContext) => void;
   /** Awaited first when the node stops, before anything else shuts: e.g. let in-flight client
    *  requests finish (within config.shutdownGraceMs). */
   readonly beforeStop?: (reason: string) => Promise<void>;
@@ -203,8 +204,15 @@ export function startRaftNode<S extends StateMachine<unknown>>(
 /** RaftNodeOptions with the result type spelled out (TypeScript cannot see that S is a StateMachine of
  *  ResultOf<S>). */
 type Options<S extends StateMachine<unknown>, R> = Omit<RaftNodeOptions<S>, "services"> & {
-  readonly services?: (server: grpc.Server, node: RaftNode<S, R>) => void;
+  readonly services?: (server: grpc.Server, node: RaftNode<S, R>, context: ServiceContext) => void;
 };
+
+/** What the node offers the services it hosts. */
+export interface ServiceContext {
+  /** Call with call.getPeer() on every call a service handles: the connection counts as in use, so that
+   *  at maxConnections it is not closed as an idle one. */
+  noteCall(peerAddress: string): void;
+}
 
 async function start<S extends StateMachine<unknown>, R>(options: Options<S, R>): Promise<RaftNode<S, R>> {
   const { config } = options;
@@ -242,7 +250,8 @@ async function start<S extends StateMachine<unknown>, R>(options: Options<S, R>)
     throw err;
   }
   try {
-    const tls = loadServerTls(config, config.id, config.peers.get(config.id) ?? config.listen, new Date());
+    const advertised = config.peers.get(config.id) ?? config.listen;
+    const tls = loadServerTls(config, config.id, config.clusterId, advertised, new Date());
     const empty = new AppliedStateMachine<R>(
       options.stateMachine as StateMachine<unknown> as StateMachine<R>,
     );
@@ -345,7 +354,16 @@ async function assemble<S extends StateMachine<unknown>, R>(
     logger: log.child({ component: "transport" }),
     seed: p.coreConfig.seed,
     onRefusal: (r) => metrics?.peerRefusals.inc({ reason: r.reason }),
-    ...(tls === null ? {} : { credentials: { channel: tls.peerChannel } }),
+    // An exception out of the replica is our own invariant failing: stop the node, never swallow it.
+    onHandlerError: (err) => fatal(err),
+    onServerCall: (peerAddress) => gate.noteCall(peerAddress),
+    ...(tls === null
+      ? {}
+      : {
+          credentials: { channel: tls.peerChannel },
+          authenticatePeer: (call) =>
+            peerIdentity(call.getAuthContext().sslPeerCertificate, config.clusterId),
+        }),
   });
 
   const bootMs = clock.nowMs();
@@ -372,6 +390,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
         {
           peer: r.from,
           claimedSenderAddress: config.peers.get(r.from) ?? "unknown",
+          peerAddress: transport.lastAddressOf(r.from) ?? "unknown",
           messageType: r.type,
           messageTerm: r.term,
           term: core.softState().term,
@@ -379,6 +398,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
         },
         `refused a peer message: ${r.detail}`,
       );
+      transport.answerRefused(r); // a unary call waiting for the reply gets the refusal at once
     },
   });
   const sources: ViewSources = {
@@ -484,7 +504,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
   });
   const server = new grpc.Server({ ...serverOptions(config, p.coreConfig), interceptors: gate.interceptors });
   addPeerService(server, transport);
-  options.services?.(server, node);
+  options.services?.(server, node, { noteCall: (peerAddress) => gate.noteCall(peerAddress) });
   const listener = await gate.open(server).catch(async (err: unknown) => {
     await transport.close();
     server.forceShutdown();
@@ -623,6 +643,11 @@ async function assemble<S extends StateMachine<unknown>, R>(
     },
     `node ${config.id} started`,
   );
+  if (tls === null && config.insecureListen)
+    log.warn(
+      { listen: listenAddress, tls: "off", insecureListen: true },
+      `TLS is off and insecureListen is set: traffic on ${listenAddress} is unauthenticated; anyone who reaches the port can read and write keys and disrupt the cluster (force elections, forge log entries). Use TLS (README, TLS) off loopback`,
+    );
   return node;
 }
 
@@ -632,7 +657,7 @@ function serverOptions(config: NodeConfig, core: CoreConfig): grpc.ChannelOption
   const peerLimit = Number(peer["grpc.max_receive_message_length"]);
   return {
     ...peer,
-    "grpc.max_receive_message_length": Math.max(peerLimit, config.maxRequestBytes),
+    "grpc.max_receive_message_length": Math.max(peerLimit, clientReceiveLimitBytes(config.maxRequestBytes)),
     "grpc.max_send_message_length": Math.max(peerLimit, config.maxRangeBytes + 64 * 1024),
   };
 }

@@ -1,12 +1,15 @@
 // A node's TLS material: reads and checks the CA, certificate and key files the settings name, and gives
 // the peer channel credentials and the listener's TLS options (mutual authentication, see listener.ts).
+// Node certificates carry their member identity, URI:raftkv://<cluster-id>/member/<id> in subjectAltName;
+// PeerService accepts a connection only as the member its certificate names (peerIdentity below).
 
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
-import type { TlsOptions } from "node:tls";
+import type { PeerCertificate, TlsOptions } from "node:tls";
 import * as grpc from "@grpc/grpc-js";
 import type { NodeId } from "../core/types.ts";
+import type { PeerAuthentication } from "../transport/peer-inbox.ts";
 import { configError, parseAddress, type ServerSettings, type TlsClientAuth } from "./config.ts";
 
 export interface ServerTls {
@@ -27,11 +30,13 @@ const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g
  * Reads the TLS files named in the settings, or returns null when TLS is off (no files). Refuses, naming
  * the setting and the file, when a file is unreadable or not PEM, when the key does not belong to the
  * certificate, when the CA did not sign the certificate, when the certificate is expired or not yet valid,
- * or when it does not name the host this node is dialed at (`advertised`, its --peers address).
+ * when it does not name the host this node is dialed at (`advertised`, its --peers address), or when it
+ * does not name this node's member identity (and no other member's).
  */
 export function loadServerTls(
   s: ServerSettings,
   nodeId: NodeId,
+  clusterId: string,
   advertised: string,
   now: Date,
 ): ServerTls | null {
@@ -73,6 +78,7 @@ export function loadServerTls(
       `the certificate in ${s.tlsCertFile} does not name ${bare} (its subjectAltName: ${leaf.subjectAltName ?? "none"}), ` +
         `the host this node is reached at (${advertised}); peers and clients would refuse it. Issue it with subjectAltName ${isIP(bare) !== 0 ? "IP" : "DNS"}:${bare}`,
     );
+  checkOwnIdentity(s.tlsCertFile, leaf, clusterId, nodeId);
   return {
     ca,
     cert,
@@ -100,6 +106,112 @@ export function listenerTlsOptions(t: ServerTls, handshakeTimeoutMs: number): Tl
     minVersion: "TLSv1.2",
     handshakeTimeout: handshakeTimeoutMs,
   };
+}
+
+/** The subjectAltName URI naming member `id` of cluster `clusterId` (the cluster id percent-encoded). */
+export function memberIdentityUri(clusterId: string, id: NodeId): string {
+  return `raftkv://${encodeURIComponent(clusterId)}/member/${id}`;
+}
+
+const MEMBER_URI = /^raftkv:\/\/([^/]+)\/member\/(\d{1,15})$/;
+
+/** The member identities in a subjectAltName (as Node prints it), by cluster id. */
+export function memberIdentities(subjectAltName: string | undefined): { clusterId: string; id: NodeId }[] {
+  const out: { clusterId: string; id: NodeId }[] = [];
+  for (const { kind, value } of subjectAltNames(subjectAltName)) {
+    const m = kind === "URI" ? MEMBER_URI.exec(value) : null;
+    if (m === null) continue;
+    try {
+      out.push({ clusterId: decodeURIComponent(m[1]!), id: Number(m[2]) });
+    } catch {
+      // Not valid percent-encoding: not an identity of ours.
+    }
+  }
+  return out;
+}
+
+/**
+ * The member a peer's certificate proves, for PeerService: exactly one member identity of this cluster.
+ * A client certificate (no identity), one naming another cluster, or one naming several members is not
+ * a peer's.
+ */
+export function peerIdentity(cert: PeerCertificate | undefined, clusterId: string): PeerAuthentication {
+  if (cert === undefined || Object.keys(cert).length === 0)
+    return { ok: false, detail: "no certificate signed by the cluster CA" };
+  const subject = describeCert(cert);
+  const all = memberIdentities(cert.subjectaltname);
+  const ours = [...new Set(all.filter((m) => m.clusterId === clusterId).map((m) => m.id))];
+  if (ours.length === 1) return { ok: true, member: ours[0]! };
+  const want = `subjectAltName URI:${memberIdentityUri(clusterId, 0).replace(/0$/, "<id>")}`;
+  if (ours.length > 1)
+    return {
+      ok: false,
+      detail: `certificate (${subject}) names members ${ours.join(", ")}: a node certificate names one`,
+    };
+  if (all.length > 0)
+    return {
+      ok: false,
+      detail: `certificate (${subject}) names ${all.map((m) => memberIdentityUri(m.clusterId, m.id)).join(", ")}, no member of cluster ${JSON.stringify(clusterId)}`,
+    };
+  return {
+    ok: false,
+    detail: `certificate (${subject}) names no member identity (a client certificate?): peer calls need a node certificate with ${want}`,
+  };
+}
+
+/** Refuses to start with a certificate that does not say which member this node is. */
+function checkOwnIdentity(file: string, leaf: X509Certificate, clusterId: string, nodeId: NodeId): void {
+  const want = memberIdentityUri(clusterId, nodeId);
+  const all = memberIdentities(leaf.subjectAltName);
+  const ours = [...new Set(all.filter((m) => m.clusterId === clusterId).map((m) => m.id))];
+  if (ours.length === 1 && ours[0] === nodeId) return;
+  const named =
+    all.length === 0
+      ? "names no member identity"
+      : `names ${all.map((m) => memberIdentityUri(m.clusterId, m.id)).join(", ")}`;
+  throw configError(
+    "tlsCertFile",
+    `the certificate in ${file} ${named}, not this node's alone (${want}); peers refuse peer traffic from a certificate that does not name its sender. Issue it with subjectAltName URI:${want} (README, TLS)`,
+    nodeId,
+  );
+}
+
+/** subjectAltName entries from Node's text form ("DNS:a, IP Address:1.2.3.4, URI:..."), where a value
+ *  holding a comma or a quote is printed as a JSON string. */
+export function subjectAltNames(text: string | undefined): { kind: string; value: string }[] {
+  const out: { kind: string; value: string }[] = [];
+  if (text === undefined) return out;
+  let i = 0;
+  while (i < text.length) {
+    const colon = text.indexOf(":", i);
+    if (colon < 0) break;
+    const kind = text.slice(i, colon);
+    let value: string;
+    let next: number;
+    if (text[colon + 1] === '"') {
+      let k = colon + 2;
+      while (k < text.length && text[k] !== '"') k += text[k] === "\\" ? 2 : 1;
+      try {
+        value = JSON.parse(text.slice(colon + 1, k + 1)) as string;
+      } catch {
+        value = text.slice(colon + 2, k);
+      }
+      next = k + 1;
+    } else {
+      const comma = text.indexOf(", ", colon + 1);
+      next = comma < 0 ? text.length : comma;
+      value = text.slice(colon + 1, next);
+    }
+    out.push({ kind, value });
+    i = text.startsWith(", ", next) ? next + 2 : next + 1;
+  }
+  return out;
+}
+
+function describeCert(c: PeerCertificate): string {
+  const cn = c.subject?.CN;
+  const issuer = c.issuer?.CN;
+  return `subject CN=${String(cn ?? "?")}, issuer CN=${String(issuer ?? "?")}`;
 }
 
 function readPem(setting: string, path: string, nodeId: NodeId): Buffer {

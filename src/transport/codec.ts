@@ -16,6 +16,8 @@ import {
   type PeerHeader as WireHeader,
   type SnapshotMeta as WireSnapshotMeta,
 } from "../gen/raftkv/v1/peer.ts";
+import { wireTypeProblem } from "../lib/proto-wire.ts";
+import { PEER_BATCH, PEER_MESSAGE, UNARY_REQUEST_SHAPES } from "./peer-wire.ts";
 
 /** Bounds on what one peer message may carry (STYLE rule 6). Beyond them a message is refused. */
 export interface CodecLimits {
@@ -33,6 +35,9 @@ export interface CodecContext {
   /** Members we accept messages from (ourselves may be included; we refuse our own id anyway). */
   readonly peers: ReadonlySet<NodeId>;
   readonly limits: CodecLimits;
+  /** The member the connection is authenticated as (its TLS certificate): a message claiming another
+   *  sender is refused (senderMismatch). Absent in plaintext, where the claimed sender is all there is. */
+  readonly sender?: NodeId;
 }
 
 export const REFUSAL_REASONS = [
@@ -53,6 +58,10 @@ export const REFUSAL_REASONS = [
   "entryTermBackwards",
   "entryTermAboveMessage",
   "badSnapshotChunk",
+  /** Peer identity (TLS): the connection's certificate names no member of this cluster (a client's). */
+  "noPeerIdentity",
+  /** Peer identity (TLS): the message claims a sender other than the member the certificate names. */
+  "senderMismatch",
 ] as const;
 
 /** Why an inbound message was refused; a closed set, usable as a metrics label. */
@@ -242,6 +251,8 @@ export function decodeMessage(bytes: Uint8Array, ctx: CodecContext, peerAddress:
     const detail = `message of ${bytes.length} bytes exceeds ${maxWireBytes(ctx.limits)}`;
     return refusal("tooLarge", detail, peerAddress, null);
   }
+  const wrongWire = wireTypeProblem(bytes, PEER_MESSAGE);
+  if (wrongWire !== null) return refusal("malformed", wrongWire, peerAddress, null);
   let wire: PeerMessage;
   try {
     wire = PeerMessage.decode(bytes);
@@ -254,6 +265,8 @@ export function decodeMessage(bytes: Uint8Array, ctx: CodecContext, peerAddress:
 /** Bytes of one PeerBatch to one result per message, or a refusal of the whole batch when its
  *  framing is broken. Never throws. */
 export function decodeBatch(bytes: Uint8Array, ctx: CodecContext, peerAddress: string): BatchDecoded {
+  const wrongWire = wireTypeProblem(bytes, PEER_BATCH);
+  if (wrongWire !== null) return refusal("malformed", wrongWire, peerAddress, null);
   const frames: Uint8Array[] = [];
   try {
     const reader = new BinaryReader(bytes);
@@ -282,6 +295,8 @@ export function decodeUnaryRequest(
     const detail = `${kind} request of ${bytes.length} bytes exceeds ${maxWireBytes(ctx.limits)}`;
     return refusal("tooLarge", detail, peerAddress, null);
   }
+  const wrongWire = wireTypeProblem(bytes, UNARY_REQUEST_SHAPES[kind]);
+  if (wrongWire !== null) return refusal("malformed", wrongWire, peerAddress, null);
   let wire: PeerMessage;
   try {
     wire = { body: decodeUnaryBody(kind, bytes) };
@@ -394,6 +409,12 @@ class Validator {
       refuse("clusterMismatch", `cluster id ${quote(h.clusterId)}, ours is ${quote(this.ctx.clusterId)}`);
     const from = uint("header.from", h.from);
     this.from = from;
+    const sender = this.ctx.sender;
+    if (sender !== undefined && from !== sender)
+      refuse(
+        "senderMismatch",
+        `message claims to come from node ${from}, the connection is member ${sender}'s`,
+      );
     if (from === this.ctx.self) refuse("fromSelf", `message claims to come from this node (${from})`);
     if (!this.ctx.peers.has(from)) refuse("unknownSender", `node ${from} is not a member`);
     const to = uint("header.to", h.to);

@@ -313,6 +313,35 @@ test("unary RPCs: answered by the core's next response, refused with a status, o
   }
 });
 
+test("a handler that throws (our own invariant) is reported to onHandlerError on both paths, never swallowed", async () => {
+  const errors: unknown[] = [];
+  const c = await makeCluster(2, () => ({ onHandlerError: (err) => errors.push(err) }));
+  const [t0, t1] = c.transports as [GrpcPeerTransport, GrpcPeerTransport];
+  const client = new PeerServiceClient(`127.0.0.1:${c.ports[1]}`, grpc.credentials.createInsecure());
+  try {
+    t1.onMessage((m) => {
+      throw new Error(`invariant failed on ${m.type} in term ${m.term}`);
+    });
+    const body = toWire(heartbeat(0, 1, 3), "c1").body;
+    assert.ok(body?.$case === "appendEntries");
+    const err = await new Promise<grpc.ServiceError | null>((resolve) =>
+      client.appendEntries(body.value, (e) => resolve(e)),
+    );
+    assert.equal(err?.code, grpc.status.INTERNAL, "not UNKNOWN");
+    assert.equal(err?.details, "node 1 failed and is stopping");
+    assert.deepEqual(
+      errors.map((e) => (e as Error).message),
+      ["invariant failed on append in term 3"],
+    );
+    t0.send([heartbeat(0, 1, 4)]);
+    await until(() => errors.length === 2, "the stream path's error");
+    assert.equal((errors[1] as Error).message, "invariant failed on append in term 4");
+  } finally {
+    client.close();
+    await c.close();
+  }
+});
+
 test("an outbound message over the size limit is dropped and logged as an error, not sent", async () => {
   const c = await makeCluster(2);
   try {

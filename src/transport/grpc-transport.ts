@@ -1,5 +1,6 @@
 // Peer transport over gRPC: one long-lived batching stream per peer, reconnecting with backoff, and the
-// PeerService server side (stream and unary RPCs) that validates everything through the codec.
+// PeerService server side (stream and unary RPCs) that checks who is calling (with TLS, the member the
+// certificate names) and validates everything through the codec (peer-inbox.ts).
 
 import * as grpc from "@grpc/grpc-js";
 import type { Message, NodeId } from "../core/types.ts";
@@ -9,9 +10,6 @@ import { Prng } from "../lib/prng.ts";
 import {
   batchFrameBytes,
   type CodecContext,
-  type Decoded,
-  decodeBatch,
-  decodeUnaryRequest,
   encodeBatch,
   encodeMessage,
   encodeUnaryResponse,
@@ -21,6 +19,7 @@ import {
   type RefusalReason,
   type UnaryKind,
 } from "./codec.ts";
+import { type InboundStream, type PeerAuthentication, PeerInbox } from "./peer-inbox.ts";
 import { PeerQueue } from "./peer-queue.ts";
 import {
   silentLogger,
@@ -59,7 +58,21 @@ export interface GrpcPeerTransportOptions {
   readonly seed?: number;
   /** Called for every refused inbound message, e.g. to count it in metrics by reason. */
   readonly onRefusal?: (r: Refusal) => void;
+  /** With TLS: the member a PeerService call's connection is (its certificate). Every stream and unary
+   *  call is checked, and each message's sender must be that member. Absent (plaintext): claimed
+   *  senders are trusted, as nothing proves them. */
+  readonly authenticatePeer?: (call: PeerCall) => PeerAuthentication;
+  /** Called when the message handler throws (our own invariant failed). Default: rethrown outside
+   *  gRPC, so the process stops as on any uncaught exception; never swallowed into a status. */
+  readonly onHandlerError?: (err: unknown) => void;
+  /** Called with the remote address of every PeerService call (the listener marks the connection used). */
+  readonly onServerCall?: (peerAddress: string) => void;
 }
+
+export type { PeerAuthentication };
+
+/** What authenticatePeer may ask of a PeerService call. */
+export type PeerCall = Pick<grpc.ServerUnaryCall<Buffer, Buffer>, "getPeer" | "getAuthContext">;
 
 /** Per-peer view, for status pages. */
 export interface PeerLinkStatus {
@@ -168,13 +181,15 @@ export class GrpcPeerTransport implements Transport {
   /** @internal */
   readonly logger: TransportLogger;
   private readonly ctx: CodecContext;
+  private readonly inbox: PeerInbox;
+  private readonly authenticatePeer: ((call: PeerCall) => PeerAuthentication) | null;
+  private readonly onServerCall: ((peerAddress: string) => void) | null;
   private readonly links = new Map<NodeId, PeerLink>();
   private readonly serverCalls = new Set<grpc.ServerDuplexStream<Buffer, Buffer>>();
   /** Unary calls waiting for the core's answer, by "peer>answerType", oldest first. */
   private readonly unaryWaiters = new Map<string, UnaryWaiter[]>();
   private readonly unaryAnswerTimeoutMs: number;
   private readonly receivedBytes = new Map<NodeId, number>();
-  private handler: ((m: Message) => void) | null = null;
   private flushScheduled = false;
   private closed = false;
 
@@ -205,6 +220,14 @@ export class GrpcPeerTransport implements Transport {
       maxEntriesPerMessage: this.maxEntriesPerMessage,
     };
     this.ctx = { clusterId: o.clusterId, self: o.nodeId, peers: new Set(o.peers.keys()), limits };
+    const rethrow = (err: unknown): void => {
+      process.nextTick(() => {
+        throw err;
+      });
+    };
+    this.inbox = new PeerInbox(this.ctx, this.counters, o.onHandlerError ?? rethrow);
+    this.authenticatePeer = o.authenticatePeer ?? null;
+    this.onServerCall = o.onServerCall ?? null;
     const backoff = {
       minMs: o.reconnectBackoffMinMs ?? 50,
       maxMs: o.reconnectBackoffMaxMs ?? 2000,
@@ -245,7 +268,7 @@ export class GrpcPeerTransport implements Transport {
   }
 
   onMessage(handler: (m: Message) => void): void {
-    this.handler = handler;
+    this.inbox.onMessage(handler);
   }
 
   stats(): TransportStats {
@@ -264,6 +287,7 @@ export class GrpcPeerTransport implements Transport {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.inbox.close();
     for (const link of this.links.values()) link.close();
     for (const call of this.serverCalls) call.end();
     this.serverCalls.clear();
@@ -314,66 +338,53 @@ export class GrpcPeerTransport implements Transport {
     return maxWireBytes(this.ctx.limits);
   }
 
-  private deliver(d: Decoded): boolean {
-    if (!d.ok) {
-      this.counters.refuse(d);
-      return false;
-    }
-    if (this.closed) return false;
-    if (this.handler === null) {
-      this.counters.drop("noHandler", d.message);
-      return false;
-    }
-    this.counters.receivedMessages++;
-    this.handler(d.message);
-    return true;
+  private authenticate(call: PeerCall): PeerAuthentication | null {
+    this.onServerCall?.(call.getPeer());
+    return this.authenticatePeer === null ? null : this.authenticatePeer(call);
   }
 
   private serveStream(call: grpc.ServerDuplexStream<Buffer, Buffer>): void {
-    const peerAddress = call.getPeer();
-    const claimed = call.metadata.get(CLUSTER_ID_METADATA)[0];
+    const auth = this.authenticate(call);
     if (this.closed) {
       call.emit("error", { code: grpc.status.UNAVAILABLE, details: "node shutting down" });
       return;
     }
-    if (typeof claimed === "string" && claimed !== this.clusterId) {
-      const from = Number(call.metadata.get(FROM_METADATA)[0]);
-      const detail = `stream for cluster ${JSON.stringify(claimed.slice(0, 64))}, ours is ${JSON.stringify(this.clusterId)}`;
-      this.refuseStream(call, {
-        ok: false,
-        reason: "clusterMismatch",
-        detail,
-        peerAddress,
-        from: safeId(from),
-      });
+    const metadata = (key: string): string | undefined => {
+      const v = call.metadata.get(key)[0];
+      return typeof v === "string" ? v : undefined;
+    };
+    const claims = { clusterId: metadata(CLUSTER_ID_METADATA), from: metadata(FROM_METADATA) };
+    const opened = this.inbox.openStream(call.getPeer(), auth, claims);
+    if (!opened.ok) {
+      refuseStream(call, opened);
       return;
     }
+    const stream: InboundStream = opened;
     this.serverCalls.add(call);
     call.sendMetadata(new grpc.Metadata());
     let accepted = 0;
     let refused = 0;
     let acked = false;
     let ended = false;
-    const from = Number(call.metadata.get(FROM_METADATA)[0]);
+    const from = Number(claims.from);
     const counted = this.links.has(from) ? from : null;
     call.on("data", (bytes: Buffer) => {
       if (ended) return;
       if (counted !== null)
         this.receivedBytes.set(counted, (this.receivedBytes.get(counted) ?? 0) + bytes.length);
-      const batch = decodeBatch(bytes, this.ctx, peerAddress);
-      if (!batch.ok) {
-        refused++;
-        this.counters.refuse(batch);
+      const r = this.inbox.receiveBatch(stream, bytes);
+      accepted += r.accepted;
+      refused += r.refused;
+      if (r.end !== null || r.failed) {
+        ended = true;
+        this.serverCalls.delete(call);
+        if (r.end !== null) refuseStream(call, r.end);
+        else
+          call.emit("error", {
+            code: grpc.status.INTERNAL,
+            details: `node ${this.nodeId} failed and is stopping`,
+          });
         return;
-      }
-      for (const d of batch.results) {
-        if (!d.ok && d.reason === "clusterMismatch") {
-          ended = true;
-          this.refuseStream(call, d);
-          return;
-        }
-        if (this.deliver(d)) accepted++;
-        else refused++;
       }
       if (!acked && accepted > 0 && !this.closed) {
         acked = true;
@@ -381,7 +392,9 @@ export class GrpcPeerTransport implements Transport {
         call.write(toBuffer(ack.finish()));
       }
     });
-    call.on("error", (err) => this.logger.debug({ peerAddress, err: String(err) }, "peer stream error"));
+    call.on("error", (err) =>
+      this.logger.debug({ peerAddress: stream.peerAddress, err: String(err) }, "peer stream error"),
+    );
     call.on("end", () => {
       this.serverCalls.delete(call);
       call.end();
@@ -389,20 +402,14 @@ export class GrpcPeerTransport implements Transport {
     call.on("cancelled", () => this.serverCalls.delete(call));
   }
 
-  private refuseStream(call: grpc.ServerDuplexStream<Buffer, Buffer>, r: Refusal): void {
-    this.counters.refuse(r);
-    this.serverCalls.delete(call);
-    call.emit("error", { code: grpc.status.FAILED_PRECONDITION, details: `${r.reason}: ${r.detail}` });
-  }
-
   private serveUnary(
     kind: UnaryKind,
     call: grpc.ServerUnaryCall<Buffer, Buffer>,
     reply: grpc.sendUnaryData<Buffer>,
   ): void {
-    const d = decodeUnaryRequest(kind, call.request, this.ctx, call.getPeer());
+    const auth = this.authenticate(call);
+    const d = this.inbox.admitUnary(kind, call.request, call.getPeer(), auth);
     if (!d.ok) {
-      this.counters.refuse(d);
       reply({ code: statusForRefusal(d.reason), details: `${d.reason}: ${d.detail}` });
       return;
     }
@@ -412,8 +419,8 @@ export class GrpcPeerTransport implements Transport {
     }
     const answerType = UNARY_ANSWER[kind];
     if (answerType === null) {
-      if (this.deliver(d)) reply(null, Buffer.alloc(0));
-      else reply({ code: grpc.status.UNAVAILABLE, details: "node not ready" });
+      const r = this.inbox.deliver(d.message, call.getPeer());
+      reply(r === "delivered" ? null : this.notDelivered(r), Buffer.alloc(0));
       return;
     }
     const key = `${d.message.from}>${answerType}`;
@@ -434,11 +441,49 @@ export class GrpcPeerTransport implements Transport {
       clearTimeout(waiter.timer);
       removeFrom(waiters, waiter);
     });
-    if (!this.deliver(d)) {
-      clearTimeout(waiter.timer);
-      removeFrom(waiters, waiter);
-      reply({ code: grpc.status.UNAVAILABLE, details: "node not ready" });
-    }
+    const r = this.inbox.deliver(d.message, call.getPeer());
+    // Not delivered, and not answered by then (a handler may answer and then throw): answer now.
+    if (r === "delivered" || !waiters.includes(waiter)) return;
+    clearTimeout(waiter.timer);
+    removeFrom(waiters, waiter);
+    reply(this.notDelivered(r));
+  }
+
+  private notDelivered(r: "notReady" | "failed"): Partial<grpc.StatusObject> {
+    return r === "notReady"
+      ? { code: grpc.status.UNAVAILABLE, details: "node not ready" }
+      : { code: grpc.status.INTERNAL, details: `node ${this.nodeId} failed and is stopping` };
+  }
+
+  /**
+   * The core refused `r` (a message a correct peer never sends) and will answer nothing: the unary call
+   * waiting for its reply, if any, gets the refusal now (FAILED_PRECONDITION "reason: detail") rather
+   * than DEADLINE_EXCEEDED. A rejected snapshot is answered by the core itself (start again).
+   */
+  answerRefused(r: {
+    readonly from: NodeId;
+    readonly type: Message["type"];
+    readonly reason: string;
+    readonly detail: string;
+  }): void {
+    const answerType =
+      r.type === "append"
+        ? "appendResponse"
+        : r.type === "vote"
+          ? "voteResponse"
+          : r.type === "snapshot"
+            ? "snapshotResponse"
+            : null;
+    if (answerType === null || r.reason === "snapshotRejected") return;
+    const waiter = this.unaryWaiters.get(`${r.from}>${answerType}`)?.shift();
+    if (waiter === undefined) return;
+    clearTimeout(waiter.timer);
+    waiter.reply({ code: grpc.status.FAILED_PRECONDITION, details: `${r.reason}: ${r.detail}` });
+  }
+
+  /** The remote address that last delivered a message claiming to come from `from`, or null. */
+  lastAddressOf(from: NodeId): string | null {
+    return this.inbox.lastAddressOf(from);
   }
 
   /** Answers the oldest unary call waiting for `m`'s kind from its recipient; false if none waits. */
@@ -459,6 +504,13 @@ interface Backoff {
   readonly maxMs: number;
   readonly prng: Prng;
 }
+
+/** Statuses of a peer that refused our stream (a misconfiguration: cluster id, certificate). */
+const REFUSED_BY_PEER: ReadonlySet<grpc.status> = new Set([
+  grpc.status.FAILED_PRECONDITION,
+  grpc.status.PERMISSION_DENIED,
+  grpc.status.UNAUTHENTICATED,
+]);
 
 type LinkState = "connecting" | "ready" | "backoff" | "closed";
 
@@ -596,7 +648,7 @@ class PeerLink {
     this.attempt++;
     const info = { peer: this.peerId, address: this.address, code: s.code, details: s.details, delayMs };
     // A refusal is a misconfiguration: warn on the 1st, 2nd, 4th, 8th... in a row, not every retry.
-    if (s.code === grpc.status.FAILED_PRECONDITION) {
+    if (REFUSED_BY_PEER.has(s.code)) {
       if (Number.isInteger(Math.log2(this.attempt))) this.t.logger.warn(info, "peer refused our stream");
     } else this.t.logger.debug(info, wasReady ? "peer stream down" : "peer unreachable");
     this.timer = setTimeout(() => {
@@ -607,6 +659,10 @@ class PeerLink {
   }
 }
 
+function refuseStream(call: grpc.ServerDuplexStream<Buffer, Buffer>, r: Refusal): void {
+  call.emit("error", { code: statusForRefusal(r.reason), details: `${r.reason}: ${r.detail}` });
+}
+
 function statusForRefusal(reason: RefusalReason): grpc.status {
   switch (reason) {
     case "clusterMismatch":
@@ -614,6 +670,8 @@ function statusForRefusal(reason: RefusalReason): grpc.status {
       return grpc.status.FAILED_PRECONDITION;
     case "unknownSender":
     case "fromSelf":
+    case "noPeerIdentity":
+    case "senderMismatch":
       return grpc.status.PERMISSION_DENIED;
     case "tooLarge":
     case "tooManyEntries":
@@ -621,10 +679,6 @@ function statusForRefusal(reason: RefusalReason): grpc.status {
     default:
       return grpc.status.INVALID_ARGUMENT;
   }
-}
-
-function safeId(n: number): NodeId | null {
-  return Number.isSafeInteger(n) && n >= 0 ? n : null;
 }
 
 function removeFrom<T>(xs: T[], x: T): void {

@@ -1,9 +1,15 @@
 // Test certificates made with openssl at test time: a CA, and node or client certificates it signs, in a
-// temp folder (the commands are the README's, section TLS).
+// temp folder (the commands are the README's, section TLS). Node certificates name their member identity
+// (nodeAltNames); client certificates name none.
 
 import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+
+/** subjectAltName of a node certificate: the loopback host and the member identity (README, TLS). */
+export function nodeAltNames(id: number, clusterId = "sec"): string {
+  return `IP:127.0.0.1,DNS:localhost,URI:raftkv://${encodeURIComponent(clusterId)}/member/${id}`;
+}
 
 export interface CertFiles {
   readonly cert: string;

@@ -123,6 +123,24 @@ for (const [what, bytes, status, details, reason] of cases) {
   });
 }
 
+test("a unary call whose message the core refuses (a term jump) is answered with the refusal at once, and the log names the caller's address", async () => {
+  const r = await rawUnary(address, APPEND, append({ term: 2 ** 40 }), { deadlineMs: 10_000 });
+  assert.equal(r.status, grpc.status.FAILED_PRECONDITION, r.details);
+  assert.match(r.details, /^termJump: /);
+  const line = await waitFor("the core's refusal in the log", () =>
+    c
+      .log(0)
+      .split("\n")
+      .find((l) => l.includes('"reason":"termJump"')),
+  );
+  assert.match(
+    line,
+    /"peerAddress":"127\.0\.0\.1:\d+"/,
+    "the connection's address, not the member's configured one",
+  );
+  assert.equal(c.nodes[0]!.view().term < 2 ** 40, true, "the term did not move");
+});
+
 test("a peer stream that claims another cluster is refused before any message", async () => {
   const before = await refusedCount("clusterMismatch");
   const client = new grpc.Client(address, grpc.credentials.createInsecure());

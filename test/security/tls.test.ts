@@ -17,7 +17,7 @@ import { resolveServerConfig } from "../../src/server/config.ts";
 import { startNode } from "../../src/server/node.ts";
 import { loadServerTls } from "../../src/server/tls.ts";
 import { runCli } from "../e2e/harness.ts";
-import { type CertFiles, makeCa, type TestCa } from "./certs.ts";
+import { type CertFiles, makeCa, nodeAltNames, type TestCa } from "./certs.ts";
 import { freePorts, rawUnary, startCluster, type TestCluster, waitFor } from "./cluster.ts";
 
 let dir: string;
@@ -31,7 +31,7 @@ before(() => {
   dir = mkdtempSync(join(tmpdir(), "raftkv-certs-"));
   ca = makeCa(dir, "cluster-ca");
   other = makeCa(dir, "other-ca");
-  nodeCerts = [0, 1, 2].map((i) => ca.issue(`node-${i}`));
+  nodeCerts = [0, 1, 2].map((i) => ca.issue(`node-${i}`, nodeAltNames(i)));
   clientCert = ca.issue("client");
   foreignClient = other.issue("client");
 });
@@ -123,7 +123,7 @@ describe("a TLS cluster with tlsClientAuth required", () => {
 test("a peer with a foreign certificate cannot join; the good nodes elect and serve without it", async () => {
   // The rogue trusts the cluster CA too (a bundle of both), so it completes handshakes and presents its
   // own certificate, which the good nodes must refuse.
-  const rogue = other.issue("node-2");
+  const rogue = other.issue("node-2", nodeAltNames(2));
   const bundle = join(dir, "both-cas.crt");
   writeFileSync(bundle, Buffer.concat([readFileSync(other.caFile), readFileSync(ca.caFile)]));
   const c = await startCluster({
@@ -163,7 +163,7 @@ test("a peer with a foreign certificate cannot join; the good nodes elect and se
 });
 
 test("a peer that trusts only another CA aborts its own handshakes; the good nodes log them", async () => {
-  const rogue = other.issue("node-2-only");
+  const rogue = other.issue("node-2-only", nodeAltNames(2));
   const c = await startCluster({
     size: 3,
     perNode: (id) =>
@@ -276,7 +276,7 @@ describe("TLS settings are checked at start, naming the setting and the file", (
     const settings = { id: 0, peers: `0=127.0.0.1:${port}`, dataDir: join(dir, "never"), ...over };
     try {
       const config = resolveServerConfig(settings);
-      loadServerTls(config, 0, `127.0.0.1:${port}`, new Date());
+      loadServerTls(config, 0, config.clusterId, `127.0.0.1:${port}`, new Date());
     } catch (e) {
       assert.ok(e instanceof RaftKvError);
       assert.equal(e.code, "CONFIG");
@@ -316,7 +316,7 @@ describe("TLS settings are checked at start, naming the setting and the file", (
       await refusal({ ...tlsSettings(0), tlsKeyFile: nodeCerts[1]!.key }),
       /invalid setting tlsKeyFile: the key in .* does not belong to the certificate in .*node-0\.crt/,
     );
-    const rogue = other.issue("node-0b");
+    const rogue = other.issue("node-0b", nodeAltNames(0));
     assert.match(
       await refusal({ ...tlsSettings(0), tlsCertFile: rogue.cert, tlsKeyFile: rogue.key }),
       /invalid setting tlsCertFile: .*node-0b\.crt \(CN=node-0b\) is not signed by the CA in .*cluster-ca\.crt \(CN=cluster-ca\)/,
@@ -355,7 +355,8 @@ test("the CLI: serve --tls-* and put/get --tls-* against a TLS node", { timeout:
     process.execPath,
     [
       ...["--import", import.meta.resolve("tsx"), join(root, "src/cli/main.ts"), "serve", "--id", "0"],
-      ...["--peers", `0=${address}`, "--data-dir", join(dir, "cli-node"), "--tls-ca", ca.caFile],
+      ...["--peers", `0=${address}`, "--cluster-id", "sec", "--data-dir", join(dir, "cli-node")],
+      ...["--tls-ca", ca.caFile],
       ...["--tls-cert", nodeCerts[0]!.cert, "--tls-key", nodeCerts[0]!.key, "--tls-client-auth", "required"],
     ],
     { cwd: root, stdio: "ignore" },
@@ -391,8 +392,10 @@ test("the CLI: serve --tls-* and put/get --tls-* against a TLS node", { timeout:
     assert.equal(usage.code, 2);
     assert.match(usage.stderr, /--tls-cert and --tls-key need --tls-ca/);
   } finally {
-    serve.kill("SIGTERM");
-    await new Promise((r) => serve.once("exit", r));
+    if (serve.exitCode === null && serve.signalCode === null) {
+      serve.kill("SIGTERM");
+      await new Promise((r) => serve.once("exit", r));
+    }
   }
 });
 

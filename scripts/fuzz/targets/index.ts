@@ -6,6 +6,7 @@ import { commandTarget } from "./command.ts";
 import { historyTarget } from "./history.ts";
 import { protoTarget } from "./proto.ts";
 import { snapshotTarget } from "./snapshot.ts";
+import { streamTarget } from "./stream.ts";
 import { walTarget } from "./wal.ts";
 
 export const TARGETS: Readonly<Record<TargetName, FuzzTarget>> = {
@@ -15,4 +16,5 @@ export const TARGETS: Readonly<Record<TargetName, FuzzTarget>> = {
   wal: walTarget,
   history: historyTarget,
   proto: protoTarget,
+  stream: streamTarget,
 };
