@@ -5,8 +5,8 @@
 // source under src/ changed since it was built, so an edited checkout never runs stale code: they fall
 // back to tsx and say why. Plain JavaScript, so that bin/raftkv.mjs can decide before loading tsx.
 
-import { readdirSync, readFileSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { join, sep } from "node:path";
 
 /** Written by scripts/build.mjs after a successful build. */
 export const BUILD_STAMP = "dist/build-stamp.json";
@@ -35,7 +35,14 @@ export function compiledBuild(root) {
   } catch {
     return { fresh: false, why: "there is no compiled build in dist/ (npm run build)" };
   }
-  if (typeof stamp?.sourcesMtimeMs !== "number" || newestSourceMtimeMs(join(root, "src")) > stamp.sourcesMtimeMs)
+  // An installed package (under node_modules/) runs its build: its sources are there for the
+  // declaration maps, and their modification times are the install's, not the build's.
+  const src = join(root, "src");
+  const installed = root.split(sep).includes("node_modules");
+  if (
+    typeof stamp?.sourcesMtimeMs !== "number" ||
+    (!installed && existsSync(src) && newestSourceMtimeMs(src) > stamp.sourcesMtimeMs)
+  )
     return { fresh: false, why: "src/ changed since dist/ was built (npm run build)" };
   return { fresh: true, main: join(root, "dist/src/cli/main.js") };
 }

@@ -14,11 +14,10 @@ import type { Entry } from "../src/core/types.ts";
 import { encodeCommand } from "../src/kv/command.ts";
 import { KvStateMachine } from "../src/kv/state-machine.ts";
 import { crc32c } from "../src/lib/crc32c.ts";
-import { restoreFrom } from "../src/server/node.ts";
+import { KvState } from "../src/server/kv-state.ts";
 import { FileStorage } from "../src/storage/file-storage.ts";
 import { RealFileSystem } from "../src/storage/real-file-system.ts";
 import type { StorageLogger } from "../src/storage/storage.ts";
-import { FileValueStore } from "../src/storage/value-file.ts";
 
 const quiet: StorageLogger = { info: () => undefined, warn: () => undefined };
 
@@ -73,9 +72,23 @@ async function restartChild(dir: string): Promise<void> {
   const t0 = performance.now();
   const st = storage(dir);
   const rec = await st.open();
-  const values = new FileValueStore(join(dir, "values.scratch"));
-  const sm =
-    rec.snapshot === null ? new KvStateMachine({ values }) : await restoreFrom(st, rec.snapshot, { values });
+  // As a node restores (src/server/raft-node.ts): the snapshot in 4 MiB chunks into the KV state.
+  const kv = new KvState({
+    valuesFile: join(dir, "values.scratch"),
+    valueCacheBytes: 8 << 20,
+    maxSessions: 10_000,
+  });
+  if (rec.snapshot !== null) {
+    const restoring = kv.restore(rec.snapshot);
+    for (let at = 0; at < rec.snapshot.sizeBytes; ) {
+      const chunk = await st.readSnapshotChunk(rec.snapshot, at, 4 * 1024 * 1024);
+      if (chunk.length === 0) break;
+      restoring.push(chunk);
+      at += chunk.length;
+    }
+    restoring.finish();
+  }
+  const sm = kv.current;
   for (const e of rec.entries) {
     if (e.index <= sm.appliedIndex || e.index > rec.hardState.commitIndex) continue;
     sm.apply(e.index, e.data);
@@ -87,7 +100,7 @@ async function restartChild(dir: string): Promise<void> {
   const peakRssMb = Number(hwm?.[1] ?? Number.NaN) / 1024;
   const rssMb = process.memoryUsage().rss / 1024 / 1024;
   console.log(JSON.stringify({ ms, peakRssMb, rssMb, keys: sm.size, applied: sm.appliedIndex }));
-  values.close();
+  kv.close();
   await st.close();
 }
 

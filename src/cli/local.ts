@@ -2,11 +2,12 @@
 // from the same data folders.
 
 import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { createInterface } from "node:readline";
 import type { Command } from "commander";
-import { RaftKvClient } from "../client/index.ts";
-import { serveEntry, serverProcessEnv } from "../lib/server-env.ts";
+import type { RaftKvClient } from "../client/index.ts";
+import { checkoutRoot, serveEntry, serverProcessEnv } from "../lib/server-env.ts";
 import { statusTable } from "./kv-commands.ts";
 import { EXIT, usageError } from "./output.ts";
 
@@ -17,15 +18,31 @@ interface LocalFlags {
   clusterId: string;
   metricsBasePort: string;
   waitTimeout: string;
+  restart: boolean;
 }
+
+/** With --restart: how long after an unexpected exit a node is started again. */
+const RESTART_DELAY_MS = 1000;
+/** With --restart: exits within RESTART_WINDOW_MS after which a node is left down (it keeps failing). */
+const MAX_RESTARTS_IN_WINDOW = 5;
+const RESTART_WINDOW_MS = 60_000;
 
 interface Child {
   readonly id: number;
   readonly address: string;
   readonly dataDir: string;
-  readonly process: ChildProcess;
-  readonly exited: Promise<number | null>;
+  process: ChildProcess;
+  /** Resolves when the current process exits. */
+  exited: Promise<void>;
   running: boolean;
+  /** Times (performance.now()) of its unexpected exits. */
+  readonly exits: number[];
+}
+
+/** "was killed by SIGKILL" or "exited with code 1". */
+export function describeExit(code: number | null, signal: NodeJS.Signals | null): string {
+  if (signal !== null) return `was killed by ${signal}`;
+  return code === null ? "exited" : `exited with code ${code}`;
 }
 
 export function addLocalCommand(program: Command): void {
@@ -38,6 +55,11 @@ export function addLocalCommand(program: Command): void {
     .option("--cluster-id <id>", "cluster name written into each data folder", "local")
     .option("--metrics-base-port <port>", "node i serves /metrics on this + i (0: no metrics)", "60100")
     .option("--wait-timeout <ms>", "how long to wait for a leader", "30000")
+    .option(
+      "--restart",
+      `start a node again ${RESTART_DELAY_MS / 1000} s after it exits unexpectedly (a crash, a kill; not after ${MAX_RESTARTS_IN_WINDOW} exits in a minute)`,
+      false,
+    )
     .action(async (f: LocalFlags) => {
       process.exitCode = await runLocal(f);
     });
@@ -65,41 +87,73 @@ async function runLocal(f: LocalFlags): Promise<number> {
   const prefix = entry.args;
   let stopping = false;
 
-  const children: Child[] = ids.map((id) => {
-    const dataDir = resolve(root, `node-${id}`);
+  const spawnNode = (child: Child): void => {
     const args = [
       ...prefix,
-      ...["--id", String(id), "--listen", address(id), "--peers", peers, "--data-dir", dataDir],
+      ...["--id", String(child.id), "--listen", child.address, "--peers", peers, "--data-dir", child.dataDir],
       ...["--cluster-id", f.clusterId, "--stop-on-stdin-close"],
-      ...(metricsBase === 0 ? [] : ["--metrics-port", String(metricsBase + id)]),
+      ...(metricsBase === 0 ? [] : ["--metrics-port", String(metricsBase + child.id)]),
     ];
     const proc = spawn(command, args, {
       stdio: ["pipe", "ignore", "pipe"],
       detached: true,
       env: serverProcessEnv(process.env),
     });
-    const child: Child = {
+    child.process = proc;
+    child.running = true;
+    child.exited = new Promise((r) =>
+      proc.on("exit", (code, signal) => {
+        child.running = false;
+        if (!stopping) onUnexpectedExit(child, describeExit(code, signal));
+        r();
+      }),
+    );
+    relayLog(child.id, proc);
+  };
+  const onUnexpectedExit = (child: Child, how: string): void => {
+    const log = resolve(child.dataDir, "raftkv.log");
+    const now = performance.now();
+    child.exits.push(now);
+    while (child.exits.length > 0 && now - child.exits[0]! > RESTART_WINDOW_MS) child.exits.shift();
+    if (!f.restart) {
+      process.stderr.write(
+        `node ${child.id} ${how} unexpectedly; see ${log} (start \`raftkv local\` with --restart to restart nodes that exit)\n`,
+      );
+      return;
+    }
+    if (child.exits.length > MAX_RESTARTS_IN_WINDOW) {
+      process.stderr.write(
+        `node ${child.id} ${how} again: ${child.exits.length} exits within a minute, leaving it down; see ${log}\n`,
+      );
+      return;
+    }
+    process.stderr.write(
+      `node ${child.id} ${how} unexpectedly; restarting it in ${RESTART_DELAY_MS / 1000} s (see ${log})\n`,
+    );
+    const timer = setTimeout(() => {
+      if (stopping) return;
+      spawnNode(child);
+      process.stderr.write(`node ${child.id} restarted (pid ${child.process.pid ?? "?"})\n`);
+    }, RESTART_DELAY_MS);
+    restarts.add(timer);
+  };
+  const restarts = new Set<NodeJS.Timeout>();
+  const children: Child[] = ids.map((id) => {
+    const child = {
       id,
       address: address(id),
-      dataDir,
-      process: proc,
-      running: true,
-      exited: new Promise((r) => proc.on("exit", (code) => r(code))),
-    };
-    void child.exited.then((code) => {
-      child.running = false;
-      if (!stopping)
-        process.stderr.write(
-          `node ${id} exited unexpectedly (code ${code}); see ${resolve(dataDir, "raftkv.log")}\n`,
-        );
-    });
-    relayLog(id, proc);
+      dataDir: resolve(root, `node-${id}`),
+      running: false,
+      exits: [],
+    } as unknown as Child;
+    spawnNode(child);
     return child;
   });
 
   const stopAll = async (): Promise<void> => {
     if (stopping) return;
     stopping = true;
+    for (const t of restarts) clearTimeout(t);
     process.stderr.write("\nstopping all nodes...\n");
     for (const c of children) if (c.running) c.process.kill("SIGTERM");
     const killer = setTimeout(() => {
@@ -112,6 +166,7 @@ async function runLocal(f: LocalFlags): Promise<number> {
   process.on("SIGINT", () => void stopAll());
   process.on("SIGTERM", () => void stopAll());
 
+  const { RaftKvClient } = await import("../client/client.ts");
   const client = new RaftKvClient({ endpoints: ids.map(address), timeoutMs: 1000 });
   try {
     const leader = await waitForLeader(client, children, waitMs, () => stopping);
@@ -124,6 +179,7 @@ async function runLocal(f: LocalFlags): Promise<number> {
     }
     const rows = await client.clusterStatus();
     const endpoints = ids.map(address).join(",");
+    const cli = cliHint();
     process.stdout.write(
       [
         `raftkv local cluster is up: ${n} nodes, leader is node ${leader.id} at ${leader.address}`,
@@ -135,11 +191,11 @@ async function runLocal(f: LocalFlags): Promise<number> {
           ? ""
           : `metrics:       http://127.0.0.1:${metricsBase}/metrics (node N on port ${metricsBase}+N)`,
         "",
-        "try, from this folder:",
-        "  npx raftkv put hello world",
-        "  npx raftkv get hello",
-        "  npx raftkv status",
-        `  (other folders: add --endpoints ${endpoints})`,
+        `try${cli.here ? ", from this folder" : ""}:`,
+        `  ${cli.command} put hello world`,
+        `  ${cli.command} get hello`,
+        `  ${cli.command} status`,
+        `  (${cli.here ? "elsewhere" : "from other folders"}: raftkv ... --endpoints ${endpoints}, with raftkv on your PATH: npm link)`,
         "",
         "press Ctrl-C to stop every node",
         "",
@@ -150,12 +206,25 @@ async function runLocal(f: LocalFlags): Promise<number> {
   } finally {
     client.close();
   }
-  await Promise.all(children.map((c) => c.exited));
-  if (!stopping) {
-    process.stderr.write("every node has exited\n");
-    return EXIT.failed;
+  // Until Ctrl-C, or every node is down for good (none running, no restart pending).
+  for (;;) {
+    await Promise.all(children.map((c) => c.exited));
+    if (stopping) return EXIT.ok;
+    await new Promise((r) => setTimeout(r, RESTART_DELAY_MS + 100));
+    if (children.every((c) => !c.running) && !stopping) {
+      process.stderr.write("every node has exited\n");
+      return EXIT.failed;
+    }
   }
-  return EXIT.ok;
+}
+
+/** How a user runs the CLI from here: ./raftkv in this checkout's root (no install, no PATH), else
+ *  npx (a project that installed raftkv has it in node_modules/.bin). */
+function cliHint(): { command: string; here: boolean } {
+  const launcher = resolve(checkoutRoot(), "raftkv");
+  return existsSync(launcher) && resolve(process.cwd()) === checkoutRoot()
+    ? { command: "./raftkv", here: true }
+    : { command: "npx raftkv", here: false };
 }
 
 /** Waits until a leader is elected and every node answers (or, past the deadline, settles for a leader). */

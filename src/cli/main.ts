@@ -1,17 +1,22 @@
 // The `raftkv` command: serve, put/get/del/cas/range, status, local and wal dump/verify; one-line errors, exit codes.
 
 import { Command, CommanderError } from "commander";
+import { packageVersion } from "../lib/version.ts";
 import { addKvCommands } from "./kv-commands.ts";
 import { addLocalCommand } from "./local.ts";
-import { EXIT, exitCodeOf, printError } from "./output.ts";
+import { EXIT, exitCodeOf, printError, usageError } from "./output.ts";
 import { addServeCommand } from "./serve.ts";
 import { addWalCommands } from "./wal.ts";
 
 export async function runCli(argv: readonly string[]): Promise<number> {
   let exitCode: number = EXIT.ok;
+  // --json anywhere: errors, usage errors included, are one JSON object on stdout.
+  const json = argv.slice(2).includes("--json");
+  const command = argv[2] ?? "";
   const program = new Command("raftkv")
     .description("a strongly consistent, replicated key-value store (Raft with leader leases)")
-    .showHelpAfterError("(run with --help for usage)")
+    .version(packageVersion(), "-V, --version", "print the version")
+    .showHelpAfterError(json ? false : "(run with --help for usage)")
     .exitOverride()
     .addHelpText(
       "after",
@@ -19,11 +24,15 @@ export async function runCli(argv: readonly string[]): Promise<number> {
 Exit codes: 0 ok, 1 the request failed (unreachable, no leader, deadline), 2 bad usage or argument,
 3 key not found (get) or comparison failed (cas).`,
     );
+  if (json)
+    program.configureOutput({
+      outputError: (text) =>
+        printError(command, usageError(text.replace(/^error: /, "").trim(), "see --help"), true),
+    });
   addServeCommand(program);
   addKvCommands(program, (code) => (exitCode = code));
   addLocalCommand(program);
   addWalCommands(program, (code) => (exitCode = code));
-  const command = argv[2] ?? "";
   try {
     await program.parseAsync([...argv]);
   } catch (err) {
@@ -36,7 +45,7 @@ Exit codes: 0 ok, 1 the request failed (unreachable, no leader, deadline), 2 bad
         return EXIT.ok;
       return EXIT.usage; // commander already printed "error: ..."
     }
-    printError(command, err);
+    printError(command, err, json);
     return exitCodeOf(err);
   }
   return typeof process.exitCode === "number" && process.exitCode !== 0 ? process.exitCode : exitCode;

@@ -22,8 +22,13 @@ export function exitCodeOf(err: unknown): number {
   return EXIT.failed;
 }
 
-/** One line on stderr naming the command, the code and what to do. */
-export function printError(command: string, err: unknown): void {
+/** One line on stderr naming the command, the code and what to do; with `json`, one JSON object on
+ *  stdout instead: {"ok":false,"error":{"code","message","hint","nodeId","endpoint"}}. */
+export function printError(command: string, err: unknown, json = false): void {
+  if (json) {
+    printJson({ ok: false, command, error: errorJson(err) });
+    return;
+  }
   const text =
     err instanceof RaftKvError
       ? err.message
@@ -31,6 +36,28 @@ export function printError(command: string, err: unknown): void {
         ? `INTERNAL: ${err.message}; this is a bug in raftkv, please report it`
         : `INTERNAL: ${String(err)}`;
   process.stderr.write(`raftkv ${command}: ${text.replace(/\s*\n\s*/g, " ")}\n`);
+}
+
+/** An error as JSON: the code, what failed and what to do as separate fields. */
+export function errorJson(err: unknown): Record<string, unknown> {
+  if (!(err instanceof RaftKvError))
+    return {
+      code: "INTERNAL",
+      message: err instanceof Error ? err.message : String(err),
+      hint: "this is a bug in raftkv, please report it",
+    };
+  let message = err.message;
+  if (message.startsWith(`${err.code}: `)) message = message.slice(err.code.length + 2);
+  if (err.hint !== undefined && message.endsWith(`; ${err.hint}`))
+    message = message.slice(0, message.length - err.hint.length - 2);
+  const endpoint = "endpoint" in err && typeof err.endpoint === "string" ? err.endpoint : undefined;
+  return {
+    code: err.code,
+    message,
+    ...(err.hint === undefined ? {} : { hint: err.hint }),
+    ...(err.nodeId === undefined ? {} : { nodeId: err.nodeId }),
+    ...(endpoint === undefined ? {} : { endpoint }),
+  };
 }
 
 /** A usage error as a typed error (exit code 2). */

@@ -4,7 +4,6 @@ import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { RaftKvError } from "../lib/errors.ts";
 import { configError, parseAddress, parsePeers, resolveServerConfig } from "../server/config.ts";
-import { startNode } from "../server/node.ts";
 import { EXIT, exitCodeOf, printError } from "./output.ts";
 import { quietIpServernameWarning } from "./tls-warning.ts";
 
@@ -206,6 +205,8 @@ function readConfigFile(path: string): Record<string, unknown> {
 
 async function serve(f: ServeFlags): Promise<void> {
   const config = resolveServerConfig(rawConfigFrom(f));
+  // Loaded here, not at the top: the client commands start faster without the server's code.
+  const { startNode } = await import("../server/node.ts");
   const node = await startNode(config);
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals): void => {

@@ -3,9 +3,6 @@
 
 import type { Command } from "commander";
 import { decodeCommand } from "../kv/command.ts";
-import { checkKvImage } from "../server/check-image.ts";
-import { RealFileSystem } from "../storage/real-file-system.ts";
-import { dumpWal, verifyWal } from "../storage/wal-dump.ts";
 import { EXIT } from "./output.ts";
 
 const dec = new TextDecoder("utf-8", { fatal: false });
@@ -29,6 +26,16 @@ export function describeCommand(data: Uint8Array): string {
   }
 }
 
+/** The storage code, loaded only when a wal command runs (other commands start faster without it). */
+async function storageTools() {
+  const [{ RealFileSystem }, { dumpWal, verifyWal }, { checkKvImage }] = await Promise.all([
+    import("../storage/real-file-system.ts"),
+    import("../storage/wal-dump.ts"),
+    import("../server/check-image.ts"),
+  ]);
+  return { RealFileSystem, dumpWal, verifyWal, checkKvImage };
+}
+
 export function addWalCommands(program: Command, setExit: (code: number) => void): void {
   const wal = program.command("wal").description("inspect a node's write-ahead log (read-only)");
   wal
@@ -37,6 +44,7 @@ export function addWalCommands(program: Command, setExit: (code: number) => void
     .requiredOption("--data-dir <dir>", "the node's data folder")
     .option("--json", "one JSON object a line")
     .action(async (o: { dataDir: string; json?: boolean }) => {
+      const { RealFileSystem, dumpWal } = await storageTools();
       const lines = await dumpWal(new RealFileSystem(), o.dataDir, {
         json: o.json === true,
         describe: describeCommand,
@@ -48,6 +56,7 @@ export function addWalCommands(program: Command, setExit: (code: number) => void
     .description("check the data folder as a start would, without changing anything")
     .requiredOption("--data-dir <dir>", "the node's data folder")
     .action(async (o: { dataDir: string }) => {
+      const { RealFileSystem, verifyWal, checkKvImage } = await storageTools();
       const r = await verifyWal(new RealFileSystem(), o.dataDir, checkKvImage);
       for (const w of r.warnings) process.stdout.write(`warning: ${w}\n`);
       for (const p of r.problems) process.stdout.write(`problem: ${p}\n`);

@@ -93,6 +93,22 @@ export interface KeyValue {
   readonly value: Uint8Array;
 }
 
+/** Options of range(). */
+export interface RangeOptions extends ReadOptions {
+  /** At most this many items (0 or absent: the server's maximum, maxRangeItems). */
+  readonly limit?: number;
+  /** Start after this key (exclusive): the last key of the previous page. */
+  readonly startAfter?: string;
+}
+
+/** Options of rangeAll(). */
+export interface RangeAllOptions extends ReadOptions {
+  /** Items asked for per request (0 or absent: the server's maximum). */
+  readonly pageSize?: number;
+  /** Start after this key (exclusive). */
+  readonly startAfter?: string;
+}
+
 export interface RangeResult {
   readonly items: readonly KeyValue[];
   /** More keys match than were returned. */
@@ -120,6 +136,12 @@ export interface NodeStatus {
   readonly leaseRemainingMs: number;
   readonly peers: readonly { nodeId: number; address: string; matchIndex: number; connected: boolean }[];
   readonly version: string;
+  /** The node's process id (null from a node that does not report it). */
+  readonly pid: number | null;
+  /** Milliseconds since the node started (null from a node that does not report it). */
+  readonly uptimeMs: number | null;
+  /** The node's data folder on its host (null from a node that does not report it). */
+  readonly dataDir: string | null;
 }
 
 /** A row of clusterStatus(): the node's status or why it could not be had. */
@@ -135,6 +157,8 @@ export type NodeStatusRow =
 /** What the attempts of one request ran into. */
 interface Tally {
   last: RaftKvClientError | null;
+  /** Why each endpoint could not be reached, when one could not. */
+  unreachableWhy: Map<string, string>;
   /** Some node answered with a response header. */
   answered: boolean;
   /** Some attempt could not connect (refused, unreachable). */
@@ -317,17 +341,20 @@ export class RaftKvClient {
     return v === null ? null : new TextDecoder().decode(v);
   }
 
-  /** Keys starting with `prefix` in ascending order, at most `limit` (0 or absent: the server's maximum). */
-  async range(prefix: string, o: ReadOptions & { readonly limit?: number } = {}): Promise<RangeResult> {
+  /** Keys starting with `prefix` in ascending order, after `startAfter` when given, at most `limit`
+   *  (0 or absent: the server's maximum); `more` says whether more follow (ask again with
+   *  startAfter set to the last key). */
+  async range(prefix: string, o: RangeOptions = {}): Promise<RangeResult> {
     const consistency = this.readConsistency(o.consistency);
     const limit = o.limit ?? 0;
     if (!Number.isSafeInteger(limit) || limit < 0 || limit > 0xffffffff)
       throw invalidOption("limit", `${limit} is not a non-negative integer`);
+    const startAfter = o.startAfter ?? "";
     const res = await this.run("range", o, consistency, (target, ms) =>
       this.send(
         target,
         "range",
-        { prefix, limit, consistency: WIRE_CONSISTENCY[consistency], startAfter: "" },
+        { prefix, limit, consistency: WIRE_CONSISTENCY[consistency], startAfter },
         ms,
       ),
     );
@@ -336,6 +363,27 @@ export class RaftKvClient {
       more: res.more,
       index: Number(res.index),
     };
+  }
+
+  /**
+   * Every key starting with `prefix`, in ascending order, fetched a page at a time as the loop asks
+   * for more. Each page is a read at `consistency` of its own: a key written meanwhile shows up or
+   * not depending on which page it falls in (no snapshot across pages).
+   */
+  async *rangeAll(prefix: string, o: RangeAllOptions = {}): AsyncGenerator<KeyValue, void, undefined> {
+    let after = o.startAfter;
+    const base = {
+      limit: o.pageSize ?? 0,
+      ...(o.consistency === undefined ? {} : { consistency: o.consistency }),
+      ...(o.timeoutMs === undefined ? {} : { timeoutMs: o.timeoutMs }),
+    };
+    for (;;) {
+      const page = await this.range(prefix, after === undefined ? base : { ...base, startAfter: after });
+      yield* page.items;
+      const last = page.items[page.items.length - 1];
+      if (!page.more || last === undefined) return;
+      after = last.key;
+    }
   }
 
   // ---------------------------------------------------------------- status
@@ -373,6 +421,9 @@ export class RaftKvClient {
         connected: p.connected,
       })),
       version: res.version,
+      pid: res.pid === 0 ? null : res.pid,
+      uptimeMs: res.pid === 0 ? null : Number(res.uptimeMs),
+      dataDir: res.dataDir === "" ? null : res.dataDir,
     };
   }
 
@@ -439,7 +490,7 @@ export class RaftKvClient {
     const started = performance.now();
     const anyNode = consistency === "stale";
     let target = anyNode ? this.pickEndpoint() : (this.leader ?? this.pickEndpoint());
-    const t: Tally = { last: null, answered: false, unreachable: false };
+    const t: Tally = { last: null, unreachableWhy: new Map(), answered: false, unreachable: false };
     let backoffs = 0;
     let redirectsInRow = 0;
     for (let n = 1; n <= this.maxAttempts; n++) {
@@ -454,7 +505,10 @@ export class RaftKvClient {
         // before it (NO_LEADER, say): keep that one as the reason.
         const cutShort = e.code === "DEADLINE_EXCEEDED" && performance.now() - started >= timeoutMs;
         if (!(cutShort && t.last !== null)) t.last = e;
-        if (e.code === "UNAVAILABLE") t.unreachable = true;
+        if (e.code === "UNAVAILABLE") {
+          t.unreachable = true;
+          t.unreachableWhy.set(target, e.detail.replace(`cannot reach ${target}: `, ""));
+        }
         if (!isRetryable(e.code)) throw e;
         if (this.leader === target) this.leader = null;
         target = this.pickEndpoint(target);
@@ -502,20 +556,25 @@ export class RaftKvClient {
     const last = t.last;
     const outOfTime = performance.now() - started >= timeoutMs;
     const attempts = last?.attempts ?? 0;
-    const lastText = last === null ? "" : `; last error: ${last.message}`;
+    const lastText = last === null ? "" : `; last error: ${last.detail}`;
     const maybeApplied = write ? "; the write may or may not have been applied (retrying it is safe)" : "";
     const common = {
       attempts,
       ...(last === null ? {} : { cause: last }),
       ...(last?.endpoint === undefined ? {} : { endpoint: last.endpoint }),
     };
-    if (!t.answered && t.unreachable)
+    if (!t.answered && t.unreachable) {
+      const whys = this.endpoints.map((e) => t.unreachableWhy.get(e) ?? "not tried");
+      const why = whys.every((w) => w === whys[0])
+        ? `${this.endpoints.join(", ")}: ${whys[0]}`
+        : this.endpoints.map((e, i) => `${e}: ${whys[i]}`).join(", ");
       return new RaftKvClientError({
         code: "UNAVAILABLE",
-        message: `${op} failed: no node could be reached (tried ${this.endpoints.join(", ")} in ${attempts} attempts)${lastText}`,
-        hint: "check that the nodes are running and that --endpoints lists their addresses",
+        message: `${op} failed: no node could be reached (${why}; ${attempts} attempt${attempts === 1 ? "" : "s"})`,
+        hint: "start the cluster (npm start runs one on this machine) or list running nodes in the endpoints (--endpoints)",
         ...common,
       });
+    }
     if (last?.code === "NO_LEADER")
       return new RaftKvClientError({
         code: "NO_LEADER",

@@ -21,6 +21,8 @@ export class RaftKvClientError extends RaftKvError {
   override name = "RaftKvClientError";
   readonly endpoint: string | undefined;
   readonly attempts: number;
+  /** What failed, without the code in front or the hint after (message has both). */
+  readonly detail: string;
 
   constructor(init: RaftKvClientErrorInit) {
     super({
@@ -32,6 +34,7 @@ export class RaftKvClientError extends RaftKvError {
     });
     this.endpoint = init.endpoint;
     this.attempts = init.attempts ?? 1;
+    this.detail = init.message;
   }
 }
 
@@ -87,7 +90,7 @@ export function fromGrpcError(err: grpc.ServiceError, endpoint: string, attempts
     case grpc.status.UNAVAILABLE:
       return new RaftKvClientError({
         code: "UNAVAILABLE",
-        message: `cannot reach ${endpoint}: ${err.details || "connection failed"}`,
+        message: `cannot reach ${endpoint}: ${unreachableWhy(err.details)}`,
         hint: "check that the node is running and the address is right",
         endpoint,
         attempts,
@@ -128,4 +131,18 @@ export function fromGrpcError(err: grpc.ServiceError, endpoint: string, attempts
         cause: err,
       });
   }
+}
+
+/** grpc-js's words for a failed connection ("No connection established. Last error: Error: connect
+ *  ECONNREFUSED 127.0.0.1:1. Resolution note: ") made short and plain. */
+export function unreachableWhy(details: string): string {
+  const d = details ?? "";
+  if (/ECONNREFUSED/.test(d)) return "connection refused (nothing listens there)";
+  if (/ENOTFOUND|EAI_AGAIN|Name resolution failed|DNS resolution failed/i.test(d))
+    return "host name not found";
+  if (/ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|timed out/i.test(d)) return "no route or no answer (timed out)";
+  if (/ECONNRESET|EPIPE|socket hang up|Connection dropped/i.test(d)) return "connection closed by the node";
+  if (/SSL|TLS|certificate|handshake|Failed to connect/i.test(d))
+    return "TLS handshake failed (wrong or missing certificate? the node's log says why)";
+  return "no connection";
 }

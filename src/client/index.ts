@@ -1,4 +1,11 @@
-// The public face of the raftkv client library.
+/**
+ * raftkv/client: the typed client of a raftkv cluster. Any node is an entry point: the client finds
+ * the leader, follows redirects, retries within the request's deadline, and tags writes with a client
+ * id and sequence number so that a retried write applies once.
+ *
+ * @packageDocumentation
+ * @module raftkv/client
+ */
 
 export type {
   CasResult,
@@ -10,6 +17,8 @@ export type {
   NodeStatus,
   NodeStatusRow,
   RaftKvClientOptions,
+  RangeAllOptions,
+  RangeOptions,
   RangeResult,
   ReadOptions,
   RequestOptions,

@@ -15,8 +15,44 @@ test("thesis §6.3: a new seq applies, a retry of the last seq gets its cached r
   assert.equal(t.check({ clientId: "c", seq: 2 }), null);
   t.record("c", 5, 11, put(11)); // gaps are allowed: only the order matters
   assert.deepEqual(t.check({ clientId: "c", seq: 5 }), put(11));
-  assert.equal(t.check({ clientId: "c", seq: 4 }), STALE_SEQUENCE);
-  assert.deepEqual(STALE_SEQUENCE, { type: "error", message: "stale sequence number" });
+  assert.equal(t.check({ clientId: "c", seq: 4 }), null, "in the window and never applied: applies");
+  assert.deepEqual(t.check({ clientId: "c", seq: 1 }), put(10), "in the window and applied: cached");
+  assert.equal(t.check({ clientId: "c", seq: 0 }), STALE_SEQUENCE, "5 or more below the highest");
+  assert.match(STALE_SEQUENCE.type === "error" ? STALE_SEQUENCE.message : "", /^stale sequence number/);
+});
+
+test("pipelined writes on one client id: any order within the window applies each once", () => {
+  const t = new SessionTable();
+  // Seqs 1..5 in flight at once; the log orders them 3, 5, 1, 4, 2.
+  let index = 0;
+  for (const seq of [3, 5, 1, 4, 2]) {
+    assert.equal(t.check({ clientId: "p", seq }), null, `seq ${seq} has not applied`);
+    t.record("p", seq, ++index, put(index));
+  }
+  for (const [seq, at] of [
+    [3, 1],
+    [5, 2],
+    [1, 3],
+    [4, 4],
+    [2, 5],
+  ] as const)
+    assert.deepEqual(t.check({ clientId: "p", seq }), put(at), `retry of seq ${seq}`);
+  // Seq 6 moves the window to (1, 6]: seq 1's result is gone, seq 2's still answers.
+  t.record("p", 6, ++index, put(index));
+  assert.equal(t.check({ clientId: "p", seq: 1 }), STALE_SEQUENCE);
+  assert.deepEqual(t.check({ clientId: "p", seq: 2 }), put(5));
+  assert.deepEqual(
+    t.get("p")?.writes.map((w) => w.seq),
+    [2, 3, 4, 5, 6],
+  );
+  // A jump far ahead leaves only the new write in the window; a write left behind is refused.
+  t.record("p", 100, ++index, put(index));
+  assert.deepEqual(
+    t.get("p")?.writes.map((w) => w.seq),
+    [100],
+  );
+  assert.equal(t.check({ clientId: "p", seq: 7 }), STALE_SEQUENCE);
+  assert.equal(t.check({ clientId: "p", seq: 96 }), null);
 });
 
 test("eviction removes the session with the oldest last-applied index", () => {
@@ -39,10 +75,11 @@ test("eviction removes the session with the oldest last-applied index", () => {
 
 test("load keeps the newest maxSessions, oldest first", () => {
   const t = new SessionTable(2);
+  const one = (index: number) => ({ writes: [{ seq: 1, index, result: put(index) }], index });
   t.load([
-    ["a", { seq: 1, index: 1, result: put(1) }],
-    ["b", { seq: 1, index: 2, result: put(2) }],
-    ["c", { seq: 1, index: 3, result: put(3) }],
+    ["a", one(1)],
+    ["b", one(2)],
+    ["c", one(3)],
   ]);
   assert.deepEqual(
     [...t.entries()].map(([id]) => id),

@@ -53,9 +53,8 @@ function decode(bytes: Uint8Array) {
 }
 
 const session = (index: number, result: KvResult = { type: "put", revision: index }, seq = 1): Session => ({
-  seq,
+  writes: [{ seq, index, result }],
   index,
-  result,
 });
 
 /** Recomputes the trailing checksum so that only the structural checks can catch the damage. */
@@ -96,8 +95,8 @@ test("snapshot round-trips every result kind in the session table", () => {
 test("restore validates structure even when the checksum is right", () => {
   const ok = encodeSnapshot(image(["a", "b"]));
   const bumpVersion = ok.slice();
-  bumpVersion[0] = 2;
-  rejects(reseal(bumpVersion), /unsupported format version 2/);
+  bumpVersion[0] = 3;
+  rejects(reseal(bumpVersion), /unsupported format version 3/);
   rejects(encodeSnapshot(image(["b", "a"])), /not above the previous key/);
   assert.throws(
     () => encodeSnapshot(image(["a", "a"])),
@@ -120,8 +119,8 @@ test("restore validates structure even when the checksum is right", () => {
 });
 
 test("restore validates the session table", () => {
-  rejects(encodeSnapshot(image([], [["a", session(11)]])), /index 11 not in \(0, 10\]/);
-  rejects(encodeSnapshot(image([], [["a", session(0)]])), /index 0 not in/);
+  rejects(encodeSnapshot(image([], [["a", session(11)]])), /index 11 not a distinct index in \[1, 10\]/);
+  rejects(encodeSnapshot(image([], [["a", session(0)]])), /index 0 not a distinct index/);
   rejects(
     encodeSnapshot(
       image(
@@ -150,4 +149,106 @@ test("restore validates the session table", () => {
   const tagged = encodeSnapshot(image([], [["a", session(4)]]));
   tagged[tagged.length - 4 - 9] = 9; // the result tag
   rejects(reseal(tagged), /unknown result tag 9/);
+});
+
+const windowed = (writes: [seq: number, index: number][]): Session => ({
+  writes: writes.map(([seq, index]) => ({ seq, index, result: { type: "put", revision: index } })),
+  index: Math.max(...writes.map(([, index]) => index)),
+});
+
+test("format v2: a session keeps the writes of its window, ascending by seq; validated on restore", () => {
+  const sessions: [string, Session][] = [
+    [
+      "a",
+      windowed([
+        [3, 2],
+        [4, 5],
+        [7, 3],
+      ]),
+    ], // seq 7 applied before 4 (a pipelining client)
+    ["b", windowed([[1, 6]])],
+  ];
+  const { image: back } = decode(encodeSnapshot(image(["k"], sessions)));
+  assert.deepEqual(back.sessions, sessions);
+  rejects(
+    encodeSnapshot(
+      image(
+        [],
+        [
+          [
+            "a",
+            windowed([
+              [4, 2],
+              [3, 3],
+            ]),
+          ],
+        ],
+      ),
+    ),
+    /seqs not ascending/,
+  );
+  rejects(
+    encodeSnapshot(
+      image(
+        [],
+        [
+          [
+            "a",
+            windowed([
+              [2, 2],
+              [7, 3],
+            ]),
+          ],
+        ],
+      ),
+    ),
+    /seqs span more than 5/,
+  );
+  rejects(
+    encodeSnapshot(
+      image(
+        [],
+        [
+          [
+            "a",
+            windowed([
+              [2, 3],
+              [3, 3],
+            ]),
+          ],
+        ],
+      ),
+    ),
+    /index 3 not a distinct index/,
+  );
+  const six = windowed([
+    [1, 1],
+    [2, 2],
+    [3, 3],
+    [4, 4],
+    [5, 5],
+  ]);
+  const tooMany = encodeSnapshot(image([], [["a", six]]));
+  tooMany[1 + 8 + 4 + 4 + 1 + 1] = 6; // the write count
+  rejects(reseal(tooMany), /has 6 writes/);
+});
+
+test("format v1 images (one write per session) still restore", () => {
+  const id = te.encode("cli");
+  const bytes = new Uint8Array(1 + 8 + 4 + 4 + 1 + id.length + 8 + 8 + 9 + 4);
+  const v = new DataView(bytes.buffer);
+  let at = 0;
+  v.setUint8(at, 1);
+  v.setBigUint64((at += 1), 9n, true);
+  v.setUint32((at += 8), 0, true); // no keys
+  v.setUint32((at += 4), 1, true); // one session
+  v.setUint8((at += 4), id.length);
+  bytes.set(id, (at += 1));
+  v.setBigUint64((at += id.length), 4n, true); // seq
+  v.setBigUint64((at += 8), 7n, true); // index
+  const put = encodeSnapshot(image([], [["x", session(7, { type: "put", revision: 7 }, 4)]], 9));
+  bytes.set(put.subarray(put.length - 4 - 9, put.length - 4), (at += 8)); // a put result's bytes
+  const { image: back } = decode(reseal(bytes));
+  assert.equal(back.appliedIndex, 9);
+  assert.deepEqual(back.sessions, [["cli", session(7, { type: "put", revision: 7 }, 4)]]);
 });

@@ -1,11 +1,14 @@
 // The state-machine image: binary snapshot format (checksummed, validated on read) and the state hash.
 //
-// Format v1, little-endian:
-//   u8 version (=1) | u64 appliedIndex | body | u32 crc32c of everything before it
+// Format v2, little-endian:
+//   u8 version (=2) | u64 appliedIndex | body | u32 crc32c of everything before it
 //   body = u32 keyCount, keyCount x (u32 keyLen, key UTF-8, u32 valueLen, value), strictly ascending
 //          by key in UTF-16 code-unit order |
-//          u32 sessionCount, sessionCount x (u8 clientIdLen, clientId, u64 seq, u64 index, result),
-//          strictly ascending by index (oldest first, the eviction order)
+//          u32 sessionCount, sessionCount x (u8 clientIdLen, clientId, u8 writeCount,
+//          writeCount x (u64 seq, u64 index, result)), sessions strictly ascending by their highest write
+//          index (oldest first, the eviction order), each session's writes strictly ascending by seq and
+//          within WRITES_IN_FLIGHT_PER_CLIENT of the highest (session-table.ts)
+// v1 (still read) had one write per session: u8 clientIdLen, clientId, u64 seq, u64 index, result.
 // The body depends only on the contents, so replicas with equal contents write identical bytes.
 
 import { AssertionError, assert } from "../lib/assert.ts";
@@ -15,11 +18,13 @@ import { ByteReader, ByteWriter } from "./bytes.ts";
 import { KeyIndex } from "./key-index.ts";
 import { MAX_CLIENT_ID_BYTES } from "./limits.ts";
 import { readResult, resultSize, writeResult } from "./result.ts";
-import type { Session } from "./session-table.ts";
+import { type Session, type SessionWrite, WRITES_IN_FLIGHT_PER_CLIENT } from "./session-table.ts";
 import { utf8ByteLength } from "./utf8.ts";
 import type { ValueStore } from "./value-store.ts";
 
-export const SNAPSHOT_FORMAT_VERSION = 1;
+export const SNAPSHOT_FORMAT_VERSION = 2;
+/** Older formats this decoder still reads. */
+const READABLE_VERSIONS: readonly number[] = [1, 2];
 
 export interface KvImage {
   readonly appliedIndex: number;
@@ -115,6 +120,7 @@ export class SnapshotDecoder {
   private crc = 0;
   private readonly tail = new Uint8Array(4);
   private stage: "head" | "entries" | "rest" = "head";
+  private version = SNAPSHOT_FORMAT_VERSION;
   private appliedIndex = 0;
   private count = 0;
   private keys = new KeyIndex();
@@ -156,7 +162,7 @@ export class SnapshotDecoder {
     if (this.stage !== "rest") throw corrupt(`truncated: ${this.keys.size} of ${this.count} keys`);
     const rest = concat(this.rest);
     const r = new ByteReader(rest.subarray(0, Math.max(0, rest.length - 4)), "kv snapshot");
-    const sessions = readSessions(r, this.appliedIndex);
+    const sessions = readSessions(r, this.appliedIndex, this.version);
     r.end();
     const { appliedIndex, keys, valueBytes } = this;
     return { appliedIndex, keys, valueBytes, sessions };
@@ -169,7 +175,8 @@ export class SnapshotDecoder {
       if (b.length < HEAD_BYTES) return;
       const r = new ByteReader(b.subarray(0, HEAD_BYTES), "kv snapshot");
       const version = r.u8("version");
-      if (version !== SNAPSHOT_FORMAT_VERSION) throw r.corrupt(`unsupported format version ${version}`);
+      if (!READABLE_VERSIONS.includes(version)) throw r.corrupt(`unsupported format version ${version}`);
+      this.version = version;
       this.appliedIndex = r.u64("applied index");
       this.count = r.u32("key count");
       // Each entry takes at least 9 bytes: refuse a count the bytes cannot hold before allocating for it.
@@ -284,7 +291,10 @@ function* bodyChunks(image: KvImage, chunkBytes: number): Generator<Uint8Array, 
 
 function sessionsSize(sessions: KvImage["sessions"]): number {
   let size = 4;
-  for (const [clientId, s] of sessions) size += 1 + utf8ByteLength(clientId) + 8 + 8 + resultSize(s.result);
+  for (const [clientId, s] of sessions) {
+    size += 1 + utf8ByteLength(clientId) + 1;
+    for (const w of s.writes) size += 8 + 8 + resultSize(w.result);
+  }
   return size;
 }
 
@@ -294,13 +304,16 @@ function writeSessions(w: ByteWriter, sessions: KvImage["sessions"]): void {
     const idBytes = utf8ByteLength(clientId);
     w.u8(idBytes);
     w.utf8(clientId, idBytes);
-    w.u64(s.seq);
-    w.u64(s.index);
-    writeResult(w, s.result);
+    w.u8(s.writes.length);
+    for (const write of s.writes) {
+      w.u64(write.seq);
+      w.u64(write.index);
+      writeResult(w, write.result);
+    }
   }
 }
 
-function readSessions(r: ByteReader, appliedIndex: number): [string, Session][] {
+function readSessions(r: ByteReader, appliedIndex: number, version: number): [string, Session][] {
   const count = r.u32("session count");
   const seen = new Set<string>();
   const sessions: [string, Session][] = [];
@@ -309,15 +322,30 @@ function readSessions(r: ByteReader, appliedIndex: number): [string, Session][] 
     const idLength = r.u8("client id length");
     if (idLength === 0 || idLength > MAX_CLIENT_ID_BYTES) throw r.corrupt(`client id length ${idLength}`);
     const clientId = r.utf8(idLength, "client id");
-    const seq = r.u64("seq");
-    const index = r.u64("session index");
     if (seen.has(clientId)) throw r.corrupt(`client ${JSON.stringify(clientId)} appears twice`);
-    if (seq < 1) throw r.corrupt(`session ${i} has seq 0`);
-    if (index <= previousIndex || index > appliedIndex) {
-      throw r.corrupt(`session ${i} index ${index} not in (${previousIndex}, ${appliedIndex}]`);
+    const writeCount = version === 1 ? 1 : r.u8("session write count");
+    if (writeCount < 1 || writeCount > WRITES_IN_FLIGHT_PER_CLIENT)
+      throw r.corrupt(`session ${i} has ${writeCount} writes (1..${WRITES_IN_FLIGHT_PER_CLIENT})`);
+    const writes: SessionWrite[] = [];
+    let index = 0;
+    const indexes = new Set<number>();
+    for (let k = 0; k < writeCount; k++) {
+      const seq = r.u64("seq");
+      const at = r.u64("session index");
+      if (seq < 1) throw r.corrupt(`session ${i} has seq 0`);
+      if (k > 0 && seq <= writes[k - 1]!.seq) throw r.corrupt(`session ${i}: seqs not ascending`);
+      if (at < 1 || at > appliedIndex || indexes.has(at))
+        throw r.corrupt(`session ${i} index ${at} not a distinct index in [1, ${appliedIndex}]`);
+      indexes.add(at);
+      index = Math.max(index, at);
+      writes.push({ seq, index: at, result: readResult(r) });
     }
+    if (writes[writeCount - 1]!.seq - writes[0]!.seq >= WRITES_IN_FLIGHT_PER_CLIENT)
+      throw r.corrupt(`session ${i}: seqs span more than ${WRITES_IN_FLIGHT_PER_CLIENT}`);
+    if (index <= previousIndex)
+      throw r.corrupt(`session ${i} index ${index} not in (${previousIndex}, ${appliedIndex}]`);
     seen.add(clientId);
-    sessions.push([clientId, { seq, index, result: readResult(r) }]);
+    sessions.push([clientId, { writes, index }]);
     previousIndex = index;
   }
   return sessions;

@@ -5,6 +5,7 @@ import { AssertionError } from "../lib/assert.ts";
 import { RaftKvError } from "../lib/errors.ts";
 import { type ClientSession, encodeCommand, type KvCommand } from "./command.ts";
 import type { KvResult } from "./result.ts";
+import { STALE_SEQUENCE, WRITES_IN_FLIGHT_PER_CLIENT } from "./session-table.ts";
 import { KvStateMachine } from "./state-machine.ts";
 import { MemValueStore } from "./value-store.ts";
 
@@ -156,13 +157,21 @@ test("thesis §6.3: a retried (clientId, seq) is applied once and answered from 
   const c2 = cas("lock", null, "me", { clientId: "client-1", seq: 2 });
   assert.deepEqual(sm.apply(4, c2), { type: "cas", revision: 4, succeeded: true, current: b("me") });
   assert.deepEqual(sm.apply(5, c2), { type: "cas", revision: 4, succeeded: true, current: b("me") });
-  // An older seq than the last is stale; it does not apply.
-  assert.deepEqual(sm.apply(6, del("counter", s1)), { type: "error", message: "stale sequence number" });
-  assert.deepEqual(sm.get("counter"), b("other writer"));
-  // Sessions are per client.
-  assert.deepEqual(sm.apply(7, del("counter", { clientId: "client-2", seq: 1 })), {
-    type: "delete",
+  // A seq below the last that never applied applies (a pipelining client's writes, ordered differently
+  // by the log); one 5 or more below the highest is stale and does not apply.
+  const s7 = { clientId: "client-1", seq: 7 };
+  assert.deepEqual(sm.apply(6, put("late", "x", s7)), { type: "put", revision: 6 });
+  assert.deepEqual(sm.apply(7, put("late", "y", { clientId: "client-1", seq: 3 })), {
+    type: "put",
     revision: 7,
+  });
+  assert.deepEqual(sm.apply(8, del("counter", s1)), STALE_SEQUENCE);
+  assert.deepEqual(sm.get("counter"), b("other writer"));
+  assert.deepEqual(sm.get("late"), b("y"));
+  // Sessions are per client.
+  assert.deepEqual(sm.apply(9, del("counter", { clientId: "client-2", seq: 1 })), {
+    type: "delete",
+    revision: 9,
     existed: true,
   });
   assert.equal(sm.sessionCount, 2);
@@ -310,15 +319,17 @@ function model(
   maxSessions: number,
 ): { results: KvResult[]; data: Map<string, Uint8Array> } {
   const data = new Map<string, Uint8Array>();
-  const sessions = new Map<string, { seq: number; result: KvResult }>();
+  // Per client: the highest seq applied, and the results of the seqs applied within the window below it.
+  const sessions = new Map<string, { highest: number; results: Map<number, KvResult> }>();
   const same = (x: Uint8Array | null, y: Uint8Array | null) =>
     x === null || y === null ? x === y : x.length === y.length && x.every((v, i) => v === y[i]);
   const results = cmds.map((cmd, i): KvResult => {
     const index = i + 1;
     const last = cmd.session ? sessions.get(cmd.session.clientId) : undefined;
-    if (cmd.session && last && cmd.session.seq === last.seq) return last.result;
-    if (cmd.session && last && cmd.session.seq < last.seq)
-      return { type: "error", message: "stale sequence number" };
+    if (cmd.session && last && cmd.session.seq <= last.highest - WRITES_IN_FLIGHT_PER_CLIENT)
+      return STALE_SEQUENCE;
+    const cached = cmd.session ? last?.results.get(cmd.session.seq) : undefined;
+    if (cached !== undefined) return cached;
     let result: KvResult;
     if (cmd.op === "put") {
       data.set(cmd.key, cmd.value);
@@ -333,8 +344,13 @@ function model(
       result = { type: "cas", revision: index, succeeded, current: succeeded ? cmd.value : current };
     }
     if (cmd.session) {
+      const highest = Math.max(last?.highest ?? 0, cmd.session.seq);
+      const kept = [...(last?.results ?? [])].filter(([q]) => q > highest - WRITES_IN_FLIGHT_PER_CLIENT);
       sessions.delete(cmd.session.clientId);
-      sessions.set(cmd.session.clientId, { seq: cmd.session.seq, result });
+      sessions.set(cmd.session.clientId, {
+        highest,
+        results: new Map([...kept, [cmd.session.seq, result]]),
+      });
       if (sessions.size > maxSessions) sessions.delete(sessions.keys().next().value!);
     }
     return result;

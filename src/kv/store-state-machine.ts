@@ -9,7 +9,8 @@
 //   0x01 keys      utf8(key) -> u8 1 | u64 create_revision | u64 mod_revision | u64 version | u64 lease | value
 //   0x02 history   reserved for the etcd API (issue 18): (u64be revision, u32be sub) -> event, and the
 //                  superseded versions of keys until compaction; tombstones live there
-//   0x03 sessions  utf8(clientId) -> u64 seq | u64 index | result (result.ts)
+//   0x03 sessions  utf8(clientId) -> u8 writeCount | writeCount x (u64 seq | u64 index | result (result.ts)):
+//                  the session's writes within its window, ascending by seq (session-table.ts)
 // Revisions are etcd's: one per write request that changes something (a put; a delete of a key that
 // was there; a cas that succeeded); create_revision and version are reset by a delete. The results'
 // `revision` field stays the log index, as the KV API reports it today.
@@ -23,7 +24,13 @@ import { compareBytes, prefixEnd, type Store, type StoreReader, type StoreWriter
 import { ByteReader, ByteWriter } from "./bytes.ts";
 import { type CasCommand, decodeCommand, type KvCommand } from "./command.ts";
 import { type KvResult, readResult, resultSize, writeResult } from "./result.ts";
-import { DEFAULT_MAX_SESSIONS, type Session, SessionTable } from "./session-table.ts";
+import {
+  DEFAULT_MAX_SESSIONS,
+  type Session,
+  SessionTable,
+  type SessionWrite,
+  WRITES_IN_FLIGHT_PER_CLIENT,
+} from "./session-table.ts";
 import type { KvEntry, KvRange } from "./state-machine.ts";
 import { utf8Decode, utf8EncodeInto } from "./utf8.ts";
 
@@ -183,7 +190,9 @@ export class StoreStateMachine {
     const result = this.execute(w, cmd, index);
     const { clientId, seq } = cmd.session;
     const evicted = this.sessions.record(clientId, seq, index, result);
-    w.put(sessionKey(clientId), encodeSession({ seq, index, result }));
+    const session = this.sessions.get(clientId);
+    assert(session !== undefined, () => `session of ${clientId} just recorded is missing`);
+    w.put(sessionKey(clientId), encodeSession(session));
     if (evicted !== null) w.delete(sessionKey(evicted));
     return result;
   }
@@ -298,10 +307,15 @@ function readRecord(r: StoreReader, key: Uint8Array): KeyRecord | null {
 }
 
 function encodeSession(s: Session): Uint8Array {
-  const w = new ByteWriter(16 + resultSize(s.result));
-  w.u64(s.seq);
-  w.u64(s.index);
-  writeResult(w, s.result);
+  let size = 1;
+  for (const write of s.writes) size += 16 + resultSize(write.result);
+  const w = new ByteWriter(size);
+  w.u8(s.writes.length);
+  for (const write of s.writes) {
+    w.u64(write.seq);
+    w.u64(write.index);
+    writeResult(w, write.result);
+  }
   return w.finish();
 }
 
@@ -313,13 +327,22 @@ function loadSessions(store: Store, appliedIndex: number): [string, Session][] {
   for (const e of store.scan({ start, end })) {
     const clientId = utf8Decode(e.key.subarray(1), "client id");
     const r = new ByteReader(e.value, "session");
-    const seq = r.u64("seq");
-    const index = r.u64("index");
-    const result = readResult(r);
+    const count = r.u8("session write count");
+    if (count < 1 || count > WRITES_IN_FLIGHT_PER_CLIENT)
+      throw r.corrupt(`session of ${clientId} has ${count} writes (1..${WRITES_IN_FLIGHT_PER_CLIENT})`);
+    const writes: SessionWrite[] = [];
+    let index = 0;
+    for (let k = 0; k < count; k++) {
+      const seq = r.u64("seq");
+      const at = r.u64("index");
+      if (k > 0 && seq <= writes[k - 1]!.seq) throw r.corrupt(`session of ${clientId}: seqs not ascending`);
+      if (at > appliedIndex)
+        throw r.corrupt(`session of ${clientId} at index ${at} > applied ${appliedIndex}`);
+      index = Math.max(index, at);
+      writes.push({ seq, index: at, result: readResult(r) });
+    }
     r.end();
-    if (index > appliedIndex)
-      throw r.corrupt(`session of ${clientId} at index ${index} > applied ${appliedIndex}`);
-    out.push([clientId, { seq, index, result }]);
+    out.push([clientId, { writes, index }]);
   }
   return out.sort((a, b) => a[1].index - b[1].index);
 }

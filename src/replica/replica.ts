@@ -345,7 +345,7 @@ export class Replica<R> {
    */
   private async install(meta: SnapshotMeta): Promise<void> {
     const st = this.o.storage;
-    const restore = this.o.restore(meta.sizeBytes);
+    const restore = this.o.restore(meta.sizeBytes, meta);
     let next: StateMachine<R>;
     try {
       for (let at = 0; at < meta.sizeBytes; ) {

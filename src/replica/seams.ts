@@ -58,8 +58,9 @@ export interface StateMachineRestore<R> {
   abort(): void;
 }
 
-/** Starts replacing the state machine from a snapshot image of `sizeBytes` (installed from the leader). */
-export type RestoreStateMachine<R> = (sizeBytes: number) => StateMachineRestore<R>;
+/** Starts replacing the state machine from a snapshot image of `sizeBytes` (installed from the leader),
+ *  the snapshot `meta` describes. */
+export type RestoreStateMachine<R> = (sizeBytes: number, meta: SnapshotMeta) => StateMachineRestore<R>;
 
 /** Monotonic local time in milliseconds; the node's ticks are counted on the same clock. */
 export interface Clock {

@@ -28,7 +28,7 @@ import {
 } from "../gen/raftkv/v1/client.ts";
 import { RaftKvError } from "../lib/errors.ts";
 import { type MessageShape, wireTypeProblem } from "../lib/proto-wire.ts";
-import type { NodeMetrics } from "./metrics.ts";
+import type { ClientMetrics } from "./metrics.ts";
 
 export interface ClientEdgeDeps {
   readonly nodeId: NodeId;
@@ -36,7 +36,7 @@ export interface ClientEdgeDeps {
   readonly maxRequestBytes: number;
   /** Term and leader for the header of a refusal. */
   readonly softState: () => { readonly term: number; readonly leaderId: NodeId | null };
-  readonly metrics: NodeMetrics | null;
+  readonly metrics: ClientMetrics | null;
   /** Called with the remote address of every call (the listener marks the connection used). */
   readonly onCall?: (peerAddress: string) => void;
 }

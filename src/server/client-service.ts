@@ -1,10 +1,9 @@
-// The client gRPC service: validates every request at the edge, runs it through KvService, answers with
+// The client gRPC service: validates every request at the edge, runs it through KvOps, answers with
 // a ResponseHeader (not-leader redirects carry the leader's id and address), unary and Session stream.
 
 import { performance } from "node:perf_hooks";
 import * as grpc from "@grpc/grpc-js";
 import { remainingMs } from "../clock/deadline.ts";
-import type { Raft } from "../core/raft.ts";
 import type { NodeId } from "../core/types.ts";
 import {
   type ClientRequest,
@@ -30,12 +29,12 @@ import {
 import type { ClientSession } from "../kv/command.ts";
 import { type KvLimits, validateClientId, validateKey, validateSeq, validateValue } from "../kv/limits.ts";
 import { type ErrorCode, RaftKvError } from "../lib/errors.ts";
-import type { KvService, WriteOutcome } from "../replica/kv-service.ts";
 import { type Consistency, NotLeaderError } from "../replica/replica.ts";
 import { undecodableReason } from "./client-edge.ts";
 import type { ServerSettings } from "./config.ts";
+import type { KvOps, WriteOutcome } from "./kv-ops.ts";
 import type { Logger } from "./logging.ts";
-import type { NodeMetrics, OpName } from "./metrics.ts";
+import type { ClientMetrics, OpName } from "./metrics.ts";
 import type { LeaseView, NodeView } from "./node-view.ts";
 import { RequestDeadlines } from "./request-deadlines.ts";
 import { TurnSlicer } from "./turn-slicer.ts";
@@ -44,8 +43,9 @@ export interface ClientApiDeps {
   readonly nodeId: NodeId;
   readonly clusterId: string;
   readonly version: string;
-  readonly kv: KvService;
-  readonly core: Raft;
+  readonly kv: KvOps;
+  /** Term and leader, for every response header (cheap). */
+  readonly softState: () => { readonly term: number; readonly leaderId: NodeId | null };
   /** Client address of every member ("host:port"), for redirects. */
   readonly peers: ReadonlyMap<NodeId, string>;
   readonly settings: ServerSettings;
@@ -53,9 +53,7 @@ export interface ClientApiDeps {
   readonly appliedIndex: () => number;
   readonly nowMs: () => number;
   readonly log: Logger;
-  readonly metrics: NodeMetrics | null;
-  /** Called after a proposal entered the core (the observer looks for changes). */
-  readonly afterInput: () => void;
+  readonly metrics: ClientMetrics | null;
 }
 
 const WIRE_ERROR: Record<ErrorCode, WireErrorCode> = {
@@ -193,22 +191,13 @@ export class ClientApi {
       async () => {
         const consistency = this.consistency(req.consistency);
         if (req.prefix !== "") throwIf(validateKey(req.prefix, this.limits));
-        if (req.startAfter !== "")
-          throw invalid(
-            "range paging (start_after) is not supported by this server yet",
-            "ask for a larger limit, or narrow the prefix",
-          );
+        if (req.startAfter !== "") throwIf(validateKey(req.startAfter, this.limits));
         const max = this.d.settings.maxRangeItems;
         const limit = req.limit === 0 ? max : Math.min(req.limit, max);
+        const after = req.startAfter === "" ? undefined : req.startAfter;
         // Bounded while it reads: the state machine stops before maxRangeBytes (at least one item goes),
         // so a range over large values reads no more of them than the answer carries.
-        const r = await this.d.kv.range(
-          req.prefix,
-          limit,
-          consistency,
-          undefined,
-          this.d.settings.maxRangeBytes,
-        );
+        const r = await this.d.kv.range(req.prefix, limit, consistency, after, this.d.settings.maxRangeBytes);
         const items = r.entries.map((e) => ({ key: e.key, value: e.value }));
         const more = r.more || (req.limit > max && r.entries.length === max);
         return RangeResponse.create({
@@ -245,6 +234,9 @@ export class ClientApi {
             connected: p.connected,
           })),
           version: this.d.version,
+          pid: v.pid,
+          uptimeMs: BigInt(Math.floor(v.uptimeMs)),
+          dataDir: v.dataDir,
         });
       },
       (header) => StatusResponse.create({ header }),
@@ -437,10 +429,8 @@ export class ClientApi {
 
   private async propose<T>(fn: () => Promise<T>): Promise<T> {
     try {
-      const p = fn();
-      this.d.afterInput();
-      const r = await p;
-      this.d.metrics?.proposals.inc({ result: "ok" });
+      const r = await fn();
+      this.d.metrics?.proposalsOk.inc();
       return r;
     } catch (err) {
       this.d.metrics?.proposals.inc({ result: err instanceof RaftKvError ? err.code : "INTERNAL" });
@@ -477,7 +467,7 @@ export class ClientApi {
   }
 
   private header(err: unknown): ResponseHeader {
-    const soft = this.d.core.softState();
+    const soft = this.d.softState();
     let leaderId = soft.leaderId;
     if (err instanceof NotLeaderError && err.leaderId !== null) leaderId = err.leaderId;
     let errorCode = WireErrorCode.ERROR_CODE_UNSPECIFIED;

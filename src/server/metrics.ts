@@ -1,7 +1,10 @@
-// Prometheus metrics of one node (prom-client, its own registry) and the HTTP /metrics endpoint.
+// Prometheus metrics of one node (prom-client, one registry per node): NodeMetrics for every Raft node
+// (embedded or the KV server: Raft state, storage, peers, connections, the process and Node.js defaults),
+// ClientMetrics for the KV client service on top. Counters are prom-client Counters named _total.
+// Per-request paths only touch prebound children or RequestHistogram (request-histogram.ts); everything
+// read from the node's state is computed when /metrics is scraped.
 
-import { createServer, type Server } from "node:http";
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { NodeView } from "./node-view.ts";
 import { RequestHistogram } from "./request-histogram.ts";
 
@@ -12,35 +15,66 @@ const MEMORY_KINDS = ["rss", "heapUsed", "heapTotal", "external", "arrayBuffers"
 /** Client operations timed by requestDuration. */
 export type OpName = "put" | "get" | "delete" | "cas" | "range" | "status";
 
+/** Totals the peer transport keeps since start. */
+export interface TransportTotals {
+  readonly sent: number;
+  readonly received: number;
+  readonly dropped: number;
+}
+
+/** How the WAL made a write durable: an fdatasync, or a write with O_DSYNC. */
+export type FsyncOp = "fdatasync" | "dsyncWrite";
+
+/** A Counter exported from a total kept elsewhere: each scrape adds what the total grew by. */
+function totalCounter<L extends string>(
+  registry: Registry,
+  name: string,
+  help: string,
+  labelNames: readonly L[],
+  read: () => Iterable<readonly [Record<L, string>, number]>,
+): void {
+  const last = new Map<string, number>();
+  new Counter<L>({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    collect() {
+      for (const [labels, total] of read()) {
+        const key = JSON.stringify(labels);
+        const grown = total - (last.get(key) ?? 0);
+        if (grown > 0) this.inc(labels, grown);
+        last.set(key, total);
+      }
+    },
+  });
+}
+
 export class NodeMetrics {
-  readonly registry = new Registry();
-  readonly requestDuration: RequestHistogram;
-  readonly proposals: Counter<"result">;
+  readonly registry: Registry;
   readonly storageSaveDuration: Histogram<"sync">;
+  private readonly fsync: Record<FsyncOp, { observe(seconds: number): void }>;
   readonly elections: Counter;
   readonly leaderChanges: Counter;
   readonly peerRefusals: Counter<"reason">;
-  readonly clientRefusals: Counter<"reason">;
   readonly connectionRefusals: Counter<"reason">;
   readonly lateTickWakeups: Counter;
 
   constructor(
     view: () => NodeView,
-    transportStats: () => { sent: number; received: number; dropped: number },
+    transportTotals: () => TransportTotals,
+    build: { readonly version: string },
+    registry: Registry = new Registry(),
   ) {
-    const registers = [this.registry];
-    this.requestDuration = new RequestHistogram(
-      "raftkv_request_duration_seconds",
-      "Client request latency by operation and outcome code",
-      [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-      this.registry,
-    );
-    this.proposals = new Counter({
-      name: "raftkv_proposals_total",
-      help: "Writes proposed to the log on this node, by outcome",
-      labelNames: ["result"],
+    this.registry = registry;
+    const registers = [registry];
+    collectDefaultMetrics({ register: registry }); // process_* and nodejs_*
+    new Gauge({
+      name: "raftkv_build_info",
+      help: "Always 1: the raftkv version and the Node.js version this node runs",
+      labelNames: ["version", "node_version"],
       registers,
-    });
+    }).set({ version: build.version, node_version: process.version }, 1);
     this.storageSaveDuration = new Histogram({
       name: "raftkv_storage_save_duration_seconds",
       help: "Time to persist one Ready (hard state and entries); sync=true includes the fsync",
@@ -48,6 +82,14 @@ export class NodeMetrics {
       buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers,
     });
+    const fsync = new Histogram({
+      name: "raftkv_wal_fsync_duration_seconds",
+      help: "Time the WAL waited for the disk to make a write durable: an fdatasync, or a write with O_DSYNC (dsyncWrite)",
+      labelNames: ["op"],
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers,
+    });
+    this.fsync = { fdatasync: fsync.labels("fdatasync"), dsyncWrite: fsync.labels("dsyncWrite") };
     this.elections = new Counter({
       name: "raftkv_elections_total",
       help: "Elections this node started",
@@ -61,12 +103,6 @@ export class NodeMetrics {
     this.peerRefusals = new Counter({
       name: "raftkv_peer_messages_refused_total",
       help: "Inbound peer messages refused by the codec, by reason",
-      labelNames: ["reason"],
-      registers,
-    });
-    this.clientRefusals = new Counter({
-      name: "raftkv_client_requests_refused_total",
-      help: "Client requests refused at the edge, by reason",
       labelNames: ["reason"],
       registers,
     });
@@ -97,6 +133,9 @@ export class NodeMetrics {
     gauge("raftkv_last_log_index", "Last index in the log", (v) => v.lastLogIndex);
     gauge("raftkv_snapshot_index", "Index of the newest snapshot", (v) => v.snapshotIndex);
     gauge("raftkv_leader_id", "Known leader id, -1 when none", (v) => v.leaderId ?? -1);
+    gauge("raftkv_has_leader", "1 when this node knows a leader (itself included), else 0", (v) =>
+      v.leaderId === null ? 0 : 1,
+    );
     gauge(
       "raftkv_lease_remaining_seconds",
       "Time left on this leader's read lease",
@@ -154,57 +193,70 @@ export class NodeMetrics {
         for (const p of view().peers) this.set({ peer: String(p.id) }, p.connected ? 1 : 0);
       },
     });
-    new Gauge({
-      name: "raftkv_peer_messages",
-      help: "Peer messages sent, received and dropped since start",
-      labelNames: ["kind"],
-      registers,
-      collect() {
-        const s = transportStats();
-        this.set({ kind: "sent" }, s.sent);
-        this.set({ kind: "received" }, s.received);
-        this.set({ kind: "dropped" }, s.dropped);
+    totalCounter(
+      registry,
+      "raftkv_peer_messages_total",
+      "Peer messages sent, received (validated) and dropped (queue full, peer unknown, closing)",
+      ["kind"],
+      () => {
+        const t = transportTotals();
+        return [
+          [{ kind: "sent" }, t.sent],
+          [{ kind: "received" }, t.received],
+          [{ kind: "dropped" }, t.dropped],
+        ];
       },
-    });
+    );
+    totalCounter(
+      registry,
+      "raftkv_peer_sent_bytes_total",
+      "Bytes this node wrote to its stream to each peer",
+      ["peer"],
+      () => view().peers.map((p) => [{ peer: String(p.id) }, p.sentBytes] as const),
+    );
+    totalCounter(
+      registry,
+      "raftkv_peer_received_bytes_total",
+      "Bytes this node received on streams from each peer",
+      ["peer"],
+      () => view().peers.map((p) => [{ peer: String(p.id) }, p.receivedBytes] as const),
+    );
+  }
+
+  /** One WAL wait for durability (a few per batch of writes, never per request). */
+  observeFsync(op: FsyncOp, seconds: number): void {
+    this.fsync[op].observe(seconds);
   }
 }
 
-/** Serves GET /metrics (and /healthz) on host:port; resolves with the bound port. */
-export async function startMetricsServer(
-  metrics: NodeMetrics,
-  host: string,
-  port: number,
-): Promise<{ readonly server: Server; readonly port: number }> {
-  const server = createServer((req, res) => {
-    const path = (req.url ?? "/").split("?")[0];
-    if (req.method === "GET" && path === "/metrics") {
-      metrics.registry.metrics().then(
-        (text) => {
-          res.writeHead(200, { "content-type": metrics.registry.contentType });
-          res.end(text);
-        },
-        (err: unknown) => {
-          res.writeHead(500, { "content-type": "text/plain" });
-          res.end(`metrics failed: ${err instanceof Error ? err.message : String(err)}\n`);
-        },
-      );
-      return;
-    }
-    if (req.method === "GET" && path === "/healthz") {
-      res.writeHead(200, { "content-type": "text/plain" });
-      res.end("ok\n");
-      return;
-    }
-    res.writeHead(404, { "content-type": "text/plain" });
-    res.end("not found: try /metrics\n");
-  });
-  const bound = await new Promise<number>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, () => {
-      server.off("error", reject);
-      const addr = server.address();
-      resolve(typeof addr === "object" && addr !== null ? addr.port : port);
+/** What the KV client service adds on the node's registry. */
+export class ClientMetrics {
+  readonly requestDuration: RequestHistogram;
+  readonly proposals: Counter<"result">;
+  /** proposals{result="ok"}, bound once: it is counted on every write. */
+  readonly proposalsOk: { inc(): void };
+  readonly clientRefusals: Counter<"reason">;
+
+  constructor(registry: Registry) {
+    const registers = [registry];
+    this.requestDuration = new RequestHistogram(
+      "raftkv_request_duration_seconds",
+      "Client request latency by operation and outcome code",
+      [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registry,
+    );
+    this.proposals = new Counter({
+      name: "raftkv_proposals_total",
+      help: "Writes proposed to the log on this node, by outcome",
+      labelNames: ["result"],
+      registers,
     });
-  });
-  return { server, port: bound };
+    this.proposalsOk = this.proposals.labels("ok");
+    this.clientRefusals = new Counter({
+      name: "raftkv_client_requests_refused_total",
+      help: "Client requests refused at the edge, by reason",
+      labelNames: ["reason"],
+      registers,
+    });
+  }
 }

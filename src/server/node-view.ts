@@ -2,8 +2,6 @@
 
 import type { Raft } from "../core/raft.ts";
 import type { NodeId, Role } from "../core/types.ts";
-import type { KvResult } from "../kv/result.ts";
-import type { Replica } from "../replica/replica.ts";
 import type { PeerLinkStatus } from "../transport/grpc-transport.ts";
 
 export type LeaseView = "valid" | "notLeader" | "noLease" | "waitingOldLease" | "noopNotApplied";
@@ -15,6 +13,10 @@ export interface PeerView {
   readonly matchIndex: number | null;
   readonly connected: boolean;
   readonly queuedMessages: number;
+  /** Bytes this node wrote to its stream to the peer since start. */
+  readonly sentBytes: number;
+  /** Bytes received on streams from the peer since start. */
+  readonly receivedBytes: number;
 }
 
 export interface NodeView {
@@ -31,15 +33,36 @@ export interface NodeView {
   readonly lease: LeaseView;
   readonly leaseRemainingMs: number;
   readonly peers: readonly PeerView[];
+  /** The process this node runs in. */
+  readonly pid: number;
+  /** The raftkv version it runs. */
+  readonly version: string;
+  /** Milliseconds since the node started, on its monotonic clock. */
+  readonly uptimeMs: number;
+  /** Its data folder, as an absolute path. */
+  readonly dataDir: string;
+}
+
+/** The part of the replica loop a view reads. */
+export interface ViewedReplica {
+  readonly stateMachine: { readonly appliedIndex: number };
+  /** Index of the last snapshot installed from a leader (0: none since start). */
+  readonly lastInstalledSnapshotIndex: number;
+  leaseUntilMs(): number | null;
 }
 
 export interface ViewSources {
   readonly clusterId: string;
   readonly peers: ReadonlyMap<NodeId, string>;
   readonly core: Raft;
-  readonly replica: Replica<KvResult>;
+  readonly replica: ViewedReplica;
   readonly nowMs: () => number;
   readonly links: () => ReadonlyMap<NodeId, PeerLinkStatus>;
+  readonly version: string;
+  /** nowMs() when the node started. */
+  readonly startedMs: number;
+  /** Absolute path of the data folder. */
+  readonly dataDir: string;
 }
 
 export function leaseView(s: ViewSources): { lease: LeaseView; remainingMs: number } {
@@ -67,6 +90,8 @@ export function viewNode(s: ViewSources): NodeView {
       matchIndex: soft.role === "leader" ? (match.get(id) ?? 0) : null,
       connected: link?.connected ?? false,
       queuedMessages: link?.queuedMessages ?? 0,
+      sentBytes: link?.sentBytes ?? 0,
+      receivedBytes: link?.receivedBytes ?? 0,
     });
   }
   const { lease, remainingMs } = leaseView(s);
@@ -84,5 +109,9 @@ export function viewNode(s: ViewSources): NodeView {
     lease,
     leaseRemainingMs: remainingMs,
     peers,
+    pid: process.pid,
+    version: s.version,
+    uptimeMs: Math.max(0, s.nowMs() - s.startedMs),
+    dataDir: s.dataDir,
   };
 }

@@ -148,12 +148,58 @@ test("status and /metrics describe the node", async () => {
   assert.equal(s.clusterId, "unit");
   assert.equal(s.leaderId, 0);
   assert.ok(s.appliedIndex >= s.commitIndex - 1 && s.commitIndex > 0);
+  assert.equal(s.pid, process.pid, "the node runs in this test's process");
+  assert.equal(s.dataDir, dir);
+  assert.ok(s.uptimeMs !== null && s.uptimeMs > 0);
+  assert.match(s.version, /^\d+\.\d+\.\d+/);
   assert.ok(node.metricsPort !== null);
   const text = await (await fetch(`http://127.0.0.1:${node.metricsPort}/metrics`)).text();
   assert.match(text, /raftkv_role\{role="leader"\} 1/);
   assert.match(text, /raftkv_process_memory_bytes\{kind="heapUsed"\} \d+/);
   assert.match(text, /raftkv_request_duration_seconds_count\{op="put",code="OK"\} \d+/);
   assert.match(text, /raftkv_lease_remaining_seconds 0\.\d+/);
+  assert.match(text, /raftkv_has_leader 1/);
+  assert.match(text, /raftkv_build_info\{version="\d+\.\d+\.\d+[^"]*",node_version="v\d+[^"]*"\} 1/);
+  assert.match(text, /# TYPE raftkv_proposals_total counter\nraftkv_proposals_total\{result="ok"\} [1-9]/);
+  assert.match(text, /# TYPE raftkv_peer_messages_total counter/);
+  assert.match(text, /raftkv_wal_fsync_duration_seconds_count\{op="(fdatasync|dsyncWrite)"\} [1-9]/);
+  assert.match(text, /^process_cpu_user_seconds_total \d/m, "the default process_* metrics");
+  assert.match(text, /^nodejs_heap_size_used_bytes \d/m, "the default nodejs_* metrics");
+  assert.doesNotMatch(text, /raftkv_peer_messages\{/, "no gauge holding a running total");
+});
+
+test("/health and /ready: 200 with a JSON body while a leader can serve linearizable reads", async () => {
+  const health = await fetch(`http://127.0.0.1:${node.metricsPort}/health`);
+  assert.equal(health.status, 200);
+  const h = (await health.json()) as { health: boolean; reason: null; role: string; checks: object };
+  assert.equal(h.health, true);
+  assert.equal(h.reason, null);
+  assert.equal(h.role, "leader");
+  assert.deepEqual(Object.keys(h.checks), ["leader", "read", "storage"]);
+  const ready = await fetch(`http://127.0.0.1:${node.metricsPort}/ready`);
+  assert.equal(ready.status, 200);
+  assert.equal(((await ready.json()) as { ready: boolean }).ready, true);
+  assert.equal((await fetch(`http://127.0.0.1:${node.metricsPort}/nope`)).status, 404);
+});
+
+test("range pages with startAfter; rangeAll iterates every page to the end", async () => {
+  for (const k of ["p/1", "p/2", "p/3", "p/4", "p/5", "q/1"]) await client.put(k, `v-${k}`);
+  const page = await client.range("p/", { startAfter: "p/2" });
+  assert.deepEqual(
+    page.items.map((i) => i.key),
+    ["p/3", "p/4", "p/5"],
+  );
+  assert.equal(page.more, false);
+  assert.deepEqual((await client.range("p/", { startAfter: "p/5" })).items, []);
+  assert.deepEqual(
+    (await client.range("p/", { startAfter: "a" })).items.map((i) => i.key),
+    ["p/1", "p/2", "p/3"],
+    "a startAfter below the prefix starts at the prefix",
+  );
+  const all: string[] = [];
+  for await (const kv of client.rangeAll("p/", { pageSize: 2 })) all.push(kv.key);
+  assert.deepEqual(all, ["p/1", "p/2", "p/3", "p/4", "p/5"], "pages of 2 (and the server's cap of 3)");
+  await assert.rejects(client.range("p/", { startAfter: "x".repeat(5000) }), { code: "TOO_LARGE" });
 });
 
 test("a stopped node restarts from its data folder with everything applied", async () => {

@@ -1,12 +1,19 @@
 // Watches one node's core after every input and logs what changed: elections, votes, role and leader
 // changes, step-downs, lease waits and lapses, snapshots, commits (debug); each line carries node, term
-// and index.
+// and index. The same changes go out as NodeEvents to whoever listens (the embedding API's node.on).
 
 import type { Raft } from "../core/raft.ts";
 import type { NodeId, Role } from "../core/types.ts";
 import type { Logger } from "./logging.ts";
 import type { NodeMetrics } from "./metrics.ts";
 import { type LeaseView, leaseView, type ViewSources } from "./node-view.ts";
+
+/** A change in a node's Raft state, as the embedding API hands it to listeners. */
+export type NodeEvent =
+  | { readonly type: "role"; readonly role: Role; readonly term: number; readonly leaderId: NodeId | null }
+  | { readonly type: "leader"; readonly leaderId: NodeId | null; readonly term: number }
+  | { readonly type: "lease"; readonly lease: LeaseView; readonly term: number }
+  | { readonly type: "snapshot"; readonly index: number; readonly source: "taken" | "installed" };
 
 interface Seen {
   role: Role;
@@ -26,6 +33,7 @@ export class NodeObserver {
     private readonly sources: ViewSources,
     private readonly log: Logger,
     private readonly metrics: NodeMetrics | null,
+    private readonly emit: (e: NodeEvent) => void = () => {},
   ) {
     this.core = sources.core;
     this.seen = this.current();
@@ -57,13 +65,20 @@ export class NodeObserver {
     if (now.votedFor !== was.votedFor && now.votedFor !== null && now.votedFor !== this.core.id)
       this.log.info({ ...at, votedFor: now.votedFor, event: "vote" }, `voted for node ${now.votedFor}`);
     if (now.lease !== was.lease && now.role === "leader") this.leaseChanged(was.lease, now.lease, at);
-    if (now.snapshotIndex !== was.snapshotIndex)
+    if (now.snapshotIndex !== was.snapshotIndex) {
+      const taken = this.sources.replica.lastInstalledSnapshotIndex !== now.snapshotIndex;
       this.log.info(
         { ...at, snapshotIndex: now.snapshotIndex, event: "snapshot" },
-        this.sources.replica.lastInstalledSnapshotIndex === now.snapshotIndex
-          ? `snapshot through index ${now.snapshotIndex} installed from the leader`
-          : `snapshot taken through index ${now.snapshotIndex}`,
+        taken
+          ? `snapshot taken through index ${now.snapshotIndex}`
+          : `snapshot through index ${now.snapshotIndex} installed from the leader`,
       );
+      this.emit({ type: "snapshot", index: now.snapshotIndex, source: taken ? "taken" : "installed" });
+    }
+    if (now.role !== was.role)
+      this.emit({ type: "role", role: now.role, term: now.term, leaderId: now.leaderId });
+    if (now.leaderId !== was.leaderId) this.emit({ type: "leader", leaderId: now.leaderId, term: now.term });
+    if (now.lease !== was.lease) this.emit({ type: "lease", lease: now.lease, term: now.term });
   }
 
   private roleChanged(was: Seen, now: Seen, at: Record<string, number>): void {

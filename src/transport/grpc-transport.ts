@@ -79,6 +79,10 @@ export interface PeerLinkStatus {
   readonly address: string;
   readonly connected: boolean;
   readonly queuedMessages: number;
+  /** Bytes written to the peer's stream since start (batch frames, before gRPC's own framing). */
+  readonly sentBytes: number;
+  /** Bytes received on streams from the peer (as it names itself when it dials) since start. */
+  readonly receivedBytes: number;
 }
 
 /** Request metadata a dialer sends so a stream from the wrong cluster is refused before any message. */
@@ -185,6 +189,7 @@ export class GrpcPeerTransport implements Transport {
   /** Unary calls waiting for the core's answer, by "peer>answerType", oldest first. */
   private readonly unaryWaiters = new Map<string, UnaryWaiter[]>();
   private readonly unaryAnswerTimeoutMs: number;
+  private readonly receivedBytes = new Map<NodeId, number>();
   private flushScheduled = false;
   private closed = false;
 
@@ -271,7 +276,12 @@ export class GrpcPeerTransport implements Transport {
   }
 
   peerStatus(): ReadonlyMap<NodeId, PeerLinkStatus> {
-    return new Map([...this.links].map(([id, l]) => [id, l.status()]));
+    return new Map(
+      [...this.links].map(([id, l]) => [
+        id,
+        { ...l.status(), receivedBytes: this.receivedBytes.get(id) ?? 0 },
+      ]),
+    );
   }
 
   async close(): Promise<void> {
@@ -356,8 +366,12 @@ export class GrpcPeerTransport implements Transport {
     let refused = 0;
     let acked = false;
     let ended = false;
+    const from = Number(claims.from);
+    const counted = this.links.has(from) ? from : null;
     call.on("data", (bytes: Buffer) => {
       if (ended) return;
+      if (counted !== null)
+        this.receivedBytes.set(counted, (this.receivedBytes.get(counted) ?? 0) + bytes.length);
       const r = this.inbox.receiveBatch(stream, bytes);
       accepted += r.accepted;
       refused += r.refused;
@@ -506,6 +520,7 @@ class PeerLink {
   private state: LinkState = "connecting";
   private call: grpc.ClientDuplexStream<Buffer, PeerAck> | null = null;
   private blocked = false;
+  private sentBytes = 0;
   private attempt = 0;
   private timer: NodeJS.Timeout | null = null;
 
@@ -528,7 +543,13 @@ class PeerLink {
   }
 
   status(): PeerLinkStatus {
-    return { address: this.address, connected: this.state === "ready", queuedMessages: this.queue.length };
+    return {
+      address: this.address,
+      connected: this.state === "ready",
+      queuedMessages: this.queue.length,
+      sentBytes: this.sentBytes,
+      receivedBytes: 0,
+    };
   }
 
   connect(): void {
@@ -609,7 +630,9 @@ class PeerLink {
   }
 
   private write(call: grpc.ClientDuplexStream<Buffer, PeerAck>, frames: readonly Uint8Array[]): void {
-    if (!call.write(toBuffer(encodeBatch(frames)))) this.blocked = true;
+    const batch = encodeBatch(frames);
+    this.sentBytes += batch.length;
+    if (!call.write(toBuffer(batch))) this.blocked = true;
     this.t.counters.sentBatches++;
     this.t.counters.sentMessages += frames.length;
   }

@@ -30,10 +30,11 @@ test("no node reachable: UNAVAILABLE, exit 1", async () => {
   const [a, b] = await freePorts(2);
   const r = await runCli(["get", "k", "--endpoints", `127.0.0.1:${a},127.0.0.1:${b}`, "--timeout", "1500ms"]);
   assert.equal(r.code, 1);
-  assert.match(
-    oneLine(r.stderr),
-    /^raftkv get: UNAVAILABLE: get failed: no node could be reached .*--endpoints/,
-  );
+  const line = oneLine(r.stderr);
+  assert.match(line, /^raftkv get: UNAVAILABLE: get failed: no node could be reached .*--endpoints/);
+  assert.match(line, /connection refused/);
+  assert.doesNotMatch(line, /Last error|Resolution note|No connection established/, "no grpc-js text");
+  assert.equal(line.match(/start the cluster/g)?.length, 1, "what to do, said once");
 });
 
 test("no leader: NO_LEADER, exit 1", async () => {
@@ -74,9 +75,25 @@ test("bad arguments: exit 2 with the reason", async () => {
   assert.equal(timeout.code, 2);
   assert.match(timeout.stderr, /--timeout "soon" is not a positive duration/);
 
-  const missing = await runCli(["put", "k"]);
+  const missing = await runCli(["put"]);
   assert.equal(missing.code, 2);
-  assert.match(missing.stderr, /missing required argument 'value'/);
+  assert.match(missing.stderr, /missing required argument 'key'/);
+
+  const asJson = await runCli(["get", "k", "--endpoints", endpoint, "--timeout", "soon", "--json"]);
+  assert.equal(asJson.code, 2);
+  assert.equal(asJson.stderr, "", "with --json the error goes to stdout, as JSON");
+  assert.deepEqual(JSON.parse(asJson.stdout), {
+    ok: false,
+    command: "get",
+    error: {
+      code: "INVALID_ARGUMENT",
+      message: '--timeout "soon" is not a positive duration',
+      hint: "use milliseconds (--timeout 500) or seconds (--timeout 2s)",
+    },
+  });
+  const unknownFlag = await runCli(["get", "k", "--bogus", "--json"]);
+  assert.equal(unknownFlag.code, 2);
+  assert.equal(JSON.parse(unknownFlag.stdout).error.message, "unknown option '--bogus'");
 
   // Refused by the node at the edge, before any leader is needed.
   const empty = await runCli(["put", "", "v", "--endpoints", endpoint]);

@@ -46,6 +46,43 @@ test("put and get through the CLI and the library", async () => {
   assert.match(missing.stderr, /key not found: no-such-key/);
 });
 
+test("the CLI: a value from stdin, range pages with --after and --all, status columns, --version", async () => {
+  const endpoints = cluster.endpoints.join(",");
+  const bytes = new Uint8Array([0, 1, 2, 255, 10]);
+  const put = await runCli(["put", "stdin/bin", "--endpoints", endpoints], 30_000, bytes);
+  assert.equal(put.code, 0, put.stderr);
+  const got = await runCli(["get", "stdin/bin", "--endpoints", endpoints, "--json"]);
+  assert.deepEqual(JSON.parse(got.stdout).valueBase64, Buffer.from(bytes).toString("base64"));
+  for (const k of ["r/1", "r/2", "r/3", "r/4", "r/5"])
+    assert.equal((await runCli(["put", k, `v${k}`, "--endpoints", endpoints])).code, 0);
+  const page = await runCli(["range", "r/", "--limit", "2", "--endpoints", endpoints]);
+  assert.equal(page.stdout, "r/1\tvr/1\nr/2\tvr/2\n");
+  assert.match(page.stderr, /next page with --after "r\/2", or every key with --all/);
+  const next = await runCli(["range", "r/", "--limit", "2", "--after", "r/2", "--endpoints", endpoints]);
+  assert.equal(next.stdout, "r/3\tvr/3\nr/4\tvr/4\n");
+  const all = await runCli(["range", "r/", "--limit", "2", "--all", "--json", "--endpoints", endpoints]);
+  assert.deepEqual(
+    JSON.parse(all.stdout).items.map((i: { key: string }) => i.key),
+    ["r/1", "r/2", "r/3", "r/4", "r/5"],
+  );
+  const status = await runCli(["status", "--endpoints", endpoints]);
+  assert.match(status.stdout.split("\n")[0]!, /PID\s+VERSION\s+UPTIME\s+DATA$/);
+  const rows = JSON.parse((await runCli(["status", "--json", "--endpoints", endpoints])).stdout) as {
+    pid: number;
+    dataDir: string;
+    uptimeMs: number;
+  }[];
+  assert.equal(rows.length, 3);
+  for (const r of rows) {
+    assert.ok(r.pid > 0 && r.uptimeMs > 0);
+    assert.match(r.dataDir, /node-\d$/);
+  }
+  const version = await runCli(["--version"]);
+  assert.match(version.stdout, /^\d+\.\d+\.\d+\n$/);
+  const help = await runCli(["put", "--help"]);
+  assert.doesNotMatch(help.stdout, /--consistency/, "help lists only the options the command uses");
+});
+
 test("a request sent to a follower is redirected to the leader", async () => {
   const leader = await cluster.waitForLeader();
   const follower = cluster.nodes.find((n) => n.id !== leader.nodeId)!;
@@ -82,10 +119,22 @@ test("a retried write (same client id and seq) applies exactly once", async () =
     const second = await put({ key: "once", value: enc("v2"), clientId: "e2e-once", seq: 2n });
     assert.equal(second.header?.errorCode, 0, second.header?.errorMessage);
     const retry = await put({ key: "once", value: enc("v1"), clientId: "e2e-once", seq: 1n });
-    assert.equal(retry.header?.errorCode, 4, "an older seq is refused as stale (INVALID_ARGUMENT)");
+    assert.equal(retry.header?.errorCode, 0, "a retry of an older seq within the window is answered");
+    assert.equal(retry.index, first.index, "with its original result, not applied again");
     const again = await put({ key: "once", value: enc("v2"), clientId: "e2e-once", seq: 2n });
     assert.equal(again.header?.errorCode, 0);
     assert.equal(again.index, second.index, "a retry of the last seq returns the original result");
+    // Five writes pipelined on one client id, all in flight at once: each applies exactly once.
+    const pipelined = await Promise.all(
+      [3n, 4n, 5n, 6n, 7n].map((seq) =>
+        put({ key: `pipe/${seq}`, value: enc("p"), clientId: "e2e-once", seq }),
+      ),
+    );
+    for (const r of pipelined) assert.equal(r.header?.errorCode, 0, r.header?.errorMessage);
+    assert.equal(new Set(pipelined.map((r) => r.index)).size, 5);
+    const stale = await put({ key: "once", value: enc("v1"), clientId: "e2e-once", seq: 2n });
+    assert.equal(stale.header?.errorCode, 4, "5 or more below the highest seq: refused (INVALID_ARGUMENT)");
+    assert.match(stale.header?.errorMessage ?? "", /stale sequence number/);
   } finally {
     raw.close();
   }

@@ -62,17 +62,19 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-/** Runs `raftkv <args>` as a child process (through tsx, as `npx raftkv` does). */
-export function runCli(args: readonly string[], timeoutMs = 30_000): Promise<CliResult> {
+/** Runs `raftkv <args>` as a child process (through tsx, as `bin/raftkv.mjs` does when src/ changed
+ *  since the build), with `input` on its stdin (none: stdin is empty). */
+export function runCli(args: readonly string[], timeoutMs = 30_000, input?: Uint8Array): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, ["--import", TSX, MAIN, ...args], {
       cwd: ROOT,
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
     });
+    if (input !== undefined) p.stdin?.end(input);
     let stdout = "";
     let stderr = "";
-    p.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    p.stdout?.on("data", (d: Buffer) => (stdout += d.toString()));
+    p.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => {
       p.kill("SIGKILL");
       reject(new Error(`raftkv ${args.join(" ")} did not exit within ${timeoutMs} ms; stderr: ${stderr}`));

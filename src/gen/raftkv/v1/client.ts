@@ -175,7 +175,10 @@ export interface RangeRequest {
   /** 0 means the server's maximum. */
   limit: number;
   consistency: Consistency;
-  /** Resume after this key (exclusive) for paging; empty starts at the prefix. */
+  /**
+   * Resume after this key (exclusive) for paging: the last key of the previous page. Empty starts at
+   * the prefix. A key below the prefix starts at the prefix; one above every match gives no items.
+   */
   startAfter: string;
 }
 
@@ -218,6 +221,12 @@ export interface StatusResponse {
   peers: PeerStatus[];
   /** Software version of the node, e.g. "0.1.0". */
   version: string;
+  /** The node's operating-system process id. */
+  pid: number;
+  /** Milliseconds since the node started (its monotonic clock). */
+  uptimeMs: bigint;
+  /** The node's data folder, as an absolute path on its host. */
+  dataDir: string;
 }
 
 /** One request on a Session stream. */
@@ -1496,6 +1505,9 @@ function createBaseStatusResponse(): StatusResponse {
     leaseRemainingMs: 0n,
     peers: [],
     version: "",
+    pid: 0,
+    uptimeMs: 0n,
+    dataDir: "",
   };
 }
 
@@ -1548,6 +1560,18 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     }
     if (message.version !== "") {
       writer.uint32(90).string(message.version);
+    }
+    if (message.pid !== 0) {
+      writer.uint32(96).uint32(message.pid);
+    }
+    if (message.uptimeMs !== 0n) {
+      if (BigInt.asUintN(64, message.uptimeMs) !== message.uptimeMs) {
+        throw new globalThis.Error("value provided for field message.uptimeMs of type uint64 too large");
+      }
+      writer.uint32(104).uint64(message.uptimeMs);
+    }
+    if (message.dataDir !== "") {
+      writer.uint32(114).string(message.dataDir);
     }
     return writer;
   },
@@ -1653,6 +1677,30 @@ export const StatusResponse: MessageFns<StatusResponse> = {
             message.version = reader.string();
             continue;
           }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.pid = reader.uint32();
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.uptimeMs = reader.uint64() as bigint;
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.dataDir = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1693,6 +1741,9 @@ export const StatusResponse: MessageFns<StatusResponse> = {
       : 0n;
     message.peers = object.peers?.map((e) => PeerStatus.fromPartial(e)) || [];
     message.version = object.version ?? "";
+    message.pid = object.pid ?? 0;
+    message.uptimeMs = (object.uptimeMs !== undefined && object.uptimeMs !== null) ? BigInt(object.uptimeMs) : 0n;
+    message.dataDir = object.dataDir ?? "";
     return message;
   },
 };

@@ -1,0 +1,80 @@
+// The KV operations on one node, over the embedding API (a RaftNode replicating KvState): what the client
+// gRPC service calls. (src/replica/kv-service.ts is the same over a bare Replica, for the simulator.)
+
+import type { NodeId } from "../core/types.ts";
+import { type ClientSession, encodeCommand, type KvCommand } from "../kv/command.ts";
+import { type KvLimits, validateKey } from "../kv/limits.ts";
+import type { KvResult } from "../kv/result.ts";
+import type { KvRange } from "../kv/state-machine.ts";
+import { RaftKvError } from "../lib/errors.ts";
+import type { Consistency, RaftNode } from "./embed.ts";
+import type { KvState } from "./kv-state.ts";
+
+export interface WriteOutcome {
+  /** The log index that applied the write (for a deduplicated retry: the first application's). */
+  readonly revision: number;
+  readonly result: KvResult;
+}
+
+export class KvOps {
+  constructor(
+    private readonly node: RaftNode<KvState, KvResult>,
+    private readonly limits: KvLimits,
+  ) {}
+
+  get nodeId(): NodeId {
+    return this.node.id;
+  }
+
+  put(key: string, value: Uint8Array, session?: ClientSession): Promise<WriteOutcome> {
+    return this.write(session === undefined ? { op: "put", key, value } : { op: "put", key, value, session });
+  }
+
+  delete(key: string, session?: ClientSession): Promise<WriteOutcome> {
+    return this.write(session === undefined ? { op: "delete", key } : { op: "delete", key, session });
+  }
+
+  cas(
+    key: string,
+    expected: Uint8Array | null,
+    value: Uint8Array | null,
+    session?: ClientSession,
+  ): Promise<WriteOutcome> {
+    const cmd: KvCommand =
+      session === undefined
+        ? { op: "cas", key, expected, value }
+        : { op: "cas", key, expected, value, session };
+    return this.write(cmd);
+  }
+
+  get(key: string, consistency: Consistency): Promise<Uint8Array | null> {
+    const err = validateKey(key, this.limits);
+    if (err !== null) return Promise.reject(err);
+    return this.node.read((kv) => kv.current.get(key), { consistency });
+  }
+
+  /** Keys with the prefix in order, after `startAfter` when given (paging), up to `limit` entries and
+   *  `maxBytes` of keys and values (the state machine stops reading there). */
+  range(
+    prefix: string,
+    limit: number,
+    consistency: Consistency,
+    startAfter?: string,
+    maxBytes?: number,
+  ): Promise<KvRange> {
+    return this.node.read((kv) => kv.current.range(prefix, limit, startAfter, maxBytes), { consistency });
+  }
+
+  private async write(cmd: KvCommand): Promise<WriteOutcome> {
+    const data = encodeCommand(cmd, this.limits);
+    const { index, result } = await this.node.propose(data);
+    if (result.type === "error") {
+      throw new RaftKvError({
+        code: "INVALID_ARGUMENT",
+        message: `write at index ${index} was refused by the state machine: ${result.message}`,
+        nodeId: this.node.id,
+      });
+    }
+    return { revision: result.revision, result };
+  }
+}
