@@ -79,7 +79,8 @@ export function runCli(args: readonly string[], timeoutMs = 30_000, input?: Uint
       p.kill("SIGKILL");
       reject(new Error(`raftkv ${args.join(" ")} did not exit within ${timeoutMs} ms; stderr: ${stderr}`));
     }, timeoutMs);
-    p.on("exit", (code) => {
+    // "close", not "exit": exit can come before the last of stdout and stderr has been read.
+    p.on("close", (code) => {
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });

@@ -46,7 +46,8 @@ test("raftkv local --restart: a node killed by SIGKILL is named so, restarted, a
   let err = "";
   local.stdout.on("data", (d: Buffer) => (out += d.toString()));
   local.stderr.on("data", (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<number | null>((r) => local.on("exit", (code) => r(code)));
+  // "close", not "exit": exit can come before the last of stderr has been read.
+  const exited = new Promise<number | null>((r) => local.on("close", (code) => r(code)));
   try {
     await waitFor("the local cluster", () => (out.includes("cluster is up") ? true : undefined), 60_000);
     const rows = JSON.parse((await runCli(["status", "--json", "--endpoints", endpoints])).stdout) as {
