@@ -150,9 +150,14 @@ async function runLocal(f: LocalFlags): Promise<number> {
     return child;
   });
 
-  const stopAll = async (): Promise<void> => {
-    if (stopping) return;
+  let stopped: Promise<void> = Promise.resolve();
+  const stopAll = (): Promise<void> => {
+    if (stopping) return stopped;
     stopping = true;
+    stopped = stopEvery();
+    return stopped;
+  };
+  const stopEvery = async (): Promise<void> => {
     for (const t of restarts) clearTimeout(t);
     process.stderr.write("\nstopping all nodes...\n");
     for (const c of children) if (c.running) c.process.kill("SIGTERM");
@@ -209,7 +214,12 @@ async function runLocal(f: LocalFlags): Promise<number> {
   // Until Ctrl-C, or every node is down for good (none running, no restart pending).
   for (;;) {
     await Promise.all(children.map((c) => c.exited));
-    if (stopping) return EXIT.ok;
+    // A node restarted since this wait began has an `exited` of its own: wait for stopAll, which
+    // waits for the processes running now, or a restarted node would be left behind.
+    if (stopping) {
+      await stopped;
+      return EXIT.ok;
+    }
     await new Promise((r) => setTimeout(r, RESTART_DELAY_MS + 100));
     if (children.every((c) => !c.running) && !stopping) {
       process.stderr.write("every node has exited\n");
