@@ -147,7 +147,7 @@ function parseTrace(text: string, dataFile: string): Trace {
   };
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i]!;
-    const m = /^(\d+) (.*)$/.exec(line);
+    const m = /^(\d+)\s+(.*)$/.exec(line); // strace -f pads pids to five columns
     if (m === null) continue;
     const [, pid, rest] = m as unknown as [string, string, string];
     const dump: number[] = [];
