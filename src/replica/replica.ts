@@ -295,7 +295,8 @@ export class Replica<R> {
   private applyAll(rd: Ready): void {
     for (const e of rd.committedEntries) {
       let result: R | null = null;
-      if (e.kind === "noop") this.sm.applyNoop(e.index);
+      // A configuration entry changes the core's membership, not the state machine: a no-op here.
+      if (e.kind !== "command") this.sm.applyNoop(e.index);
       else result = this.sm.apply(e.index, e.data);
       this.o.onApply?.(e, result);
       const p = this.proposals.get(e.index);
