@@ -393,7 +393,8 @@ export class Replica<R> {
     try {
       assert(image.appliedIndex === applied, () => `snapshot at ${image.appliedIndex}, applied ${applied}`);
       const meta = await this.o.storage.saveSnapshotStream(
-        { index: applied, term, sizeBytes: image.sizeBytes },
+        // The configuration in effect at the snapshot travels with it (thesis §5.3, §4.3).
+        { index: applied, term, sizeBytes: image.sizeBytes, membership: this.o.core.membershipAt(applied) },
         () => image.next(),
       );
       this.o.core.snapshotSaved(meta);
