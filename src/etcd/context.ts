@@ -40,6 +40,8 @@ export interface EtcdLimits extends EtcdKvLimits {
   readonly maxWatchersPerStream: number;
   /** Bytes of events one WatchResponse carries before it is fragmented (when the watcher asked) . */
   readonly maxWatchResponseBytes: number;
+  /** Shortest lease TTL granted (etcd: 1.5 election timeouts, rounded up to seconds); shorter asks get it. */
+  readonly minLeaseTtlSeconds: number;
 }
 
 export interface EtcdServiceDeps {
@@ -202,4 +204,5 @@ export const DEFAULT_LIMITS: EtcdLimits = {
   maxStreams: 256,
   maxWatchersPerStream: 1000,
   maxWatchResponseBytes: 1024 * 1024,
+  minLeaseTtlSeconds: 2,
 };

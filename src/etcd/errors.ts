@@ -5,7 +5,7 @@
 
 import * as grpc from "@grpc/grpc-js";
 import type { NodeId } from "../core/types.ts";
-import type { MvccErrorCode } from "../kv/mvcc-types.ts";
+import type { MvccErrorCode, MvccResult } from "../kv/mvcc-types.ts";
 import { RaftKvError } from "../lib/errors.ts";
 
 /** An answer that is an etcd gRPC error. */
@@ -109,3 +109,14 @@ export function toEtcdError(err: unknown, nodeId: NodeId): EtcdError {
 }
 
 export const grpcStatus = grpc.status;
+
+/** A command's own result, or its typed error thrown as etcd's. */
+export function resultOf<Op extends MvccResult["op"]>(
+  r: MvccResult,
+  op: Op,
+): Extract<MvccResult, { op: Op }> {
+  if (r.op === "error") throw mvccError(r.code, r.message);
+  if (r.op !== op)
+    throw new EtcdError(grpc.status.INTERNAL, `etcdserver: a ${op} applied as ${r.op} (raftkv bug)`);
+  return r as Extract<MvccResult, { op: Op }>;
+}

@@ -21,7 +21,7 @@ import type {
 import type { MvccResult, RangeResult, TxnResult } from "../kv/mvcc-types.ts";
 import type { MvccHeader } from "../server/mvcc-api.ts";
 import { type EtcdCalls, wireKv } from "./context.ts";
-import { EtcdError, grpcStatus, mvccError } from "./errors.ts";
+import { mvccError, resultOf } from "./errors.ts";
 import { KvRequests } from "./requests.ts";
 
 export class EtcdKv {
@@ -46,7 +46,7 @@ export class EtcdKv {
 
   async put(r: PutRequest, budgetMs: number): Promise<PutResponse> {
     const { header, result } = await this.c.d.mvcc.write(this.requests.put(r), budgetMs);
-    const res = this.result(result, "put");
+    const res = resultOf(result, "put");
     return {
       header: this.headerAt(header, result),
       prevKv: res.prevKv === null ? undefined : wireKv(res.prevKv),
@@ -55,7 +55,7 @@ export class EtcdKv {
 
   async deleteRange(r: DeleteRangeRequest, budgetMs: number): Promise<DeleteRangeResponse> {
     const { header, result } = await this.c.d.mvcc.write(this.requests.deleteRange(r), budgetMs);
-    const res = this.result(result, "deleteRange");
+    const res = resultOf(result, "deleteRange");
     return {
       header: this.headerAt(header, result),
       deleted: BigInt(res.deleted),
@@ -65,14 +65,14 @@ export class EtcdKv {
 
   async txn(r: TxnRequest, budgetMs: number): Promise<TxnResponse> {
     const { header, result } = await this.c.d.mvcc.write(this.requests.txn(r), budgetMs);
-    return this.txnResponse(this.headerAt(header, result), this.result(result, "txn"));
+    return this.txnResponse(this.headerAt(header, result), resultOf(result, "txn"));
   }
 
   async compact(r: CompactionRequest, budgetMs: number): Promise<CompactionResponse> {
     const revision =
       r.revision > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(r.revision);
     const { header, result } = await this.c.d.mvcc.write({ op: "compact", revision }, budgetMs);
-    this.result(result, "compact");
+    resultOf(result, "compact");
     return { header: this.c.header(header) };
   }
 
@@ -85,14 +85,6 @@ export class EtcdKv {
       txn: u.unary((r: TxnRequest, b) => this.txn(r, b)),
       compact: u.unary((r: CompactionRequest, b) => this.compact(r, b)),
     };
-  }
-
-  /** The write's own result, or its typed error thrown as etcd's. */
-  private result<Op extends MvccResult["op"]>(r: MvccResult, op: Op): Extract<MvccResult, { op: Op }> {
-    if (r.op === "error") throw mvccError(r.code, r.message);
-    if (r.op !== op)
-      throw new EtcdError(grpcStatus.INTERNAL, `etcdserver: a ${op} applied as ${r.op} (raftkv bug)`);
-    return r as Extract<MvccResult, { op: Op }>;
   }
 
   /** A write's header carries the revision it made (the result's), which the node's header may pass. */

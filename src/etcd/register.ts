@@ -3,10 +3,19 @@
 // malformed request gets etcd's INVALID_ARGUMENT status, never an INTERNAL one.
 
 import type * as grpc from "@grpc/grpc-js";
-import { KVService } from "../gen/etcd/etcdserverpb/rpc.ts";
+import {
+  ClusterService,
+  KVService,
+  LeaseService,
+  MaintenanceService,
+  WatchService,
+} from "../gen/etcd/etcdserverpb/rpc.ts";
 import { EtcdCalls, type EtcdServiceDeps, Refused } from "./context.ts";
 import { ErrRequestTooLarge, EtcdError, grpcStatus } from "./errors.ts";
 import { EtcdKv } from "./kv-service.ts";
+import { EtcdLease } from "./lease-service.ts";
+import { EtcdMaintenance } from "./maintenance-service.ts";
+import { EtcdWatch } from "./watch-service.ts";
 
 /** The etcd services of one node, for drain at shutdown. */
 export interface EtcdServices {
@@ -16,7 +25,13 @@ export interface EtcdServices {
 
 export function addEtcdServices(server: grpc.Server, d: EtcdServiceDeps): EtcdServices {
   const calls = new EtcdCalls(d);
-  server.addService(guarded(KVService, d.limits.maxRequestBytes), new EtcdKv(calls).handlers());
+  const max = d.limits.maxRequestBytes;
+  server.addService(guarded(KVService, max), new EtcdKv(calls).handlers());
+  server.addService(guarded(WatchService, max), new EtcdWatch(calls).handlers());
+  server.addService(guarded(LeaseService, max), new EtcdLease(calls).handlers());
+  const maintenance = new EtcdMaintenance(calls).handlers();
+  server.addService(guarded(ClusterService, max), maintenance);
+  server.addService(guarded(MaintenanceService, max), maintenance);
   return { drain: (graceMs) => calls.drain(graceMs) };
 }
 
