@@ -21,10 +21,12 @@ import { layoutOf } from "../storage/data-dir.ts";
 import { FileStorage } from "../storage/file-storage.ts";
 import { addPeerService, GrpcPeerTransport, peerGrpcOptions } from "../transport/grpc-transport.ts";
 import { clientReceiveLimitBytes } from "./client-edge.ts";
+import { addClusterService } from "./cluster-service.ts";
 import { effectiveLeaseMs, maxEntryBytes, type ServerConfig, toCoreConfig } from "./config.ts";
 import type { HealthSources } from "./health.ts";
 import { ConnectionGate } from "./listener.ts";
 import { createNodeLog, type Logger, type NodeLog } from "./logging.ts";
+import { bootMembership, MembershipFollower } from "./membership.ts";
 import { NodeMetrics } from "./metrics.ts";
 import { type NodeView, type ViewSources, viewNode } from "./node-view.ts";
 import { type NodeEvent, NodeObserver } from "./observer.ts";
@@ -103,6 +105,8 @@ export interface RaftNode<S, R> {
   readonly metricsPort: number | null;
   readonly logFile: string;
   readonly logger: Logger;
+  /** Every member's peer address by id, as the configuration in effect names them (live). */
+  readonly peers: ReadonlyMap<NodeId, string>;
   /** The node's Prometheus registry: add metrics of your own to it. */
   readonly registry: Registry;
   /** The state machine passed in. */
@@ -261,6 +265,7 @@ async function start<S extends StateMachine<unknown>, R>(options: Options<S, R>)
       hardState: recovered.hardState,
       snapshot: recovered.snapshot,
       entries: recovered.entries,
+      membership: bootMembership(config.peers, config.join),
     });
     return await assemble(options, { coreConfig, core, tls, storage, applied, nodeLog, clock }, (m) => {
       metrics = m;
@@ -366,6 +371,8 @@ async function assemble<S extends StateMachine<unknown>, R>(
         }),
   });
 
+  // The members' addresses as the configuration in effect names them; shared, changed in place.
+  const livePeers = new Map(config.peers);
   const bootMs = clock.nowMs();
   let fatal: (err: unknown) => void = () => {};
   const timedStorage = new TimedStorage(storage, clock, () => metrics);
@@ -389,7 +396,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
       log.warn(
         {
           peer: r.from,
-          claimedSenderAddress: config.peers.get(r.from) ?? "unknown",
+          claimedSenderAddress: livePeers.get(r.from) ?? "unknown",
           peerAddress: transport.lastAddressOf(r.from) ?? "unknown",
           messageType: r.type,
           messageTerm: r.term,
@@ -401,9 +408,19 @@ async function assemble<S extends StateMachine<unknown>, R>(
       transport.answerRefused(r); // a unary call waiting for the reply gets the refusal at once
     },
   });
+  const follower = new MembershipFollower({
+    id: config.id,
+    core,
+    flagPeers: config.peers,
+    livePeers,
+    setTransportPeers: (peers) => transport.setPeers(peers),
+    coreCall: (fn) => replica.coreCall(fn),
+    log: log.child({ component: "membership" }),
+    nowMs: () => clock.nowMs(),
+  });
   const sources: ViewSources = {
     clusterId: config.clusterId,
-    peers: config.peers,
+    peers: livePeers,
     core,
     replica,
     nowMs: () => clock.nowMs(),
@@ -437,6 +454,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
   transport.onMessage((m) => {
     replica.receive(m);
     observer.check();
+    follower.check();
   });
 
   let listenAddress = config.listen;
@@ -456,6 +474,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
     },
     logFile: p.nodeLog.file,
     logger: log,
+    peers: livePeers,
     registry: metrics.registry,
     stateMachine,
     get appliedIndex() {
@@ -504,6 +523,16 @@ async function assemble<S extends StateMachine<unknown>, R>(
   });
   const server = new grpc.Server({ ...serverOptions(config, p.coreConfig), interceptors: gate.interceptors });
   addPeerService(server, transport);
+  addClusterService(server, {
+    nodeId: config.id,
+    core,
+    follower,
+    livePeers,
+    transferLeadership: (to) => node.transferLeadership(to),
+    changeTimeoutMs: Math.max(config.requestTimeoutMs, 4 * config.electionTimeoutMaxMs),
+    transferTimeoutMs: 4 * config.electionTimeoutMaxMs,
+    onCall: (peerAddress) => gate.noteCall(peerAddress),
+  });
   options.services?.(server, node, { noteCall: (peerAddress) => gate.noteCall(peerAddress) });
   const listener = await gate.open(server).catch(async (err: unknown) => {
     await transport.close();
@@ -548,6 +577,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
     onTick: () => {
       replica.tick();
       observer.check();
+      follower.check();
     },
     onCatchUp: (missed, lateMs) => {
       metrics?.lateTickWakeups.inc();
@@ -569,6 +599,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
         log.error({ err }, "beforeStop failed; stopping anyway");
       }
       ticker.stop();
+      follower.close();
       replica.stop(`node ${config.id} is shutting down (${reason})`);
       await replica.idle();
       await transport.close();
