@@ -268,7 +268,7 @@ async function start<S extends StateMachine<unknown>, R>(options: Options<S, R>)
   } catch (err) {
     log.error({ err }, "could not start the node");
     try {
-      options.stateMachine.close?.();
+      await options.stateMachine.close?.();
     } catch (closeErr) {
       log.error({ err: closeErr }, "closing the state machine failed");
     }
@@ -590,7 +590,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
       }
       await storage.close().catch((err: unknown) => log.error({ err }, "closing storage failed"));
       try {
-        stateMachine.close?.();
+        await stateMachine.close?.();
       } catch (err) {
         log.error({ err }, "closing the state machine failed");
       }

@@ -53,8 +53,8 @@ export interface StateMachine<R = unknown> {
    * current state is untouched and keeps serving reads.
    */
   restore(snapshot: SnapshotInfo): SnapshotWriter;
-  /** Called once when the node has stopped: release files and memory. */
-  close?(): void;
+  /** Called once when the node has stopped: release files and memory (the node waits for a promise). */
+  close?(): void | Promise<void>;
 }
 
 /** A state image being read, chunk by chunk, so it never needs to be in memory whole. */
