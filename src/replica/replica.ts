@@ -81,11 +81,15 @@ export class Replica<R> {
   private unwrittenHardState: HardState | null = null;
   private unwrittenSinceTick = 0;
   private ticks = 0;
+  /** The state machine's index when the loop started: a state machine that persists itself may start
+   *  ahead of the core's applied cursor, and the committed entries through it are not applied again. */
+  private readonly appliedAtStart: number;
 
   constructor(o: ReplicaOptions<R>) {
     this.o = o;
     this.id = o.core.id;
     this.sm = o.stateMachine;
+    this.appliedAtStart = o.stateMachine.appliedIndex;
     this.lastSnapshotIndex = o.core.snapshotMeta()?.index ?? 0;
     this.kick();
   }
@@ -301,6 +305,8 @@ export class Replica<R> {
 
   private applyAll(rd: Ready): void {
     for (const e of rd.committedEntries) {
+      // A state machine that persists itself starts at its stored index: the log before it is applied.
+      if (e.index <= this.appliedAtStart && this.sm === this.o.stateMachine) continue;
       let result: R | null = null;
       // A configuration entry changes the core's membership, not the state machine: a no-op here.
       if (e.kind !== "command") this.sm.applyNoop(e.index);
@@ -392,6 +398,8 @@ export class Replica<R> {
     const byCount = every > 0 && applied - this.lastSnapshotIndex >= every;
     const byBytes = everyBytes > 0 && this.o.core.log.dataBytes >= everyBytes;
     if (!byCount && !byBytes) return;
+    // After a restart the stored state may be ahead of what the core has handed out yet.
+    if (applied > this.o.core.log.applied) return;
     const term = this.o.core.log.term(applied);
     if (term === undefined) return;
     this.snapshotting = true;

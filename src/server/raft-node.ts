@@ -260,11 +260,19 @@ async function start<S extends StateMachine<unknown>, R>(options: Options<S, R>)
   try {
     const advertised = config.peers.get(config.id) ?? config.listen;
     const tls = loadServerTls(config, config.id, config.clusterId, advertised, new Date());
-    const empty = new AppliedStateMachine<R>(
-      options.stateMachine as StateMachine<unknown> as StateMachine<R>,
-    );
+    const user = options.stateMachine as StateMachine<unknown> as StateMachine<R>;
+    const persisted = user.persistedIndex?.() ?? 0;
+    const snap = recovered.snapshot;
     const applied =
-      recovered.snapshot === null ? empty : await restoreAtStart(empty, storage, recovered.snapshot);
+      snap === null || snap.index <= persisted
+        ? new AppliedStateMachine<R>(user, persisted)
+        : await restoreAtStart(new AppliedStateMachine<R>(user), storage, snap);
+    log.info(
+      { persistedIndex: persisted, snapshotIndex: snap?.index ?? 0, appliedIndex: applied.appliedIndex },
+      snap !== null && snap.index > persisted
+        ? "restored the state from the newest snapshot"
+        : "opened the stored state: no snapshot restore",
+    );
     const core = new Raft(coreConfig, {
       hardState: recovered.hardState,
       snapshot: recovered.snapshot,
@@ -277,7 +285,7 @@ async function start<S extends StateMachine<unknown>, R>(options: Options<S, R>)
   } catch (err) {
     log.error({ err }, "could not start the node");
     try {
-      options.stateMachine.close?.();
+      await options.stateMachine.close?.();
     } catch (closeErr) {
       log.error({ err: closeErr }, "closing the state machine failed");
     }
@@ -632,7 +640,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
       }
       await storage.close().catch((err: unknown) => log.error({ err }, "closing storage failed"));
       try {
-        stateMachine.close?.();
+        await stateMachine.close?.();
       } catch (err) {
         log.error({ err }, "closing the state machine failed");
       }

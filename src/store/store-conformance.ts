@@ -98,6 +98,31 @@ export function runStoreConformance(o: StoreConformanceOptions): void {
       assert.equal(list(s.scan()).length, keys.length);
     }));
 
+  test(`${o.name}: load fills an empty store at index 0; the first write then names the index`, () =>
+    withStore(async (h) => {
+      const s = h.store();
+      s.load((w) => {
+        w.put(b("b"), b("2"));
+        w.put(b("a"), b("1"));
+      });
+      s.load((w) => w.put(b("c"), b("3")));
+      assert.equal(s.appliedIndex, 0);
+      const v = s.view();
+      assert.deepEqual(list(v.scan()), [
+        [hex(b("a")), hex(b("1"))],
+        [hex(b("b")), hex(b("2"))],
+        [hex(b("c")), hex(b("3"))],
+      ]);
+      v.close();
+      s.write(40, () => undefined);
+      assert.equal(s.appliedIndex, 40);
+      assert.equal(await s.flush(), 40);
+      await h.reopen();
+      assert.equal(h.store().appliedIndex, 40);
+      bytesEq(h.store().get(b("c")), b("3"));
+      assert.throws(() => h.store().load(() => undefined), /store load at applied index 40/);
+    }));
+
   test(`${o.name}: deletes say whether the key was there; a throwing batch leaves nothing`, () =>
     withStore(async (h) => {
       const s = h.store();
