@@ -32,6 +32,7 @@ interface ServeFlags {
   tlsKey?: string;
   tlsClientAuth?: string;
   insecureListen?: boolean;
+  join?: boolean;
   set: string[];
   stopOnStdinClose: boolean;
   ui: boolean;
@@ -95,6 +96,10 @@ export function addServeCommand(program: Command): void {
       "without TLS, listen on a non-loopback address anyway: traffic is unauthenticated, anyone who reaches the port can disrupt the cluster",
     )
     .option(
+      "--join",
+      "join an existing cluster: with an empty data folder, wait to be added (raftkv member add) instead of bootstrapping one from --peers",
+    )
+    .option(
       "--set <name=value>",
       "any other setting, repeatable (e.g. --set maxValueBytes=65536)",
       collect,
@@ -137,6 +142,7 @@ export function rawConfigFrom(f: ServeFlags): Record<string, unknown> {
   for (const [k, v] of Object.entries(tlsFlags)) if (v !== undefined) raw[k] = v;
   if (raw["tlsCaFile"] !== undefined) quietIpServernameWarning();
   if (f.insecureListen === true) raw["insecureListen"] = true;
+  if (f.join === true) raw["join"] = true;
   for (const s of f.set) {
     const eq = s.indexOf("=");
     if (eq <= 0) throw configError("--set", `expected name=value, got "${s}"`);
