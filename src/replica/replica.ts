@@ -36,6 +36,9 @@ export interface ReplicaOptions<R> {
   onRefused?: (r: CoreRefusal) => void;
   /** Called once when storage fails: the node stops acknowledging anything. */
   onFatal?: (err: unknown) => void;
+  /** Called when ticksToNextTimeout() may have come closer without an input (a commit-only hard state
+   *  now waits UNWRITTEN_HARD_STATE_TICKS): a host that sleeps through quiet ticks re-arms its timer. */
+  onTimeoutSooner?: () => void;
   /** Observes every applied entry (the simulator's checkers use it). */
   onApply?: (entry: Entry, result: R | null) => void;
 }
@@ -118,6 +121,14 @@ export class Replica<R> {
     this.ticks++;
     this.o.core.tick();
     this.kick(this.hardStateDue());
+  }
+
+  /** Ticks until one can change anything here: the core's next timeout, or the write of a waiting
+   *  commit-only hard state (see Ticker's ticksToNextTimeout). */
+  ticksToNextTimeout(): number {
+    const core = this.o.core.ticksToNextTimeout();
+    if (this.unwrittenHardState === null) return core;
+    return Math.max(1, Math.min(core, this.unwrittenSinceTick + UNWRITTEN_HARD_STATE_TICKS - this.ticks));
   }
 
   receive(m: Message): void {
@@ -273,8 +284,10 @@ export class Replica<R> {
     const hardState = rd.hardState ?? this.unwrittenHardState;
     if (rd.entries.length === 0 && !rd.mustSync) {
       // Commit index only (a term or vote change sets mustSync).
-      if (this.unwrittenHardState === null) this.unwrittenSinceTick = this.ticks;
+      const waiting = this.unwrittenHardState !== null;
+      if (!waiting) this.unwrittenSinceTick = this.ticks;
       this.unwrittenHardState = hardState;
+      if (!waiting && hardState !== null) this.o.onTimeoutSooner?.();
     } else {
       this.unwrittenHardState = null;
       if (hardState !== null || rd.entries.length > 0) await st.save(hardState, rd.entries, rd.mustSync);

@@ -388,6 +388,8 @@ async function assemble<S extends StateMachine<unknown>, R>(
   const bootMs = clock.nowMs();
   let fatal: (err: unknown) => void = () => {};
   const timedStorage = new TimedStorage(storage, clock, () => metrics);
+  /** Started once the listener is up. */
+  let ticker: Ticker | null = null;
   const replica = new Replica<R>({
     core,
     storage: timedStorage,
@@ -403,6 +405,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
     snapshotEveryBytes: config.snapshotEveryBytes,
     keepBytesAfterSnapshot: config.keepBytesAfterSnapshot,
     onFatal: (err) => fatal(err),
+    onTimeoutSooner: () => ticker?.rearm(),
     onRefused: (r) => {
       metrics?.peerRefusals.inc({ reason: r.reason });
       log.warn(
@@ -426,7 +429,8 @@ async function assemble<S extends StateMachine<unknown>, R>(
     flagPeers: config.peers,
     livePeers,
     setTransportPeers: (peers) => transport.setPeers(peers),
-    coreCall: (fn) => replica.coreCall(fn),
+    // Through input() (defined below, called only once the node runs): the core sees the ticks due.
+    coreCall: (fn) => input(() => replica.coreCall(fn)),
     log: log.child({ component: "membership" }),
     nowMs: () => clock.nowMs(),
   });
@@ -463,11 +467,17 @@ async function assemble<S extends StateMachine<unknown>, R>(
     }
   };
   const observer = new NodeObserver(sources, log, metrics, emit);
-  transport.onMessage((m) => {
-    replica.receive(m);
+  // The ticker sleeps through quiet ticks (ticker.ts): every input first gets the ticks already due, and
+  // may bring the next timeout closer.
+  const input = <T>(fn: () => T): T => {
+    ticker?.sync();
+    const out = fn();
     observer.check();
     follower.check();
-  });
+    ticker?.rearm();
+    return out;
+  };
+  transport.onMessage((m) => input(() => replica.receive(m)));
 
   let listenAddress = config.listen;
   let metricsPort: number | null = null;
@@ -492,15 +502,12 @@ async function assemble<S extends StateMachine<unknown>, R>(
     get appliedIndex() {
       return replica.stateMachine.appliedIndex;
     },
-    propose: (command) => {
-      const proposal = replica.propose(command);
-      observer.check();
-      return proposal;
-    },
+    propose: (command) => input(() => replica.propose(command)),
     read: async (fn, o = {}) => {
       let consistency: Consistency = o.consistency ?? "lease";
       for (;;) {
-        const ticket = await replica.readBarrier(consistency);
+        const c = consistency;
+        const ticket = await input(() => replica.readBarrier(c));
         const value = fn(stateMachine);
         if (replica.stillValid(ticket)) return value;
         consistency = "readIndex"; // the lease ran out meanwhile (the event loop stalled)
@@ -515,11 +522,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
       set.add(l);
       return () => set.delete(l);
     },
-    transferLeadership: (to) => {
-      const ok = replica.transferLeadership(to);
-      observer.check();
-      return ok;
-    },
+    transferLeadership: (to) => input(() => replica.transferLeadership(to)),
     stop: (reason) => stop(reason),
     done,
   };
@@ -555,7 +558,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
 
   const health: HealthSources = {
     view,
-    readBarrier: async () => (await replica.readBarrier("lease")).consistency,
+    readBarrier: async () => (await input(() => replica.readBarrier("lease"))).consistency,
     storageFailure: () => replica.failure,
     writeWaitingMs: () => timedStorage.waitingMs(),
     dataDir: sources.dataDir,
@@ -589,10 +592,11 @@ async function assemble<S extends StateMachine<unknown>, R>(
   }
 
   const stallWarnMs = config.electionTimeoutMinMs / 2;
-  const ticker = new Ticker({
+  ticker = new Ticker({
     clock,
     bootMs,
     tickMs: config.tickMs,
+    ticksToNextTimeout: () => replica.ticksToNextTimeout(),
     onTick: () => {
       replica.tick();
       observer.check();
@@ -617,7 +621,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
       } catch (err) {
         log.error({ err }, "beforeStop failed; stopping anyway");
       }
-      ticker.stop();
+      ticker?.stop();
       follower.close();
       replica.stop(`node ${config.id} is shutting down (${reason})`);
       await replica.idle();
