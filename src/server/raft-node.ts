@@ -429,8 +429,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
     flagPeers: config.peers,
     livePeers,
     setTransportPeers: (peers) => transport.setPeers(peers),
-    // Through input() (defined below, called only once the node runs): the core sees the ticks due.
-    coreCall: (fn) => input(() => replica.coreCall(fn)),
+    coreCall: (fn) => replica.coreCall(fn),
     log: log.child({ component: "membership" }),
     nowMs: () => clock.nowMs(),
   });
