@@ -95,7 +95,9 @@ export class Ticker {
   /** Delivers every tick whose due time has come, at once (call before each input; see the top). */
   sync(): void {
     if (!this.running) return;
-    const due = this.dueTicks(this.o.clock.nowMs());
+    const now = this.o.clock.nowMs();
+    if (now < this.dueAtMs(this.delivered + 1)) return; // the usual case: nothing due yet
+    const due = this.dueTicks(now);
     while (this.running && this.delivered < due) {
       this.delivered++;
       this.o.onTick();

@@ -466,14 +466,17 @@ async function assemble<S extends StateMachine<unknown>, R>(
     }
   };
   const observer = new NodeObserver(sources, log, metrics, emit);
-  // The ticker sleeps through quiet ticks (ticker.ts): every input first gets the ticks already due, and
-  // may bring the next timeout closer.
+  // The ticker sleeps through quiet ticks (ticker.ts): every input first gets the ticks already due.
+  // Only a change of role or term can bring the next timeout closer (a new leader's heartbeats, a
+  // follower's election timer drawn again), so only then is the timer re-armed.
   const input = <T>(fn: () => T): T => {
     ticker?.sync();
+    const before = core.softState();
     const out = fn();
-    observer.check();
+    observer.check(false);
     follower.check();
-    ticker?.rearm();
+    const after = core.softState();
+    if (after.role !== before.role || after.term !== before.term) ticker?.rearm();
     return out;
   };
   transport.onMessage((m) => input(() => replica.receive(m)));
