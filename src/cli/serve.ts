@@ -35,6 +35,8 @@ interface ServeFlags {
   join?: boolean;
   set: string[];
   stopOnStdinClose: boolean;
+  ui: boolean;
+  uiMembers?: string;
 }
 
 /** Flags that map one-to-one onto a config setting. */
@@ -104,6 +106,11 @@ export function addServeCommand(program: Command): void {
       [],
     )
     .option("--stop-on-stdin-close", "stop when stdin closes (used by `raftkv local`)", false)
+    .option("--no-ui", "serve no dashboard at /ui on the metrics port")
+    .option(
+      "--ui-members <list>",
+      "every member's dashboard as id=http://host:metrics-port, comma-separated: the page then shows each member's own state",
+    )
     .action(async (f: ServeFlags) => {
       await serve(f);
     });
@@ -213,7 +220,13 @@ async function serve(f: ServeFlags): Promise<void> {
   const config = resolveServerConfig(rawConfigFrom(f));
   // Loaded here, not at the top: the client commands start faster without the server's code.
   const { startNode } = await import("../server/node.ts");
-  const node = await startNode(config);
+  const dashboard = f.ui && config.metricsPort !== null ? await import("../ui/serve-dashboard.ts") : null;
+  const { parseMembers } = await import("../ui/control-switch.ts");
+  const members = parseMembers(f.uiMembers ?? "");
+  const node = await startNode(
+    config,
+    dashboard === null ? {} : { operatorRoutes: dashboard.kvDashboard(config, members, process.env) },
+  );
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals): void => {
     signals++;

@@ -3,12 +3,15 @@
 
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { availableParallelism, loadavg } from "node:os";
 import { test } from "node:test";
 import { seedOptions } from "./defaults.ts";
 import { runSeed, type SimOptions } from "./run.ts";
 import { simFileDisk, simMemDisk } from "./sim-disk.ts";
 
 const SEEDS = Number(process.env.SIM_SEEDS ?? 500);
+/** A guard against a hung simulator, far above what 500 seeds take on a quiet machine. */
+const SIM_TIMEOUT_MS = 20 * 60_000;
 
 function options(seed: number, over: Partial<SimOptions> = {}): SimOptions {
   return {
@@ -20,7 +23,7 @@ function options(seed: number, over: Partial<SimOptions> = {}): SimOptions {
     keys: 4,
     snapshotEveryEntries: 20,
     trace: false,
-    makeDisk: (id) => simFileDisk(id),
+    makeDisk: (id, ctx) => simFileDisk(id, ctx),
     ...over,
   };
 }
@@ -73,9 +76,18 @@ test(`${SEEDS} seeds, 3 and 5 nodes, heavy faults, 60 simulated seconds each: no
   const r = spawnSync(
     process.execPath,
     ["--import", "tsx", "src/sim/main.ts", "--seeds", String(SEEDS), "--start", "1", "--workers", "2"],
-    { encoding: "utf8", timeout: 12 * 60_000 },
+    { encoding: "utf8", timeout: SIM_TIMEOUT_MS },
   );
   const out = `${r.stdout}\n${r.stderr}`;
+  assert.ok(
+    r.signal === null,
+    `the simulator was stopped (${r.signal}) after ${SIM_TIMEOUT_MS / 60_000} min; load average ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(
+        " ",
+      )} on ${availableParallelism()} cores (500 seeds take a few minutes on a quiet 2-core machine; ` +
+      `SIM_SEEDS=100 runs fewer)\n${out}`,
+  );
   assert.equal(r.status, 0, out);
   const m =
     /seeds (\d+), violations (\d+), operations \d+ \(checked (\d+), fewest in one seed (\d+).*simulated (\d+) s/.exec(
