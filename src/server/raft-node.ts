@@ -260,11 +260,19 @@ async function start<S extends StateMachine<unknown>, R>(options: Options<S, R>)
   try {
     const advertised = config.peers.get(config.id) ?? config.listen;
     const tls = loadServerTls(config, config.id, config.clusterId, advertised, new Date());
-    const empty = new AppliedStateMachine<R>(
-      options.stateMachine as StateMachine<unknown> as StateMachine<R>,
-    );
+    const user = options.stateMachine as StateMachine<unknown> as StateMachine<R>;
+    const persisted = user.persistedIndex?.() ?? 0;
+    const snap = recovered.snapshot;
     const applied =
-      recovered.snapshot === null ? empty : await restoreAtStart(empty, storage, recovered.snapshot);
+      snap === null || snap.index <= persisted
+        ? new AppliedStateMachine<R>(user, persisted)
+        : await restoreAtStart(new AppliedStateMachine<R>(user), storage, snap);
+    log.info(
+      { persistedIndex: persisted, snapshotIndex: snap?.index ?? 0, appliedIndex: applied.appliedIndex },
+      snap !== null && snap.index > persisted
+        ? "restored the state from the newest snapshot"
+        : "opened the stored state: no snapshot restore",
+    );
     const core = new Raft(coreConfig, {
       hardState: recovered.hardState,
       snapshot: recovered.snapshot,
@@ -277,7 +285,7 @@ async function start<S extends StateMachine<unknown>, R>(options: Options<S, R>)
   } catch (err) {
     log.error({ err }, "could not start the node");
     try {
-      options.stateMachine.close?.();
+      await options.stateMachine.close?.();
     } catch (closeErr) {
       log.error({ err: closeErr }, "closing the state machine failed");
     }
@@ -380,6 +388,8 @@ async function assemble<S extends StateMachine<unknown>, R>(
   const bootMs = clock.nowMs();
   let fatal: (err: unknown) => void = () => {};
   const timedStorage = new TimedStorage(storage, clock, () => metrics);
+  /** Started once the listener is up. */
+  let ticker: Ticker | null = null;
   const replica = new Replica<R>({
     core,
     storage: timedStorage,
@@ -395,6 +405,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
     snapshotEveryBytes: config.snapshotEveryBytes,
     keepBytesAfterSnapshot: config.keepBytesAfterSnapshot,
     onFatal: (err) => fatal(err),
+    onTimeoutSooner: () => ticker?.rearm(),
     onRefused: (r) => {
       metrics?.peerRefusals.inc({ reason: r.reason });
       log.warn(
@@ -418,7 +429,8 @@ async function assemble<S extends StateMachine<unknown>, R>(
     flagPeers: config.peers,
     livePeers,
     setTransportPeers: (peers) => transport.setPeers(peers),
-    coreCall: (fn) => replica.coreCall(fn),
+    // Through input() (defined below, called only once the node runs): the core sees the ticks due.
+    coreCall: (fn) => input(() => replica.coreCall(fn)),
     log: log.child({ component: "membership" }),
     nowMs: () => clock.nowMs(),
   });
@@ -455,11 +467,17 @@ async function assemble<S extends StateMachine<unknown>, R>(
     }
   };
   const observer = new NodeObserver(sources, log, metrics, emit);
-  transport.onMessage((m) => {
-    replica.receive(m);
+  // The ticker sleeps through quiet ticks (ticker.ts): every input first gets the ticks already due, and
+  // may bring the next timeout closer.
+  const input = <T>(fn: () => T): T => {
+    ticker?.sync();
+    const out = fn();
     observer.check();
     follower.check();
-  });
+    ticker?.rearm();
+    return out;
+  };
+  transport.onMessage((m) => input(() => replica.receive(m)));
 
   let listenAddress = config.listen;
   let metricsPort: number | null = null;
@@ -484,15 +502,12 @@ async function assemble<S extends StateMachine<unknown>, R>(
     get appliedIndex() {
       return replica.stateMachine.appliedIndex;
     },
-    propose: (command) => {
-      const proposal = replica.propose(command);
-      observer.check();
-      return proposal;
-    },
+    propose: (command) => input(() => replica.propose(command)),
     read: async (fn, o = {}) => {
       let consistency: Consistency = o.consistency ?? "lease";
       for (;;) {
-        const ticket = await replica.readBarrier(consistency);
+        const c = consistency;
+        const ticket = await input(() => replica.readBarrier(c));
         const value = fn(stateMachine);
         if (replica.stillValid(ticket)) return value;
         consistency = "readIndex"; // the lease ran out meanwhile (the event loop stalled)
@@ -507,11 +522,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
       set.add(l);
       return () => set.delete(l);
     },
-    transferLeadership: (to) => {
-      const ok = replica.transferLeadership(to);
-      observer.check();
-      return ok;
-    },
+    transferLeadership: (to) => input(() => replica.transferLeadership(to)),
     stop: (reason) => stop(reason),
     done,
   };
@@ -547,7 +558,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
 
   const health: HealthSources = {
     view,
-    readBarrier: async () => (await replica.readBarrier("lease")).consistency,
+    readBarrier: async () => (await input(() => replica.readBarrier("lease"))).consistency,
     storageFailure: () => replica.failure,
     writeWaitingMs: () => timedStorage.waitingMs(),
     dataDir: sources.dataDir,
@@ -581,10 +592,11 @@ async function assemble<S extends StateMachine<unknown>, R>(
   }
 
   const stallWarnMs = config.electionTimeoutMinMs / 2;
-  const ticker = new Ticker({
+  ticker = new Ticker({
     clock,
     bootMs,
     tickMs: config.tickMs,
+    ticksToNextTimeout: () => replica.ticksToNextTimeout(),
     onTick: () => {
       replica.tick();
       observer.check();
@@ -609,7 +621,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
       } catch (err) {
         log.error({ err }, "beforeStop failed; stopping anyway");
       }
-      ticker.stop();
+      ticker?.stop();
       follower.close();
       replica.stop(`node ${config.id} is shutting down (${reason})`);
       await replica.idle();
@@ -632,7 +644,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
       }
       await storage.close().catch((err: unknown) => log.error({ err }, "closing storage failed"));
       try {
-        stateMachine.close?.();
+        await stateMachine.close?.();
       } catch (err) {
         log.error({ err }, "closing the state machine failed");
       }
