@@ -171,7 +171,7 @@ export class StoreStateMachine {
       this.store.write(last.index, (w) =>
         entries.map((e, i) => {
           assert(e.index === first.index + i, () => `entry ${e.index} not consecutive after ${first.index}`);
-          return e.kind === "noop" ? null : this.applyIn(w, e.index, e.data);
+          return e.kind !== "command" ? null : this.applyIn(w, e.index, e.data);
         }),
       ),
     );
