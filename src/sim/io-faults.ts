@@ -124,10 +124,14 @@ export class IoFaults {
     for (const d of this.s.disks) if (d.timed !== undefined) d.timed.onSubmit = null;
   }
 
-  /** Was this storage failure one we injected (the node must stop acknowledging, and may)? */
-  isInjected(err: unknown): boolean {
+  /** Was this storage failure (or refusal to boot) caused by a fault we injected on this node's disk:
+   *  an injected EIO, a full disk, or a checksum catching a corrupted read we delivered? Then the node
+   *  must stop acknowledging (or refuse to start), and may. Anything else is a bug. */
+  isInjected(node: NodeId, err: unknown): boolean {
     const text = describeError(err);
-    return /injected|ENOSPC|no space left|CORRUPT|checksum/i.test(text);
+    if (/injected|ENOSPC|no space left/i.test(text)) return true;
+    const corrupted = this.s.disks[node]?.timed?.takeDeliveredCorruption() ?? false;
+    return corrupted && /CORRUPT|checksum/i.test(text);
   }
 
   private sleep(us: number): Promise<void> {

@@ -175,14 +175,14 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
           trace(`node ${node} stopped: ${String(err)}`);
           // A disk fault we injected must stop the node (it never retries and acknowledges); an
           // operator restarts it. Any other stop is a bug (an invariant failed).
-          if (io.isInjected(err)) {
+          if (io.isInjected(node, err)) {
             ioStats.storageStops++;
             restartLater(node);
           } else crashed.push(`node ${node} stopped at ${(q.nowUs / 1000).toFixed(3)} ms: ${String(err)}`);
         },
         onBootFailed: (node, err) => {
           trace(`node ${node} failed to boot: ${String(err)}`);
-          if (io.isInjected(err)) restartLater(node);
+          if (io.isInjected(node, err)) restartLater(node);
           else
             crashed.push(`node ${node} failed to boot at ${(q.nowUs / 1000).toFixed(3)} ms: ${String(err)}`);
         },

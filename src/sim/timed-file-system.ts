@@ -94,6 +94,14 @@ export class TimedFileSystem implements FileSystem {
   ) {}
 
   private corruptReads = 0;
+  private deliveredCorruption = false;
+
+  /** Whether a corrupted read was delivered since the last call (a CORRUPT refusal is then expected). */
+  takeDeliveredCorruption(): boolean {
+    const d = this.deliveredCorruption;
+    this.deliveredCorruption = false;
+    return d;
+  }
 
   /** The next `count` reads of snapshot file bodies return one flipped bit (the file stays intact):
    *  the checksums must catch it. */
@@ -105,6 +113,7 @@ export class TimedFileSystem implements FileSystem {
   deliverRead(path: string, offset: number, data: Uint8Array): Uint8Array {
     if (this.corruptReads === 0 || offset === 0 || data.length === 0 || !path.includes(".snap")) return data;
     this.corruptReads--;
+    this.deliveredCorruption = true;
     const bad = data.slice();
     const at = this.prng.int(0, bad.length - 1);
     bad[at] = bad[at]! ^ (1 << this.prng.int(0, 7));
