@@ -54,6 +54,9 @@ export interface SimNodeOptions {
   prng: Prng;
 }
 
+/** The state store is made durable every this many ticks. */
+const STORE_FLUSH_TICKS = 7;
+
 export class SimNode {
   readonly id: NodeId;
   private readonly o: SimNodeOptions;
@@ -66,6 +69,9 @@ export class SimNode {
   private bootLocalMs = 0;
   private ticks = 0;
   restarts = 0;
+  /** The state store: it survives crashes as far as it was made durable (every few ticks, as LMDB
+   *  flushes in the background). */
+  private store = new MemStore();
 
   constructor(o: SimNodeOptions) {
     this.id = o.id;
@@ -130,7 +136,13 @@ export class SimNode {
     const recovered = await disk.open();
     const snap = await disk.loadSnapshotImage();
     if (gen !== this.generation) return;
-    const sm = snap === null ? new StoreStateMachine({ store: new MemStore() }) : restoreImage(snap.image);
+    // As a node with an LMDB store restarts: the store as the last crash left it (back to its last
+    // durable batch), restored from the snapshot only if the snapshot is ahead of it.
+    let sm: StoreStateMachine;
+    if (snap !== null && snap.meta.index > this.store.appliedIndex) {
+      this.store = new MemStore();
+      sm = restoreImage(snap.image, this.store);
+    } else sm = new StoreStateMachine({ store: this.store });
     const core = new Raft(this.o.coreConfig(this.o.prng.nextU32()), {
       hardState: recovered.hardState,
       snapshot: recovered.snapshot,
@@ -143,11 +155,16 @@ export class SimNode {
       storage: this.latent(disk, gen),
       sender: { send: (msgs) => this.o.hooks.send(this.id, msgs) },
       stateMachine: sm,
-      restore: (sizeBytes) => ({
-        ...StoreStateMachine.restoring(sizeBytes, { store: new MemStore() }),
-        commit: () => {},
-        abort: () => {},
-      }),
+      restore: (sizeBytes) => {
+        const fresh = new MemStore();
+        return {
+          ...StoreStateMachine.restoring(sizeBytes, { store: fresh }),
+          commit: () => {
+            this.store = fresh;
+          },
+          abort: () => {},
+        };
+      },
       clock: { nowMs: () => this.localMs() },
       bootMs: this.bootLocalMs,
       tickMs: this.o.tickMs,
@@ -179,6 +196,7 @@ export class SimNode {
     this.service = null;
     this.booting = null;
     this.o.disk.crash(prng);
+    this.store.crash();
     this.restarts++;
   }
 
@@ -211,6 +229,7 @@ export class SimNode {
           this.localMs() >= this.bootLocalMs + (this.ticks + 1) * this.o.tickMs
         ) {
           this.ticks++;
+          if (this.ticks % STORE_FLUSH_TICKS === 0) this.store.makeDurable();
           this.replica.tick();
         }
         this.scheduleTick(gen);
@@ -245,9 +264,9 @@ export class SimNode {
   }
 }
 
-/** The state machine of a snapshot image, on a store of its own (the image is checked whole). */
-function restoreImage(image: Uint8Array): StoreStateMachine {
-  const restoring = StoreStateMachine.restoring(image.length, { store: new MemStore() });
+/** The state machine of a snapshot image, on `store` (empty; the image is checked whole). */
+function restoreImage(image: Uint8Array, store: MemStore): StoreStateMachine {
+  const restoring = StoreStateMachine.restoring(image.length, { store });
   restoring.push(image);
   return restoring.finish();
 }
