@@ -389,3 +389,88 @@ test("a single-node cluster elects itself and commits on its own", () => {
   }
   assert.deepEqual(commands(applied), ["solo"]);
 });
+
+test("Figure 2 AppendEntries rule 5: an old message whose entries end before a stale suffix commits only what it verified", () => {
+  // TESTING.md's "leaderCommit beyond the entries sent". Node 1 holds 1..3 of term 1 from an old
+  // leader (2 and 3 never committed). The leader of term 2 holds 1@1 and then entries of its own term,
+  // and has committed through 3 elsewhere; a delayed, duplicated or small (maxEntriesPerMessage) append
+  // carries only entry 1, with leaderCommit 3. It verifies entry 1 alone, so node 1 may commit only
+  // through 1 (min(leaderCommit, index of last new entry)), never its own stale 2@1 and 3@1.
+  const entry = (index: number, term: number, s: string): Entry => ({
+    index,
+    term,
+    kind: "command",
+    data: cmd(s),
+  });
+  const f = new Raft(defaultCoreConfig(1, [0, 1, 2], 7), {
+    hardState: { term: 0, votedFor: null, commitIndex: 0 },
+    snapshot: null,
+    entries: [],
+  });
+  const base = { to: 1, round: 0 } as const;
+  const settle = (): Message[] => {
+    const out: Message[] = [];
+    while (f.hasReady()) {
+      const rd = f.ready();
+      out.push(...rd.messages);
+      f.advance(rd);
+    }
+    return out;
+  };
+  f.step({
+    ...base,
+    type: "append",
+    from: 2,
+    term: 1,
+    prevLogIndex: 0,
+    prevLogTerm: 0,
+    entries: [entry(1, 1, "a"), entry(2, 1, "stale-b"), entry(3, 1, "stale-c")],
+    leaderCommit: 0,
+  });
+  settle();
+  assert.equal(f.log.lastIndex(), 3);
+  const old = {
+    ...base,
+    type: "append",
+    from: 0,
+    term: 2,
+    prevLogIndex: 0,
+    prevLogTerm: 0,
+    entries: [entry(1, 1, "a")],
+    leaderCommit: 3,
+  } as const;
+  f.step(old);
+  const replies = settle().filter((m) => m.type === "appendResponse");
+  assert.equal(
+    f.log.committed,
+    1,
+    "committed its stale suffix on the word of a message that did not verify it",
+  );
+  assert.equal(
+    f.log.lastIndex(),
+    3,
+    "the matching entry must not truncate the suffix (§5.3: only a conflict does)",
+  );
+  assert.deepEqual(
+    replies.map((m) => [m.to, m.success, m.matchIndex]),
+    [[0, true, 1]],
+  );
+  // The same message replayed changes nothing.
+  f.step(old);
+  settle();
+  assert.equal(f.log.committed, 1);
+  // The leader's next append replaces the stale suffix, and only then does 3 commit.
+  f.step({
+    ...base,
+    type: "append",
+    from: 0,
+    term: 2,
+    prevLogIndex: 1,
+    prevLogTerm: 1,
+    entries: [entry(2, 2, "b"), entry(3, 2, "c")],
+    leaderCommit: 3,
+  });
+  settle();
+  assert.equal(f.log.committed, 3);
+  assert.deepEqual([f.log.entry(2)?.term, f.log.entry(3)?.term], [2, 2]);
+});

@@ -295,7 +295,8 @@ export class Replica<R> {
   private applyAll(rd: Ready): void {
     for (const e of rd.committedEntries) {
       let result: R | null = null;
-      if (e.kind === "noop") this.sm.applyNoop(e.index);
+      // A configuration entry changes the core's membership, not the state machine: a no-op here.
+      if (e.kind !== "command") this.sm.applyNoop(e.index);
       else result = this.sm.apply(e.index, e.data);
       this.o.onApply?.(e, result);
       const p = this.proposals.get(e.index);
@@ -392,7 +393,8 @@ export class Replica<R> {
     try {
       assert(image.appliedIndex === applied, () => `snapshot at ${image.appliedIndex}, applied ${applied}`);
       const meta = await this.o.storage.saveSnapshotStream(
-        { index: applied, term, sizeBytes: image.sizeBytes },
+        // The configuration in effect at the snapshot travels with it (thesis §5.3, §4.3).
+        { index: applied, term, sizeBytes: image.sizeBytes, membership: this.o.core.membershipAt(applied) },
         () => image.next(),
       );
       this.o.core.snapshotSaved(meta);
