@@ -27,7 +27,6 @@ import { RaftKvError } from "../lib/errors.ts";
 import { type Consistency, NotLeaderError } from "../replica/replica.ts";
 import type { MvccApi, MvccConsistency, MvccHeader, WatchDelivery, WatchRequest } from "./mvcc-api.ts";
 import { LeaseKeeper } from "./mvcc-lease-keeper.ts";
-import type { MvccState } from "./mvcc-state.ts";
 import {
   DEFAULT_WATCH_HUB_OPTIONS,
   type HubWatchHandle,
@@ -48,8 +47,17 @@ export interface MvccHost {
   softState(): SoftState;
 }
 
-/** The host of a node running an MvccState. */
-export function mvccHostOf(node: RaftNode<MvccState, StoreResult>): MvccHost {
+/** A node's state machine that serves MVCC commands: MvccState, or the KV server's state once it
+ *  returns applyAny()'s results. */
+export interface MvccStateHolder {
+  /** The StoreStateMachine now (replaced by a restore). */
+  readonly current: StoreStateMachine;
+  /** Kept across restores. */
+  setChangeListener(listener: ((changes: readonly RevisionChanges[]) => void) | null): void;
+}
+
+/** The host of a node whose state machine holds a StoreStateMachine and answers with applyAny(). */
+export function mvccHostOf<S extends MvccStateHolder>(node: RaftNode<S, StoreResult>): MvccHost {
   return {
     nodeId: node.id,
     state: () => node.stateMachine.current,
