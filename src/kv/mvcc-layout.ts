@@ -33,6 +33,7 @@ export const EVENT_PUT = 1;
 export const EVENT_DELETE = 2;
 
 const RECORD_FORMAT = 1;
+/** Bytes of a key record before its value. */
 export const RECORD_HEAD_BYTES = 1 + 8 * 4;
 const TWO_POW_32 = 0x1_0000_0000;
 
