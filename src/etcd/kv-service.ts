@@ -96,33 +96,35 @@ export class EtcdKv {
     return { header, kvs: r.kvs.map(wireKv), more: r.more, count: BigInt(r.count) };
   }
 
-  private txnResponse(header: ResponseHeader, t: TxnResult): TxnResponse {
+  /** Nested responses carry a header with the revision only, as etcd's do. */
+  private txnResponse(header: ResponseHeader, t: TxnResult, nested = false): TxnResponse {
+    const inner: ResponseHeader = { clusterId: 0n, memberId: 0n, revision: header.revision, raftTerm: 0n };
     const responses: ResponseOp[] = t.responses.map((r): ResponseOp => {
       switch (r.op) {
         case "range":
-          return { response: { $case: "responseRange", value: this.rangeResponse(header, r.result) } };
+          return { response: { $case: "responseRange", value: this.rangeResponse(inner, r.result) } };
         case "put":
           return {
             response: {
               $case: "responsePut",
-              value: { header, prevKv: r.prevKv === null ? undefined : wireKv(r.prevKv) },
+              value: { header: inner, prevKv: r.prevKv === null ? undefined : wireKv(r.prevKv) },
             },
           };
         case "deleteRange":
           return {
             response: {
               $case: "responseDeleteRange",
-              value: { header, deleted: BigInt(r.deleted), prevKvs: r.prevKvs.map(wireKv) },
+              value: { header: inner, deleted: BigInt(r.deleted), prevKvs: r.prevKvs.map(wireKv) },
             },
           };
         case "txn":
-          return { response: { $case: "responseTxn", value: this.txnResponse(header, r) } };
+          return { response: { $case: "responseTxn", value: this.txnResponse(inner, r, true) } };
         default: {
           const never: never = r;
           return never;
         }
       }
     });
-    return { header, succeeded: t.succeeded, responses };
+    return { header: nested ? inner : header, succeeded: t.succeeded, responses };
   }
 }
