@@ -39,7 +39,11 @@ const ALLOWED: Record<string, readonly string[]> = {
     "gen",
     "sim",
     "etcd",
+    "ui",
   ],
+  // The dashboard (static page, its event stream, key browser, `raftkv local`'s fault controls) sits on
+  // the server; `raftkv serve` and `raftkv local` wire it in.
+  ui: ["lib", "core", "kv", "replica", "server"],
   sim: ["lib", "core", "kv", "store", "replica", "storage", "transport"],
   // The fault harness sits above the server: it sets the server's test-only switches and reads what the
   // power-loss emulation keeps in a data folder.

@@ -339,6 +339,19 @@ test("configurations are recovered at restart from the log, and from snapshot me
   assert.equal(conf(c.raft(4)), "voters {0,1,2} learners {3,4}");
 });
 
+test("the bootstrap configuration is written into the log once, by a leader whose NO-OP committed", () => {
+  const c = new TestCluster(3);
+  c.elect(0);
+  assert.equal(c.raft(1).recordConfiguration().ok, false, "a follower records nothing");
+  c.run(5);
+  const r = c.raft(0).recordConfiguration();
+  assert.ok(r.ok);
+  c.run(5);
+  for (const id of c.ids) assert.equal(c.raft(id).configuration().index, r.index, `node ${id}`);
+  assert.equal(c.raft(0).recordConfiguration().ok, false, "only once");
+  assert.equal(conf(c.restart(1, [])), "voters {0,1,2}", "recovered from the log, not the flags");
+});
+
 // ---------------------------------------------------------------- configuration arithmetic
 
 const arbMembership = fc

@@ -89,6 +89,8 @@ export class Raft {
   /** The configuration at the log's base (the snapshot), and each committed config entry after it. */
   private baseMembership: Membership;
   private configHistory: { index: number; membership: Membership }[] = [];
+  /** No config entry or snapshot configuration seen yet: the configuration is the bootstrap one. */
+  private bootstrapOnly: boolean;
   /** Leader: index of the last config entry it appended, or its NO-OP: a new change waits until it commits. */
   private pendingConfIndex = 0;
 
@@ -155,6 +157,7 @@ export class Raft {
     this.lastHardState = boot.hardState;
     this.baseMembership = boot.snapshot?.membership ?? boot.membership ?? votersOnly(cfg.peers);
     this.membership = this.baseMembership;
+    this.bootstrapOnly = boot.snapshot?.membership === undefined;
     this.membershipIndex = this.log.snapshotIndex;
     this.setMembership(this.baseMembership, this.log.snapshotIndex);
     // Recovery: configurations known committed are in effect again (thesis §4.3: one per config entry).
@@ -283,6 +286,37 @@ export class Raft {
     return { ok: true, index: this.appendConfig(next), term: this.term };
   }
 
+  /**
+   * Write the configuration in effect into the log when it is still the bootstrap one (from CoreConfig
+   * or CoreBoot, never logged): from then on the log, not the flags, says who the members are. A leader
+   * only, once its NO-OP committed; ok:false "invalid" when there is nothing to record.
+   */
+  recordConfiguration(): ConfChangeResult {
+    if (!this.bootstrapOnly)
+      return {
+        ok: false,
+        reason: "invalid",
+        detail: "the configuration is in the log already",
+        leaderId: this.leaderId,
+      };
+    if (this.role !== "leader")
+      return {
+        ok: false,
+        reason: "notLeader",
+        detail: "only the leader records it",
+        leaderId: this.leaderId,
+      };
+    if (this.log.committed < this.pendingConfIndex)
+      return {
+        ok: false,
+        reason: "changeInFlight",
+        detail: "the NO-OP has not committed yet",
+        leaderId: this.id,
+      };
+    this.bootstrapOnly = false;
+    return { ok: true, index: this.appendConfig(this.membership), term: this.term };
+  }
+
   /** ReadIndex (thesis §6.4): the answer arrives as a ReadState (or ReadFailure) in a later Ready. */
   readIndex(requestId: number): ReadFailure | null {
     if (this.role !== "leader" || this.transferee !== null)
@@ -330,6 +364,7 @@ export class Raft {
     this.log.restore(meta);
     if (this.latestSnapshot === null || meta.index > this.latestSnapshot.index) this.latestSnapshot = meta;
     if (meta.membership !== undefined) {
+      this.bootstrapOnly = false;
       this.baseMembership = meta.membership;
       this.configHistory = [];
       this.setMembership(meta.membership, meta.index);
@@ -1139,6 +1174,7 @@ export class Raft {
     // Config entries are validated where they enter (codec, WAL reader) and written by leaders.
     assert(typeof m !== "string", () => `committed config entry ${index} does not decode: ${String(m)}`);
     this.configHistory.push({ index, membership: m });
+    this.bootstrapOnly = false;
     this.setMembership(m, index);
   }
 

@@ -24,6 +24,30 @@ function keep(r: RangeRequest, kv: KeyValue): boolean {
   return !(r.minCreateRevision > 0 && kv.createRevision < r.minCreateRevision);
 }
 
+/** A RangeRequest for [key, rangeEnd) with etcd's defaults (the current revision, no limit, key order)
+ *  and any option changed. */
+export function rangeRequest(
+  key: Uint8Array,
+  rangeEnd: Uint8Array = EMPTY,
+  o: Partial<RangeRequest> = {},
+): RangeRequest {
+  return {
+    key,
+    rangeEnd,
+    limit: 0,
+    revision: 0,
+    sortOrder: "none",
+    sortTarget: "key",
+    keysOnly: false,
+    countOnly: false,
+    minModRevision: 0,
+    maxModRevision: 0,
+    minCreateRevision: 0,
+    maxCreateRevision: 0,
+    ...o,
+  };
+}
+
 /** etcd: a target other than the key sorts ascending by default; key ascending is the natural order. */
 export function effectiveOrder(order: SortOrder, target: SortTarget): SortOrder {
   if (target !== "key" && order === "none") return "ascend";

@@ -11,6 +11,7 @@ import { MemStore } from "../store/mem-store.ts";
 import { encodeCommand } from "./command.ts";
 import { decodeMvccCommand, encodeMvccCommand } from "./mvcc-codec.ts";
 import { MvccModel } from "./mvcc-model.ts";
+import { rangeRequest as rangeReq } from "./mvcc-range.ts";
 import type {
   Compare,
   MvccCommand,
@@ -26,28 +27,6 @@ import { StoreStateMachine } from "./store-state-machine.ts";
 
 const b = (s: string) => new TextEncoder().encode(s);
 const EMPTY = new Uint8Array(0);
-
-function rangeReq(
-  key: Uint8Array,
-  rangeEnd: Uint8Array = EMPTY,
-  o: Partial<RangeRequest> = {},
-): RangeRequest {
-  return {
-    key,
-    rangeEnd,
-    limit: 0,
-    revision: 0,
-    sortOrder: "none",
-    sortTarget: "key",
-    keysOnly: false,
-    countOnly: false,
-    minModRevision: 0,
-    maxModRevision: 0,
-    minCreateRevision: 0,
-    maxCreateRevision: 0,
-    ...o,
-  };
-}
 
 function put(key: Uint8Array, value: Uint8Array, o: Partial<PutOp> = {}): PutOp {
   return { op: "put", key, value, lease: 0n, prevKv: false, ignoreValue: false, ignoreLease: false, ...o };

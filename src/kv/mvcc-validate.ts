@@ -125,3 +125,10 @@ export function validateMvccRequest(cmd: MvccCommand | TxnRequestOp, maxTxnOps: 
       return unreachable(cmd);
   }
 }
+
+/** Whether no path of `txn` writes (etcd serves such a txn as a read). */
+export function isReadOnlyTxn(txn: TxnOp): boolean {
+  return [...txn.success, ...txn.failure].every(
+    (op) => op.op === "range" || (op.op === "txn" && isReadOnlyTxn(op)),
+  );
+}

@@ -14,7 +14,7 @@
 // Key order is UTF-8 byte order (etcd's), which differs from KvStateMachine's UTF-16 order only for keys
 // mixing U+E000..U+FFFF with characters above U+FFFF.
 
-import { assert, unreachable } from "../lib/assert.ts";
+import { AssertionError, assert, unreachable } from "../lib/assert.ts";
 import { crc32c } from "../lib/crc32c.ts";
 import { RaftKvError } from "../lib/errors.ts";
 import { compareBytes, prefixEnd, type Store, type StoreReader, type StoreWriter } from "../store/store.ts";
@@ -31,6 +31,7 @@ import type {
   RangeRequest,
   RangeResult,
   RevisionChanges,
+  TxnOp,
 } from "./mvcc-types.ts";
 import { type KvResult, readResult, resultSize, writeResult } from "./result.ts";
 import {
@@ -167,6 +168,23 @@ export class StoreStateMachine {
   /** The changes of whole revisions from `fromRevision` (>= compacted), about `maxEvents` events. */
   changesFrom(fromRevision: number, maxEvents: number): RevisionChanges[] {
     return this.mvcc.changesFrom(this.store, fromRevision, maxEvents);
+  }
+
+  /** A Txn that writes on none of its paths (isReadOnlyTxn), answered from the state now as etcd
+   *  serves read-only txns: without the log. */
+  readTxn(cmd: TxnOp): MvccResult {
+    const store = this.store;
+    const readOnly: StoreWriter = {
+      get: (key) => store.get(key),
+      scan: (o) => store.scan(o),
+      put: () => {
+        throw new AssertionError("a read-only txn wrote");
+      },
+      delete: () => {
+        throw new AssertionError("a read-only txn deleted");
+      },
+    };
+    return this.mvcc.apply(readOnly, cmd);
   }
 
   leaseIds(): bigint[] {

@@ -84,6 +84,10 @@ export interface ServerSettings {
    *  unauthenticated, and anyone who reaches the port can read and write keys and disrupt the cluster
    *  (force elections, forge log entries). Means nothing with TLS on (refused). */
   readonly insecureListen: boolean;
+  /** Join an existing cluster (etcd's --initial-cluster-state existing): a node with an empty data
+   *  folder waits to be added (`raftkv member add`) instead of bootstrapping a new cluster from peers,
+   *  which then only name members to reach. Once the log holds a configuration, it is ignored. */
+  readonly join: boolean;
   /** How long the server works on a request without a client deadline. */
   readonly requestTimeoutMs: number;
   /** On SIGTERM/SIGINT: how long in-flight requests may finish before they are failed. */
@@ -134,6 +138,7 @@ export const DEFAULT_SETTINGS: ServerSettings = {
   tlsKeyFile: null,
   tlsClientAuth: "required",
   insecureListen: false,
+  join: false,
   requestTimeoutMs: 5000,
   shutdownGraceMs: 3000,
   logLevel: "info",
@@ -218,6 +223,7 @@ const SETTING_KINDS: Record<keyof ServerSettings, Kind> = {
   tlsKeyFile: "fileOrNull",
   tlsClientAuth: "clientAuth",
   insecureListen: "bool",
+  join: "bool",
   requestTimeoutMs: "posInt",
   shutdownGraceMs: "nonNegInt",
   logLevel: "logLevel",

@@ -28,7 +28,7 @@ import { createNodeLog, type Logger, type NodeLog } from "./logging.ts";
 import { NodeMetrics } from "./metrics.ts";
 import { type NodeView, type ViewSources, viewNode } from "./node-view.ts";
 import { type NodeEvent, NodeObserver } from "./observer.ts";
-import { startOperatorServer } from "./operator-http.ts";
+import { type OperatorRoute, startOperatorServer } from "./operator-http.ts";
 import { AppliedStateMachine, type StateMachine } from "./state-machine.ts";
 import { clockFor, fileSystemFor } from "./test-switches.ts";
 import { timedWal } from "./timed-file-system.ts";
@@ -67,6 +67,9 @@ export interface RaftNodeOptions<S extends StateMachine<unknown>> {
   readonly seed?: number;
   /** Log to stderr as well as to the data folder's raftkv.log (default true). */
   readonly logToStderr?: boolean;
+  /** More endpoints on the operator port (config.metricsPort), e.g. the dashboard (src/ui), made once
+   *  the node exists. With TLS configured the port speaks TLS as well as plain HTTP. */
+  readonly operatorRoutes?: (node: RaftNode<S, ResultOf<S>>) => readonly OperatorRoute[];
 }
 
 export interface ReadOptions {
@@ -203,8 +206,9 @@ export function startRaftNode<S extends StateMachine<unknown>>(
 
 /** RaftNodeOptions with the result type spelled out (TypeScript cannot see that S is a StateMachine of
  *  ResultOf<S>). */
-type Options<S extends StateMachine<unknown>, R> = Omit<RaftNodeOptions<S>, "services"> & {
+type Options<S extends StateMachine<unknown>, R> = Omit<RaftNodeOptions<S>, "services" | "operatorRoutes"> & {
   readonly services?: (server: grpc.Server, node: RaftNode<S, R>, context: ServiceContext) => void;
+  readonly operatorRoutes?: (node: RaftNode<S, R>) => readonly OperatorRoute[];
 };
 
 /** What the node offers the services it hosts. */
@@ -524,7 +528,14 @@ async function assemble<S extends StateMachine<unknown>, R>(
   let operator: Awaited<ReturnType<typeof startOperatorServer>> | null = null;
   if (config.metricsPort !== null) {
     try {
-      operator = await startOperatorServer(metrics.registry, health, config.metricsHost, config.metricsPort);
+      operator = await startOperatorServer(
+        metrics.registry,
+        health,
+        config.metricsHost,
+        config.metricsPort,
+        options.operatorRoutes?.(node) ?? [],
+        tls,
+      );
       metricsPort = operator.port;
     } catch (err) {
       await transport.close();

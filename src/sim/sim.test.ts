@@ -20,7 +20,7 @@ function options(seed: number, over: Partial<SimOptions> = {}): SimOptions {
     keys: 4,
     snapshotEveryEntries: 20,
     trace: false,
-    makeDisk: (id) => simFileDisk(id),
+    makeDisk: (id, ctx) => simFileDisk(id, ctx),
     ...over,
   };
 }
