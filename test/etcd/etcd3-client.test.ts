@@ -1,13 +1,13 @@
 // The `etcd3` npm client (a devDependency, unchanged) against raftkv's etcd API: put/get, prefix reads,
-// txn, watch, leases with keepalive, a lock and an election, as applications use them. raftkv's side is
-// the adapter over the MVCC twin until the node serves the MVCC state machine.
+// txn, watch, leases with keepalive, a lock and an election, as applications use them, against three
+// raftkv nodes serving etcd's API (the client spreads its calls over all three; followers forward).
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { Etcd3 } from "etcd3";
-import { startTwinServer, type TwinServer } from "./harness.ts";
+import { type RaftkvEtcdCluster, startRaftkvEtcdCluster } from "./raftkv-cluster.ts";
 
-let s: TwinServer;
+let s: RaftkvEtcdCluster;
 let client: Etcd3;
 
 async function until(what: string, ok: () => boolean): Promise<void> {
@@ -20,12 +20,12 @@ async function until(what: string, ok: () => boolean): Promise<void> {
 
 describe("the etcd3 npm client against raftkv's etcd API", () => {
   before(async () => {
-    s = await startTwinServer();
-    client = new Etcd3({ hosts: s.address, dialTimeout: 5000 });
+    s = await startRaftkvEtcdCluster(3);
+    client = new Etcd3({ hosts: [...s.endpoints], dialTimeout: 5000 });
   });
   after(async () => {
     client.close();
-    await s.close();
+    await s.stop();
   });
 
   it("put, get, prefix reads, delete", async () => {

@@ -1,13 +1,14 @@
 // The differential test of issue 18: the same etcdctl 3.4 script against a real 3-node etcd and
 // against raftkv's etcd API, outputs equal after normalizing ids and timings (etcdctl-script.ts).
-// raftkv's side is, for now, the etcd adapter over the in-memory MVCC twin (one replica): the node does
-// not serve the MVCC state machine yet. Skipped, saying so, when etcd or etcdctl is not installed.
+// raftkv's side is three nodes serving etcd's API (src/etcd/etcd-node.ts: MvccState replicated by Raft,
+// MvccNode, the adapter); etcdctl talks to node 0 of each, leader or not (etcd forwards to its leader,
+// raftkv too). Skipped, saying so, when etcd or etcdctl is not installed.
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { etcdMissing, startEtcdCluster } from "./etcd-cluster.ts";
 import { type Outcome, runScript } from "./etcdctl-script.ts";
-import { startTwinServer } from "./harness.ts";
+import { startRaftkvEtcdCluster } from "./raftkv-cluster.ts";
 
 const missing = etcdMissing();
 
@@ -22,12 +23,12 @@ test("etcdctl 3.4: the same script against etcd and raftkv prints the same", {
   } finally {
     await etcd.stop();
   }
-  const raftkv = await startTwinServer();
+  const raftkv = await startRaftkvEtcdCluster(3);
   let ours: Outcome[];
   try {
-    ours = await runScript([raftkv.address]);
+    ours = await runScript(raftkv.endpoints);
   } finally {
-    await raftkv.close();
+    await raftkv.stop();
   }
   const diffs = reference
     .map((r, i) => ({ r, o: ours[i]! }))
