@@ -1,6 +1,6 @@
 // Restart benchmark of a node holding 1 million small keys: time and peak memory from opening the data
 // folder to a state machine caught up with snapshot plus log tail, measured in a fresh process. The
-// child restores as a node does: the snapshot read in chunks, the values into a FileValueStore.
+// child restores as a node does: the snapshot read in chunks into the state store (an LmdbStore).
 //
 // Run: npx tsx scripts/bench-restart.ts [--keys 1000000] [--value-bytes 256] [--tail 50000] [--reps 3]
 
@@ -12,12 +12,12 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import type { Entry } from "../src/core/types.ts";
 import { encodeCommand } from "../src/kv/command.ts";
-import { KvStateMachine } from "../src/kv/state-machine.ts";
-import { crc32c } from "../src/lib/crc32c.ts";
+import { StoreStateMachine } from "../src/kv/store-state-machine.ts";
 import { KvState } from "../src/server/kv-state.ts";
 import { FileStorage } from "../src/storage/file-storage.ts";
 import { RealFileSystem } from "../src/storage/real-file-system.ts";
 import type { StorageLogger } from "../src/storage/storage.ts";
+import { LmdbStore } from "../src/store/lmdb-store.ts";
 
 const quiet: StorageLogger = { info: () => undefined, warn: () => undefined };
 
@@ -41,7 +41,8 @@ function put(index: number, key: string, valueBytes: number): Entry {
 async function build(dir: string, keys: number, valueBytes: number, tail: number): Promise<void> {
   const st = storage(dir);
   await st.open();
-  const sm = new KvStateMachine();
+  const store = LmdbStore.open({ dir: join(dir, "build-state") });
+  const sm = new StoreStateMachine({ store });
   const batch: Entry[] = [];
   const flush = async (): Promise<void> => {
     if (batch.length === 0) return;
@@ -51,13 +52,20 @@ async function build(dir: string, keys: number, valueBytes: number, tail: number
   let index = 0;
   for (let i = 0; i < keys; i++) {
     const e = put(++index, `key-${i.toString().padStart(8, "0")}`, valueBytes);
-    sm.apply(e.index, e.data);
     batch.push(e);
-    if (batch.length === 1024) await flush();
+    if (batch.length === 1024) {
+      sm.applyEntries(batch);
+      await store.backlogAtMost(4);
+      await flush();
+    }
   }
+  sm.applyEntries(batch);
   await flush();
-  const image = sm.snapshot();
-  await st.saveSnapshot({ index, term: 1, sizeBytes: image.length, crc32c: crc32c(image) }, image);
+  const image = sm.snapshotStream();
+  await st.saveSnapshotStream({ index, term: 1, sizeBytes: image.sizeBytes }, () => image.next());
+  image.close();
+  await store.close();
+  await rm(join(dir, "build-state"), { recursive: true, force: true });
   for (let i = 0; i < tail; i++) {
     batch.push(put(++index, `key-${(i % keys).toString().padStart(8, "0")}`, valueBytes));
     if (batch.length === 1024) await flush();
@@ -73,11 +81,7 @@ async function restartChild(dir: string): Promise<void> {
   const st = storage(dir);
   const rec = await st.open();
   // As a node restores (src/server/raft-node.ts): the snapshot in 4 MiB chunks into the KV state.
-  const kv = new KvState({
-    valuesFile: join(dir, "values.scratch"),
-    valueCacheBytes: 8 << 20,
-    maxSessions: 10_000,
-  });
+  const kv = new KvState({ stateDir: join(dir, "state"), maxSessions: 10_000 });
   if (rec.snapshot !== null) {
     const restoring = kv.restore(rec.snapshot);
     for (let at = 0; at < rec.snapshot.sizeBytes; ) {
@@ -87,6 +91,7 @@ async function restartChild(dir: string): Promise<void> {
       at += chunk.length;
     }
     restoring.finish();
+    restoring.commit();
   }
   const sm = kv.current;
   for (const e of rec.entries) {
@@ -100,7 +105,7 @@ async function restartChild(dir: string): Promise<void> {
   const peakRssMb = Number(hwm?.[1] ?? Number.NaN) / 1024;
   const rssMb = process.memoryUsage().rss / 1024 / 1024;
   console.log(JSON.stringify({ ms, peakRssMb, rssMb, keys: sm.size, applied: sm.appliedIndex }));
-  kv.close();
+  await kv.close();
   await st.close();
 }
 

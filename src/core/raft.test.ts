@@ -474,3 +474,56 @@ test("Figure 2 AppendEntries rule 5: an old message whose entries end before a s
   assert.equal(f.log.committed, 3);
   assert.deepEqual([f.log.entry(2)?.term, f.log.entry(3)?.term], [2, 2]);
 });
+
+test("ticksToNextTimeout: the ticks before it change nothing a host can see (so it may sleep through them)", () => {
+  // Random runs of a 3-node cluster, with leader isolation, transfers and reads mixed in; at every step
+  // each node is ticked k-1 times (k = ticksToNextTimeout()) and must stay exactly as it was.
+  for (let seed = 1; seed <= 20; seed++) {
+    const c = new TestCluster(3);
+    let x = seed;
+    const rand = (n: number): number => {
+      x = (x * 1103515245 + 12345) % 2147483648;
+      return x % n;
+    };
+    for (let step = 0; step < 150; step++) {
+      const id = rand(3);
+      const r = c.raft(id);
+      c.flush();
+      const k = r.ticksToNextTimeout();
+      assert.ok(Number.isSafeInteger(k) && k >= 1, `seed ${seed} step ${step}: k = ${k}`);
+      const before = JSON.stringify([r.softState(), r.leaseStatus(), r.hardState()]);
+      for (let i = 1; i < k; i++) {
+        r.tick();
+        assert.equal(
+          r.hasReady(),
+          false,
+          `seed ${seed} step ${step}: node ${id} had output at tick ${i} of ${k}`,
+        );
+        const now = JSON.stringify([r.softState(), r.leaseStatus(), r.hardState()]);
+        assert.equal(now, before, `seed ${seed} step ${step}: node ${id} changed at tick ${i} of ${k}`);
+      }
+      switch (rand(8)) {
+        case 0:
+          c.isolate(rand(3));
+          break;
+        case 1:
+          c.heal();
+          break;
+        case 2:
+          r.transferLeadership(rand(3));
+          break;
+        case 3:
+          r.readIndex(step);
+          break;
+        case 4:
+          r.propose(cmd(`v${step}`));
+          break;
+        default:
+          break;
+      }
+      for (const o of c.ids) c.raft(o).tick();
+      if (rand(2) === 0) c.deliverAll();
+      else c.flush();
+    }
+  }
+});

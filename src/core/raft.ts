@@ -220,6 +220,25 @@ export class Raft {
     return { ok: true, validUntilTick, minAppliedIndex: this.noopIndex };
   }
 
+  /**
+   * How many more ticks until one can change anything (start an election, send heartbeats, step down,
+   * end a lease or a transfer, let a new leader replicate): the ticks before it only advance counters.
+   * A host may therefore sleep until that tick, as long as it delivers every due tick before the next
+   * input (step, propose, readIndex, transferLeadership), so that each input sees the true tick count.
+   */
+  ticksToNextTimeout(): number {
+    if (this.role !== "leader") return Math.max(1, this.randomizedElectionTimeout - this.electionElapsed);
+    let k = this.cfg.heartbeatTicks - this.heartbeatElapsed;
+    if (this.now < this.oldLeaseUntilTick) k = Math.min(k, this.oldLeaseUntilTick - this.now);
+    if (this.transferee !== null) k = Math.min(k, this.cfg.electionTimeoutMinTicks - this.transferElapsed);
+    const sent = this.quorumRoundSentTick();
+    if (this.cfg.checkQuorum)
+      k = Math.min(k, (sent ?? this.leaderSinceTick) + this.cfg.electionTimeoutMinTicks - this.now);
+    if (sent !== null && sent + this.cfg.leaseTicks > this.now)
+      k = Math.min(k, sent + this.cfg.leaseTicks - this.now); // the lease's end shows in leaseStatus()
+    return Math.max(1, k);
+  }
+
   /** The snapshot the host last reported, used to catch up lagging followers. */
   snapshotMeta(): SnapshotMeta | null {
     return this.latestSnapshot;

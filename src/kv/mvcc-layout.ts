@@ -33,7 +33,7 @@ export const EVENT_PUT = 1;
 export const EVENT_DELETE = 2;
 
 const RECORD_FORMAT = 1;
-const RECORD_HEAD_BYTES = 1 + 8 * 4;
+export const RECORD_HEAD_BYTES = 1 + 8 * 4;
 const TWO_POW_32 = 0x1_0000_0000;
 
 /** A key's value with its etcd metadata. */

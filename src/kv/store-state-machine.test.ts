@@ -117,13 +117,15 @@ function sameReads(ref: KvStateMachine, sm: StoreStateMachine): void {
   for (const prefix of ["", "a", "ab", "b", "é", "x"]) {
     for (const limit of [1, 2, 100]) {
       for (const after of [undefined, "a", "ab", "b"]) {
-        const a = ref.range(prefix, limit, after);
-        const b = sm.range(prefix, limit, after);
-        const show = (r: typeof a) => ({
-          more: r.more,
-          entries: r.entries.map((e) => [e.key, hex(e.value)]),
-        });
-        assert.deepEqual(show(b), show(a), `range ${JSON.stringify({ prefix, limit, after })}`);
+        for (const maxBytes of [undefined, 1, 4, 9]) {
+          const a = ref.range(prefix, limit, after, maxBytes);
+          const b = sm.range(prefix, limit, after, maxBytes);
+          const show = (r: typeof a) => ({
+            more: r.more,
+            entries: r.entries.map((e) => [e.key, hex(e.value)]),
+          });
+          assert.deepEqual(show(b), show(a), `range ${JSON.stringify({ prefix, limit, after, maxBytes })}`);
+        }
       }
     }
   }

@@ -2,7 +2,8 @@
 // batch of entries is one store batch carrying its Raft index, so a node that restarts opens the store
 // and replays the log after store.appliedIndex (no snapshot restore), and the log may be compacted up to
 // store.durableIndex. Results are those of KvStateMachine (state-machine.ts) for the same entries; the
-// differential test (store-state-machine.test.ts) holds them equal. Not wired into the node yet.
+// differential test (store-state-machine.test.ts) holds them equal. The node runs it (src/server/kv-state.ts,
+// and the simulator over a MemStore); its snapshots are images of the whole store (store-image.ts).
 //
 // Layout in the store: mvcc-layout.ts (meta, keys, history, sessions, key index, leases). raftkv.v1
 // writes and MVCC commands (mvcc-store.ts) share the keys, their history and the revisions: a
@@ -21,7 +22,14 @@ import { compareBytes, prefixEnd, type Store, type StoreReader, type StoreWriter
 import { ByteReader, ByteWriter } from "./bytes.ts";
 import { type CasCommand, decodeCommand, type KvCommand } from "./command.ts";
 import { decodeMvccCommand, isMvccCommand } from "./mvcc-codec.ts";
-import { currentKey, decodeRecord, type KeyRecord, TABLE_KEYS, TABLE_SESSIONS } from "./mvcc-layout.ts";
+import {
+  currentKey,
+  decodeRecord,
+  type KeyRecord,
+  RECORD_HEAD_BYTES,
+  TABLE_KEYS,
+  TABLE_SESSIONS,
+} from "./mvcc-layout.ts";
 import { MvccStore, mvccError, type RangeBounds, type WriteTxn } from "./mvcc-store.ts";
 import type {
   LeaseInfo,
@@ -41,7 +49,8 @@ import {
   type SessionWrite,
   WRITES_IN_FLIGHT_PER_CLIENT,
 } from "./session-table.ts";
-import type { KvEntry, KvRange } from "./state-machine.ts";
+import type { KvEntry, KvRange, SnapshotStream } from "./state-machine.ts";
+import { StoreImageDecoder, StoreImageStream } from "./store-image.ts";
 import { utf8Decode, utf8EncodeInto } from "./utf8.ts";
 
 export type { KeyRecord } from "./mvcc-layout.ts";
@@ -78,6 +87,15 @@ export interface StoreStateMachineOptions {
    *  hub); synchronous, in the apply loop: keep it short, never throw. */
   readonly onChanges?: (changes: readonly RevisionChanges[]) => void;
 }
+
+/** A restore in progress (see StoreStateMachine.restoring). */
+export interface StoreRestore {
+  push(chunk: Uint8Array): void;
+  finish(): StoreStateMachine;
+}
+
+/** Snapshot chunks of about this many bytes by default. */
+export const DEFAULT_IMAGE_CHUNK_BYTES = 1024 * 1024;
 
 export class StoreStateMachine {
   private readonly store: Store;
@@ -219,8 +237,9 @@ export class StoreStateMachine {
     return readRecord(this.store, currentKey(key));
   }
 
-  /** As KvStateMachine.range, in UTF-8 byte order; streams from the store (limit + 1 entries read). */
-  range(prefix: string, limit: number, startAfter?: string): KvRange {
+  /** As KvStateMachine.range (at most `maxBytes` of keys and values, at least one entry), in UTF-8 byte
+   *  order; streams from the store (limit + 1 entries read). */
+  range(prefix: string, limit: number, startAfter?: string, maxBytes = Number.POSITIVE_INFINITY): KvRange {
     if (!Number.isSafeInteger(limit) || limit < 1) {
       throw new RaftKvError({ code: "INVALID_ARGUMENT", message: `range limit ${limit} is not >= 1` });
     }
@@ -233,11 +252,15 @@ export class StoreStateMachine {
     }
     const entries: KvEntry[] = [];
     let more = false;
+    let bytes = 0;
     for (const e of this.store.scan({ start, ...(end === undefined ? {} : { end }), limit: limit + 1 })) {
       if (entries.length === limit) {
         more = true;
         break;
       }
+      const size = e.key.length - 1 + e.value.length - RECORD_HEAD_BYTES;
+      if (entries.length > 0 && bytes + size > maxBytes) return { entries, more: true };
+      bytes += size;
       entries.push({ key: utf8Decode(e.key.subarray(1), "key"), value: decodeRecord(e.value).value });
     }
     return { entries, more };
@@ -257,6 +280,43 @@ export class StoreStateMachine {
     for (const [clientId, s] of this.sessions.entries())
       crc = crc32c(encodeSession(s), crc32c(keyBytes(clientId), crc));
     return crc;
+  }
+
+  /** The whole store as of now, as an image (store-image.ts) read chunk by chunk from a store view:
+   *  applies that follow do not change it. Sizing the image is one pass over the view. */
+  snapshotStream(chunkBytes = DEFAULT_IMAGE_CHUNK_BYTES): SnapshotStream {
+    return new StoreImageStream(this.store.view(), chunkBytes);
+  }
+
+  /** Fills `options.store`, which must be empty (appliedIndex 0, nothing loaded), from an image of
+   *  `sizeBytes` pushed in chunks; finish() checks the image whole and answers with the state machine
+   *  on that store, or throws CORRUPT (the store then holds a partial image: throw it away). */
+  static restoring(sizeBytes: number, options: StoreStateMachineOptions): StoreRestore {
+    const store = options.store;
+    assert(store.appliedIndex === 0, () => `restore into a store at index ${store.appliedIndex}`);
+    const decoder = new StoreImageDecoder(sizeBytes, (entries) =>
+      store.load((w) => {
+        for (const e of entries) w.put(e.key, e.value);
+      }),
+    );
+    return {
+      push: (chunk) => decoder.push(chunk),
+      finish: () => {
+        const { appliedIndex } = decoder.finish();
+        if (appliedIndex < 1) throw new RaftKvError({ code: "CORRUPT", message: "store image at index 0" });
+        store.write(appliedIndex, () => undefined);
+        try {
+          return new StoreStateMachine(options);
+        } catch (err) {
+          if (err instanceof RaftKvError) throw err;
+          throw new RaftKvError({
+            code: "CORRUPT",
+            message: `store image at ${appliedIndex} does not open: ${(err as Error).message}`,
+            cause: err,
+          });
+        }
+      },
+    };
   }
 
   private mustFollow(index: number): void {

@@ -4,13 +4,19 @@ import type { NodeId } from "../core/types.ts";
 import { type ClientSession, encodeCommand, type KvCommand } from "../kv/command.ts";
 import { DEFAULT_KV_LIMITS, type KvLimits, validateKey } from "../kv/limits.ts";
 import type { KvResult } from "../kv/result.ts";
-import type { KvRange, KvStateMachine } from "../kv/state-machine.ts";
+import type { KvRange } from "../kv/state-machine.ts";
 import { RaftKvError } from "../lib/errors.ts";
 import { type Consistency, NotLeaderError, type Replica } from "./replica.ts";
 
 export interface WriteOutcome {
   readonly revision: number;
   readonly result: KvResult;
+}
+
+/** The reads of a KV state machine (KvStateMachine and StoreStateMachine both have them). */
+export interface KvReads {
+  get(key: string): Uint8Array | null;
+  range(prefix: string, limit: number, startAfter?: string, maxBytes?: number): KvRange;
 }
 
 /** Told how each read was actually served (the simulator's lease checker listens). */
@@ -103,8 +109,8 @@ export class KvService {
     return this.replica.readBarrier(consistency);
   }
 
-  private kv(): KvStateMachine {
-    return this.replica.stateMachine as unknown as KvStateMachine;
+  private kv(): KvReads {
+    return this.replica.stateMachine as unknown as KvReads;
   }
 
   private checkKey(key: string): void {

@@ -36,6 +36,9 @@ export interface ReplicaOptions<R> {
   onRefused?: (r: CoreRefusal) => void;
   /** Called once when storage fails: the node stops acknowledging anything. */
   onFatal?: (err: unknown) => void;
+  /** Called when ticksToNextTimeout() may have come closer without an input (a commit-only hard state
+   *  now waits UNWRITTEN_HARD_STATE_TICKS): a host that sleeps through quiet ticks re-arms its timer. */
+  onTimeoutSooner?: () => void;
   /** Observes every applied entry (the simulator's checkers use it). */
   onApply?: (entry: Entry, result: R | null) => void;
 }
@@ -81,11 +84,15 @@ export class Replica<R> {
   private unwrittenHardState: HardState | null = null;
   private unwrittenSinceTick = 0;
   private ticks = 0;
+  /** The state machine's index when the loop started: a state machine that persists itself may start
+   *  ahead of the core's applied cursor, and the committed entries through it are not applied again. */
+  private readonly appliedAtStart: number;
 
   constructor(o: ReplicaOptions<R>) {
     this.o = o;
     this.id = o.core.id;
     this.sm = o.stateMachine;
+    this.appliedAtStart = o.stateMachine.appliedIndex;
     this.lastSnapshotIndex = o.core.snapshotMeta()?.index ?? 0;
     this.kick();
   }
@@ -114,6 +121,14 @@ export class Replica<R> {
     this.ticks++;
     this.o.core.tick();
     this.kick(this.hardStateDue());
+  }
+
+  /** Ticks until one can change anything here: the core's next timeout, or the write of a waiting
+   *  commit-only hard state (see Ticker's ticksToNextTimeout). */
+  ticksToNextTimeout(): number {
+    const core = this.o.core.ticksToNextTimeout();
+    if (this.unwrittenHardState === null) return core;
+    return Math.max(1, Math.min(core, this.unwrittenSinceTick + UNWRITTEN_HARD_STATE_TICKS - this.ticks));
   }
 
   receive(m: Message): void {
@@ -172,6 +187,13 @@ export class Replica<R> {
       this.reads.set(id, { resolve, reject, index: null });
       this.kick();
     });
+  }
+
+  /** Runs a call on the core (a configuration change, say) and handles what it produced. */
+  coreCall<T>(fn: (core: Raft) => T): T {
+    const r = fn(this.o.core);
+    this.kick();
+    return r;
   }
 
   /** Hand leadership to another node (thesis §3.10), e.g. before a clean shutdown. */
@@ -262,8 +284,10 @@ export class Replica<R> {
     const hardState = rd.hardState ?? this.unwrittenHardState;
     if (rd.entries.length === 0 && !rd.mustSync) {
       // Commit index only (a term or vote change sets mustSync).
-      if (this.unwrittenHardState === null) this.unwrittenSinceTick = this.ticks;
+      const waiting = this.unwrittenHardState !== null;
+      if (!waiting) this.unwrittenSinceTick = this.ticks;
       this.unwrittenHardState = hardState;
+      if (!waiting && hardState !== null) this.o.onTimeoutSooner?.();
     } else {
       this.unwrittenHardState = null;
       if (hardState !== null || rd.entries.length > 0) await st.save(hardState, rd.entries, rd.mustSync);
@@ -294,6 +318,8 @@ export class Replica<R> {
 
   private applyAll(rd: Ready): void {
     for (const e of rd.committedEntries) {
+      // A state machine that persists itself starts at its stored index: the log before it is applied.
+      if (e.index <= this.appliedAtStart && this.sm === this.o.stateMachine) continue;
       let result: R | null = null;
       // A configuration entry changes the core's membership, not the state machine: a no-op here.
       if (e.kind !== "command") this.sm.applyNoop(e.index);
@@ -385,6 +411,8 @@ export class Replica<R> {
     const byCount = every > 0 && applied - this.lastSnapshotIndex >= every;
     const byBytes = everyBytes > 0 && this.o.core.log.dataBytes >= everyBytes;
     if (!byCount && !byBytes) return;
+    // After a restart the stored state may be ahead of what the core has handed out yet.
+    if (applied > this.o.core.log.applied) return;
     const term = this.o.core.log.term(applied);
     if (term === undefined) return;
     this.snapshotting = true;

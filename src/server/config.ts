@@ -5,6 +5,11 @@ import { isIPv4, isIPv6 } from "node:net";
 import { type CoreConfig, maxSafeLeaseTicks, validateCoreConfig } from "../core/config.ts";
 import type { NodeId } from "../core/types.ts";
 import { RaftKvError } from "../lib/errors.ts";
+import { MAX_STORE_KEY_BYTES } from "../store/store.ts";
+
+/** The largest KV key the state store holds (whatever stateStore says, so that every node refuses the
+ *  same keys): LMDB's key limit less the table byte (src/kv/store-state-machine.ts). */
+export const MAX_STATE_KEY_BYTES = MAX_STORE_KEY_BYTES - 1;
 
 /** Every tunable, with units in the names. One place for defaults (STYLE rule 10). */
 export interface ServerSettings {
@@ -32,8 +37,11 @@ export interface ServerSettings {
   readonly keepBytesAfterSnapshot: number;
   readonly snapshotChunkBytes: number;
   /** Values read by clients kept in memory (values live in a scratch file, src/storage/value-file.ts);
-   *  0: every read is a pread. */
+   *  0: every read is a pread. Unused since the state lives in the state store (stateStore). */
   readonly valueCacheBytes: number;
+  /** Where the KV state lives (src/server/kv-state.ts): "lmdb", an LMDB store in the data folder's
+   *  state/; "memory", in the process (tests; the state is rebuilt from snapshot and log at start). */
+  readonly stateStore: StateStoreKind;
   /** Largest key in UTF-8 bytes; larger keys are refused with TOO_LARGE. */
   readonly maxKeyBytes: number;
   /** Largest value; larger values are refused with TOO_LARGE. */
@@ -100,9 +108,16 @@ export interface ServerSettings {
 export type TlsClientAuth = "none" | "optional" | "required";
 export const TLS_CLIENT_AUTH: readonly TlsClientAuth[] = ["none", "optional", "required"];
 
+export type StateStoreKind = "lmdb" | "memory";
+export const STATE_STORES: readonly StateStoreKind[] = ["lmdb", "memory"];
+
 export const DEFAULT_SETTINGS: ServerSettings = {
   tickMs: 10,
-  heartbeatMs: 50,
+  // 100 ms (etcd's default; 50 until issue 17): an idle node's CPU is mostly the wake-ups of heartbeats
+  // and their acks. Lease safety does not depend on it (the lease is bound by electionTimeoutMinMs and
+  // driftBound); a round must now be acknowledged within lease - heartbeat (~150 ms) to keep the lease
+  // unbroken, and a follower still hears 3 heartbeats within the shortest election timeout.
+  heartbeatMs: 100,
   electionTimeoutMinMs: 300,
   electionTimeoutMaxMs: 600,
   driftBound: 1.1,
@@ -115,7 +130,8 @@ export const DEFAULT_SETTINGS: ServerSettings = {
   keepBytesAfterSnapshot: 16 * 1024 * 1024,
   snapshotChunkBytes: 256 * 1024,
   valueCacheBytes: 8 * 1024 * 1024,
-  maxKeyBytes: 4096,
+  stateStore: "lmdb",
+  maxKeyBytes: MAX_STATE_KEY_BYTES,
   maxValueBytes: 1024 * 1024,
   maxRequestBytes: 4 * 1024 * 1024,
   maxEntriesPerMessage: 512,
@@ -183,7 +199,8 @@ type Kind =
   | "msOrNull"
   | "logLevel"
   | "fileOrNull"
-  | "clientAuth";
+  | "clientAuth"
+  | "stateStore";
 
 const SETTING_KINDS: Record<keyof ServerSettings, Kind> = {
   tickMs: "posInt",
@@ -200,6 +217,7 @@ const SETTING_KINDS: Record<keyof ServerSettings, Kind> = {
   keepBytesAfterSnapshot: "nonNegInt",
   snapshotChunkBytes: "posInt",
   valueCacheBytes: "nonNegInt",
+  stateStore: "stateStore",
   maxKeyBytes: "posInt",
   maxValueBytes: "posInt",
   maxRequestBytes: "posInt",
@@ -281,6 +299,9 @@ function parseSetting(name: string, kind: Kind, v: unknown): unknown {
     case "clientAuth":
       if (typeof v === "string" && (TLS_CLIENT_AUTH as readonly string[]).includes(v)) return v;
       throw configError(name, `expected one of ${TLS_CLIENT_AUTH.join(", ")}, got ${show(v)}`);
+    case "stateStore":
+      if (typeof v === "string" && (STATE_STORES as readonly string[]).includes(v)) return v;
+      throw configError(name, `expected one of ${STATE_STORES.join(", ")}, got ${show(v)}`);
     default: {
       const never: never = kind;
       return never;
@@ -500,7 +521,11 @@ export function toCoreConfig(c: ServerConfig, seed: number): CoreConfig {
       `the lease (${leaseTicks * tickMs} ms) must exceed heartbeatMs (${c.heartbeatMs} ms), or it never ` +
         "holds between heartbeat rounds; raise electionTimeoutMinMs or lower heartbeatMs",
     );
-  if (c.maxKeyBytes > 65_535) fail("maxKeyBytes", `must be at most 65535, got ${c.maxKeyBytes}`);
+  if (c.maxKeyBytes > MAX_STATE_KEY_BYTES)
+    fail(
+      "maxKeyBytes",
+      `must be at most ${MAX_STATE_KEY_BYTES} (the state store's key limit: LMDB's ${MAX_STORE_KEY_BYTES}-byte keys, one byte of which names the table), got ${c.maxKeyBytes}`,
+    );
   if (c.maxValueBytes > 64 * 1024 * 1024)
     fail("maxValueBytes", `must be at most 64 MiB, got ${c.maxValueBytes}`);
   const entryBytes = maxEntryBytes(c);

@@ -1,36 +1,77 @@
-// The KV store as a state machine of the embedding API (state-machine.ts): a KvStateMachine whose values
-// live in the node's scratch value file (src/storage/value-file.ts). A restore builds the new state in a
-// value store of its own while the current one keeps serving reads, then swaps them.
+// The KV store as a state machine of the embedding API (state-machine.ts): a StoreStateMachine
+// (src/kv/store-state-machine.ts) persisting itself in a state store: an LmdbStore in the data folder's
+// state/ (`raftkv serve`, `raftkv local`), or a MemDurableStore (stateStore "memory": tests, simulator).
+//
+// For services built on the node's state (the etcd MVCC API): `current` is the StoreStateMachine now in
+// use and `store` its store (reads, views); read them inside RaftNode.read() or synchronously in the
+// node's loop, never across an await, since a restore from the leader's snapshot replaces both.
+//
+// Restart without restore: the LMDB store keeps its data and applied index across restarts
+// (persistedIndex()); the node restores a snapshot file only when the snapshot is ahead of the store,
+// and replays the log after the store's index. The store lives in state/<generation>/, and state/CURRENT
+// names the generation in use (written atomically: temp file, fsync, rename, fsync of state/). A restore
+// builds a new generation while the current one keeps serving reads; commit() makes CURRENT name it
+// and closes the old one in the background. After a crash, CURRENT may name a store that LMDB had not
+// made durable whole: it then opens at an index below the snapshot the node has (installed durably
+// before the switch), so the node restores that snapshot again into a fresh generation. A store at
+// index 0 is always started afresh (a load cut short leaves data at index 0).
 
+import * as fs from "node:fs";
+import { join } from "node:path";
 import type { KvResult } from "../kv/result.ts";
-import { KvStateMachine } from "../kv/state-machine.ts";
+import { StoreStateMachine } from "../kv/store-state-machine.ts";
 import { RaftKvError } from "../lib/errors.ts";
-import { FileValueStore } from "../storage/value-file.ts";
+import type { DurableStore } from "../store/durable-store.ts";
+import { LmdbStore } from "../store/lmdb-store.ts";
+import { MemDurableStore } from "../store/mem-durable-store.ts";
 import type { SnapshotInfo, SnapshotReader, SnapshotWriter, StateMachine } from "./embed.ts";
 
+const CURRENT_FILE = "CURRENT";
+const GENERATION_RE = /^\d{1,15}$/;
+
 export interface KvStateOptions {
-  /** The scratch file of the values (the data folder's values.scratch). */
-  readonly valuesFile: string;
-  /** Values kept in memory after a read. */
-  readonly valueCacheBytes: number;
+  /** The folder of the LMDB state store (the data folder's state/), or null to keep the state in memory. */
+  readonly stateDir: string | null;
   /** Client sessions remembered for exactly-once writes; must be equal on every node. */
   readonly maxSessions: number;
+  /** Named in errors. */
+  readonly nodeId?: number;
+}
+
+interface Opened {
+  readonly store: DurableStore;
+  /** The LMDB folder, or null in memory. */
+  readonly dir: string | null;
 }
 
 export class KvState implements StateMachine<KvResult> {
-  // Opened on first use: the value file lives in the data folder, which the node creates when it starts.
-  private values: FileValueStore | null = null;
-  private sm: KvStateMachine | null = null;
+  // Opened on first use: the store lives in the data folder, which the node creates when it starts.
+  private opened: Opened | null = null;
+  private sm: StoreStateMachine | null = null;
+  private generation = 0;
+  /** Closing of stores replaced by a restore (awaited by close()). */
+  private retiring: Promise<void>[] = [];
 
   constructor(private readonly o: KvStateOptions) {}
 
-  /** The state to read from (replaced by a restore: do not keep it across awaits). */
-  get current(): KvStateMachine {
+  /** The state machine to read from (replaced by a restore: do not keep it across awaits). */
+  get current(): StoreStateMachine {
     if (this.sm === null) {
-      this.values = this.openValues();
-      this.sm = new KvStateMachine({ maxSessions: this.o.maxSessions, values: this.values });
+      this.opened = this.openCurrent();
+      this.sm = new StoreStateMachine({ store: this.opened.store, maxSessions: this.o.maxSessions });
     }
     return this.sm;
+  }
+
+  /** The store under `current` (replaced with it by a restore). */
+  get store(): DurableStore {
+    void this.current;
+    return this.opened!.store;
+  }
+
+  /** The index the stored state is at (0 in memory): the node restores no snapshot at or below it. */
+  persistedIndex(): number {
+    return this.current.appliedIndex;
   }
 
   apply(command: Uint8Array, index: number): KvResult {
@@ -46,12 +87,19 @@ export class KvState implements StateMachine<KvResult> {
   }
 
   restore(snapshot: SnapshotInfo): SnapshotWriter {
-    const fresh = this.openValues();
-    const restoring = KvStateMachine.restoring(snapshot.sizeBytes, {
-      maxSessions: this.o.maxSessions,
-      values: fresh,
-    });
-    let next: KvStateMachine | null = null;
+    void this.current; // the current store is opened (and leftovers removed) before a new one is made
+    const fresh = this.openStore();
+    let restoring: ReturnType<typeof StoreStateMachine.restoring>;
+    try {
+      restoring = StoreStateMachine.restoring(snapshot.sizeBytes, {
+        store: fresh.store,
+        maxSessions: this.o.maxSessions,
+      });
+    } catch (err) {
+      this.retire(fresh);
+      throw err;
+    }
+    let next: StoreStateMachine | null = null;
     return {
       push: (chunk) => restoring.push(chunk),
       finish: () => {
@@ -66,21 +114,99 @@ export class KvState implements StateMachine<KvResult> {
       },
       commit: () => {
         if (next === null) throw new Error("KvState: commit() before finish()");
-        this.values?.close();
-        this.values = fresh;
+        if (fresh.dir !== null) this.writeCurrent(fresh.dir);
+        if (this.opened !== null) this.retire(this.opened);
+        this.opened = fresh;
         this.sm = next;
       },
-      abort: () => fresh.close(),
+      abort: () => this.retire(fresh),
     };
   }
 
-  close(): void {
-    this.values?.close();
-    this.values = null;
+  async close(): Promise<void> {
+    const opened = this.opened;
+    this.opened = null;
     this.sm = null;
+    if (opened !== null) await opened.store.close();
+    await Promise.all(this.retiring);
+    this.retiring = [];
   }
 
-  private openValues(): FileValueStore {
-    return new FileValueStore(this.o.valuesFile, { readCacheBytes: this.o.valueCacheBytes });
+  /** The store CURRENT names, or a fresh generation (then named in CURRENT) when there is none or it
+   *  is at index 0; other generations (leftovers of restores cut short) are removed. */
+  private openCurrent(): Opened {
+    const root = this.o.stateDir;
+    if (root === null) return { store: new MemDurableStore(), dir: null };
+    fs.mkdirSync(root, { recursive: true });
+    let name: string | null = null;
+    try {
+      name = fs.readFileSync(join(root, CURRENT_FILE), "utf8").trim();
+    } catch {
+      // No CURRENT: a new data folder (or one from before the state store).
+    }
+    const generations = fs.readdirSync(root).filter((n) => GENERATION_RE.test(n));
+    this.generation = Math.max(-1, ...generations.map(Number)) + 1;
+    if (name !== null && !GENERATION_RE.test(name))
+      throw new RaftKvError({
+        code: "CORRUPT",
+        message: `${join(root, CURRENT_FILE)} names ${JSON.stringify(name.slice(0, 40))}, not a store generation`,
+        ...this.where(),
+        hint: `remove ${root} (the node rebuilds the state from its snapshot and log, or from the leader)`,
+      });
+    let opened: Opened | null = null;
+    if (name !== null && generations.includes(name)) {
+      const dir = join(root, name);
+      const store = LmdbStore.open({ dir, ...this.where() });
+      if (store.appliedIndex > 0) opened = { store, dir };
+      else this.retire({ store, dir });
+    }
+    for (const g of generations) if (g !== name) fs.rmSync(join(root, g), { recursive: true, force: true });
+    if (opened !== null) return opened;
+    const fresh = this.openStore();
+    this.writeCurrent(fresh.dir!);
+    return fresh;
+  }
+
+  /** A new, empty store generation (in memory: a new twin). */
+  private openStore(): Opened {
+    if (this.o.stateDir === null) return { store: new MemDurableStore(), dir: null };
+    const dir = join(this.o.stateDir, String(this.generation++));
+    fs.rmSync(dir, { recursive: true, force: true });
+    return { store: LmdbStore.open({ dir, ...this.where() }), dir };
+  }
+
+  /** Makes CURRENT name the generation in `dir`, durably. */
+  private writeCurrent(dir: string): void {
+    const root = this.o.stateDir!;
+    const tmp = join(root, `${CURRENT_FILE}.tmp`);
+    fs.writeFileSync(tmp, `${dir.slice(dir.lastIndexOf("/") + 1)}\n`);
+    syncPath(tmp);
+    fs.renameSync(tmp, join(root, CURRENT_FILE));
+    syncPath(root);
+  }
+
+  private where(): { nodeId?: number } {
+    return this.o.nodeId === undefined ? {} : { nodeId: this.o.nodeId };
+  }
+
+  /** Closes a store no longer used and removes its folder, in the background (close() waits). */
+  private retire(s: Opened): void {
+    this.retiring.push(
+      s.store.close().then(
+        () => {
+          if (s.dir !== null) fs.rmSync(s.dir, { recursive: true, force: true });
+        },
+        () => undefined, // a store being thrown away: its failure changes nothing
+      ),
+    );
+  }
+}
+
+function syncPath(path: string): void {
+  const fd = fs.openSync(path, "r");
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
   }
 }

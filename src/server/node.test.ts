@@ -1,8 +1,9 @@
 // In-process tests of a real single-node server: client operations, the Session stream, edge validation,
-// status, /metrics, and a clean stop and restart from the same data folder.
+// status, /metrics, and a clean stop and restart from the same data folder (the state store opened as it
+// was, no snapshot restored).
 
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -210,7 +211,11 @@ test("a stopped node restarts from its data folder with everything applied", asy
     readdirSync(join(dir, "snap")).some((f) => f.endsWith(".snap")),
     "a snapshot to restore from",
   );
+  const generation = readFileSync(join(dir, "state", "CURRENT"), "utf8");
   node = await startNode(config, { logToStderr: false, seed: 2 });
+  // The state store opened as it was: no restore built a new generation of it.
+  assert.equal(readFileSync(join(dir, "state", "CURRENT"), "utf8"), generation);
+  assert.ok(node.raft.stateMachine.persistedIndex() >= before.appliedIndex);
   assert.equal(
     await until("the value after restart", () => client.getString("s").then((v) => v ?? undefined)),
     "streamed",

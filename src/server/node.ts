@@ -39,7 +39,8 @@ export interface RaftKvNode {
   readonly metricsPort: number | null;
   readonly logFile: string;
   readonly logger: Logger;
-  /** The Raft node underneath. */
+  /** The Raft node underneath; `raft.stateMachine` is the KvState, whose `current` is the node's
+   *  StoreStateMachine and `store` its state store (for services built on the state: kv-state.ts). */
   readonly raft: RaftNode<KvState, KvResult>;
   view(): NodeView;
   /** Stop accepting, let in-flight requests finish (up to shutdownGraceMs), fail the rest, sync, close. */
@@ -54,9 +55,9 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
   const node = await startRaftNode({
     config,
     stateMachine: new KvState({
-      valuesFile: layoutOf(config.dataDir).valuesFile,
-      valueCacheBytes: config.valueCacheBytes,
+      stateDir: config.stateStore === "lmdb" ? layoutOf(config.dataDir).stateDir : null,
       maxSessions: config.maxClientSessions,
+      nodeId: config.id,
     }),
     maxCommandBytes: defaultMaxCommandBytes(config),
     ...options,
@@ -68,7 +69,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
         version: raft.status().version,
         kv: new KvOps(raft, { maxKeyBytes: config.maxKeyBytes, maxValueBytes: config.maxValueBytes }),
         softState: () => raft.softState(),
-        peers: config.peers,
+        peers: raft.peers,
         settings: config,
         view: () => raft.status(),
         appliedIndex: () => raft.appliedIndex,

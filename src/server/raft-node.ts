@@ -21,10 +21,12 @@ import { layoutOf } from "../storage/data-dir.ts";
 import { FileStorage } from "../storage/file-storage.ts";
 import { addPeerService, GrpcPeerTransport, peerGrpcOptions } from "../transport/grpc-transport.ts";
 import { clientReceiveLimitBytes } from "./client-edge.ts";
+import { addClusterService } from "./cluster-service.ts";
 import { effectiveLeaseMs, maxEntryBytes, type ServerConfig, toCoreConfig } from "./config.ts";
 import type { HealthSources } from "./health.ts";
 import { ConnectionGate } from "./listener.ts";
 import { createNodeLog, type Logger, type NodeLog } from "./logging.ts";
+import { bootMembership, MembershipFollower } from "./membership.ts";
 import { NodeMetrics } from "./metrics.ts";
 import { type NodeView, type ViewSources, viewNode } from "./node-view.ts";
 import { type NodeEvent, NodeObserver } from "./observer.ts";
@@ -106,6 +108,8 @@ export interface RaftNode<S, R> {
   readonly metricsPort: number | null;
   readonly logFile: string;
   readonly logger: Logger;
+  /** Every member's peer address by id, as the configuration in effect names them (live). */
+  readonly peers: ReadonlyMap<NodeId, string>;
   /** The node's Prometheus registry: add metrics of your own to it. */
   readonly registry: Registry;
   /** The state machine passed in. */
@@ -256,15 +260,24 @@ async function start<S extends StateMachine<unknown>, R>(options: Options<S, R>)
   try {
     const advertised = config.peers.get(config.id) ?? config.listen;
     const tls = loadServerTls(config, config.id, config.clusterId, advertised, new Date());
-    const empty = new AppliedStateMachine<R>(
-      options.stateMachine as StateMachine<unknown> as StateMachine<R>,
-    );
+    const user = options.stateMachine as StateMachine<unknown> as StateMachine<R>;
+    const persisted = user.persistedIndex?.() ?? 0;
+    const snap = recovered.snapshot;
     const applied =
-      recovered.snapshot === null ? empty : await restoreAtStart(empty, storage, recovered.snapshot);
+      snap === null || snap.index <= persisted
+        ? new AppliedStateMachine<R>(user, persisted)
+        : await restoreAtStart(new AppliedStateMachine<R>(user), storage, snap);
+    log.info(
+      { persistedIndex: persisted, snapshotIndex: snap?.index ?? 0, appliedIndex: applied.appliedIndex },
+      snap !== null && snap.index > persisted
+        ? "restored the state from the newest snapshot"
+        : "opened the stored state: no snapshot restore",
+    );
     const core = new Raft(coreConfig, {
       hardState: recovered.hardState,
       snapshot: recovered.snapshot,
       entries: recovered.entries,
+      membership: bootMembership(config.peers, config.join),
     });
     return await assemble(options, { coreConfig, core, tls, storage, applied, nodeLog, clock }, (m) => {
       metrics = m;
@@ -272,7 +285,7 @@ async function start<S extends StateMachine<unknown>, R>(options: Options<S, R>)
   } catch (err) {
     log.error({ err }, "could not start the node");
     try {
-      options.stateMachine.close?.();
+      await options.stateMachine.close?.();
     } catch (closeErr) {
       log.error({ err: closeErr }, "closing the state machine failed");
     }
@@ -370,9 +383,13 @@ async function assemble<S extends StateMachine<unknown>, R>(
         }),
   });
 
+  // The members' addresses as the configuration in effect names them; shared, changed in place.
+  const livePeers = new Map(config.peers);
   const bootMs = clock.nowMs();
   let fatal: (err: unknown) => void = () => {};
   const timedStorage = new TimedStorage(storage, clock, () => metrics);
+  /** Started once the listener is up. */
+  let ticker: Ticker | null = null;
   const replica = new Replica<R>({
     core,
     storage: timedStorage,
@@ -388,12 +405,13 @@ async function assemble<S extends StateMachine<unknown>, R>(
     snapshotEveryBytes: config.snapshotEveryBytes,
     keepBytesAfterSnapshot: config.keepBytesAfterSnapshot,
     onFatal: (err) => fatal(err),
+    onTimeoutSooner: () => ticker?.rearm(),
     onRefused: (r) => {
       metrics?.peerRefusals.inc({ reason: r.reason });
       log.warn(
         {
           peer: r.from,
-          claimedSenderAddress: config.peers.get(r.from) ?? "unknown",
+          claimedSenderAddress: livePeers.get(r.from) ?? "unknown",
           peerAddress: transport.lastAddressOf(r.from) ?? "unknown",
           messageType: r.type,
           messageTerm: r.term,
@@ -405,9 +423,20 @@ async function assemble<S extends StateMachine<unknown>, R>(
       transport.answerRefused(r); // a unary call waiting for the reply gets the refusal at once
     },
   });
+  const follower = new MembershipFollower({
+    id: config.id,
+    core,
+    flagPeers: config.peers,
+    livePeers,
+    setTransportPeers: (peers) => transport.setPeers(peers),
+    // Through input() (defined below, called only once the node runs): the core sees the ticks due.
+    coreCall: (fn) => input(() => replica.coreCall(fn)),
+    log: log.child({ component: "membership" }),
+    nowMs: () => clock.nowMs(),
+  });
   const sources: ViewSources = {
     clusterId: config.clusterId,
-    peers: config.peers,
+    peers: livePeers,
     core,
     replica,
     nowMs: () => clock.nowMs(),
@@ -438,10 +467,17 @@ async function assemble<S extends StateMachine<unknown>, R>(
     }
   };
   const observer = new NodeObserver(sources, log, metrics, emit);
-  transport.onMessage((m) => {
-    replica.receive(m);
+  // The ticker sleeps through quiet ticks (ticker.ts): every input first gets the ticks already due, and
+  // may bring the next timeout closer.
+  const input = <T>(fn: () => T): T => {
+    ticker?.sync();
+    const out = fn();
     observer.check();
-  });
+    follower.check();
+    ticker?.rearm();
+    return out;
+  };
+  transport.onMessage((m) => input(() => replica.receive(m)));
 
   let listenAddress = config.listen;
   let metricsPort: number | null = null;
@@ -460,20 +496,18 @@ async function assemble<S extends StateMachine<unknown>, R>(
     },
     logFile: p.nodeLog.file,
     logger: log,
+    peers: livePeers,
     registry: metrics.registry,
     stateMachine,
     get appliedIndex() {
       return replica.stateMachine.appliedIndex;
     },
-    propose: (command) => {
-      const proposal = replica.propose(command);
-      observer.check();
-      return proposal;
-    },
+    propose: (command) => input(() => replica.propose(command)),
     read: async (fn, o = {}) => {
       let consistency: Consistency = o.consistency ?? "lease";
       for (;;) {
-        const ticket = await replica.readBarrier(consistency);
+        const c = consistency;
+        const ticket = await input(() => replica.readBarrier(c));
         const value = fn(stateMachine);
         if (replica.stillValid(ticket)) return value;
         consistency = "readIndex"; // the lease ran out meanwhile (the event loop stalled)
@@ -488,11 +522,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
       set.add(l);
       return () => set.delete(l);
     },
-    transferLeadership: (to) => {
-      const ok = replica.transferLeadership(to);
-      observer.check();
-      return ok;
-    },
+    transferLeadership: (to) => input(() => replica.transferLeadership(to)),
     stop: (reason) => stop(reason),
     done,
   };
@@ -508,6 +538,16 @@ async function assemble<S extends StateMachine<unknown>, R>(
   });
   const server = new grpc.Server({ ...serverOptions(config, p.coreConfig), interceptors: gate.interceptors });
   addPeerService(server, transport);
+  addClusterService(server, {
+    nodeId: config.id,
+    core,
+    follower,
+    livePeers,
+    transferLeadership: (to) => node.transferLeadership(to),
+    changeTimeoutMs: Math.max(config.requestTimeoutMs, 4 * config.electionTimeoutMaxMs),
+    transferTimeoutMs: 4 * config.electionTimeoutMaxMs,
+    onCall: (peerAddress) => gate.noteCall(peerAddress),
+  });
   options.services?.(server, node, { noteCall: (peerAddress) => gate.noteCall(peerAddress) });
   const listener = await gate.open(server).catch(async (err: unknown) => {
     await transport.close();
@@ -518,7 +558,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
 
   const health: HealthSources = {
     view,
-    readBarrier: async () => (await replica.readBarrier("lease")).consistency,
+    readBarrier: async () => (await input(() => replica.readBarrier("lease"))).consistency,
     storageFailure: () => replica.failure,
     writeWaitingMs: () => timedStorage.waitingMs(),
     dataDir: sources.dataDir,
@@ -552,13 +592,15 @@ async function assemble<S extends StateMachine<unknown>, R>(
   }
 
   const stallWarnMs = config.electionTimeoutMinMs / 2;
-  const ticker = new Ticker({
+  ticker = new Ticker({
     clock,
     bootMs,
     tickMs: config.tickMs,
+    ticksToNextTimeout: () => replica.ticksToNextTimeout(),
     onTick: () => {
       replica.tick();
       observer.check();
+      follower.check();
     },
     onCatchUp: (missed, lateMs) => {
       metrics?.lateTickWakeups.inc();
@@ -579,7 +621,8 @@ async function assemble<S extends StateMachine<unknown>, R>(
       } catch (err) {
         log.error({ err }, "beforeStop failed; stopping anyway");
       }
-      ticker.stop();
+      ticker?.stop();
+      follower.close();
       replica.stop(`node ${config.id} is shutting down (${reason})`);
       await replica.idle();
       await transport.close();
@@ -601,7 +644,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
       }
       await storage.close().catch((err: unknown) => log.error({ err }, "closing storage failed"));
       try {
-        stateMachine.close?.();
+        await stateMachine.close?.();
       } catch (err) {
         log.error({ err }, "closing the state machine failed");
       }

@@ -7,10 +7,10 @@
 // every node. Every snapshotEveryEntries applied entries it takes a snapshot (snapshot()) into its data
 // folder and compacts the log; a follower too far behind gets the leader's snapshot through restore().
 //
-// Room to grow (not built yet): a state machine that persists itself (its data and the index applied,
-// written together) could report that index at start, and the node would then skip restore() and the
-// entries through it. Nothing here assumes the state lives in memory: apply() is told each entry's index,
-// and restore() the snapshot's index and term.
+// A state machine that persists itself (its data and the index applied, written together) reports that
+// index at start (persistedIndex()); the node then skips restore() when its newest snapshot is not ahead
+// of it, and applies the log after it only. Nothing here assumes the state lives in memory: apply() is
+// told each entry's index, and restore() the snapshot's index and term.
 
 import type { SnapshotMeta } from "../core/types.ts";
 import { assert } from "../lib/assert.ts";
@@ -53,8 +53,16 @@ export interface StateMachine<R = unknown> {
    * current state is untouched and keeps serving reads.
    */
   restore(snapshot: SnapshotInfo): SnapshotWriter;
-  /** Called once when the node has stopped: release files and memory. */
-  close?(): void;
+  /**
+   * For a state machine that persists itself: the index of the last entry its stored state includes,
+   * called once at start before anything else. The state must then be exactly the result of applying
+   * the entries through that index (never ahead of what it stored with them). The node restores its
+   * newest snapshot only if the snapshot is ahead of this index, and applies the log after it. Leave it
+   * out for a state machine that starts empty (the node restores the snapshot, then replays the log).
+   */
+  persistedIndex?(): number;
+  /** Called once when the node has stopped: release files and memory (the node waits for a promise). */
+  close?(): void | Promise<void>;
 }
 
 /** A state image being read, chunk by chunk, so it never needs to be in memory whole. */

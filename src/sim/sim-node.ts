@@ -1,15 +1,17 @@
-// One simulated node: the real core, KV state machine and replica loop over a crashable in-memory
-// disk, a drifting local clock, pauses, and ticks delivered the way the real ticker delivers them.
+// One simulated node: the real core, KV state machine (a StoreStateMachine on the in-memory store twin)
+// and replica loop over a crashable in-memory disk, a drifting local clock, pauses, and ticks delivered
+// the way the real ticker delivers them.
 
 import type { CoreConfig } from "../core/config.ts";
 import { Raft } from "../core/raft.ts";
 import type { CoreRefusal, Entry, HardState, Message, NodeId, SnapshotMeta } from "../core/types.ts";
 import type { KvResult } from "../kv/result.ts";
-import { KvStateMachine } from "../kv/state-machine.ts";
+import { StoreStateMachine } from "../kv/store-state-machine.ts";
 import type { Prng } from "../lib/prng.ts";
 import { KvService, type RequestPoint } from "../replica/kv-service.ts";
 import { Replica } from "../replica/replica.ts";
 import type { ReplicaStorage } from "../replica/seams.ts";
+import { MemStore } from "../store/mem-store.ts";
 import type { EventQueue } from "./event-queue.ts";
 import type { TimedFileSystem } from "./timed-file-system.ts";
 
@@ -128,7 +130,7 @@ export class SimNode {
     const recovered = await disk.open();
     const snap = await disk.loadSnapshotImage();
     if (gen !== this.generation) return;
-    const sm = snap === null ? new KvStateMachine() : KvStateMachine.restore(snap.image);
+    const sm = snap === null ? new StoreStateMachine({ store: new MemStore() }) : restoreImage(snap.image);
     const core = new Raft(this.o.coreConfig(this.o.prng.nextU32()), {
       hardState: recovered.hardState,
       snapshot: recovered.snapshot,
@@ -141,7 +143,11 @@ export class SimNode {
       storage: this.latent(disk, gen),
       sender: { send: (msgs) => this.o.hooks.send(this.id, msgs) },
       stateMachine: sm,
-      restore: (sizeBytes) => ({ ...KvStateMachine.restoring(sizeBytes), commit: () => {}, abort: () => {} }),
+      restore: (sizeBytes) => ({
+        ...StoreStateMachine.restoring(sizeBytes, { store: new MemStore() }),
+        commit: () => {},
+        abort: () => {},
+      }),
       clock: { nowMs: () => this.localMs() },
       bootMs: this.bootLocalMs,
       tickMs: this.o.tickMs,
@@ -237,4 +243,11 @@ export class SimNode {
     if (gen !== this.generation) return;
     this.run(fn);
   }
+}
+
+/** The state machine of a snapshot image, on a store of its own (the image is checked whole). */
+function restoreImage(image: Uint8Array): StoreStateMachine {
+  const restoring = StoreStateMachine.restoring(image.length, { store: new MemStore() });
+  restoring.push(image);
+  return restoring.finish();
 }

@@ -8,6 +8,7 @@
 //   <dir>/values.scratch               the KV values of the running node (value-file.ts): scratch,
 //                                      rebuilt from the snapshot and WAL at every start, and unlinked
 //                                      as soon as it is opened (it never shows in a listing)
+//   <dir>/state/<n>/                   the KV state store (LMDB's data.mdb, lock.mdb; kv-state.ts)
 
 import { joinPath } from "./file-system.ts";
 
@@ -17,6 +18,7 @@ export interface DataDirLayout {
   readonly walDir: string;
   readonly snapDir: string;
   readonly valuesFile: string;
+  readonly stateDir: string;
 }
 
 export function layoutOf(dir: string): DataDirLayout {
@@ -26,6 +28,7 @@ export function layoutOf(dir: string): DataDirLayout {
     walDir: joinPath(dir, "wal"),
     snapDir: joinPath(dir, "snap"),
     valuesFile: joinPath(dir, "values.scratch"),
+    stateDir: joinPath(dir, "state"),
   };
 }
 

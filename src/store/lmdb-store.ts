@@ -24,6 +24,7 @@ import type { DurableStore, StoreStats } from "./durable-store.ts";
 import { type Tree, treeDelete, treeGet, treeScan, treeSet } from "./sorted-tree.ts";
 import {
   compareBytes,
+  MAX_STORE_KEY_BYTES,
   type ScanOptions,
   type StoreEntry,
   type StoreReader,
@@ -32,7 +33,7 @@ import {
 } from "./store.ts";
 
 /** LMDB's largest key with its default 4 KiB pages. */
-export const MAX_KEY_BYTES = 1978;
+export const MAX_KEY_BYTES = MAX_STORE_KEY_BYTES;
 
 const FORMAT_VERSION = 1;
 const META_APPLIED = new Uint8Array([0x61]); // "a"
@@ -149,13 +150,23 @@ export class LmdbStore implements DurableStore {
   }
 
   write<T>(index: number, fn: (w: StoreWriter) => T): T {
-    assert(!this.closed, () => "store used after close");
-    assert(!this.writing, () => "store write inside a write");
-    if (this.failure !== null) throw this.failure;
     assert(
       Number.isSafeInteger(index) && index > this.applied,
       () => `store batch at index ${index}, applied index is ${this.applied}`,
     );
+    return this.batch(index, fn);
+  }
+
+  load(fn: (w: StoreWriter) => void): void {
+    assert(this.applied === 0, () => `store load at applied index ${this.applied}`);
+    this.batch(0, fn);
+  }
+
+  /** A batch of writes; index 0 is a load (the applied index in the file stays as it is). */
+  private batch<T>(index: number, fn: (w: StoreWriter) => T): T {
+    assert(!this.closed, () => "store used after close");
+    assert(!this.writing, () => "store write inside a write");
+    if (this.failure !== null) throw this.failure;
     const before = this.overlay;
     const writes: (readonly [Uint8Array, Pending])[] = [];
     let bytes = 0;
@@ -276,7 +287,7 @@ export class LmdbStore implements DurableStore {
         if (v instanceof Tombstone) void data.remove(asBuffer(key));
         else void data.put(asBuffer(key), v);
       }
-      void meta.put(Buffer.from(META_APPLIED), index);
+      if (batch.index > 0) void meta.put(Buffer.from(META_APPLIED), index);
       if (this.last === null) {
         const f = new Uint8Array(8);
         writeU64(f, FORMAT_VERSION);
@@ -332,6 +343,8 @@ export class LmdbStore implements DurableStore {
   }
 }
 
+const LOWEST_KEY = Buffer.alloc(0);
+
 /** The overlay over LMDB's entries within `o`, overlay first on equal keys, tombstones skipped. */
 function* merged(
   overlay: Tree<Pending>,
@@ -343,7 +356,9 @@ function* merged(
   if (limit <= 0) return;
   const reverse = o.reverse === true;
   const range = reverse
-    ? { ...(o.end === undefined ? {} : { start: asBuffer(o.end) }), reverse: true }
+    ? // lmdb's reverse range runs from `start` down to `end`; left out, `end` defaults to the key [0]
+      // itself (exclusive), which dropped the key 0x00 from reverse scans: pass the lowest bound there is.
+      { ...(o.end === undefined ? {} : { start: asBuffer(o.end) }), end: LOWEST_KEY, reverse: true }
     : {
         ...(o.start === undefined ? {} : { start: asBuffer(o.start) }),
         ...(o.end === undefined ? {} : { end: asBuffer(o.end) }),

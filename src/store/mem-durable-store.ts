@@ -28,6 +28,10 @@ export class MemDurableStore implements DurableStore {
     return this.mem.write(index, fn);
   }
 
+  load(fn: (w: StoreWriter) => void): void {
+    this.mem.load(fn);
+  }
+
   view(): StoreView {
     return this.mem.view();
   }

@@ -50,12 +50,21 @@ export class MemStore implements Store {
   }
 
   write<T>(index: number, fn: (w: StoreWriter) => T): T {
-    this.checkOpen();
-    assert(!this.writing, () => "store write inside a write");
     assert(
       Number.isSafeInteger(index) && index > this.applied,
       () => `store batch at index ${index}, applied index is ${this.applied}`,
     );
+    return this.batch(index, fn);
+  }
+
+  load(fn: (w: StoreWriter) => void): void {
+    assert(this.applied === 0, () => `store load at applied index ${this.applied}`);
+    this.batch(0, fn);
+  }
+
+  private batch<T>(index: number, fn: (w: StoreWriter) => T): T {
+    this.checkOpen();
+    assert(!this.writing, () => "store write inside a write");
     const before = this.tree;
     let bytes = 0;
     const self = this;

@@ -17,6 +17,10 @@
 // - `scan` streams: entries are produced one by one as the iterator is advanced, never gathered.
 // Pure types and helpers (src/kv imports them; no I/O here).
 
+/** The largest key a Store takes: LMDB's with its default 4 KiB pages (lmdb-store.ts). The in-memory
+ *  twin takes larger ones; the state machine's callers keep below this (src/server/config.ts). */
+export const MAX_STORE_KEY_BYTES = 1978;
+
 export interface StoreEntry {
   readonly key: Uint8Array;
   readonly value: Uint8Array;
@@ -64,6 +68,10 @@ export interface Store extends StoreReader {
   /** One atomic batch bringing the store to `index` (see the contract above). If `fn` throws, nothing
    *  it wrote is kept and the error propagates. */
   write<T>(index: number, fn: (w: StoreWriter) => T): T;
+  /** Fills a store that has applied nothing yet (appliedIndex 0) from a snapshot image: an atomic batch
+   *  like write()'s that moves no index. The image is complete once the first write() names its index;
+   *  a host throws away a store left with loaded data at appliedIndex 0 (a restore cut short). */
+  load(fn: (w: StoreWriter) => void): void;
   view(): StoreView;
 }
 

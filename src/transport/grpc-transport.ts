@@ -131,6 +131,11 @@ export function peerGrpcOptions(maxBytesPerMessage: number, maxEntriesPerMessage
     "grpc.keepalive_permit_without_calls": 1,
     // A connection with no call for a minute is closed (a peer that connects and never sends).
     "grpc.max_connection_idle_ms": 60_000,
+    // Off: channelz's per-call and per-message bookkeeping (nobody here queries channelz), and grpc-js's
+    // retry layer, which copies every message of a stream into a replay buffer until the call commits;
+    // the transport reconnects and the core resends by itself. Both cost every heartbeat of an idle node.
+    "grpc.enable_channelz": 0,
+    "grpc.enable_retries": 0,
   };
 }
 
