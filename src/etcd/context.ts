@@ -11,6 +11,7 @@ import type { KeyValue } from "../kv/mvcc-types.ts";
 import type { Logger } from "../server/logging.ts";
 import type { MvccApi, MvccHeader } from "../server/mvcc-api.ts";
 import { ErrStopped, EtcdError, toEtcdError } from "./errors.ts";
+import { Forwarder } from "./forward.ts";
 import type { EtcdKvLimits } from "./requests.ts";
 
 export interface EtcdMember {
@@ -57,6 +58,8 @@ export interface EtcdServiceDeps {
   readonly log: Logger;
   /** Called with the remote address of every call (the listener marks the connection used). */
   readonly onCall?: (peerAddress: string) => void;
+  /** A member's client address ("host:port") for forwarding to the leader; absent: no forwarding. */
+  readonly clientAddressOf?: (id: NodeId) => string | null;
 }
 
 /** etcd's member id of a raftkv node: its id + 1 (etcd's 0 means "no member"). */
@@ -99,9 +102,12 @@ export class EtcdCalls {
   private inflight = 0;
   private streams = 0;
   private idle: (() => void)[] = [];
+  /** Sends what only the leader serves on to it (null: answer "not leader"). */
+  readonly forwarder: Forwarder | null;
 
   constructor(d: EtcdServiceDeps) {
     this.d = d;
+    this.forwarder = d.clientAddressOf === undefined ? null : new Forwarder(d.nodeId, d.clientAddressOf);
     this.clusterId = clusterIdOf(d.clusterId);
     this.memberId = memberIdOf(d.nodeId);
   }
@@ -115,9 +121,11 @@ export class EtcdCalls {
     };
   }
 
-  /** A unary handler: decoding refusals, drain, the call's budget, errors as etcd's statuses. */
+  /** A unary handler: decoding refusals, drain, the call's budget, forwarding to the leader of what
+   *  only it serves (when `method` is given), errors as etcd's statuses. */
   unary<Req, Res>(
     fn: (req: Req, budgetMs: number) => Promise<Res>,
+    method?: grpc.MethodDefinition<Req, Res>,
   ): grpc.handleUnaryCall<Req | Refused, Res> {
     return (call, reply) => {
       this.d.onCall?.(call.getPeer());
@@ -131,7 +139,13 @@ export class EtcdCalls {
         return;
       }
       this.inflight++;
-      fn(req, this.budget(remainingMs(call.getDeadline())))
+      const budgetMs = this.budget(remainingMs(call.getDeadline()));
+      fn(req, budgetMs)
+        .catch((err: unknown) => {
+          const leader = method === undefined ? null : (this.forwarder?.target(err, call.metadata) ?? null);
+          if (leader === null || method === undefined) throw err;
+          return this.forwarder!.unary(leader, method, req, budgetMs);
+        })
         .then(
           (res) => reply(null, res),
           (err: unknown) => {
@@ -164,6 +178,7 @@ export class EtcdCalls {
   /** Refuse new calls and streams; resolve when in-flight unary calls finished or after graceMs. */
   async drain(graceMs: number): Promise<void> {
     this.draining = true;
+    this.forwarder?.close();
     if (this.inflight === 0) return;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, graceMs);

@@ -66,7 +66,11 @@ const MVCC: Record<MvccErrorCode, () => EtcdError> = {
 
 /** The MVCC state machine's typed error as etcd sends it. */
 export function mvccError(code: MvccErrorCode, message: string): EtcdError {
-  if (code === "invalid") return new EtcdError(grpc.status.INVALID_ARGUMENT, `etcdserver: ${message}`);
+  if (code === "invalid")
+    return new EtcdError(
+      grpc.status.INVALID_ARGUMENT,
+      message.startsWith("etcdserver: ") ? message : `etcdserver: ${message}`,
+    );
   return MVCC[code]();
 }
 

@@ -1,5 +1,4 @@
-// Byte-string keys and etcd's key ranges: ordering, [key, rangeEnd) membership, and the overlap check
-// that etcd applies to the writes of one Txn ("duplicate key given in txn request").
+// Byte-string keys and etcd's key ranges: ordering, [key, rangeEnd) membership, prefix ends.
 
 import { compareBytes, equalBytes } from "../store/store.ts";
 
@@ -7,8 +6,6 @@ export type Bytes = Uint8Array;
 
 /** Lexicographic byte order (etcd's key order) and equality: the Store's. */
 export { compareBytes, equalBytes as bytesEqual };
-
-const EMPTY: Bytes = new Uint8Array(0);
 
 /** rangeEnd = [0]: every key from `key` on. */
 export function isFromKey(rangeEnd: Bytes): boolean {
@@ -33,24 +30,3 @@ export function prefixEnd(prefix: Bytes): Bytes {
   }
   return Uint8Array.of(0);
 }
-
-/** A half-open interval of keys; `end` null: up to the last key. */
-export interface KeyInterval {
-  readonly start: Bytes;
-  readonly end: Bytes | null;
-}
-
-/** The interval of etcd's (key, rangeEnd); null for an empty range (rangeEnd <= key). */
-export function intervalOf(key: Bytes, rangeEnd: Bytes): KeyInterval | null {
-  if (rangeEnd.length === 0) return { start: key, end: Uint8Array.of(...key, 0) };
-  if (isFromKey(rangeEnd)) return { start: key, end: null };
-  return compareBytes(key, rangeEnd) < 0 ? { start: key, end: rangeEnd } : null;
-}
-
-export function intervalsOverlap(a: KeyInterval, b: KeyInterval): boolean {
-  const aBeforeB = a.end !== null && compareBytes(a.end, b.start) <= 0;
-  const bBeforeA = b.end !== null && compareBytes(b.end, a.start) <= 0;
-  return !aBeforeB && !bBeforeA;
-}
-
-export { EMPTY as EMPTY_BYTES };

@@ -3,20 +3,21 @@
 // and linearizable ones as raftkv's lease reads, answers with etcd's ResponseHeader and errors.
 
 import type * as grpc from "@grpc/grpc-js";
-import type {
-  CompactionRequest,
-  CompactionResponse,
-  DeleteRangeRequest,
-  DeleteRangeResponse,
-  KVServer,
-  PutRequest,
-  PutResponse,
-  RangeRequest,
-  RangeResponse,
-  ResponseHeader,
-  ResponseOp,
-  TxnRequest,
-  TxnResponse,
+import {
+  type CompactionRequest,
+  type CompactionResponse,
+  type DeleteRangeRequest,
+  type DeleteRangeResponse,
+  type KVServer,
+  KVService,
+  type PutRequest,
+  type PutResponse,
+  type RangeRequest,
+  type RangeResponse,
+  type ResponseHeader,
+  type ResponseOp,
+  type TxnRequest,
+  type TxnResponse,
 } from "../gen/etcd/etcdserverpb/rpc.ts";
 import type { MvccResult, RangeResult, TxnResult } from "../kv/mvcc-types.ts";
 import type { MvccHeader } from "../server/mvcc-api.ts";
@@ -79,11 +80,11 @@ export class EtcdKv {
   handlers(): Record<keyof KVServer, grpc.UntypedHandleCall> {
     const u = this.c;
     return {
-      range: u.unary((r: RangeRequest, b) => this.range(r, b)),
-      put: u.unary((r: PutRequest, b) => this.put(r, b)),
-      deleteRange: u.unary((r: DeleteRangeRequest, b) => this.deleteRange(r, b)),
-      txn: u.unary((r: TxnRequest, b) => this.txn(r, b)),
-      compact: u.unary((r: CompactionRequest, b) => this.compact(r, b)),
+      range: u.unary((r: RangeRequest, b) => this.range(r, b), KVService.range),
+      put: u.unary((r: PutRequest, b) => this.put(r, b), KVService.put),
+      deleteRange: u.unary((r: DeleteRangeRequest, b) => this.deleteRange(r, b), KVService.deleteRange),
+      txn: u.unary((r: TxnRequest, b) => this.txn(r, b), KVService.txn),
+      compact: u.unary((r: CompactionRequest, b) => this.compact(r, b), KVService.compact),
     };
   }
 
@@ -96,33 +97,35 @@ export class EtcdKv {
     return { header, kvs: r.kvs.map(wireKv), more: r.more, count: BigInt(r.count) };
   }
 
-  private txnResponse(header: ResponseHeader, t: TxnResult): TxnResponse {
+  /** Nested responses carry a header with the revision only, as etcd's do. */
+  private txnResponse(header: ResponseHeader, t: TxnResult, nested = false): TxnResponse {
+    const inner: ResponseHeader = { clusterId: 0n, memberId: 0n, revision: header.revision, raftTerm: 0n };
     const responses: ResponseOp[] = t.responses.map((r): ResponseOp => {
       switch (r.op) {
         case "range":
-          return { response: { $case: "responseRange", value: this.rangeResponse(header, r.result) } };
+          return { response: { $case: "responseRange", value: this.rangeResponse(inner, r.result) } };
         case "put":
           return {
             response: {
               $case: "responsePut",
-              value: { header, prevKv: r.prevKv === null ? undefined : wireKv(r.prevKv) },
+              value: { header: inner, prevKv: r.prevKv === null ? undefined : wireKv(r.prevKv) },
             },
           };
         case "deleteRange":
           return {
             response: {
               $case: "responseDeleteRange",
-              value: { header, deleted: BigInt(r.deleted), prevKvs: r.prevKvs.map(wireKv) },
+              value: { header: inner, deleted: BigInt(r.deleted), prevKvs: r.prevKvs.map(wireKv) },
             },
           };
         case "txn":
-          return { response: { $case: "responseTxn", value: this.txnResponse(header, r) } };
+          return { response: { $case: "responseTxn", value: this.txnResponse(inner, r, true) } };
         default: {
           const never: never = r;
           return never;
         }
       }
     });
-    return { header, succeeded: t.succeeded, responses };
+    return { header: nested ? inner : header, succeeded: t.succeeded, responses };
   }
 }

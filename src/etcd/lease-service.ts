@@ -4,19 +4,21 @@
 // election timeout, at most etcd's MaxLeaseTTL).
 
 import type * as grpc from "@grpc/grpc-js";
-import type {
-  LeaseGrantRequest,
-  LeaseGrantResponse,
-  LeaseKeepAliveRequest,
-  LeaseKeepAliveResponse,
-  LeaseLeasesResponse,
-  LeaseRevokeRequest,
-  LeaseRevokeResponse,
-  LeaseTimeToLiveRequest,
-  LeaseTimeToLiveResponse,
+import {
+  type LeaseGrantRequest,
+  type LeaseGrantResponse,
+  type LeaseKeepAliveRequest,
+  type LeaseKeepAliveResponse,
+  type LeaseLeasesResponse,
+  type LeaseRevokeRequest,
+  type LeaseRevokeResponse,
+  LeaseService,
+  type LeaseTimeToLiveRequest,
+  type LeaseTimeToLiveResponse,
 } from "../gen/etcd/etcdserverpb/rpc.ts";
 import { type EtcdCalls, Refused } from "./context.ts";
 import { ErrLeaseTtlTooLarge, EtcdError, grpcStatus, resultOf, toEtcdError } from "./errors.ts";
+import type { ForwardedStream } from "./forward.ts";
 
 /** etcd's MaxLeaseTTL (seconds). */
 export const MAX_LEASE_TTL_SECONDS = 9_000_000_000;
@@ -74,14 +76,46 @@ export class EtcdLease {
   > {
     const u = this.c;
     return {
-      leaseGrant: u.unary((r: LeaseGrantRequest, b) => this.grant(r, b)),
-      leaseRevoke: u.unary((r: LeaseRevokeRequest, b) => this.revoke(r, b)),
-      leaseTimeToLive: u.unary((r: LeaseTimeToLiveRequest) => this.timeToLive(r)),
-      leaseLeases: u.unary(() => this.leases()),
+      leaseGrant: u.unary((r: LeaseGrantRequest, b) => this.grant(r, b), LeaseService.leaseGrant),
+      leaseRevoke: u.unary((r: LeaseRevokeRequest, b) => this.revoke(r, b), LeaseService.leaseRevoke),
+      leaseTimeToLive: u.unary(
+        (r: LeaseTimeToLiveRequest) => this.timeToLive(r),
+        LeaseService.leaseTimeToLive,
+      ),
+      leaseLeases: u.unary(() => this.leases(), LeaseService.leaseLeases),
       leaseKeepAlive: (
         call: grpc.ServerDuplexStream<LeaseKeepAliveRequest | Refused, LeaseKeepAliveResponse>,
       ) => this.keepAlive(call),
     };
+  }
+
+  /** One keepalive, here at the leader or on a stream forwarded to it (kept for the next ones). */
+  private async keepAliveOnce(
+    req: LeaseKeepAliveRequest,
+    metadata: grpc.Metadata,
+    forwarded: ForwardedStream<LeaseKeepAliveRequest, LeaseKeepAliveResponse> | null,
+    keep: (f: ForwardedStream<LeaseKeepAliveRequest, LeaseKeepAliveResponse> | null) => void,
+  ): Promise<LeaseKeepAliveResponse> {
+    const f = this.c.forwarder;
+    if (forwarded?.open) {
+      try {
+        return await forwarded.send(req);
+      } catch {
+        forwarded.close(); // the leader may have changed: ask here again
+        keep(null);
+      }
+    }
+    try {
+      const { header, ttlSeconds } = await this.c.d.mvcc.leaseKeepAlive(req.ID);
+      // etcd answers a lease it does not know with TTL 0.
+      return { header: this.c.header(header), ID: req.ID, TTL: BigInt(ttlSeconds ?? 0) };
+    } catch (err) {
+      const leader = f?.target(err, metadata) ?? null;
+      if (f === null || leader === null) throw err;
+      const stream = f.stream(leader, LeaseService.leaseKeepAlive);
+      keep(stream);
+      return stream.send(req);
+    }
   }
 
   /** One keepalive stream: requests answered in order, one at a time (as etcd does), the queue bounded. */
@@ -97,9 +131,11 @@ export class EtcdLease {
     let open = true;
     let queued = 0;
     let chain: Promise<void> = Promise.resolve();
+    let forwarded: ForwardedStream<LeaseKeepAliveRequest, LeaseKeepAliveResponse> | null = null;
     const finish = (error: EtcdError | null): void => {
       if (!open) return;
       open = false;
+      forwarded?.close();
       close();
       if (error !== null) call.emit("error", error.toStatus());
     };
@@ -116,10 +152,10 @@ export class EtcdLease {
       queued++;
       chain = chain.then(async () => {
         try {
-          const { header, ttlSeconds } = await this.c.d.mvcc.leaseKeepAlive(req.ID);
-          // etcd answers a lease it does not know with TTL 0.
-          if (open && !call.cancelled)
-            call.write({ header: this.c.header(header), ID: req.ID, TTL: BigInt(ttlSeconds ?? 0) });
+          const res = await this.keepAliveOnce(req, call.metadata, forwarded, (f) => {
+            forwarded = f;
+          });
+          if (open && !call.cancelled) call.write(res);
         } catch (err) {
           finish(toEtcdError(err, this.c.d.nodeId));
         } finally {

@@ -1,6 +1,6 @@
 // etcd's KV requests at the edge: checked the way etcd checks them (api/v3rpc/key.go: empty keys,
 // ignore_value/ignore_lease with a value or lease, txn operation counts, overlapping writes in one txn)
-// and against raftkv's bounds (key and value sizes), then turned into the MVCC state machine's commands.
+// and against raftkv's bounds (the overlap check is the state machine's own, kv/mvcc-validate.ts) (key and value sizes), then turned into the MVCC state machine's commands.
 
 import type { NodeId } from "../core/types.ts";
 import {
@@ -27,6 +27,7 @@ import type {
   TxnOp,
   TxnRequestOp,
 } from "../kv/mvcc-types.ts";
+import { txnIntervalError } from "../kv/mvcc-validate.ts";
 import {
   ErrDuplicateKey,
   ErrEmptyKey,
@@ -36,7 +37,6 @@ import {
   ErrValueProvided,
   invalidArgument,
 } from "./errors.ts";
-import { intervalOf, intervalsOverlap, type KeyInterval } from "./keys.ts";
 
 export interface EtcdKvLimits {
   readonly maxKeyBytes: number;
@@ -130,8 +130,7 @@ export class KvRequests {
   /** A Txn: checked whole (sizes, counts, overlapping writes) before anything of it is proposed. */
   txn(r: WireTxn): TxnOp {
     const t = this.txnAt(r, 1);
-    checkIntervals(t.success);
-    checkIntervals(t.failure);
+    if (txnIntervalError(t) !== null) throw ErrDuplicateKey();
     return t;
   }
 
@@ -240,55 +239,4 @@ export class KvRequests {
         "use shorter keys",
       );
   }
-}
-
-interface Writes {
-  readonly puts: Map<string, true>;
-  readonly dels: KeyInterval[];
-}
-
-const keyName = (k: Uint8Array): string => Buffer.from(k).toString("latin1");
-
-function hitsDeletes(dels: readonly KeyInterval[], key: Uint8Array): boolean {
-  const point = intervalOf(key, new Uint8Array(0))!;
-  return dels.some((d) => intervalsOverlap(d, point));
-}
-
-/**
- * etcd's rule for one branch of a txn (v3rpc checkIntervals): a key is put at most once, and never
- * inside a range the same branch deletes; the two branches of a nested txn may put the same key
- * (only one of them runs). Deletes may overlap each other.
- */
-function checkIntervals(ops: readonly TxnRequestOp[]): Writes {
-  const dels: KeyInterval[] = [];
-  for (const o of ops) {
-    if (o.op !== "deleteRange") continue;
-    const iv = intervalOf(o.key, o.rangeEnd);
-    if (iv !== null) dels.push(iv);
-  }
-  const puts = new Map<string, true>();
-  const nested: KeyInterval[] = [];
-  for (const o of ops) {
-    if (o.op !== "txn") continue;
-    const then = checkIntervals(o.success);
-    const otherwise = checkIntervals(o.failure);
-    for (const [k] of then.puts) {
-      if (puts.has(k) || hitsDeletes(dels, Buffer.from(k, "latin1"))) throw ErrDuplicateKey();
-      puts.set(k, true);
-    }
-    for (const [k] of otherwise.puts) {
-      if (puts.has(k) && !then.puts.has(k)) throw ErrDuplicateKey();
-      if (hitsDeletes(dels, Buffer.from(k, "latin1"))) throw ErrDuplicateKey();
-      puts.set(k, true);
-    }
-    nested.push(...then.dels, ...otherwise.dels);
-  }
-  dels.push(...nested);
-  for (const o of ops) {
-    if (o.op !== "put") continue;
-    const k = keyName(o.key);
-    if (puts.has(k) || hitsDeletes(dels, o.key)) throw ErrDuplicateKey();
-    puts.set(k, true);
-  }
-  return { puts, dels };
 }
