@@ -134,6 +134,7 @@ test("the dashboard on a 3-node raftkv local, in headless chromium", { skip, tim
       if (type === "document" || type === "script" || type === "stylesheet")
         void r.body().then((b) => weights.set(r.url(), b.length));
     });
+    const loading = performance.now();
     await page.goto(local.dashboard);
 
     // Three members, each up, exactly one of them the leader.
@@ -149,6 +150,13 @@ test("the dashboard on a 3-node raftkv local, in headless chromium", { skip, tim
       60_000,
     );
     assert.equal(first.cards.find((c) => c.role === "leader")!.id, first.leader);
+    const nav = (await page.evaluate(
+      "JSON.stringify(performance.getEntriesByType('navigation')[0])",
+    )) as string;
+    const { domContentLoadedEventEnd, loadEventEnd } = JSON.parse(nav) as Record<string, number>;
+    console.log(
+      `page load: DOMContentLoaded ${domContentLoadedEventEnd?.toFixed(0)} ms, load ${loadEventEnd?.toFixed(0)} ms, every member shown ${(performance.now() - loading).toFixed(0)} ms after navigating (figures, not asserted)`,
+    );
 
     const total = [...weights.values()].reduce((a, b) => a + b, 0);
     console.log(
