@@ -174,6 +174,13 @@ export class Replica<R> {
     });
   }
 
+  /** Runs a call on the core (a configuration change, say) and handles what it produced. */
+  coreCall<T>(fn: (core: Raft) => T): T {
+    const r = fn(this.o.core);
+    this.kick();
+    return r;
+  }
+
   /** Hand leadership to another node (thesis §3.10), e.g. before a clean shutdown. */
   transferLeadership(to: NodeId): boolean {
     if (this.refusal() !== null) return false;

@@ -68,7 +68,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
         version: raft.status().version,
         kv: new KvOps(raft, { maxKeyBytes: config.maxKeyBytes, maxValueBytes: config.maxValueBytes }),
         softState: () => raft.softState(),
-        peers: config.peers,
+        peers: raft.peers,
         settings: config,
         view: () => raft.status(),
         appliedIndex: () => raft.appliedIndex,

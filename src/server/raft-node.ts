@@ -21,10 +21,12 @@ import { layoutOf } from "../storage/data-dir.ts";
 import { FileStorage } from "../storage/file-storage.ts";
 import { addPeerService, GrpcPeerTransport, peerGrpcOptions } from "../transport/grpc-transport.ts";
 import { clientReceiveLimitBytes } from "./client-edge.ts";
+import { addClusterService } from "./cluster-service.ts";
 import { effectiveLeaseMs, maxEntryBytes, type ServerConfig, toCoreConfig } from "./config.ts";
 import type { HealthSources } from "./health.ts";
 import { ConnectionGate } from "./listener.ts";
 import { createNodeLog, type Logger, type NodeLog } from "./logging.ts";
+import { bootMembership, MembershipFollower } from "./membership.ts";
 import { NodeMetrics } from "./metrics.ts";
 import { type NodeView, type ViewSources, viewNode } from "./node-view.ts";
 import { type NodeEvent, NodeObserver } from "./observer.ts";
@@ -106,6 +108,8 @@ export interface RaftNode<S, R> {
   readonly metricsPort: number | null;
   readonly logFile: string;
   readonly logger: Logger;
+  /** Every member's peer address by id, as the configuration in effect names them (live). */
+  readonly peers: ReadonlyMap<NodeId, string>;
   /** The node's Prometheus registry: add metrics of your own to it. */
   readonly registry: Registry;
   /** The state machine passed in. */
@@ -265,6 +269,7 @@ async function start<S extends StateMachine<unknown>, R>(options: Options<S, R>)
       hardState: recovered.hardState,
       snapshot: recovered.snapshot,
       entries: recovered.entries,
+      membership: bootMembership(config.peers, config.join),
     });
     return await assemble(options, { coreConfig, core, tls, storage, applied, nodeLog, clock }, (m) => {
       metrics = m;
@@ -370,6 +375,8 @@ async function assemble<S extends StateMachine<unknown>, R>(
         }),
   });
 
+  // The members' addresses as the configuration in effect names them; shared, changed in place.
+  const livePeers = new Map(config.peers);
   const bootMs = clock.nowMs();
   let fatal: (err: unknown) => void = () => {};
   const timedStorage = new TimedStorage(storage, clock, () => metrics);
@@ -393,7 +400,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
       log.warn(
         {
           peer: r.from,
-          claimedSenderAddress: config.peers.get(r.from) ?? "unknown",
+          claimedSenderAddress: livePeers.get(r.from) ?? "unknown",
           peerAddress: transport.lastAddressOf(r.from) ?? "unknown",
           messageType: r.type,
           messageTerm: r.term,
@@ -405,9 +412,19 @@ async function assemble<S extends StateMachine<unknown>, R>(
       transport.answerRefused(r); // a unary call waiting for the reply gets the refusal at once
     },
   });
+  const follower = new MembershipFollower({
+    id: config.id,
+    core,
+    flagPeers: config.peers,
+    livePeers,
+    setTransportPeers: (peers) => transport.setPeers(peers),
+    coreCall: (fn) => replica.coreCall(fn),
+    log: log.child({ component: "membership" }),
+    nowMs: () => clock.nowMs(),
+  });
   const sources: ViewSources = {
     clusterId: config.clusterId,
-    peers: config.peers,
+    peers: livePeers,
     core,
     replica,
     nowMs: () => clock.nowMs(),
@@ -441,6 +458,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
   transport.onMessage((m) => {
     replica.receive(m);
     observer.check();
+    follower.check();
   });
 
   let listenAddress = config.listen;
@@ -460,6 +478,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
     },
     logFile: p.nodeLog.file,
     logger: log,
+    peers: livePeers,
     registry: metrics.registry,
     stateMachine,
     get appliedIndex() {
@@ -508,6 +527,16 @@ async function assemble<S extends StateMachine<unknown>, R>(
   });
   const server = new grpc.Server({ ...serverOptions(config, p.coreConfig), interceptors: gate.interceptors });
   addPeerService(server, transport);
+  addClusterService(server, {
+    nodeId: config.id,
+    core,
+    follower,
+    livePeers,
+    transferLeadership: (to) => node.transferLeadership(to),
+    changeTimeoutMs: Math.max(config.requestTimeoutMs, 4 * config.electionTimeoutMaxMs),
+    transferTimeoutMs: 4 * config.electionTimeoutMaxMs,
+    onCall: (peerAddress) => gate.noteCall(peerAddress),
+  });
   options.services?.(server, node, { noteCall: (peerAddress) => gate.noteCall(peerAddress) });
   const listener = await gate.open(server).catch(async (err: unknown) => {
     await transport.close();
@@ -559,6 +588,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
     onTick: () => {
       replica.tick();
       observer.check();
+      follower.check();
     },
     onCatchUp: (missed, lateMs) => {
       metrics?.lateTickWakeups.inc();
@@ -580,6 +610,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
         log.error({ err }, "beforeStop failed; stopping anyway");
       }
       ticker.stop();
+      follower.close();
       replica.stop(`node ${config.id} is shutting down (${reason})`);
       await replica.idle();
       await transport.close();

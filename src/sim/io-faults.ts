@@ -68,7 +68,10 @@ export type SendTrigger = (m: Message) => boolean;
 const DURABILITY_IO: readonly IoKind[] = ["sync", "writeDurable", "dirSync", "rename"];
 
 export class IoFaults {
+  /** Per node: a trigger on what it sends (a transfer's TimeoutNow). */
   private readonly triggers = new Map<NodeId, SendTrigger>();
+  /** Cluster-wide: crash whichever node next sends a message of this kind (armed until it fires). */
+  private readonly aimed = new Map<string, (from: NodeId, m: Message) => boolean>();
   /** Request pauses per request point on a leader (a follower's are 4 times rarer); 0 in half the seeds. */
   private readonly pauseRate: number;
   private readonly s: IoFaultScene;
@@ -84,6 +87,7 @@ export class IoFaults {
   onSent(from: NodeId, m: Message): void {
     const t = this.triggers.get(from);
     if (t?.(m) === true) this.triggers.delete(from);
+    for (const [what, fire] of this.aimed) if (fire(from, m)) this.aimed.delete(what);
   }
 
   /** The KvService seam: maybe stall this node inside the request, up to 3 election timeouts. */
@@ -116,6 +120,7 @@ export class IoFaults {
       else this.diskFault();
     }
     this.triggers.clear();
+    this.aimed.clear();
     for (const d of this.s.disks) if (d.timed !== undefined) d.timed.onSubmit = null;
   }
 
@@ -127,13 +132,6 @@ export class IoFaults {
 
   private sleep(us: number): Promise<void> {
     return new Promise((r) => this.s.q.after(us, r));
-  }
-
-  private upNode(preferLeader: boolean): SimNode | undefined {
-    const up = this.s.nodes.filter((n) => n.up);
-    if (up.length === 0) return undefined;
-    const leader = up.find((n) => n.replica?.core.softState().role === "leader");
-    return preferLeader && leader !== undefined ? leader : this.prng.pick(up);
   }
 
   /** Crash a node now and restart it soon; and, often, the peer it was talking to and the rest. */
@@ -164,25 +162,24 @@ export class IoFaults {
     });
   }
 
-  /** Crash a node right after it sends a message of a chosen kind (its ack, its vote, ...). */
+  /** Crash the next node to send a message of a chosen kind (an ack, a granted vote, a snapshot ack,
+   *  the leader's entries), right after it is sent; armed until one is sent (rare ones wait long). */
   private aimAfterSend(): void {
-    const kinds: readonly [string, (m: Message) => boolean, boolean][] = [
-      ["append ack", (m) => m.type === "appendResponse" && m.success, false],
-      ["granted vote", (m) => m.type === "voteResponse" && m.granted && !m.preVote, false],
-      ["snapshot ack", (m) => m.type === "snapshotResponse" && m.installed, false],
-      ["append with entries", (m) => m.type === "append" && m.entries.length > 0, true],
-      ["any message", () => true, false],
+    const kinds: readonly [string, (m: Message) => boolean][] = [
+      ["append ack", (m) => m.type === "appendResponse" && m.success],
+      ["granted vote", (m) => m.type === "voteResponse" && m.granted && !m.preVote],
+      ["snapshot ack", (m) => m.type === "snapshotResponse" && m.installed],
+      ["append with entries", (m) => m.type === "append" && m.entries.length > 0],
+      ["any message", () => true],
     ];
-    const [what, match, leader] = this.prng.pick(kinds);
-    const n = this.upNode(leader);
-    if (n === undefined) return;
-    const { q } = this.s;
-    const until = q.nowUs + 4 * this.s.electionUs;
-    const inc = n.incarnation;
-    this.s.trace(`io-faults: node ${n.id} crashes after its next ${what}`);
-    this.triggers.set(n.id, (m) => {
-      if (n.incarnation !== inc || q.nowUs > until) return true;
-      if (!match(m)) return false;
+    const [what, match] = this.prng.pick(kinds);
+    if (this.aimed.has(what)) return;
+    const { q, nodes } = this.s;
+    this.s.trace(`io-faults: the next node to send a ${what} crashes right after`);
+    this.aimed.set(what, (from, m) => {
+      const n = nodes[from];
+      if (n === undefined || !match(m)) return false;
+      const inc = n.incarnation;
       // After this event (the one sending it), before anything the message promised is done.
       q.after(0, () => {
         if (n.incarnation !== inc || q.nowUs >= this.s.endUs) return;

@@ -424,7 +424,11 @@ class Validator {
         `message claims to come from node ${from}, the connection is member ${sender}'s`,
       );
     if (from === this.ctx.self) refuse("fromSelf", `message claims to come from this node (${from})`);
-    if (!this.ctx.peers.has(from)) refuse("unknownSender", `node ${from} is not a member`);
+    if (!this.ctx.peers.has(from))
+      refuse(
+        "unknownSender",
+        `node ${from} is not a member of this node's configuration (if it was removed: stop it; to bring the machine back, wipe its data folder and add it as a new member with raftkv member add)`,
+      );
     const to = uint("header.to", h.to);
     if (to !== this.ctx.self) refuse("wrongRecipient", `addressed to node ${to}, this is ${this.ctx.self}`);
     const term = termRequired ? positive("header.term", h.term, "zeroTerm") : uint("header.term", h.term);
