@@ -91,7 +91,8 @@ async function runLocal(f: LocalFlags): Promise<number> {
   const root = resolve(f.dataDir);
   const ids = Array.from({ length: n }, (_, i) => i);
   const address = (i: number): string => `127.0.0.1:${basePort + i}`;
-  const faults = f.faults ? await startFaults(ids, basePort, metricsBase) : null;
+  // The fault buttons live on the dashboard: without metrics ports there is neither.
+  const faults = f.faults && metricsBase !== 0 ? await startFaults(ids, basePort, metricsBase) : null;
   const peersFor = (id: number): string =>
     ids.map((j) => `${j}=${j === id || faults === null ? address(j) : faults.proxyAddress(id, j)}`).join(",");
   const uiMembers = ids.map((i) => `${i}=http://127.0.0.1:${metricsBase + i}`).join(",");

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Registry } from "prom-client";
 import type { NodeId } from "../core/types.ts";
+import { RaftKvError } from "../lib/errors.ts";
 import type { NodeView } from "../server/node-view.ts";
 import type { NodeEvent } from "../server/observer.ts";
 import type { OperatorRoute } from "../server/operator-http.ts";
@@ -97,8 +98,18 @@ export function assetsDir(): string {
 /** The page's files, read once. */
 export function loadAssets(dir = assetsDir()): Map<string, Buffer> {
   const out = new Map<string, Buffer>();
-  for (const { file } of Object.values(ASSETS))
-    if (!out.has(file)) out.set(file, readFileSync(join(dir, file)));
+  for (const { file } of Object.values(ASSETS)) {
+    if (out.has(file)) continue;
+    try {
+      out.set(file, readFileSync(join(dir, file)));
+    } catch (err) {
+      throw new RaftKvError({
+        code: "CONFIG",
+        message: `the dashboard's page is missing: cannot read ${join(dir, file)}: ${(err as Error).message}`,
+        hint: "reinstall raftkv (the package ships src/ui/assets), or start the node with --no-ui",
+      });
+    }
+  }
   return out;
 }
 
@@ -214,13 +225,13 @@ export class Dashboard implements OperatorRoute {
       res.end();
       return true;
     }
-    if (req.method !== "GET" && req.method !== "HEAD" && !this.mayChange(req)) {
+    if (req.method !== "GET" && req.method !== "HEAD" && !this.mayChange(req, path)) {
       sendJson(
         res,
         403,
         {
           code: "FORBIDDEN",
-          error: `state-changing dashboard calls need the ${WRITE_HEADER} header from the dashboard page`,
+          error: `state-changing dashboard calls need the ${path === "/ui/api/transfer" ? CONTROL_HEADER : WRITE_HEADER} header from the dashboard page`,
         },
         cors,
       );
@@ -230,11 +241,13 @@ export class Dashboard implements OperatorRoute {
     return true;
   }
 
-  private mayChange(req: IncomingMessage): boolean {
-    return (
-      originAccepted(req, this.policy) &&
-      (req.headers[WRITE_HEADER] === "1" || req.headers[CONTROL_HEADER] !== undefined)
-    );
+  /** Custom headers a foreign page cannot send without a preflight, which is refused (access.ts). */
+  private mayChange(req: IncomingMessage, path: string): boolean {
+    const header =
+      path === "/ui/api/transfer"
+        ? req.headers[CONTROL_HEADER] !== undefined
+        : req.headers[WRITE_HEADER] === "1";
+    return header && originAccepted(req, this.policy);
   }
 
   private route(

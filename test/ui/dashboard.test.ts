@@ -17,7 +17,7 @@ import type { NodeView } from "../../src/server/node-view.ts";
 import type { NodeEvent } from "../../src/server/observer.ts";
 import { type OperatorServer, startOperatorServer } from "../../src/server/operator-http.ts";
 import { RequestHistogram } from "../../src/server/request-histogram.ts";
-import { Dashboard, type DashboardNode, type DashboardOptions } from "../../src/ui/dashboard.ts";
+import { Dashboard, type DashboardNode, type DashboardOptions, loadAssets } from "../../src/ui/dashboard.ts";
 import type { KeyOps } from "../../src/ui/key-browser.ts";
 import { makeCa } from "../security/certs.ts";
 
@@ -270,6 +270,17 @@ test("the page and its files are served at /ui/, with the node's state as JSON",
   } finally {
     await s.close();
   }
+});
+
+test("a missing page file stops the node from starting, naming the file and --no-ui", () => {
+  assert.throws(
+    () => loadAssets("/nonexistent/assets"),
+    (err: Error) =>
+      err instanceof RaftKvError &&
+      err.code === "CONFIG" &&
+      err.message.includes("/nonexistent/assets/index.html") &&
+      err.message.includes("--no-ui"),
+  );
 });
 
 test("the event stream: hello, then state frames; a leader change is pushed with its timeline entry", async () => {

@@ -150,10 +150,13 @@
     return best;
   }
 
-  function leaseText(v, leaseMs) {
+  /** The lease as the node last reported it, run down by the time since that frame arrived. */
+  function leaseText(v, leaseMs, sinceMs) {
     switch (v.lease) {
-      case "valid":
-        return [`${v.leaseRemainingMs.toFixed(0)} ms left`, Math.min(1, v.leaseRemainingMs / leaseMs)];
+      case "valid": {
+        const left = Math.max(0, v.leaseRemainingMs - sinceMs);
+        return [`${left.toFixed(0)} ms left`, Math.min(1, left / leaseMs)];
+      }
       case "waitingOldLease":
         return ["waiting out old lease", 0];
       case "noopNotApplied":
@@ -202,7 +205,8 @@
       set(card, "applied", v.appliedIndex);
       set(card, "last log", v.lastLogIndex);
       set(card, "snapshot", v.snapshotIndex);
-      const [lt, frac] = fresh && v.role === "leader" ? leaseText(v, m.state.leaseMs) : ["–", 0];
+      const [lt, frac] =
+        fresh && v.role === "leader" ? leaseText(v, m.state.leaseMs, Date.now() - m.lastAtMs) : ["–", 0];
       set(card, "lease", lt);
       card.querySelector(".bar i").style.width = `${(frac * 100).toFixed(0)}%`;
       const lag = leader !== null ? leader.peers.find((p) => p.id === m.id) : undefined;
@@ -353,6 +357,7 @@
       const lid = clusterLeader()?.id;
       const lm = lid === undefined ? undefined : members.get(lid);
       if (lm === undefined) return note("no leader known to hand leadership over");
+      if (String(lid) === b.dataset.node) return note(`node ${lid} is the leader already`);
       url = `${lm.base ?? ""}/ui/api/transfer?to=${b.dataset.node}`;
     } else if (a === "cut" || a === "heal")
       url = `${control.url}/control/${a}?a=${b.dataset.a}&b=${b.dataset.b}`;
@@ -523,6 +528,6 @@
     }
   }
 
-  setInterval(render, 500);
+  setInterval(render, 100);
   void start().then(() => setTimeout(() => void search(false), 500));
 })();
