@@ -476,7 +476,8 @@ test("Figure 2 AppendEntries rule 5: an old message whose entries end before a s
 });
 
 test("ticksToNextTimeout: the ticks before it change nothing a host can see (so it may sleep through them)", () => {
-  // Random runs of a 3-node cluster, with leader isolation, transfers and reads mixed in; at every step
+  // Random runs of a 3-node cluster, with leader isolation, transfers, reads and membership changes
+  // (removals, learners) mixed in; at every step
   // each node is ticked k-1 times (k = ticksToNextTimeout()) and must stay exactly as it was.
   for (let seed = 1; seed <= 20; seed++) {
     const c = new TestCluster(3);
@@ -502,7 +503,7 @@ test("ticksToNextTimeout: the ticks before it change nothing a host can see (so 
         const now = JSON.stringify([r.softState(), r.leaseStatus(), r.hardState()]);
         assert.equal(now, before, `seed ${seed} step ${step}: node ${id} changed at tick ${i} of ${k}`);
       }
-      switch (rand(8)) {
+      switch (rand(10)) {
         case 0:
           c.isolate(rand(3));
           break;
@@ -517,6 +518,17 @@ test("ticksToNextTimeout: the ticks before it change nothing a host can see (so 
           break;
         case 4:
           r.propose(cmd(`v${step}`));
+          break;
+        case 5: {
+          // Membership: a removed node (or a learner) never campaigns, so it has its own timeouts.
+          const who = rand(3);
+          const change =
+            rand(2) === 0 ? { type: "remove" as const, id: who } : { type: "promote" as const, id: who };
+          r.proposeConfChange([change]);
+          break;
+        }
+        case 6:
+          r.proposeConfChange([{ type: "addLearner", id: rand(3), address: "127.0.0.1:1" }]);
           break;
         default:
           break;

@@ -227,6 +227,10 @@ export class Raft {
    * input (step, propose, readIndex, transferLeadership), so that each input sees the true tick count.
    */
   ticksToNextTimeout(): number {
+    // A learner (or a removed node) never campaigns: a follower one has nothing due; any other role
+    // becomes follower on its next tick.
+    if (this.role !== "leader" && !this.isVoterSelf())
+      return this.role === "follower" ? Math.max(1, this.randomizedElectionTimeout) : 1;
     if (this.role !== "leader") return Math.max(1, this.randomizedElectionTimeout - this.electionElapsed);
     let k = this.cfg.heartbeatTicks - this.heartbeatElapsed;
     if (this.now < this.oldLeaseUntilTick) k = Math.min(k, this.oldLeaseUntilTick - this.now);

@@ -467,16 +467,18 @@ async function assemble<S extends StateMachine<unknown>, R>(
   };
   const observer = new NodeObserver(sources, log, metrics, emit);
   // The ticker sleeps through quiet ticks (ticker.ts): every input first gets the ticks already due.
-  // Only a change of role or term can bring the next timeout closer (a new leader's heartbeats, a
-  // follower's election timer drawn again), so only then is the timer re-armed.
+  // Only a change of role, term or configuration can bring the next timeout closer (a new leader's
+  // heartbeats, a follower's election timer drawn again, another quorum), so only then is it re-armed.
   const input = <T>(fn: () => T): T => {
     ticker?.sync();
     const before = core.softState();
+    const config0 = core.configuration().index;
     const out = fn();
     observer.check(false);
     follower.check();
     const after = core.softState();
-    if (after.role !== before.role || after.term !== before.term) ticker?.rearm();
+    if (after.role !== before.role || after.term !== before.term || core.configuration().index !== config0)
+      ticker?.rearm();
     return out;
   };
   transport.onMessage((m) => input(() => replica.receive(m)));
