@@ -2,6 +2,7 @@
 // the options); also the profile (--profile), memory (--memory-keys) and soak (--soak) modes.
 
 import { parseArgs } from "../src/bench/args.ts";
+import { runIdle } from "../src/bench/idle.ts";
 import { runMemory, runProfile, runSoak } from "../src/bench/modes.ts";
 import { runSuite } from "../src/bench/suite.ts";
 
@@ -16,5 +17,6 @@ const log = (line: string): void => console.log(line);
 if (args.profileSeconds > 0) await runProfile(args, log);
 else if (args.memoryKeys > 0) await runMemory(args, log);
 else if (args.soakSeconds > 0) await runSoak(args, log);
+else if (args.idleSeconds > 0) await runIdle(args, log);
 else await runSuite({ ...args, etcd: false, log });
 process.exit(0);

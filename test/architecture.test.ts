@@ -20,6 +20,9 @@ const ALLOWED: Record<string, readonly string[]> = {
   clock: ["lib"],
   replica: ["lib", "core", "kv"],
   server: ["lib", "core", "kv", "store", "storage", "transport", "clock", "replica", "gen"],
+  // The etcd v3 API: an adapter over the node's MvccApi (server/mvcc-api.ts), registered by whoever
+  // composes the node (cli, tests), so server never imports it.
+  etcd: ["lib", "core", "kv", "store", "clock", "server", "gen"],
   client: ["lib", "gen", "clock"],
   bench: ["lib", "gen", "clock", "client"],
   cli: [
@@ -35,7 +38,12 @@ const ALLOWED: Record<string, readonly string[]> = {
     "transport",
     "gen",
     "sim",
+    "etcd",
+    "ui",
   ],
+  // The dashboard (static page, its event stream, key browser, `raftkv local`'s fault controls) sits on
+  // the server; `raftkv serve` and `raftkv local` wire it in.
+  ui: ["lib", "core", "kv", "replica", "server"],
   sim: ["lib", "core", "kv", "store", "replica", "storage", "transport"],
   // The fault harness sits above the server: it sets the server's test-only switches and reads what the
   // power-loss emulation keeps in a data folder.

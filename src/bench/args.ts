@@ -23,6 +23,10 @@ export interface BenchArgs {
   readonly profileSeconds: number;
   readonly memoryKeys: number;
   readonly soakSeconds: number;
+  /** --idle: seconds of no load over which each member's CPU share and RSS are taken. */
+  readonly idleSeconds: number;
+  /** --idle-profile: run the idle cluster's raftkv nodes with --cpu-prof. */
+  readonly idleProfile: boolean;
   /** `raftkv serve --set` settings for the clusters the run starts, e.g. snapshotEveryEntries=100000. */
   readonly serverSettings: readonly string[];
 }
@@ -46,6 +50,8 @@ bench only:
                           node; summarize the leader's profile
   --memory-keys N         write N keys of --value-bytes, then report each node's RSS
   --soak SECONDS          constant mix load at c=64 that long; RSS of each node every 10 s
+  --idle SECONDS          no load that long: each node's share of a core and RSS (and etcd's, if on the PATH)
+  --idle-profile          with --idle: --cpu-prof on every raftkv node (profiles under --out/idle-profiles)
   --set NAME=VALUE        a raftkv server setting for the clusters started (repeatable)`;
 
 export function parseArgs(argv: readonly string[]): BenchArgs {
@@ -55,7 +61,7 @@ export function parseArgs(argv: readonly string[]): BenchArgs {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (!a.startsWith("--")) throw new Error(`unexpected argument ${a}\n${USAGE}`);
-    if (a === "--no-ceiling" || a === "--help") bare.add(a);
+    if (a === "--no-ceiling" || a === "--help" || a === "--idle-profile") bare.add(a);
     else {
       const v = argv[++i];
       if (v === undefined) throw new Error(`${a} needs a value\n${USAGE}`);
@@ -82,6 +88,7 @@ export function parseArgs(argv: readonly string[]): BenchArgs {
     "--profile",
     "--memory-keys",
     "--soak",
+    "--idle",
   ];
   for (const k of flags.keys()) if (!known.includes(k)) throw new Error(`unknown option ${k}\n${USAGE}`);
   const int = (name: string, dflt: number, min = 1): number => {
@@ -124,6 +131,8 @@ export function parseArgs(argv: readonly string[]): BenchArgs {
     profileSeconds: int("--profile", 0, 0),
     memoryKeys: int("--memory-keys", 0, 0),
     soakSeconds: int("--soak", 0, 0),
+    idleSeconds: int("--idle", 0, 0),
+    idleProfile: bare.has("--idle-profile"),
     serverSettings: settings,
   };
 }

@@ -8,13 +8,14 @@ import { performance } from "node:perf_hooks";
 import type { BenchArgs } from "./args.ts";
 import { type Cluster, startRaftkvCluster } from "./clusters.ts";
 import { LoadGenerator } from "./generator.ts";
+import { randomBasePort } from "./ports.ts";
 import { RssSampler, readProc } from "./proc-stats.ts";
 import { profileText, summarizeProfile, type WindowUs } from "./profile-summary.ts";
 import { measureRow, progressLine, type System } from "./suite.ts";
 
-const BASE_PORT = 61_100;
-/** --memory-keys and --soak clusters serve /metrics on this port + node id, for the heap figures. */
-const METRICS_BASE_PORT = 61_200;
+/** --memory-keys and --soak clusters serve /metrics on this port + node id, for the heap figures
+ *  (the block's last 10 ports; the members use its first). */
+const METRICS_BASE_PORT = randomBasePort() + 40;
 const MB = 1024 * 1024;
 
 type Log = (line: string) => void;
@@ -33,7 +34,7 @@ async function withCluster<T>(
   const dir = mkdtempSync(join(a.outDir, "data-"));
   const cluster = await startRaftkvCluster({
     dir,
-    basePort: BASE_PORT,
+    basePort: METRICS_BASE_PORT - 40,
     nodeFlags,
     serveArgs: a.serverSettings.flatMap((x) => ["--set", x]),
     ...(metrics ? { metricsBasePort: METRICS_BASE_PORT } : {}),

@@ -15,6 +15,7 @@ import {
   startRaftkvCluster,
 } from "./clusters.ts";
 import { LoadGenerator } from "./generator.ts";
+import { randomBasePort } from "./ports.ts";
 import { cpuSecondsOf, machineBusySeconds, RssSampler } from "./proc-stats.ts";
 import {
   checkFloors,
@@ -65,10 +66,6 @@ export interface System {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const RAFTKV_PORT = 61_000;
-const ETCD_CLIENT_PORT = 62_379;
-const ETCD_PEER_PORT = 62_479;
-const BASE_PORT = 61_050;
 
 export async function runSuite(o: SuiteOptions): Promise<{ medians: MedianRow[]; file: string }> {
   mkdirSync(o.outDir, { recursive: true });
@@ -135,7 +132,7 @@ export async function runSuite(o: SuiteOptions): Promise<{ medians: MedianRow[];
       systems.push(raftkvSystem(o.endpoints, [], o.paths));
     } else {
       const serveArgs = o.serverSettings.flatMap((x) => ["--set", x]);
-      const raftkv = await startRaftkvCluster({ dir: dataDir, basePort: RAFTKV_PORT, serveArgs });
+      const raftkv = await startRaftkvCluster({ dir: dataDir, basePort: randomBasePort(), serveArgs });
       clusters.push(raftkv);
       o.log(`raftkv nodes run ${raftkv.runs}`);
       systems.push(raftkvSystem(await endpointsLeaderFirst(raftkv), pidsOf(raftkv), o.paths));
@@ -143,7 +140,7 @@ export async function runSuite(o: SuiteOptions): Promise<{ medians: MedianRow[];
     if (o.compareWith !== null) {
       const base = await startRaftkvCluster({
         dir: join(dataDir, "base"),
-        basePort: BASE_PORT,
+        basePort: randomBasePort(),
         checkout: o.compareWith,
         serveArgs: o.serverSettings.flatMap((x) => ["--set", x]),
       });
@@ -155,10 +152,11 @@ export async function runSuite(o: SuiteOptions): Promise<{ medians: MedianRow[];
       });
     }
     if (o.etcd) {
+      const etcdPort = randomBasePort();
       const etcd = await startEtcdCluster({
         dir: dataDir,
-        baseClientPort: ETCD_CLIENT_PORT,
-        basePeerPort: ETCD_PEER_PORT,
+        baseClientPort: etcdPort,
+        basePeerPort: etcdPort + 10,
       });
       clusters.push(etcd);
       const leader = await etcd.leader();

@@ -102,7 +102,7 @@ export function describeSummary(s: ChaosSummary, outDir: string): string {
   const lines = [
     `raftkv chaos: seed ${s.seed}, ${s.nodes} nodes, ${s.clients} clients, ${s.durationS} s of faults (${s.faultsEnabled.join(",")})`,
     `  operations  ${s.ops.total}: ok ${s.ops.ok}, failed ${s.ops.failed}, unknown ${s.ops.unknown} (${pct(s.ops.unknownPercent)}; writes ${pct(s.ops.unknownWritePercent)})`,
-    `  faults      ${s.faults.total}: ${kinds || "none"}${s.clockRates.some((r) => r !== 1) ? `; clock rates at the end ${s.clockRates.join(", ")}` : ""}`,
+    `  faults      ${s.faults.total}: ${kinds || "none"}${s.faults.extendedS > 0.05 ? ` (ran ${s.faults.extendedS.toFixed(1)} s past the duration until every kind came up)` : ""}${s.clockRates.some((r) => r !== 1) ? `; clock rates at the end ${s.clockRates.join(", ")}` : ""}`,
     `  links       ${s.links.peerConnections} peer connections (${s.links.resets} resets, ${s.links.stalls} loss stalls), ${s.links.clientConnections} client connections let through`,
     `  elections   ${s.elections.elections} started (${s.elections.preVotes} pre-vote rounds), leaders in ${s.elections.leaderTerms} terms`,
     `  liveness    leader ${ms(s.liveness.leaderAfterHealMs)} after the heal, converged in ${ms(s.liveness.convergedAfterMs)} at index ${s.liveness.appliedIndex ?? "-"}`,

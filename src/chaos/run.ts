@@ -39,6 +39,9 @@ export interface ChaosOptions {
   readonly maxCheckStepsPerKey?: number;
   /** Scales the gaps between faults and their holds (default 1). */
   readonly faultPace?: number;
+  /** Faults go on past durationS, for at most this long, until every enabled kind has come up once
+   *  (default 120 s), so that coverage never depends on how long each fault happened to take. */
+  readonly coverageGraceS?: number;
   /** Status poll period of the lease monitor (0: off). */
   readonly leaseMonitorMs: number;
   /** Progress lines (also written to out/chaos.log). */
@@ -65,7 +68,12 @@ export interface ChaosSummary {
   readonly ops: OpFigures;
   readonly clientErrors: Record<string, number>;
   readonly unexpectedClientErrors: readonly string[];
-  readonly faults: { readonly total: number; readonly byKind: Record<FaultKind, number> };
+  readonly faults: {
+    readonly total: number;
+    readonly byKind: Record<FaultKind, number>;
+    /** Seconds the faults ran past durationS so that every enabled kind came up. */
+    readonly extendedS: number;
+  };
   /** Each node's clock rate at the end (clock faults; 1 is the real clock). */
   readonly clockRates: readonly number[];
   readonly faultErrors: readonly string[];
@@ -127,6 +135,7 @@ const START_TIMEOUT_MS = 60_000;
 const LEADER_TIMEOUT_MS = 60_000;
 const CONVERGE_TIMEOUT_MS = 60_000;
 const FINAL_READ_ATTEMPTS = 10;
+const DEFAULT_COVERAGE_GRACE_S = 120;
 const REPLICA_STATE_METHOD =
   "Status exposes no state hash: applied indexes compared via Status, then every key read with stale " +
   "consistency from each node (a range over all keys) and compared";
@@ -196,6 +205,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
   if (signal.aborted) onAbort();
   const problems: string[] = [];
   let leaderAfterHealMs: number | null = null;
+  let extendedS = 0;
   let converged: { ms: number; appliedIndex: number } | null = null;
   let finalValues = new Map<string, string | null | undefined>();
   let replicas: ChaosSummary["replicas"] = {
@@ -215,6 +225,14 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     const nemesisDone = nemesis.run();
     await sleepUnless(o.durationS * 1000, signal);
     checkAborted(signal);
+    const graceEnd = performance.now() + (o.coverageGraceS ?? DEFAULT_COVERAGE_GRACE_S) * 1000;
+    const coverageStart = performance.now();
+    if (nemesis.uncovered().length > 0)
+      note(`faults go on until every kind has come up (missing: ${nemesis.uncovered().join(", ")})`);
+    while (nemesis.uncovered().length > 0 && performance.now() < graceEnd && !signal.aborted)
+      await sleepUnless(200, signal);
+    checkAborted(signal);
+    extendedS = (performance.now() - coverageStart) / 1000;
     note("faults stop: healing");
     nemesis.stop();
     await nemesisDone;
@@ -272,6 +290,11 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     problems.push(`node ${e.node} exited on its own (code ${e.code}, signal ${e.signal})`);
   problems.push(...nemesis.errors);
   const warnings: string[] = [];
+  const missing = nemesis.uncovered();
+  if (missing.length > 0)
+    warnings.push(
+      `fault kinds that never came up (even ${extendedS.toFixed(0)} s past the duration): ${missing.join(", ")}`,
+    );
   if (ops.unknownPercent > WEAK_UNKNOWN_PERCENT)
     warnings.push(
       `${ops.unknownPercent.toFixed(1)} % of operations have unknown outcomes: too weak to count`,
@@ -291,7 +314,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     ops,
     clientErrors: workload.errors.byCode,
     unexpectedClientErrors: workload.errors.unexpected,
-    faults: { total: nemesis.log.length, byKind: nemesis.counts() },
+    faults: { total: nemesis.log.length, byKind: nemesis.counts(), extendedS },
     clockRates: cluster.ids.map((id) => cluster.clockRate(id)),
     faultErrors: nemesis.errors,
     leases: {

@@ -15,7 +15,7 @@ const CONSISTENCIES: readonly Consistency[] = ["lease", "readIndex", "stale"];
 /** The largest value read from stdin: the most any node accepts (maxValueBytes is at most 64 MiB). */
 export const MAX_STDIN_VALUE_BYTES = 64 * 1024 * 1024;
 
-interface ClientFlags {
+export interface ClientFlags {
   endpoints: string;
   consistency?: string;
   timeout: string;
@@ -45,7 +45,7 @@ export function withClientOptions(cmd: Command, o: { readonly reads: boolean }):
 }
 
 /** TLS options from the flags, or the RAFTKV_TLS_* environment; undefined: plaintext. */
-function tlsFrom(f: ClientFlags): ClientTlsOptions | undefined {
+export function tlsFrom(f: ClientFlags): ClientTlsOptions | undefined {
   const env = process.env;
   const caFile = f.tlsCa ?? env["RAFTKV_TLS_CA"];
   const certFile = f.tlsCert ?? env["RAFTKV_TLS_CERT"];

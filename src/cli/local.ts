@@ -1,5 +1,7 @@
 // `raftkv local`: a cluster of `raftkv serve` child processes on loopback, until Ctrl-C; restarts continue
-// from the same data folders.
+// from the same data folders. Each node serves the dashboard at /ui on its metrics port; unless
+// --no-faults, peer traffic goes through a link proxy per directed link and the dashboard's fault buttons
+// (kill, restart, pause, resume, cut and heal a link: src/ui/local-control.ts) act on the children.
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -8,6 +10,9 @@ import { createInterface } from "node:readline";
 import type { Command } from "commander";
 import type { RaftKvClient } from "../client/index.ts";
 import { checkoutRoot, serveEntry, serverProcessEnv } from "../lib/server-env.ts";
+import { CONTROL_TOKEN_ENV, CONTROL_URL_ENV } from "../ui/control-switch.ts";
+import { LinkProxy } from "../ui/link-proxy.ts";
+import { type LocalControl, LocalControlError, startLocalControl } from "../ui/local-control.ts";
 import { statusTable } from "./kv-commands.ts";
 import { EXIT, usageError } from "./output.ts";
 
@@ -19,6 +24,7 @@ interface LocalFlags {
   metricsBasePort: string;
   waitTimeout: string;
   restart: boolean;
+  faults: boolean;
 }
 
 /** With --restart: how long after an unexpected exit a node is started again. */
@@ -35,6 +41,10 @@ interface Child {
   /** Resolves when the current process exits. */
   exited: Promise<void>;
   running: boolean;
+  /** Stopped with SIGSTOP from the dashboard. */
+  paused: boolean;
+  /** Killed from the dashboard: not an unexpected exit, not restarted by --restart. */
+  killedOnPurpose: boolean;
   /** Times (performance.now()) of its unexpected exits. */
   readonly exits: number[];
 }
@@ -60,6 +70,7 @@ export function addLocalCommand(program: Command): void {
       `start a node again ${RESTART_DELAY_MS / 1000} s after it exits unexpectedly (a crash, a kill; not after ${MAX_RESTARTS_IN_WINDOW} exits in a minute)`,
       false,
     )
+    .option("--no-faults", "no fault buttons on the dashboard, and peers connect directly (no link proxies)")
     .action(async (f: LocalFlags) => {
       process.exitCode = await runLocal(f);
     });
@@ -80,7 +91,11 @@ async function runLocal(f: LocalFlags): Promise<number> {
   const root = resolve(f.dataDir);
   const ids = Array.from({ length: n }, (_, i) => i);
   const address = (i: number): string => `127.0.0.1:${basePort + i}`;
-  const peers = ids.map((i) => `${i}=${address(i)}`).join(",");
+  // The fault buttons live on the dashboard: without metrics ports there is neither.
+  const faults = f.faults && metricsBase !== 0 ? await startFaults(ids, basePort, metricsBase) : null;
+  const peersFor = (id: number): string =>
+    ids.map((j) => `${j}=${j === id || faults === null ? address(j) : faults.proxyAddress(id, j)}`).join(",");
+  const uiMembers = ids.map((i) => `${i}=http://127.0.0.1:${metricsBase + i}`).join(",");
   const entry = serveEntry();
   if (!entry.compiled) process.stderr.write(`note: nodes run from src/ through tsx: ${entry.why}\n`);
   const command = process.execPath;
@@ -90,21 +105,26 @@ async function runLocal(f: LocalFlags): Promise<number> {
   const spawnNode = (child: Child): void => {
     const args = [
       ...prefix,
-      ...["--id", String(child.id), "--listen", child.address, "--peers", peers, "--data-dir", child.dataDir],
-      ...["--cluster-id", f.clusterId, "--stop-on-stdin-close"],
-      ...(metricsBase === 0 ? [] : ["--metrics-port", String(metricsBase + child.id)]),
+      ...["--id", String(child.id), "--listen", child.address, "--peers", peersFor(child.id)],
+      ...["--data-dir", child.dataDir, "--cluster-id", f.clusterId, "--stop-on-stdin-close"],
+      ...(metricsBase === 0
+        ? []
+        : ["--metrics-port", String(metricsBase + child.id), "--ui-members", uiMembers]),
     ];
+    const control = faults === null || metricsBase === 0 ? {} : faults.env();
     const proc = spawn(command, args, {
       stdio: ["pipe", "ignore", "pipe"],
       detached: true,
-      env: serverProcessEnv(process.env),
+      env: serverProcessEnv({ ...process.env, ...control }),
     });
     child.process = proc;
     child.running = true;
+    child.paused = false;
+    child.killedOnPurpose = false;
     child.exited = new Promise((r) =>
       proc.on("exit", (code, signal) => {
         child.running = false;
-        if (!stopping) onUnexpectedExit(child, describeExit(code, signal));
+        if (!stopping && !child.killedOnPurpose) onUnexpectedExit(child, describeExit(code, signal));
         r();
       }),
     );
@@ -144,6 +164,8 @@ async function runLocal(f: LocalFlags): Promise<number> {
       address: address(id),
       dataDir: resolve(root, `node-${id}`),
       running: false,
+      paused: false,
+      killedOnPurpose: false,
       exits: [],
     } as unknown as Child;
     spawnNode(child);
@@ -160,14 +182,17 @@ async function runLocal(f: LocalFlags): Promise<number> {
   const stopEvery = async (): Promise<void> => {
     for (const t of restarts) clearTimeout(t);
     process.stderr.write("\nstopping all nodes...\n");
+    for (const c of children) if (c.running && c.paused) c.process.kill("SIGCONT");
     for (const c of children) if (c.running) c.process.kill("SIGTERM");
     const killer = setTimeout(() => {
       for (const c of children) if (c.running) c.process.kill("SIGKILL");
     }, 10_000);
     await Promise.all(children.map((c) => c.exited));
     clearTimeout(killer);
+    await faults?.close();
     process.stderr.write("all nodes stopped; start again to continue from the same data\n");
   };
+  faults?.attach(children, spawnNode, () => stopping);
   process.on("SIGINT", () => void stopAll());
   process.on("SIGTERM", () => void stopAll());
 
@@ -195,6 +220,9 @@ async function runLocal(f: LocalFlags): Promise<number> {
         metricsBase === 0
           ? ""
           : `metrics:       http://127.0.0.1:${metricsBase}/metrics (node N on port ${metricsBase}+N)`,
+        metricsBase === 0
+          ? ""
+          : `dashboard:     http://127.0.0.1:${metricsBase}/ui/ (any node's /ui/${faults === null ? "" : "; with fault buttons"})`,
         "",
         `try${cli.here ? ", from this folder" : ""}:`,
         `  ${cli.command} put hello world`,
@@ -221,7 +249,8 @@ async function runLocal(f: LocalFlags): Promise<number> {
       return EXIT.ok;
     }
     await new Promise((r) => setTimeout(r, RESTART_DELAY_MS + 100));
-    if (children.every((c) => !c.running) && !stopping) {
+    // Nodes killed from the dashboard wait for its restart button.
+    if (children.every((c) => !c.running) && !stopping && !children.some((c) => c.killedOnPurpose)) {
       process.stderr.write("every node has exited\n");
       return EXIT.failed;
     }
@@ -287,4 +316,97 @@ function relayLog(id: number, proc: ChildProcess): void {
     const detail = typeof r.err?.message === "string" ? `: ${r.err.message}` : "";
     process.stderr.write(`[node ${id}] ${tag}${String(r.msg)}${detail}\n`);
   });
+}
+
+/** The link proxies and the dashboard's control server of one `raftkv local` run. */
+interface Faults {
+  proxyAddress(from: number, to: number): string;
+  /** The control switch for the nodes' environment (control-switch.ts). */
+  env(): Record<string, string>;
+  attach(children: readonly Child[], spawnNode: (c: Child) => void, stopping: () => boolean): void;
+  close(): Promise<void>;
+}
+
+async function startFaults(ids: readonly number[], basePort: number, metricsBase: number): Promise<Faults> {
+  const proxies = new Map<string, LinkProxy>();
+  for (const from of ids)
+    for (const to of ids)
+      if (from !== to) proxies.set(`${from}>${to}`, await LinkProxy.start(from, to, basePort + to));
+  const proxy = (from: number, to: number): LinkProxy => proxies.get(`${from}>${to}`)!;
+  let children: readonly Child[] = [];
+  let spawn: (c: Child) => void = () => {};
+  let stopping = (): boolean => false;
+  const child = (id: number): Child => children.find((c) => c.id === id)!;
+  const fail = (why: string): never => {
+    throw new LocalControlError(why);
+  };
+  const origins = new Set(ids.map((i) => `http://127.0.0.1:${metricsBase + i}`));
+  const control: LocalControl = await startLocalControl(
+    {
+      state: () => ({
+        nodes: children.map((c) => ({
+          id: c.id,
+          running: c.running,
+          paused: c.paused,
+          pid: c.process.pid ?? null,
+        })),
+        cuts: ids.flatMap((a) => ids.filter((b) => a < b && proxy(a, b).cut).map((b) => [a, b] as const)),
+      }),
+      kill: (id) => {
+        const c = child(id);
+        if (!c.running) return fail(`node ${id} is not running`);
+        c.killedOnPurpose = true;
+        c.process.kill("SIGKILL");
+        process.stderr.write(`node ${id} killed from the dashboard (SIGKILL)\n`);
+        return `node ${id} killed (SIGKILL, pid ${c.process.pid ?? "?"})`;
+      },
+      restart: (id) => {
+        const c = child(id);
+        if (c.running) return fail(`node ${id} is running: kill it first`);
+        if (stopping()) return fail("raftkv local is stopping");
+        spawn(c);
+        process.stderr.write(`node ${id} restarted from the dashboard (pid ${c.process.pid ?? "?"})\n`);
+        return `node ${id} restarted (pid ${c.process.pid ?? "?"})`;
+      },
+      pause: (id) => {
+        const c = child(id);
+        if (!c.running || c.paused)
+          return fail(`node ${id} is ${c.running ? "paused already" : "not running"}`);
+        c.process.kill("SIGSTOP");
+        c.paused = true;
+        return `node ${id} paused (SIGSTOP)`;
+      },
+      resume: (id) => {
+        const c = child(id);
+        if (!c.running || !c.paused) return fail(`node ${id} is not paused`);
+        c.process.kill("SIGCONT");
+        c.paused = false;
+        return `node ${id} resumed (SIGCONT)`;
+      },
+      cut: (a, b) => {
+        proxy(a, b).setCut(true);
+        proxy(b, a).setCut(true);
+        return `link ${a} - ${b} cut (connections reset both ways)`;
+      },
+      heal: (a, b) => {
+        proxy(a, b).setCut(false);
+        proxy(b, a).setCut(false);
+        return `link ${a} - ${b} healed`;
+      },
+    },
+    () => origins,
+  );
+  return {
+    proxyAddress: (from, to) => `127.0.0.1:${proxy(from, to).port}`,
+    env: () => ({ [CONTROL_URL_ENV]: control.url, [CONTROL_TOKEN_ENV]: control.token }),
+    attach: (c, s, st) => {
+      children = c;
+      spawn = s;
+      stopping = st;
+    },
+    close: async () => {
+      await control.close();
+      await Promise.all([...proxies.values()].map((p) => p.close()));
+    },
+  };
 }

@@ -4,6 +4,7 @@ import { Command, CommanderError } from "commander";
 import { packageVersion } from "../lib/version.ts";
 import { addKvCommands } from "./kv-commands.ts";
 import { addLocalCommand } from "./local.ts";
+import { addMemberCommands } from "./member.ts";
 import { EXIT, exitCodeOf, printError, usageError } from "./output.ts";
 import { addServeCommand } from "./serve.ts";
 import { addWalCommands } from "./wal.ts";
@@ -32,6 +33,7 @@ Exit codes: 0 ok, 1 the request failed (unreachable, no leader, deadline), 2 bad
   addServeCommand(program);
   addKvCommands(program, (code) => (exitCode = code));
   addLocalCommand(program);
+  addMemberCommands(program);
   addWalCommands(program, (code) => (exitCode = code));
   try {
     await program.parseAsync([...argv]);

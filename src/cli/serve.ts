@@ -32,8 +32,11 @@ interface ServeFlags {
   tlsKey?: string;
   tlsClientAuth?: string;
   insecureListen?: boolean;
+  join?: boolean;
   set: string[];
   stopOnStdinClose: boolean;
+  ui: boolean;
+  uiMembers?: string;
 }
 
 /** Flags that map one-to-one onto a config setting. */
@@ -93,12 +96,21 @@ export function addServeCommand(program: Command): void {
       "without TLS, listen on a non-loopback address anyway: traffic is unauthenticated, anyone who reaches the port can disrupt the cluster",
     )
     .option(
+      "--join",
+      "join an existing cluster: with an empty data folder, wait to be added (raftkv member add) instead of bootstrapping one from --peers",
+    )
+    .option(
       "--set <name=value>",
       "any other setting, repeatable (e.g. --set maxValueBytes=65536)",
       collect,
       [],
     )
     .option("--stop-on-stdin-close", "stop when stdin closes (used by `raftkv local`)", false)
+    .option("--no-ui", "serve no dashboard at /ui on the metrics port")
+    .option(
+      "--ui-members <list>",
+      "every member's dashboard as id=http://host:metrics-port, comma-separated: the page then shows each member's own state",
+    )
     .action(async (f: ServeFlags) => {
       await serve(f);
     });
@@ -130,6 +142,7 @@ export function rawConfigFrom(f: ServeFlags): Record<string, unknown> {
   for (const [k, v] of Object.entries(tlsFlags)) if (v !== undefined) raw[k] = v;
   if (raw["tlsCaFile"] !== undefined) quietIpServernameWarning();
   if (f.insecureListen === true) raw["insecureListen"] = true;
+  if (f.join === true) raw["join"] = true;
   for (const s of f.set) {
     const eq = s.indexOf("=");
     if (eq <= 0) throw configError("--set", `expected name=value, got "${s}"`);
@@ -207,7 +220,13 @@ async function serve(f: ServeFlags): Promise<void> {
   const config = resolveServerConfig(rawConfigFrom(f));
   // Loaded here, not at the top: the client commands start faster without the server's code.
   const { startNode } = await import("../server/node.ts");
-  const node = await startNode(config);
+  const dashboard = f.ui && config.metricsPort !== null ? await import("../ui/serve-dashboard.ts") : null;
+  const { parseMembers } = await import("../ui/control-switch.ts");
+  const members = parseMembers(f.uiMembers ?? "");
+  const node = await startNode(
+    config,
+    dashboard === null ? {} : { operatorRoutes: dashboard.kvDashboard(config, members, process.env) },
+  );
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals): void => {
     signals++;

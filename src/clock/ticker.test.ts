@@ -172,3 +172,91 @@ test("the real clock is monotonic and the real ticker ticks", async () => {
   assert.ok(clock.nowMs() >= a);
   assert.equal(lastTooEarly, false);
 });
+
+/** A ticker told that only ticks `every()` apart can change anything (a core's timeouts: the next one
+ *  is the next multiple of every(), counted from the ticks delivered); counts its timer wake-ups. */
+function sleepy(time: FakeTime, every: () => number) {
+  const deliveredAt: number[] = [];
+  const catchUps: number[] = [];
+  let wakeups = 0;
+  const timers: TimerFunctions = {
+    setTimeout: (fn, ms) =>
+      time.setTimeout(() => {
+        wakeups++;
+        fn();
+      }, ms),
+    clearTimeout: (h) => time.clearTimeout(h),
+    setImmediate: (fn) => time.setImmediate(fn),
+    clearImmediate: (h) => time.clearImmediate(h),
+  };
+  const ticker: Ticker = new Ticker({
+    clock: time,
+    bootMs: 0,
+    tickMs: 10,
+    timers,
+    ticksToNextTimeout: () => every() - (ticker.ticks % every()),
+    onTick: () => deliveredAt.push(time.now),
+    onCatchUp: (missed) => catchUps.push(missed),
+  });
+  return { ticker, deliveredAt, catchUps, wakeups: () => wakeups };
+}
+
+test("with ticksToNextTimeout the ticker wakes only at timeouts, delivering the quiet ticks with them", () => {
+  // (Early timers, as in the first test, cost an extra wake-up each: the ticker then waits for the tick.)
+  const time = new FakeTime();
+  const { ticker, deliveredAt, catchUps, wakeups } = sleepy(time, () => 5);
+  ticker.start();
+  time.advance(1000);
+  assert.equal(ticker.ticks, 100);
+  assert.ok(wakeups() <= 21, `${wakeups()} wake-ups for 20 timeouts`);
+  for (const [i, at] of deliveredAt.entries()) assert.ok(at >= (i + 1) * 10, `tick ${i + 1} at ${at}`);
+  assert.deepEqual(catchUps, [], "quiet ticks delivered together are not late");
+  ticker.stop();
+});
+
+test("sync() delivers every due tick before an input, never one that is not due", () => {
+  const time = new FakeTime();
+  const { ticker, deliveredAt } = sleepy(time, () => 50);
+  ticker.start();
+  time.stall(237);
+  ticker.sync();
+  assert.equal(ticker.ticks, 23);
+  time.stall(239.9);
+  ticker.sync();
+  assert.equal(ticker.ticks, 23);
+  time.advance(1000);
+  assert.equal(ticker.ticks, 100);
+  for (const [i, at] of deliveredAt.entries()) assert.ok(at >= (i + 1) * 10, `tick ${i + 1} at ${at}`);
+  ticker.stop();
+});
+
+test("rearm() brings the wake-up forward when an input made the next timeout closer", () => {
+  const time = new FakeTime();
+  let every = 100;
+  const { ticker, wakeups } = sleepy(time, () => every);
+  ticker.start();
+  time.advance(55);
+  every = 2; // e.g. this node just became leader: heartbeats every 2 ticks
+  ticker.sync();
+  ticker.rearm();
+  time.advance(75);
+  assert.equal(ticker.ticks, 6);
+  assert.equal(wakeups(), 1, "woke at tick 6 (the next multiple of 2), not at tick 100");
+  every = 1000;
+  ticker.rearm(); // further away: the pending timer (tick 8) stays
+  time.advance(95);
+  assert.equal(ticker.ticks, 8);
+  assert.equal(wakeups(), 2);
+  ticker.stop();
+});
+
+test("a wake-up later than the timeout it was set for is reported as a stall", () => {
+  const time = new FakeTime();
+  const { ticker, catchUps } = sleepy(time, () => 5);
+  ticker.start();
+  time.stall(500); // the timer for tick 5 fires at 500 ms: 46 ticks late
+  time.advance(500);
+  assert.deepEqual(catchUps, [46]);
+  assert.equal(ticker.ticks, 50);
+  ticker.stop();
+});

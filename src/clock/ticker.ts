@@ -5,6 +5,12 @@
 // an early one would let a lease outlive the followers' election timers). After the event loop stalls,
 // every missed tick is delivered at once, at most maxTicksPerTurn per event-loop turn (the rest follow on
 // the next turn), so a long stall cannot block the loop either.
+//
+// An idle node need not wake every tick: given ticksToNextTimeout (the core's count of ticks until one can
+// change anything), the ticker sleeps until that tick and delivers the quiet ones with it. The host then
+// calls sync() before every input, which delivers every tick already due, so each input still sees the
+// true tick count (a heartbeat counted at a stale tick would let a follower's election timer run early),
+// and rearm() after it, in case the input brought the next timeout closer (a new leader's heartbeats).
 
 import type { MonotonicTime } from "./monotonic-clock.ts";
 
@@ -33,6 +39,8 @@ export interface TickerOptions {
   readonly onTick: () => void;
   /** Called when a wake-up finds more than one tick due: the event loop stalled for `lateMs`. */
   readonly onCatchUp?: (missedTicks: number, lateMs: number) => void;
+  /** Ticks until the next one that can change anything (>= 1); default 1: wake on every tick. */
+  readonly ticksToNextTimeout?: () => number;
   /** Most ticks delivered in one event-loop turn (default 10,000). */
   readonly maxTicksPerTurn?: number;
   readonly timers?: TimerFunctions;
@@ -43,6 +51,8 @@ export class Ticker {
   private readonly timers: TimerFunctions;
   private readonly maxTicksPerTurn: number;
   private delivered = 0;
+  /** The tick the pending timer is set for. */
+  private wakeTick = 0;
   private timer: unknown = null;
   private immediate: unknown = null;
   private running = false;
@@ -82,6 +92,32 @@ export class Ticker {
     this.immediate = null;
   }
 
+  /** Delivers every tick whose due time has come, at once (call before each input; see the top). */
+  sync(): void {
+    if (!this.running) return;
+    const now = this.o.clock.nowMs();
+    if (now < this.dueAtMs(this.delivered + 1)) return; // the usual case: nothing due yet
+    const due = this.dueTicks(now);
+    while (this.running && this.delivered < due) {
+      this.delivered++;
+      this.o.onTick();
+    }
+  }
+
+  /** Wakes earlier if the next timeout moved closer than the pending timer (call after each input). */
+  rearm(): void {
+    if (!this.running || this.timer === null) return;
+    if (this.nextWakeTick() >= this.wakeTick) return;
+    this.timers.clearTimeout(this.timer);
+    this.timer = null;
+    this.schedule();
+  }
+
+  private nextWakeTick(): number {
+    const hint = this.o.ticksToNextTimeout?.() ?? 1;
+    return this.delivered + (Number.isSafeInteger(hint) && hint >= 1 ? hint : 1);
+  }
+
   /** Highest tick number whose due time has come (never one whose due time is still ahead). */
   private dueTicks(now: number): number {
     let k = Math.floor((now - this.o.bootMs) / this.o.tickMs);
@@ -92,7 +128,8 @@ export class Ticker {
 
   private schedule(): void {
     if (!this.running) return;
-    const waitMs = Math.max(0, Math.ceil(this.dueAtMs(this.delivered + 1) - this.o.clock.nowMs()));
+    this.wakeTick = this.nextWakeTick();
+    const waitMs = Math.max(0, Math.ceil(this.dueAtMs(this.wakeTick) - this.o.clock.nowMs()));
     this.timer = this.timers.setTimeout(() => {
       this.timer = null;
       this.fire();
@@ -103,8 +140,9 @@ export class Ticker {
     if (!this.running) return;
     const now = this.o.clock.nowMs();
     const due = this.dueTicks(now);
-    const missed = due - this.delivered;
-    if (missed > 1 && !continuing) this.o.onCatchUp?.(missed, now - this.dueAtMs(this.delivered + 1));
+    // Late: more than the tick the timer was set for is due (ticks before it were quiet by design).
+    const missed = due - Math.max(this.delivered, this.wakeTick - 1);
+    if (missed > 1 && !continuing) this.o.onCatchUp?.(missed, now - this.dueAtMs(this.wakeTick));
     const target = Math.min(due, this.delivered + this.maxTicksPerTurn);
     while (this.running && this.delivered < target) {
       this.delivered++;

@@ -5,7 +5,8 @@ import type { NodeId } from "./types.ts";
 
 export interface CoreConfig {
   readonly id: NodeId;
-  /** Every voting member, including this node. Static membership. */
+  /** A new cluster's voters, including this node: the configuration until the log or a snapshot
+   *  carries one (membership.ts). Empty for a node that joins an existing cluster and waits to be added. */
   readonly peers: readonly NodeId[];
   /** Leader sends a heartbeat round every this many ticks. */
   readonly heartbeatTicks: number;
@@ -92,7 +93,7 @@ export function validateCoreConfig(c: CoreConfig): void {
   if (!Number.isSafeInteger(c.id) || c.id < 0) fail("id", `must be a non-negative integer, got ${c.id}`);
   if (new Set(c.peers).size !== c.peers.length) fail("peers", `duplicate node ids in ${c.peers.join(",")}`);
   for (const p of c.peers) if (!Number.isSafeInteger(p) || p < 0) fail("peers", `bad node id ${p}`);
-  if (!c.peers.includes(c.id)) fail("peers", `must include this node's id ${c.id}`);
+  if (c.peers.length > 0 && !c.peers.includes(c.id)) fail("peers", `must include this node's id ${c.id}`);
   posInt("heartbeatTicks", c.heartbeatTicks);
   posInt("electionTimeoutMinTicks", c.electionTimeoutMinTicks);
   posInt("electionTimeoutMaxTicks", c.electionTimeoutMaxTicks);

@@ -389,3 +389,141 @@ test("a single-node cluster elects itself and commits on its own", () => {
   }
   assert.deepEqual(commands(applied), ["solo"]);
 });
+
+test("Figure 2 AppendEntries rule 5: an old message whose entries end before a stale suffix commits only what it verified", () => {
+  // TESTING.md's "leaderCommit beyond the entries sent". Node 1 holds 1..3 of term 1 from an old
+  // leader (2 and 3 never committed). The leader of term 2 holds 1@1 and then entries of its own term,
+  // and has committed through 3 elsewhere; a delayed, duplicated or small (maxEntriesPerMessage) append
+  // carries only entry 1, with leaderCommit 3. It verifies entry 1 alone, so node 1 may commit only
+  // through 1 (min(leaderCommit, index of last new entry)), never its own stale 2@1 and 3@1.
+  const entry = (index: number, term: number, s: string): Entry => ({
+    index,
+    term,
+    kind: "command",
+    data: cmd(s),
+  });
+  const f = new Raft(defaultCoreConfig(1, [0, 1, 2], 7), {
+    hardState: { term: 0, votedFor: null, commitIndex: 0 },
+    snapshot: null,
+    entries: [],
+  });
+  const base = { to: 1, round: 0 } as const;
+  const settle = (): Message[] => {
+    const out: Message[] = [];
+    while (f.hasReady()) {
+      const rd = f.ready();
+      out.push(...rd.messages);
+      f.advance(rd);
+    }
+    return out;
+  };
+  f.step({
+    ...base,
+    type: "append",
+    from: 2,
+    term: 1,
+    prevLogIndex: 0,
+    prevLogTerm: 0,
+    entries: [entry(1, 1, "a"), entry(2, 1, "stale-b"), entry(3, 1, "stale-c")],
+    leaderCommit: 0,
+  });
+  settle();
+  assert.equal(f.log.lastIndex(), 3);
+  const old = {
+    ...base,
+    type: "append",
+    from: 0,
+    term: 2,
+    prevLogIndex: 0,
+    prevLogTerm: 0,
+    entries: [entry(1, 1, "a")],
+    leaderCommit: 3,
+  } as const;
+  f.step(old);
+  const replies = settle().filter((m) => m.type === "appendResponse");
+  assert.equal(
+    f.log.committed,
+    1,
+    "committed its stale suffix on the word of a message that did not verify it",
+  );
+  assert.equal(
+    f.log.lastIndex(),
+    3,
+    "the matching entry must not truncate the suffix (§5.3: only a conflict does)",
+  );
+  assert.deepEqual(
+    replies.map((m) => [m.to, m.success, m.matchIndex]),
+    [[0, true, 1]],
+  );
+  // The same message replayed changes nothing.
+  f.step(old);
+  settle();
+  assert.equal(f.log.committed, 1);
+  // The leader's next append replaces the stale suffix, and only then does 3 commit.
+  f.step({
+    ...base,
+    type: "append",
+    from: 0,
+    term: 2,
+    prevLogIndex: 1,
+    prevLogTerm: 1,
+    entries: [entry(2, 2, "b"), entry(3, 2, "c")],
+    leaderCommit: 3,
+  });
+  settle();
+  assert.equal(f.log.committed, 3);
+  assert.deepEqual([f.log.entry(2)?.term, f.log.entry(3)?.term], [2, 2]);
+});
+
+test("ticksToNextTimeout: the ticks before it change nothing a host can see (so it may sleep through them)", () => {
+  // Random runs of a 3-node cluster, with leader isolation, transfers and reads mixed in; at every step
+  // each node is ticked k-1 times (k = ticksToNextTimeout()) and must stay exactly as it was.
+  for (let seed = 1; seed <= 20; seed++) {
+    const c = new TestCluster(3);
+    let x = seed;
+    const rand = (n: number): number => {
+      x = (x * 1103515245 + 12345) % 2147483648;
+      return x % n;
+    };
+    for (let step = 0; step < 150; step++) {
+      const id = rand(3);
+      const r = c.raft(id);
+      c.flush();
+      const k = r.ticksToNextTimeout();
+      assert.ok(Number.isSafeInteger(k) && k >= 1, `seed ${seed} step ${step}: k = ${k}`);
+      const before = JSON.stringify([r.softState(), r.leaseStatus(), r.hardState()]);
+      for (let i = 1; i < k; i++) {
+        r.tick();
+        assert.equal(
+          r.hasReady(),
+          false,
+          `seed ${seed} step ${step}: node ${id} had output at tick ${i} of ${k}`,
+        );
+        const now = JSON.stringify([r.softState(), r.leaseStatus(), r.hardState()]);
+        assert.equal(now, before, `seed ${seed} step ${step}: node ${id} changed at tick ${i} of ${k}`);
+      }
+      switch (rand(8)) {
+        case 0:
+          c.isolate(rand(3));
+          break;
+        case 1:
+          c.heal();
+          break;
+        case 2:
+          r.transferLeadership(rand(3));
+          break;
+        case 3:
+          r.readIndex(step);
+          break;
+        case 4:
+          r.propose(cmd(`v${step}`));
+          break;
+        default:
+          break;
+      }
+      for (const o of c.ids) c.raft(o).tick();
+      if (rand(2) === 0) c.deliverAll();
+      else c.flush();
+    }
+  }
+});

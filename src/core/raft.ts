@@ -5,11 +5,27 @@ import { assert, unreachable } from "../lib/assert.ts";
 import { Prng } from "../lib/prng.ts";
 import { type CoreConfig, validateCoreConfig } from "./config.ts";
 import { RaftLog } from "./log.ts";
+import {
+  applyChanges,
+  type ConfChange,
+  decodeMembership,
+  describeMembership,
+  encodeMembership,
+  isJoint,
+  isMember,
+  isVoter,
+  leaveJoint,
+  type Membership,
+  members,
+  PROMOTE_WITHIN_ENTRIES,
+  votersOnly,
+} from "./membership.ts";
 import { Progress } from "./progress.ts";
-import { quorumValue, tally } from "./quorum.ts";
+import { jointTally, jointValue } from "./quorum.ts";
 import type {
   AppendEntries,
   AppendEntriesResponse,
+  ConfChangeResult,
   CoreRefusal,
   CoreRefusalReason,
   Entry,
@@ -46,6 +62,9 @@ export interface CoreBoot {
   readonly hardState: HardState;
   readonly snapshot: SnapshotMeta | null;
   readonly entries: readonly Entry[];
+  /** The configuration before any config entry, when the snapshot carries none: a new cluster's
+   *  bootstrap members with their addresses (default: CoreConfig.peers, without addresses). */
+  readonly membership?: Membership;
 }
 
 interface PendingRead {
@@ -59,7 +78,21 @@ export class Raft {
   readonly id: NodeId;
   private readonly cfg: CoreConfig;
   private readonly prng: Prng;
-  private readonly others: readonly NodeId[];
+  /** Every member but this node (voters of both configurations and learners): whom a leader replicates to. */
+  private others: readonly NodeId[] = [];
+
+  /** The configuration in effect: the last config entry this node knows committed (thesis §4.3 with
+   *  etcd's rule: a configuration takes effect when committed, and one change is in flight at a time). */
+  private membership: Membership;
+  /** Index of the entry `membership` came from (the snapshot's index, or 0, for the base one). */
+  private membershipIndex = 0;
+  /** The configuration at the log's base (the snapshot), and each committed config entry after it. */
+  private baseMembership: Membership;
+  private configHistory: { index: number; membership: Membership }[] = [];
+  /** No config entry or snapshot configuration seen yet: the configuration is the bootstrap one. */
+  private bootstrapOnly: boolean;
+  /** Leader: index of the last config entry it appended, or its NO-OP: a new change waits until it commits. */
+  private pendingConfIndex = 0;
 
   private term = 0;
   private votedFor: NodeId | null = null;
@@ -117,12 +150,18 @@ export class Raft {
     this.cfg = cfg;
     this.id = cfg.id;
     this.prng = new Prng(cfg.seed);
-    this.others = cfg.peers.filter((p) => p !== cfg.id);
     this.term = boot.hardState.term;
     this.votedFor = boot.hardState.votedFor;
     this.log = RaftLog.recover(boot.snapshot, boot.entries, boot.hardState.commitIndex);
     this.latestSnapshot = boot.snapshot;
     this.lastHardState = boot.hardState;
+    this.baseMembership = boot.snapshot?.membership ?? boot.membership ?? votersOnly(cfg.peers);
+    this.membership = this.baseMembership;
+    this.bootstrapOnly = boot.snapshot?.membership === undefined;
+    this.membershipIndex = this.log.snapshotIndex;
+    this.setMembership(this.baseMembership, this.log.snapshotIndex);
+    // Recovery: configurations known committed are in effect again (thesis §4.3: one per config entry).
+    for (let i = this.log.snapshotIndex + 1; i <= this.log.committed; i++) this.applyConfigAt(i);
     this.resetElectionTimer();
   }
 
@@ -140,13 +179,31 @@ export class Raft {
     return this.now;
   }
 
+  /** The configuration in effect, and the index of the entry it came from. */
+  configuration(): { membership: Membership; index: number } {
+    return { membership: this.membership, index: this.membershipIndex };
+  }
+
+  /** The configuration in effect at a committed index at or after the log's base (for snapshot metadata). */
+  membershipAt(index: number): Membership {
+    assert(
+      index >= this.log.snapshotIndex,
+      () => `membershipAt(${index}) below the log's base ${this.log.snapshotIndex}`,
+    );
+    assert(index <= this.log.committed, () => `membershipAt(${index}) beyond commit ${this.log.committed}`);
+    let m = this.baseMembership;
+    for (const h of this.configHistory) if (h.index <= index) m = h.membership;
+    return m;
+  }
+
   /** Per-follower replication state (leader only), for status and metrics. */
-  followers(): { id: NodeId; match: number; next: number; state: string }[] {
+  followers(): { id: NodeId; match: number; next: number; state: string; learner: boolean }[] {
     return [...this.progress.entries()].map(([id, p]) => ({
       id,
       match: p.match,
       next: p.next,
       state: p.state,
+      learner: !isVoter(this.membership, id),
     }));
   }
 
@@ -161,6 +218,25 @@ export class Raft {
     const validUntilTick = sent + this.cfg.leaseTicks;
     if (this.now >= validUntilTick) return { ok: false, reason: "noLease" };
     return { ok: true, validUntilTick, minAppliedIndex: this.noopIndex };
+  }
+
+  /**
+   * How many more ticks until one can change anything (start an election, send heartbeats, step down,
+   * end a lease or a transfer, let a new leader replicate): the ticks before it only advance counters.
+   * A host may therefore sleep until that tick, as long as it delivers every due tick before the next
+   * input (step, propose, readIndex, transferLeadership), so that each input sees the true tick count.
+   */
+  ticksToNextTimeout(): number {
+    if (this.role !== "leader") return Math.max(1, this.randomizedElectionTimeout - this.electionElapsed);
+    let k = this.cfg.heartbeatTicks - this.heartbeatElapsed;
+    if (this.now < this.oldLeaseUntilTick) k = Math.min(k, this.oldLeaseUntilTick - this.now);
+    if (this.transferee !== null) k = Math.min(k, this.cfg.electionTimeoutMinTicks - this.transferElapsed);
+    const sent = this.quorumRoundSentTick();
+    if (this.cfg.checkQuorum)
+      k = Math.min(k, (sent ?? this.leaderSinceTick) + this.cfg.electionTimeoutMinTicks - this.now);
+    if (sent !== null && sent + this.cfg.leaseTicks > this.now)
+      k = Math.min(k, sent + this.cfg.leaseTicks - this.now); // the lease's end shows in leaseStatus()
+    return Math.max(1, k);
   }
 
   /** The snapshot the host last reported, used to catch up lagging followers. */
@@ -188,8 +264,76 @@ export class Raft {
     this.log.append([entry]);
     this.uncommittedBytes += data.length;
     this.needBroadcast = true;
-    if (this.others.length === 0) this.maybeCommit();
+    if (this.soleVoter()) this.maybeCommit();
     return { ok: true, index: entry.index, term: entry.term };
+  }
+
+  /**
+   * Propose a configuration change (thesis §4.3). Changing voters enters a joint configuration, which
+   * this leader leaves on its own once it commits; learners change directly. One change is in flight at
+   * a time: a second is refused ("changeInFlight") until the first, and the leave step, committed; so is
+   * one before this leader's NO-OP committed (it may not know the latest configuration before that).
+   */
+  proposeConfChange(changes: readonly ConfChange[]): ConfChangeResult {
+    const no = (
+      reason: Exclude<ConfChangeResult, { ok: true }>["reason"],
+      detail: string,
+    ): ConfChangeResult => ({
+      ok: false,
+      reason,
+      detail,
+      leaderId: this.role === "leader" ? this.id : this.leaderId,
+    });
+    if (this.role !== "leader") return no("notLeader", "only the leader changes the configuration");
+    if (this.transferee !== null) return no("transferring", "leadership is being transferred");
+    if (this.log.committed < this.pendingConfIndex || isJoint(this.membership))
+      return no(
+        "changeInFlight",
+        `a configuration change is in flight (${describeMembership(this.membership)}); retry once it has committed`,
+      );
+    for (const c of changes) {
+      if (c.type !== "promote") continue;
+      const pr = this.progress.get(c.id);
+      if (pr !== undefined && pr.match + PROMOTE_WITHIN_ENTRIES < this.log.lastIndex())
+        return no(
+          "learnerBehind",
+          `learner ${c.id} has ${pr.match} of ${this.log.lastIndex()} entries; promote it once it has caught up`,
+        );
+    }
+    const next = applyChanges(this.membership, changes);
+    if (typeof next === "string") return no("invalid", next);
+    return { ok: true, index: this.appendConfig(next), term: this.term };
+  }
+
+  /**
+   * Write the configuration in effect into the log when it is still the bootstrap one (from CoreConfig
+   * or CoreBoot, never logged): from then on the log, not the flags, says who the members are. A leader
+   * only, once its NO-OP committed; ok:false "invalid" when there is nothing to record.
+   */
+  recordConfiguration(): ConfChangeResult {
+    if (!this.bootstrapOnly)
+      return {
+        ok: false,
+        reason: "invalid",
+        detail: "the configuration is in the log already",
+        leaderId: this.leaderId,
+      };
+    if (this.role !== "leader")
+      return {
+        ok: false,
+        reason: "notLeader",
+        detail: "only the leader records it",
+        leaderId: this.leaderId,
+      };
+    if (this.log.committed < this.pendingConfIndex)
+      return {
+        ok: false,
+        reason: "changeInFlight",
+        detail: "the NO-OP has not committed yet",
+        leaderId: this.id,
+      };
+    this.bootstrapOnly = false;
+    return { ok: true, index: this.appendConfig(this.membership), term: this.term };
   }
 
   /** ReadIndex (thesis §6.4): the answer arrives as a ReadState (or ReadFailure) in a later Ready. */
@@ -199,7 +343,7 @@ export class Raft {
     if (this.pendingReads.length + this.readsAwaitingRound.length >= this.cfg.maxPendingReads)
       return { requestId, reason: "overloaded", leaderId: this.id };
     const read: PendingRead = { requestId, index: Math.max(this.log.committed, this.noopIndex), round: 0 };
-    if (this.others.length === 0) {
+    if (this.soleVoter()) {
       read.round = this.round;
       this.pendingReads.push(read);
       this.releaseReads();
@@ -211,7 +355,7 @@ export class Raft {
 
   /** Hand leadership to `to` (thesis §3.10): catch it up, then send TimeoutNow. */
   transferLeadership(to: NodeId): boolean {
-    if (this.role !== "leader" || to === this.id || !this.others.includes(to)) return false;
+    if (this.role !== "leader" || to === this.id || !this.membership.voters.includes(to)) return false;
     this.transferee = to;
     this.transferElapsed = 0;
     const pr = this.progress.get(to)!;
@@ -238,6 +382,12 @@ export class Raft {
     // Appends are ignored while installing, and nothing else commits: the snapshot is still ahead.
     this.log.restore(meta);
     if (this.latestSnapshot === null || meta.index > this.latestSnapshot.index) this.latestSnapshot = meta;
+    if (meta.membership !== undefined) {
+      this.bootstrapOnly = false;
+      this.baseMembership = meta.membership;
+      this.configHistory = [];
+      this.setMembership(meta.membership, meta.index);
+    }
     this.respondSnapshot(inst.from, meta.index, meta.sizeBytes, true, inst.round);
   }
 
@@ -270,12 +420,27 @@ export class Raft {
     const snap = this.latestSnapshot;
     assert(snap !== null && index <= snap.index, () => `compact to ${index} without a snapshot covering it`);
     const term = this.log.term(index);
-    if (term !== undefined && index > this.log.snapshotIndex) this.log.compact(index, term);
+    if (term !== undefined && index > this.log.snapshotIndex) {
+      this.baseMembership = this.membershipAt(index);
+      this.configHistory = this.configHistory.filter((h) => h.index > index);
+      this.log.compact(index, term);
+    }
   }
 
   step(m: Message): void {
     assert(m.to === this.id, () => `node ${this.id} got a message for ${m.to}`);
-    if (m.from === this.id || !this.others.includes(m.from)) return;
+    if (m.from === this.id) return;
+    if (!isMember(this.membership, m.from)) {
+      if (this.membership.removed.includes(m.from))
+        return this.refuse(
+          m,
+          "removedMember",
+          `node ${m.from} was removed from the cluster; its messages are refused (to bring the machine back, wipe its data folder and add it as a new member with a new id)`,
+        );
+      // Not (yet) in our configuration: a member added in a change we have not learned of, or a
+      // stranger. A node without any configuration (joining) follows whoever leads it.
+      if (this.membership.voters.length > 0) return;
+    }
     if (m.term > this.term + MAX_TERM_JUMP)
       return this.refuse(
         m,
@@ -308,7 +473,8 @@ export class Raft {
       case "snapshotResponse":
         return this.handleSnapshotResponse(m);
       case "timeoutNow":
-        if (this.role !== "leader" && m.from === this.leaderId) this.campaign(false, true);
+        if (this.role !== "leader" && m.from === this.leaderId && this.isVoterSelf())
+          this.campaign(false, true);
         return;
       default:
         unreachable(m);
@@ -336,7 +502,10 @@ export class Raft {
 
   ready(): Ready {
     if (this.role === "leader") {
-      if (this.readsAwaitingRound.length > 0) this.broadcastHeartbeat();
+      if (this.readsAwaitingRound.length > 0) {
+        this.broadcastHeartbeat();
+        this.releaseReads(); // a sole voter with learners confirms its own round
+      }
       if (this.needBroadcast) for (const p of this.others) this.sendAppends(p, false);
       this.needBroadcast = false;
     }
@@ -412,10 +581,13 @@ export class Raft {
     for (const p of this.others) this.progress.set(p, new Progress(this.log.lastIndex() + 1, this.now));
     this.noopIndex = this.log.lastIndex() + 1;
     this.log.append([{ index: this.noopIndex, term: this.term, kind: "noop", data: EMPTY }]);
+    // Entries after the commit index may hold a configuration not yet in effect: no change until the
+    // NO-OP (and so all of them) committed (etcd's pendingConfIndex; the single-server fix too).
+    this.pendingConfIndex = this.noopIndex;
     this.uncommittedBytes = this.log.bytesBetween(this.log.committed + 1, this.log.lastIndex());
     this.broadcastHeartbeat();
     this.needBroadcast = true;
-    if (this.others.length === 0) this.maybeCommit();
+    if (this.soleVoter()) this.maybeCommit();
   }
 
   /** Reset every per-role field (STYLE rule 8). */
@@ -439,6 +611,7 @@ export class Raft {
     this.transferElapsed = 0;
     this.uncommittedBytes = 0;
     this.incoming = null;
+    this.pendingConfIndex = 0;
   }
 
   private failPendingReads(reason: ReadFailure["reason"]): void {
@@ -458,6 +631,12 @@ export class Raft {
   // ---------------------------------------------------------------- time
 
   private tickElection(): void {
+    // Learners, removed nodes and nodes waiting to be added never campaign (thesis §4.2.2, §4.2.3).
+    if (!this.isVoterSelf()) {
+      this.electionElapsed = 0;
+      if (this.role !== "follower") this.becomeFollower(this.term, null);
+      return;
+    }
     this.electionElapsed++;
     if (this.electionElapsed >= this.randomizedElectionTimeout) {
       this.electionElapsed = 0;
@@ -504,12 +683,13 @@ export class Raft {
     const voteTerm = preVote ? this.term + 1 : this.term;
     this.votes.set(this.id, true);
     if (transfer) this.maxLeaseRemainingTicks = this.ownLeaseRemainingTicks();
-    if (this.others.length === 0) {
+    if (jointTally(this.votes, this.membership) === "won") {
       if (preVote) this.campaign(false, false);
       else this.becomeLeader();
       return;
     }
     for (const to of this.others) {
+      if (!isVoter(this.membership, to)) continue; // learners are asked nothing
       this.send({
         type: "vote",
         from: this.id,
@@ -561,7 +741,7 @@ export class Raft {
       );
     this.votes.set(m.from, m.granted);
     if (m.granted) this.maxLeaseRemainingTicks = Math.max(this.maxLeaseRemainingTicks, m.leaseRemainingTicks);
-    const result = tally(this.votes, this.cfg.peers.length);
+    const result = jointTally(this.votes, this.membership);
     if (result === "won") {
       if (expectPre) this.campaign(false, false);
       else this.becomeLeader();
@@ -626,7 +806,7 @@ export class Raft {
         `entries after ${m.prevLogIndex} would replace entries committed through ${this.log.committed}`,
       );
     if (lastNew !== null) {
-      this.log.commitTo(Math.min(m.leaderCommit, lastNew));
+      this.commitTo(Math.min(m.leaderCommit, lastNew));
       this.respondAppend(m, true, lastNew, 0, 0);
       return;
     }
@@ -695,7 +875,7 @@ export class Raft {
     // have acknowledged (thesis §5.3: "retain log entries following it"); the entries carry us forward.
     if (this.log.matchTerm(m.meta.index, m.meta.term)) {
       this.incoming = null;
-      this.log.commitTo(m.meta.index);
+      this.commitTo(m.meta.index);
       return respond(m.meta.sizeBytes, true);
     }
     const inc = this.incoming;
@@ -881,6 +1061,8 @@ export class Raft {
       if (pr.acked(m.matchIndex, this.now)) {
         if (pr.state === "probe") pr.becomeReplicate();
         this.maybeCommit();
+        // A configuration that took effect may have removed the sender, or this leader.
+        if (this.progress.get(m.from) !== pr) return;
         if (this.transferee === m.from && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);
       } else if (pr.state === "probe" && m.matchIndex >= pr.next - 1) {
         pr.becomeReplicate();
@@ -916,6 +1098,7 @@ export class Raft {
       pr.acked(m.snapshotIndex, this.now);
       if (pr.state === "snapshot") pr.becomeProbe();
       this.maybeCommit();
+      if (this.progress.get(m.from) !== pr) return;
       this.sendAppends(m.from, false);
       return;
     }
@@ -928,26 +1111,124 @@ export class Raft {
     this.sendSnapshotChunk(m.from, pr);
   }
 
-  /** §5.3/§5.4.2: commit the highest index on a majority, but only if it is from our term. */
+  /** §5.3/§5.4.2: commit the highest index on a majority (of each configuration while joint, thesis
+   *  §4.3), but only if it is from our term. */
   private maybeCommit(): void {
-    const matches = [this.log.persisted];
-    for (const pr of this.progress.values()) matches.push(pr.match);
-    const q = quorumValue(matches);
-    if (q > this.log.committed && this.log.term(q) === this.term) {
+    // A configuration that takes effect changes the quorum (a removed laggard no longer holds commits
+    // back), so look again until nothing moves; bounded by the log.
+    while (this.role === "leader") {
+      const q = jointValue(this.membership, (id) =>
+        id === this.id ? this.log.persisted : (this.progress.get(id)?.match ?? 0),
+      );
+      if (q <= this.log.committed || this.log.term(q) !== this.term) break;
       this.uncommittedBytes = Math.max(
         0,
         this.uncommittedBytes - this.log.bytesBetween(this.log.committed + 1, q),
       );
-      this.log.commitTo(q);
+      this.commitTo(q);
       this.releaseReads();
     }
+    // Leave a joint configuration on our own once it (and every config entry we appended) committed
+    // (etcd's auto-leave); also for a leader elected while the cluster was joint.
+    if (this.role === "leader" && isJoint(this.membership) && this.log.committed >= this.pendingConfIndex)
+      this.appendConfig(leaveJoint(this.membership));
   }
 
-  /** The highest round a majority (us included) acknowledged; 0 if none. */
+  /** The highest round a majority (us included, if we vote) acknowledged, of each configuration while
+   *  joint: what the lease, ReadIndex and check-quorum rest on; 0 if none. */
   private quorumRound(): number {
-    const rounds = [this.round];
-    for (const pr of this.progress.values()) rounds.push(pr.ackedRound);
-    return quorumValue(rounds);
+    return jointValue(this.membership, (id) =>
+      id === this.id ? this.round : (this.progress.get(id)?.ackedRound ?? 0),
+    );
+  }
+
+  // ---------------------------------------------------------------- membership
+
+  private soleVoter(): boolean {
+    const m = this.membership;
+    return m.voters.length === 1 && m.voters[0] === this.id && m.outgoing.every((v) => v === this.id);
+  }
+
+  private isVoterSelf(): boolean {
+    return isVoter(this.membership, this.id);
+  }
+
+  /** Leader: append a configuration entry; it takes effect when it commits. */
+  private appendConfig(next: Membership): number {
+    // One change in flight (thesis §4.3 as etcd runs it): every earlier config entry has committed.
+    assert(
+      this.log.committed >= this.pendingConfIndex,
+      () =>
+        `config entry appended while ${this.pendingConfIndex} is uncommitted (commit ${this.log.committed})`,
+    );
+    assert(
+      isVoter(this.membership, this.id),
+      () => `node ${this.id} changes a configuration it does not vote in`,
+    );
+    const entry: Entry = {
+      index: this.log.lastIndex() + 1,
+      term: this.term,
+      kind: "config",
+      data: encodeMembership(next),
+    };
+    this.log.append([entry]);
+    this.uncommittedBytes += entry.data.length;
+    this.pendingConfIndex = entry.index;
+    this.needBroadcast = true;
+    if (this.soleVoter()) this.maybeCommit();
+    return entry.index;
+  }
+
+  /** Advance the commit index; configurations in the newly committed entries take effect in log order. */
+  private commitTo(index: number): void {
+    const before = this.log.committed;
+    this.log.commitTo(index);
+    for (let i = before + 1; i <= this.log.committed; i++) this.applyConfigAt(i);
+  }
+
+  private applyConfigAt(index: number): void {
+    const e = this.log.entry(index);
+    if (e === undefined || e.kind !== "config") return;
+    const m = decodeMembership(e.data);
+    // Config entries are validated where they enter (codec, WAL reader) and written by leaders.
+    assert(typeof m !== "string", () => `committed config entry ${index} does not decode: ${String(m)}`);
+    this.configHistory.push({ index, membership: m });
+    this.bootstrapOnly = false;
+    this.setMembership(m, index);
+  }
+
+  /** A configuration takes effect: peers, progress, and what a removed or joint leader must do. */
+  private setMembership(m: Membership, index: number): void {
+    assert(index >= this.membershipIndex, () => `configuration ${index} before ${this.membershipIndex}`);
+    assert(
+      m.learners.every((id) => !isVoter(m, id)) && (m.voters.length > 0 || index === 0),
+      () => `configuration ${index} is impossible: ${describeMembership(m)}`,
+    );
+    this.membership = m;
+    this.membershipIndex = index;
+    this.others = members(m).filter((id) => id !== this.id);
+    if (this.role !== "leader") return;
+    for (const id of this.others)
+      if (!this.progress.has(id)) this.progress.set(id, new Progress(this.log.lastIndex() + 1, this.now));
+    for (const id of [...this.progress.keys()]) if (!this.others.includes(id)) this.progress.delete(id);
+    this.needBroadcast = true;
+    if (!this.isVoterSelf()) this.stepDownRemoved();
+  }
+
+  /** Thesis §4.2.2: a leader not in the configuration that committed steps down, handing leadership to
+   *  the most up-to-date voter when one holds the whole log. */
+  private stepDownRemoved(): void {
+    let best: NodeId | null = null;
+    let bestMatch = -1;
+    for (const id of this.membership.voters) {
+      const match = this.progress.get(id)?.match ?? 0;
+      if (match > bestMatch) {
+        best = id;
+        bestMatch = match;
+      }
+    }
+    if (best !== null && bestMatch === this.log.lastIndex()) this.sendTimeoutNow(best);
+    this.becomeFollower(this.term, null);
   }
 
   private quorumRoundSentTick(): number | null {

@@ -26,29 +26,55 @@ export class TestCluster {
   inbox: Message[] = [];
   /** Directed links that drop: "a->b". */
   readonly cut = new Set<string>();
+  /** Every node the cluster drives (run() ticks them all), members or not. */
   readonly ids: NodeId[];
+  private readonly tweak: (c: CoreConfig) => CoreConfig;
   /** The host's verification of a received snapshot: null to install it, or why it is bad. */
   checkSnapshot: (id: NodeId, meta: SnapshotMeta) => string | null = () => null;
 
   constructor(n: number, tweak: (c: CoreConfig) => CoreConfig = (c) => c) {
     this.ids = Array.from({ length: n }, (_, i) => i);
-    for (const id of this.ids) {
-      const cfg = tweak(defaultCoreConfig(id, this.ids, 1000 + id));
-      this.nodes.set(id, {
-        raft: new Raft(cfg, {
-          hardState: { term: 0, votedFor: null, commitIndex: 0 },
-          snapshot: null,
-          entries: [],
-        }),
+    this.tweak = tweak;
+    for (const id of this.ids) this.addNode(id, this.ids.slice());
+  }
+
+  private addNode(id: NodeId, peers: readonly NodeId[]): void {
+    const cfg = this.tweak(defaultCoreConfig(id, peers, 1000 + id));
+    this.nodes.set(id, {
+      raft: new Raft(cfg, {
         hardState: { term: 0, votedFor: null, commitIndex: 0 },
-        entries: [],
         snapshot: null,
-        image: null,
-        applied: [],
-        readStates: [],
-        refused: [],
-      });
-    }
+        entries: [],
+      }),
+      hardState: { term: 0, votedFor: null, commitIndex: 0 },
+      entries: [],
+      snapshot: null,
+      image: null,
+      applied: [],
+      readStates: [],
+      refused: [],
+    });
+  }
+
+  /** Start a node with an empty log and no configuration: it waits to be added (a joining member). */
+  join(id: NodeId): Raft {
+    assert(!this.nodes.has(id), () => `node ${id} exists`);
+    this.ids.push(id);
+    this.addNode(id, []);
+    return this.raft(id);
+  }
+
+  /** Restart a node from what it persisted (its bootstrap peers as at its first start). */
+  restart(id: NodeId, peers: readonly NodeId[]): Raft {
+    const n = this.node(id);
+    n.raft = new Raft(this.tweak(defaultCoreConfig(id, peers, 2000 + id)), {
+      hardState: n.hardState,
+      snapshot: n.snapshot,
+      entries: n.entries.slice(),
+    });
+    n.applied = [];
+    this.inbox = this.inbox.filter((m) => m.to !== id);
+    return n.raft;
   }
 
   node(id: NodeId): TestNode {

@@ -1,10 +1,13 @@
 // The core's vocabulary: entries, hard state, messages, snapshots and the Ready it hands back.
 // Everything here is plain data so that the codec, the WAL and the simulator can share it.
 
+import type { Membership } from "./membership.ts";
+
 export type NodeId = number;
 
-/** Entry kinds: a NO-OP appended by each new leader (§8, thesis §6.4), or an opaque state-machine command. */
-export type EntryKind = "noop" | "command";
+/** Entry kinds: a NO-OP appended by each new leader (§8, thesis §6.4), an opaque state-machine command,
+ *  or a configuration (thesis §4.3: its data is the whole new Membership, encoded by membership.ts). */
+export type EntryKind = "noop" | "command" | "config";
 
 export interface Entry {
   /** 1-based log index. */
@@ -31,6 +34,9 @@ export interface SnapshotMeta {
   readonly sizeBytes: number;
   /** CRC32C of the whole image. */
   readonly crc32c: number;
+  /** The configuration in effect at `index` (absent in snapshots written before membership changes:
+   *  then the bootstrap configuration stands). */
+  readonly membership?: Membership;
 }
 
 // ---- Messages (peer RPCs). Every message carries from, to and the sender's term. ----
@@ -154,7 +160,9 @@ export type CoreRefusalReason =
   /** A vote response reporting more of an old lease than any voter can know of. */
   | "badLeaseReport"
   /** A received snapshot whose image failed verification; the sender is asked to start again. */
-  | "snapshotRejected";
+  | "snapshotRejected"
+  /** A message from a node removed from the cluster (thesis §4.2.3: removed servers must not disrupt). */
+  | "removedMember";
 
 export interface CoreRefusal {
   readonly from: NodeId;
@@ -213,6 +221,17 @@ export type LeaseStatus =
   | {
       readonly ok: false;
       readonly reason: "notLeader" | "noLease" | "waitingOldLease" | "noopNotApplied";
+    };
+
+/** What the core says about a configuration change. */
+export type ConfChangeResult =
+  | { readonly ok: true; readonly index: number; readonly term: number }
+  | {
+      readonly ok: false;
+      readonly reason: "notLeader" | "transferring" | "changeInFlight" | "invalid" | "learnerBehind";
+      /** What is wrong and what to do, for the operator. */
+      readonly detail: string;
+      readonly leaderId: NodeId | null;
     };
 
 /** What the core says about a proposal. */

@@ -44,6 +44,12 @@ export class ByteWriter {
     this.offset += 8;
   }
 
+  /** Writes a signed 64-bit integer (etcd's int64 lease ids) as its two's-complement bits. */
+  i64(v: bigint): void {
+    this.dv.setBigUint64(this.offset, BigInt.asUintN(64, v), true);
+    this.offset += 8;
+  }
+
   raw(bytes: Uint8Array): void {
     this.bytes.set(bytes, this.offset);
     this.offset += bytes.length;
@@ -120,6 +126,14 @@ export class ByteReader {
     if (high > MAX_SAFE_HIGH) throw this.corrupt(`${field} exceeds the safe integer range`);
     this.offset += 8;
     return high * TWO_POW_32 + low;
+  }
+
+  /** A signed 64-bit integer written by ByteWriter.i64. */
+  i64(field: string): bigint {
+    this.need(8, field);
+    const v = BigInt.asIntN(64, this.dv.getBigUint64(this.offset, true));
+    this.offset += 8;
+    return v;
   }
 
   boolean(field: string): boolean {

@@ -6,6 +6,8 @@
 //   u32 keyLen, key UTF-8 | put: u32 len, value | cas: [u32 len, expected] [u32 len, value]
 // Nothing may follow. Key and value size limits are checked on encode (at proposal time) but not on
 // decode: apply must give the same answer on every replica whatever its local configuration.
+// Op 16 (OP_MVCC) is an MVCC command, encoded by mvcc-codec.ts after the version and op bytes;
+// decodeCommand refuses it (the store state machine dispatches on it first).
 
 import { unreachable } from "../lib/assert.ts";
 import type { RaftKvError } from "../lib/errors.ts";
@@ -55,6 +57,8 @@ export const COMMAND_FORMAT_VERSION = 1;
 const OP_PUT = 1;
 const OP_DELETE = 2;
 const OP_CAS = 3;
+/** An MVCC command (etcd's data model, issue 18): the rest is mvcc-codec.ts's, after this op byte. */
+export const OP_MVCC = 16;
 const FLAG_SESSION = 1;
 const FLAG_EXPECTED = 2;
 const FLAG_VALUE = 4;

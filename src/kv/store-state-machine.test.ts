@@ -201,6 +201,7 @@ test("StoreStateMachine: a crash back to the durable index, then the log replaye
 
 test("StoreStateMachine keeps etcd's create_revision, mod_revision and version per key", () => {
   const sm = new StoreStateMachine({ store: new MemStore() });
+  assert.equal(sm.revision, 1); // etcd's empty store
   let index = 0;
   const run = (c: KvCommand): KvResult => sm.apply(++index, encodeCommand(c));
   const meta = (k: string) => {
@@ -209,19 +210,19 @@ test("StoreStateMachine keeps etcd's create_revision, mod_revision and version p
   };
   const v = (s: string) => enc.encode(s);
   run({ op: "put", key: "a", value: v("1") });
-  assert.deepEqual([sm.revision, meta("a")], [1, [1, 1, 1]]);
+  assert.deepEqual([sm.revision, meta("a")], [2, [2, 2, 1]]);
   run({ op: "put", key: "a", value: v("2") });
   run({ op: "put", key: "b", value: v("x") });
-  assert.deepEqual([sm.revision, meta("a"), meta("b")], [3, [1, 2, 2], [3, 3, 1]]);
+  assert.deepEqual([sm.revision, meta("a"), meta("b")], [4, [2, 3, 2], [4, 4, 1]]);
   sm.applyNoop(++index);
   run({ op: "delete", key: "a" });
-  assert.deepEqual([sm.revision, meta("a")], [4, null]);
+  assert.deepEqual([sm.revision, meta("a")], [5, null]);
   run({ op: "delete", key: "a" }); // nothing to delete: no revision
   run({ op: "cas", key: "b", expected: v("no"), value: v("y") }); // failed: no revision
-  assert.equal(sm.revision, 4);
+  assert.equal(sm.revision, 5);
   run({ op: "put", key: "a", value: v("3") }); // recreated: create_revision and version start again
   run({ op: "cas", key: "b", expected: v("x"), value: v("y") });
-  assert.deepEqual([sm.revision, meta("a"), meta("b")], [6, [5, 5, 1], [3, 6, 2]]);
+  assert.deepEqual([sm.revision, meta("a"), meta("b")], [7, [6, 6, 1], [4, 7, 2]]);
   assert.equal(run({ op: "put", key: "c", value: v("") }).type, "put");
   assert.equal(sm.size, 3);
   assert.equal(sm.appliedIndex, index);

@@ -5,25 +5,42 @@
 // differential test (store-state-machine.test.ts) holds them equal. The node runs it (src/server/kv-state.ts,
 // and the simulator over a MemStore); its snapshots are images of the whole store (store-image.ts).
 //
-// Layout in the store (keys are bytes; one leading byte names the table):
-//   0x00 meta      "r" -> u64 store revision, "n" -> u64 live key count
-//   0x01 keys      utf8(key) -> u8 1 | u64 create_revision | u64 mod_revision | u64 version | u64 lease | value
-//   0x02 history   reserved for the etcd API (issue 18): (u64be revision, u32be sub) -> event, and the
-//                  superseded versions of keys until compaction; tombstones live there
-//   0x03 sessions  utf8(clientId) -> u8 writeCount | writeCount x (u64 seq | u64 index | result (result.ts)):
-//                  the session's writes within its window, ascending by seq (session-table.ts)
+// Layout in the store: mvcc-layout.ts (meta, keys, history, sessions, key index, leases). raftkv.v1
+// writes and MVCC commands (mvcc-store.ts) share the keys, their history and the revisions: a
+// raftkv.v1 put is an etcd put without a lease, a delete a DeleteRange of one key, a successful cas a Txn.
 // Revisions are etcd's: one per write request that changes something (a put; a delete of a key that
-// was there; a cas that succeeded); create_revision and version are reset by a delete. The results'
-// `revision` field stays the log index, as the KV API reports it today.
+// was there; a cas that succeeded); the empty store is at revision 1; create_revision and version are
+// reset by a delete. The raftkv.v1 results' `revision` field stays the log index, as the KV API reports
+// it today. MVCC commands (mvcc-codec.ts, op 16) apply here too: applyAny() returns their results.
 // Key order is UTF-8 byte order (etcd's), which differs from KvStateMachine's UTF-16 order only for keys
 // mixing U+E000..U+FFFF with characters above U+FFFF.
 
-import { assert, unreachable } from "../lib/assert.ts";
+import { AssertionError, assert, unreachable } from "../lib/assert.ts";
 import { crc32c } from "../lib/crc32c.ts";
 import { RaftKvError } from "../lib/errors.ts";
 import { compareBytes, prefixEnd, type Store, type StoreReader, type StoreWriter } from "../store/store.ts";
 import { ByteReader, ByteWriter } from "./bytes.ts";
 import { type CasCommand, decodeCommand, type KvCommand } from "./command.ts";
+import { decodeMvccCommand, isMvccCommand } from "./mvcc-codec.ts";
+import {
+  currentKey,
+  decodeRecord,
+  type KeyRecord,
+  RECORD_HEAD_BYTES,
+  TABLE_KEYS,
+  TABLE_SESSIONS,
+} from "./mvcc-layout.ts";
+import { MvccStore, mvccError, type RangeBounds, type WriteTxn } from "./mvcc-store.ts";
+import type {
+  LeaseInfo,
+  MvccCommand,
+  MvccError,
+  MvccResult,
+  RangeRequest,
+  RangeResult,
+  RevisionChanges,
+  TxnOp,
+} from "./mvcc-types.ts";
 import { type KvResult, readResult, resultSize, writeResult } from "./result.ts";
 import {
   DEFAULT_MAX_SESSIONS,
@@ -36,23 +53,24 @@ import type { KvEntry, KvRange, SnapshotStream } from "./state-machine.ts";
 import { StoreImageDecoder, StoreImageStream } from "./store-image.ts";
 import { utf8Decode, utf8EncodeInto } from "./utf8.ts";
 
-export const TABLE_META = 0x00;
-export const TABLE_KEYS = 0x01;
-export const TABLE_HISTORY = 0x02;
-export const TABLE_SESSIONS = 0x03;
-const RECORD_FORMAT = 1;
-const RECORD_HEAD_BYTES = 1 + 8 * 4;
-const META_REVISION = new Uint8Array([TABLE_META, 0x72]);
-const META_KEY_COUNT = new Uint8Array([TABLE_META, 0x6e]);
+export type { KeyRecord } from "./mvcc-layout.ts";
+export {
+  decodeRecord,
+  encodeRecord,
+  TABLE_HISTORY,
+  TABLE_KEYS,
+  TABLE_META,
+  TABLE_SESSIONS,
+} from "./mvcc-layout.ts";
 
-/** A key's value with its etcd metadata. */
-export interface KeyRecord {
-  readonly createRevision: number;
-  readonly modRevision: number;
-  readonly version: number;
-  readonly lease: number;
-  readonly value: Uint8Array;
-}
+/** What applying any command returns: a raftkv.v1 result, or an MVCC one. */
+export type StoreResult = KvResult | MvccResult;
+
+/** The answer of apply() for an MVCC command (its result is applyAny()'s). */
+const MVCC_VIA_APPLY: KvResult = {
+  type: "error",
+  message: "an MVCC command: its result is returned by applyAny()",
+};
 
 /** A committed log entry as the state machine sees it (core's Entry fits). */
 export interface AppliedEntry {
@@ -65,6 +83,9 @@ export interface StoreStateMachineOptions {
   readonly store: Store;
   /** Client sessions remembered for exactly-once writes; must be equal on every replica. */
   readonly maxSessions?: number;
+  /** Called after each store batch with the changes of every revision it wrote, in order (the watch
+   *  hub); synchronous, in the apply loop: keep it short, never throw. */
+  readonly onChanges?: (changes: readonly RevisionChanges[]) => void;
 }
 
 /** A restore in progress (see StoreStateMachine.restoring). */
@@ -79,15 +100,15 @@ export const DEFAULT_IMAGE_CHUNK_BYTES = 1024 * 1024;
 export class StoreStateMachine {
   private readonly store: Store;
   private readonly sessions: SessionTable;
-  private revisionNow: number;
-  private keyCount: number;
+  private readonly mvcc: MvccStore;
+  private onChanges: ((changes: readonly RevisionChanges[]) => void) | null;
 
   /** Opens the state machine on whatever the store holds (empty, or as a previous run left it). */
   constructor(options: StoreStateMachineOptions) {
     this.store = options.store;
     this.sessions = new SessionTable(options.maxSessions ?? DEFAULT_MAX_SESSIONS);
-    this.revisionNow = readCounter(this.store, META_REVISION);
-    this.keyCount = readCounter(this.store, META_KEY_COUNT);
+    this.mvcc = new MvccStore(this.store);
+    this.onChanges = options.onChanges ?? null;
     this.sessions.load(loadSessions(this.store, this.store.appliedIndex));
   }
 
@@ -95,23 +116,39 @@ export class StoreStateMachine {
     return this.store.appliedIndex;
   }
 
-  /** The store revision: the number of write requests that changed something. */
+  /** The store revision: 1 + the number of write requests that changed something. */
   get revision(): number {
-    return this.revisionNow;
+    return this.mvcc.revision;
+  }
+
+  /** The revision below which history is compacted (0: none). */
+  get compacted(): number {
+    return this.mvcc.compacted;
   }
 
   get size(): number {
-    return this.keyCount;
+    return this.mvcc.keyCount;
+  }
+
+  /** Replaces the change listener (see StoreStateMachineOptions.onChanges). */
+  setChangeListener(listener: ((changes: readonly RevisionChanges[]) => void) | null): void {
+    this.onChanges = listener;
   }
 
   get sessionCount(): number {
     return this.sessions.size;
   }
 
-  /** Applies the command entry at `index` (exactly appliedIndex + 1); see KvStateMachine.apply. */
+  /** Applies the command entry at `index` (exactly appliedIndex + 1); see KvStateMachine.apply. An MVCC
+   *  command applies the same way, but its result is applyAny()'s. */
   apply(index: number, data: Uint8Array): KvResult {
+    return asKvResult(this.applyAny(index, data));
+  }
+
+  /** Applies a raftkv.v1 or an MVCC command entry at `index`. */
+  applyAny(index: number, data: Uint8Array): StoreResult {
     this.mustFollow(index);
-    return this.store.write(index, (w) => this.applyIn(w, index, data));
+    return this.written(this.store.write(index, (w) => this.applyIn(w, index, data)));
   }
 
   applyNoop(index: number): void {
@@ -122,16 +159,69 @@ export class StoreStateMachine {
   /** Applies consecutive entries as one store batch (one LMDB transaction); a result per entry (null
    *  for a NO-OP). */
   applyEntries(entries: readonly AppliedEntry[]): (KvResult | null)[] {
+    return this.applyEntriesAny(entries).map((r) => (r === null ? null : asKvResult(r)));
+  }
+
+  /** As applyEntries, with the results of MVCC commands. */
+  applyEntriesAny(entries: readonly AppliedEntry[]): (StoreResult | null)[] {
     const first = entries[0];
     if (first === undefined) return [];
     this.mustFollow(first.index);
     const last = entries[entries.length - 1]!;
-    return this.store.write(last.index, (w) =>
-      entries.map((e, i) => {
-        assert(e.index === first.index + i, () => `entry ${e.index} not consecutive after ${first.index}`);
-        return e.kind === "noop" ? null : this.applyIn(w, e.index, e.data);
-      }),
+    return this.written(
+      this.store.write(last.index, (w) =>
+        entries.map((e, i) => {
+          assert(e.index === first.index + i, () => `entry ${e.index} not consecutive after ${first.index}`);
+          return e.kind !== "command" ? null : this.applyIn(w, e.index, e.data);
+        }),
+      ),
     );
+  }
+
+  /** etcd's Range at request.revision (0: now), within the server's bounds. */
+  mvccRange(request: RangeRequest, bounds?: RangeBounds): RangeResult | MvccError {
+    return this.mvcc.range(this.store, request, bounds);
+  }
+
+  /** The changes of whole revisions from `fromRevision` (>= compacted), about `maxEvents` events. */
+  changesFrom(fromRevision: number, maxEvents: number): RevisionChanges[] {
+    return this.mvcc.changesFrom(this.store, fromRevision, maxEvents);
+  }
+
+  /** A Txn that writes on none of its paths (isReadOnlyTxn), answered from the state now as etcd
+   *  serves read-only txns: without the log. */
+  readTxn(cmd: TxnOp): MvccResult {
+    const store = this.store;
+    const readOnly: StoreWriter = {
+      get: (key) => store.get(key),
+      scan: (o) => store.scan(o),
+      put: () => {
+        throw new AssertionError("a read-only txn wrote");
+      },
+      delete: () => {
+        throw new AssertionError("a read-only txn deleted");
+      },
+    };
+    return this.mvcc.apply(readOnly, cmd);
+  }
+
+  leaseIds(): bigint[] {
+    return this.mvcc.leaseIds(this.store);
+  }
+
+  lease(id: bigint): LeaseInfo | null {
+    return this.mvcc.lease(this.store, id);
+  }
+
+  hashKv(revision: number): { hash: number; compactRevision: number } | MvccError {
+    return this.mvcc.hashKv(this.store, revision);
+  }
+
+  /** After a batch is written: hands its changes to the listener. */
+  private written<T>(result: T): T {
+    const changes = this.mvcc.drainChanges();
+    if (changes.length > 0) this.onChanges?.(changes);
+    return result;
   }
 
   get(key: string): Uint8Array | null {
@@ -140,6 +230,11 @@ export class StoreStateMachine {
 
   getRecord(key: string): KeyRecord | null {
     return readRecord(this.store, keyOf(key));
+  }
+
+  /** The record of a key given as bytes (MVCC keys need not be UTF-8). */
+  getRecordBytes(key: Uint8Array): KeyRecord | null {
+    return readRecord(this.store, currentKey(key));
   }
 
   /** As KvStateMachine.range (at most `maxBytes` of keys and values, at least one entry), in UTF-8 byte
@@ -229,7 +324,18 @@ export class StoreStateMachine {
     assert(index === applied + 1, () => `apply index ${index}, expected ${applied + 1}`);
   }
 
-  private applyIn(w: StoreWriter, index: number, data: Uint8Array): KvResult {
+  private applyIn(w: StoreWriter, index: number, data: Uint8Array): StoreResult {
+    if (isMvccCommand(data)) {
+      let mvccCmd: MvccCommand;
+      try {
+        mvccCmd = decodeMvccCommand(data);
+      } catch (err) {
+        if (err instanceof RaftKvError)
+          return { ...mvccError("invalid", err.message), revision: this.revision };
+        throw err;
+      }
+      return this.mvcc.apply(w, mvccCmd);
+    }
     let cmd: KvCommand;
     try {
       cmd = decodeCommand(data);
@@ -251,63 +357,43 @@ export class StoreStateMachine {
   }
 
   private execute(w: StoreWriter, cmd: KvCommand, index: number): KvResult {
+    const txn = this.mvcc.begin(w);
+    let result: KvResult;
     switch (cmd.op) {
       case "put":
-        this.set(w, keyOf(cmd.key), cmd.value);
-        return { type: "put", revision: index };
+        txn.set(keyOf(cmd.key).subarray(1), cmd.value, 0n);
+        result = { type: "put", revision: index };
+        break;
       case "delete":
-        return { type: "delete", revision: index, existed: this.remove(w, keyOf(cmd.key)) };
+        result = {
+          type: "delete",
+          revision: index,
+          existed: txn.deleteKey(keyOf(cmd.key).subarray(1)) !== null,
+        };
+        break;
       case "cas":
-        return this.cas(w, cmd, index);
+        result = cas(txn, w, cmd, index);
+        break;
       default:
         return unreachable(cmd);
     }
+    txn.end();
+    return result;
   }
+}
 
-  private cas(w: StoreWriter, cmd: CasCommand, index: number): KvResult {
-    const key = keyOf(cmd.key);
-    const current = readRecord(w, key)?.value ?? null;
-    const matches =
-      cmd.expected === null ? current === null : current !== null && equal(current, cmd.expected);
-    if (!matches) return { type: "cas", revision: index, succeeded: false, current };
-    if (cmd.value === null) this.remove(w, key);
-    else this.set(w, key, cmd.value);
-    return { type: "cas", revision: index, succeeded: true, current: cmd.value };
-  }
+function cas(txn: WriteTxn, w: StoreWriter, cmd: CasCommand, index: number): KvResult {
+  const key = keyOf(cmd.key);
+  const current = readRecord(w, key)?.value ?? null;
+  const matches = cmd.expected === null ? current === null : current !== null && equal(current, cmd.expected);
+  if (!matches) return { type: "cas", revision: index, succeeded: false, current };
+  if (cmd.value === null) txn.deleteKey(key.subarray(1));
+  else txn.set(key.subarray(1), cmd.value, 0n);
+  return { type: "cas", revision: index, succeeded: true, current: cmd.value };
+}
 
-  private set(w: StoreWriter, key: Uint8Array, value: Uint8Array): void {
-    const old = readRecord(w, key);
-    const revision = this.bump(w);
-    if (old === null) this.countKeys(w, 1);
-    w.put(
-      key,
-      encodeRecord({
-        createRevision: old?.createRevision ?? revision,
-        modRevision: revision,
-        version: (old?.version ?? 0) + 1,
-        lease: 0,
-        value,
-      }),
-    );
-  }
-
-  private remove(w: StoreWriter, key: Uint8Array): boolean {
-    if (!w.delete(key)) return false;
-    this.bump(w);
-    this.countKeys(w, -1);
-    return true;
-  }
-
-  private bump(w: StoreWriter): number {
-    this.revisionNow++;
-    w.put(META_REVISION, u64(this.revisionNow));
-    return this.revisionNow;
-  }
-
-  private countKeys(w: StoreWriter, delta: number): void {
-    this.keyCount += delta;
-    w.put(META_KEY_COUNT, u64(this.keyCount));
-  }
+function asKvResult(r: StoreResult): KvResult {
+  return "type" in r ? r : MVCC_VIA_APPLY;
 }
 
 /** The store key of a KV key: the keys table's byte, then the key's UTF-8. */
@@ -328,30 +414,6 @@ function sessionKey(clientId: string): Uint8Array {
   out[0] = TABLE_SESSIONS;
   out.set(id, 1);
   return out;
-}
-
-export function encodeRecord(r: KeyRecord): Uint8Array {
-  const w = new ByteWriter(RECORD_HEAD_BYTES + r.value.length);
-  w.u8(RECORD_FORMAT);
-  w.u64(r.createRevision);
-  w.u64(r.modRevision);
-  w.u64(r.version);
-  w.u64(r.lease);
-  w.raw(r.value);
-  return w.finish();
-}
-
-export function decodeRecord(bytes: Uint8Array): KeyRecord {
-  const r = new ByteReader(bytes, "key record");
-  const format = r.u8("format");
-  if (format !== RECORD_FORMAT) throw r.corrupt(`unknown key record format ${format}`);
-  return {
-    createRevision: r.u64("create revision"),
-    modRevision: r.u64("mod revision"),
-    version: r.u64("version"),
-    lease: r.u64("lease"),
-    value: bytes.subarray(RECORD_HEAD_BYTES),
-  };
 }
 
 function readRecord(r: StoreReader, key: Uint8Array): KeyRecord | null {
@@ -398,17 +460,6 @@ function loadSessions(store: Store, appliedIndex: number): [string, Session][] {
     out.push([clientId, { writes, index }]);
   }
   return out.sort((a, b) => a[1].index - b[1].index);
-}
-
-function readCounter(store: Store, key: Uint8Array): number {
-  const bytes = store.get(key);
-  return bytes === null ? 0 : new ByteReader(bytes, "meta counter").u64("counter");
-}
-
-function u64(v: number): Uint8Array {
-  const w = new ByteWriter(8);
-  w.u64(v);
-  return w.finish();
 }
 
 function equal(a: Uint8Array, b: Uint8Array): boolean {

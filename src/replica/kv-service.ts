@@ -22,15 +22,36 @@ export interface KvReads {
 /** Told how each read was actually served (the simulator's lease checker listens). */
 export type ReadObserver = (servedAs: Consistency, term: number) => void;
 
+/** Where time can pass inside a request: after the lease check (before the read it guards), after the
+ *  read is evaluated (before its reply leaves), after a write is applied (before its answer). */
+export type RequestPoint = "afterLeaseCheck" | "afterRead" | "afterApply";
+
+/** The simulator's seam for a loop that stalls inside a request: a promise to wait for, or undefined
+ *  (no pause). Never set in production. */
+export type RequestPause = (point: RequestPoint) => Promise<void> | undefined;
+
 export class KvService {
   private readonly replica: Replica<KvResult>;
   private readonly limits: KvLimits;
   private readonly onRead: ReadObserver | undefined;
+  private readonly pauseAt: RequestPause | undefined;
 
-  constructor(replica: Replica<KvResult>, limits: KvLimits = DEFAULT_KV_LIMITS, onRead?: ReadObserver) {
+  constructor(
+    replica: Replica<KvResult>,
+    limits: KvLimits = DEFAULT_KV_LIMITS,
+    onRead?: ReadObserver,
+    pauseAt?: RequestPause,
+  ) {
     this.replica = replica;
     this.limits = limits;
     this.onRead = onRead;
+    this.pauseAt = pauseAt;
+  }
+
+  /** Waits where the simulator stalls this request (nothing in production). */
+  private async pause(point: RequestPoint): Promise<void> {
+    const p = this.pauseAt?.(point);
+    if (p !== undefined) await p;
   }
 
   get nodeId(): NodeId {
@@ -61,7 +82,9 @@ export class KvService {
   async get(key: string, consistency: Consistency): Promise<Uint8Array | null> {
     this.checkKey(key);
     const ticket = await this.barrier(consistency);
+    if (this.pauseAt !== undefined) await this.pause("afterLeaseCheck");
     const value = this.kv().get(key);
+    if (this.pauseAt !== undefined) await this.pause("afterRead");
     if (!this.replica.stillValid(ticket)) return this.get(key, "readIndex"); // lease ran out meanwhile
     this.onRead?.(ticket.consistency, this.replica.core.softState().term);
     return value;
@@ -98,6 +121,7 @@ export class KvService {
   private async write(cmd: KvCommand): Promise<WriteOutcome> {
     const data = encodeCommand(cmd, this.limits);
     const { index, result } = await this.replica.propose(data);
+    if (this.pauseAt !== undefined) await this.pause("afterApply");
     if (result.type === "error") {
       throw new RaftKvError({
         code: "INVALID_ARGUMENT",

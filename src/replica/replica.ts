@@ -36,6 +36,9 @@ export interface ReplicaOptions<R> {
   onRefused?: (r: CoreRefusal) => void;
   /** Called once when storage fails: the node stops acknowledging anything. */
   onFatal?: (err: unknown) => void;
+  /** Called when ticksToNextTimeout() may have come closer without an input (a commit-only hard state
+   *  now waits UNWRITTEN_HARD_STATE_TICKS): a host that sleeps through quiet ticks re-arms its timer. */
+  onTimeoutSooner?: () => void;
   /** Observes every applied entry (the simulator's checkers use it). */
   onApply?: (entry: Entry, result: R | null) => void;
 }
@@ -120,6 +123,14 @@ export class Replica<R> {
     this.kick(this.hardStateDue());
   }
 
+  /** Ticks until one can change anything here: the core's next timeout, or the write of a waiting
+   *  commit-only hard state (see Ticker's ticksToNextTimeout). */
+  ticksToNextTimeout(): number {
+    const core = this.o.core.ticksToNextTimeout();
+    if (this.unwrittenHardState === null) return core;
+    return Math.max(1, Math.min(core, this.unwrittenSinceTick + UNWRITTEN_HARD_STATE_TICKS - this.ticks));
+  }
+
   receive(m: Message): void {
     if (this.stopped || this.failed !== null) return;
     this.o.core.step(m);
@@ -176,6 +187,13 @@ export class Replica<R> {
       this.reads.set(id, { resolve, reject, index: null });
       this.kick();
     });
+  }
+
+  /** Runs a call on the core (a configuration change, say) and handles what it produced. */
+  coreCall<T>(fn: (core: Raft) => T): T {
+    const r = fn(this.o.core);
+    this.kick();
+    return r;
   }
 
   /** Hand leadership to another node (thesis §3.10), e.g. before a clean shutdown. */
@@ -266,8 +284,10 @@ export class Replica<R> {
     const hardState = rd.hardState ?? this.unwrittenHardState;
     if (rd.entries.length === 0 && !rd.mustSync) {
       // Commit index only (a term or vote change sets mustSync).
-      if (this.unwrittenHardState === null) this.unwrittenSinceTick = this.ticks;
+      const waiting = this.unwrittenHardState !== null;
+      if (!waiting) this.unwrittenSinceTick = this.ticks;
       this.unwrittenHardState = hardState;
+      if (!waiting && hardState !== null) this.o.onTimeoutSooner?.();
     } else {
       this.unwrittenHardState = null;
       if (hardState !== null || rd.entries.length > 0) await st.save(hardState, rd.entries, rd.mustSync);
@@ -301,7 +321,8 @@ export class Replica<R> {
       // A state machine that persists itself starts at its stored index: the log before it is applied.
       if (e.index <= this.appliedAtStart && this.sm === this.o.stateMachine) continue;
       let result: R | null = null;
-      if (e.kind === "noop") this.sm.applyNoop(e.index);
+      // A configuration entry changes the core's membership, not the state machine: a no-op here.
+      if (e.kind !== "command") this.sm.applyNoop(e.index);
       else result = this.sm.apply(e.index, e.data);
       this.o.onApply?.(e, result);
       const p = this.proposals.get(e.index);
@@ -400,7 +421,8 @@ export class Replica<R> {
     try {
       assert(image.appliedIndex === applied, () => `snapshot at ${image.appliedIndex}, applied ${applied}`);
       const meta = await this.o.storage.saveSnapshotStream(
-        { index: applied, term, sizeBytes: image.sizeBytes },
+        // The configuration in effect at the snapshot travels with it (thesis §5.3, §4.3).
+        { index: applied, term, sizeBytes: image.sizeBytes, membership: this.o.core.membershipAt(applied) },
         () => image.next(),
       );
       this.o.core.snapshotSaved(meta);

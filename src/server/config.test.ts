@@ -18,10 +18,10 @@ function refusal(input: Record<string, unknown>): string {
   assert.fail("expected a refusal");
 }
 
-test("defaults convert to the core's ticks: 10 ms ticks, heartbeat 5, election 30..60, the max safe lease", () => {
+test("defaults convert to the core's ticks: 10 ms ticks, heartbeat 10, election 30..60, the max safe lease", () => {
   const c = resolveServerConfig(base);
   const core = toCoreConfig(c, 7);
-  assert.equal(core.heartbeatTicks, 5);
+  assert.equal(core.heartbeatTicks, 10);
   assert.equal(core.electionTimeoutMinTicks, 30);
   assert.equal(core.electionTimeoutMaxTicks, 60);
   assert.equal(core.leaseTicks, 25); // floor(29 / 1.1) - 1

@@ -92,6 +92,10 @@ export interface ServerSettings {
    *  unauthenticated, and anyone who reaches the port can read and write keys and disrupt the cluster
    *  (force elections, forge log entries). Means nothing with TLS on (refused). */
   readonly insecureListen: boolean;
+  /** Join an existing cluster (etcd's --initial-cluster-state existing): a node with an empty data
+   *  folder waits to be added (`raftkv member add`) instead of bootstrapping a new cluster from peers,
+   *  which then only name members to reach. Once the log holds a configuration, it is ignored. */
+  readonly join: boolean;
   /** How long the server works on a request without a client deadline. */
   readonly requestTimeoutMs: number;
   /** On SIGTERM/SIGINT: how long in-flight requests may finish before they are failed. */
@@ -109,7 +113,11 @@ export const STATE_STORES: readonly StateStoreKind[] = ["lmdb", "memory"];
 
 export const DEFAULT_SETTINGS: ServerSettings = {
   tickMs: 10,
-  heartbeatMs: 50,
+  // 100 ms (etcd's default; 50 until issue 17): an idle node's CPU is mostly the wake-ups of heartbeats
+  // and their acks. Lease safety does not depend on it (the lease is bound by electionTimeoutMinMs and
+  // driftBound); a round must now be acknowledged within lease - heartbeat (~150 ms) to keep the lease
+  // unbroken, and a follower still hears 3 heartbeats within the shortest election timeout.
+  heartbeatMs: 100,
   electionTimeoutMinMs: 300,
   electionTimeoutMaxMs: 600,
   driftBound: 1.1,
@@ -146,6 +154,7 @@ export const DEFAULT_SETTINGS: ServerSettings = {
   tlsKeyFile: null,
   tlsClientAuth: "required",
   insecureListen: false,
+  join: false,
   requestTimeoutMs: 5000,
   shutdownGraceMs: 3000,
   logLevel: "info",
@@ -232,6 +241,7 @@ const SETTING_KINDS: Record<keyof ServerSettings, Kind> = {
   tlsKeyFile: "fileOrNull",
   tlsClientAuth: "clientAuth",
   insecureListen: "bool",
+  join: "bool",
   requestTimeoutMs: "posInt",
   shutdownGraceMs: "nonNegInt",
   logLevel: "logLevel",

@@ -31,6 +31,7 @@ export { DEFAULT_SETTINGS } from "./config.ts";
 export type { Logger } from "./logging.ts";
 export type { LeaseView, NodeView, PeerView } from "./node-view.ts";
 export type { NodeEvent } from "./observer.ts";
+export type { OperatorRoute } from "./operator-http.ts";
 export {
   type Applied,
   defaultMaxCommandBytes,

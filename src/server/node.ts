@@ -12,6 +12,7 @@ import {
   type NodeConfig,
   type NodeId,
   type NodeView,
+  type OperatorRoute,
   type RaftNode,
   startRaftNode,
 } from "./embed.ts";
@@ -26,6 +27,8 @@ export interface StartNodeOptions {
   readonly seed?: number;
   /** Log to stderr as well as to the data folder's raftkv.log (default true). */
   readonly logToStderr?: boolean;
+  /** More endpoints on the metrics port (the dashboard, src/ui: `raftkv serve` adds it). */
+  readonly operatorRoutes?: (node: RaftNode<KvState, KvResult>) => readonly OperatorRoute[];
 }
 
 export interface RaftKvNode {
@@ -66,7 +69,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
         version: raft.status().version,
         kv: new KvOps(raft, { maxKeyBytes: config.maxKeyBytes, maxValueBytes: config.maxValueBytes }),
         softState: () => raft.softState(),
-        peers: config.peers,
+        peers: raft.peers,
         settings: config,
         view: () => raft.status(),
         appliedIndex: () => raft.appliedIndex,

@@ -39,9 +39,11 @@ export class NodeObserver {
     this.seen = this.current();
   }
 
-  /** Call after ticks, messages and proposals: cheap when nothing changed. */
-  check(): void {
-    const now = this.current();
+  /** Call after ticks, messages and proposals: cheap when nothing changed. `lease: false` (per request
+   *  and per message) skips the lease, which costs a quorum computation; ticks (every heartbeat, and
+   *  the tick a lease ends) and every change of role, term or leader still look at it. */
+  check(lease = true): void {
+    const now = this.current(lease);
     const was = this.seen;
     if (
       now.role === was.role &&
@@ -139,14 +141,21 @@ export class NodeObserver {
     }
   }
 
-  private current(): Seen {
+  private current(withLease = true): Seen {
     const soft = this.core.softState();
+    const was = this.seen as Seen | undefined; // undefined only while the constructor runs
+    const same = was !== undefined && soft.role === was.role && soft.term === was.term;
     return {
       role: soft.role,
       term: soft.term,
       leaderId: soft.leaderId,
       votedFor: this.core.hardState().votedFor,
-      lease: soft.role === "leader" ? leaseView(this.sources).lease : "notLeader",
+      lease:
+        soft.role !== "leader"
+          ? "notLeader"
+          : withLease || !same
+            ? leaseView(this.sources).lease
+            : (was?.lease ?? "notLeader"),
       snapshotIndex: this.core.snapshotMeta()?.index ?? 0,
       commit: this.core.log.committed,
     };

@@ -1,7 +1,13 @@
 // The operator endpoints on the metrics port: GET /metrics (Prometheus), /health and /ready (200 or 503
-// with a JSON body saying why, see health.ts), /healthz (200 while the process answers at all).
+// with a JSON body saying why, see health.ts), /healthz (200 while the process answers at all); and the
+// routes others register (the dashboard, src/ui). With TLS material given, the same port also speaks TLS
+// (the first byte of a connection tells a TLS ClientHello from plain HTTP), asking for a client
+// certificate that a route may require (req.socket is a TLSSocket, authorized when the CA signed it).
 
-import { createServer, type Server, type ServerResponse } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { Socket } from "node:net";
+import { Duplex } from "node:stream";
+import { createServer as createTlsServer, TLSSocket, type TlsOptions } from "node:tls";
 import type { Registry } from "prom-client";
 import { checkHealth, checkReady, type HealthSources } from "./health.ts";
 
@@ -9,6 +15,16 @@ export interface OperatorServer {
   readonly server: Server;
   readonly port: number;
 }
+
+/** More endpoints on the operator port (any method): handle() answers and returns true when the request
+ *  is its own, else returns false; close() runs when the server stops. */
+export interface OperatorRoute {
+  handle(req: IncomingMessage, res: ServerResponse): boolean;
+  close(): void;
+}
+
+/** The first byte of a TLS handshake record. */
+const TLS_HANDSHAKE = 0x16;
 
 function json(res: ServerResponse, ok: boolean, body: unknown): void {
   res.writeHead(ok ? 200 : 503, { "content-type": "application/json" });
@@ -26,8 +42,11 @@ export async function startOperatorServer(
   health: HealthSources,
   host: string,
   port: number,
+  routes: readonly OperatorRoute[] = [],
+  tls: Pick<TlsOptions, "ca" | "cert" | "key"> | null = null,
 ): Promise<OperatorServer> {
   const server = createServer((req, res) => {
+    for (const r of routes) if (r.handle(req, res)) return;
     const path = (req.url ?? "/").split("?")[0];
     if (req.method !== "GET") {
       res.writeHead(405, { "content-type": "text/plain", allow: "GET" });
@@ -64,6 +83,10 @@ export async function startOperatorServer(
         res.end("not found: try /metrics, /health or /ready\n");
     }
   });
+  server.on("close", () => {
+    for (const r of routes) r.close();
+  });
+  if (tls !== null) speakTlsToo(server, tls);
   const bound = await new Promise<number>((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, host, () => {
@@ -73,4 +96,61 @@ export async function startOperatorServer(
     });
   });
   return { server, port: bound };
+}
+
+/** Hands connections that open with a TLS handshake to a TLS layer whose sockets go on to `server`. */
+function speakTlsToo(server: Server, tls: Pick<TlsOptions, "ca" | "cert" | "key">): void {
+  const secure = createTlsServer({
+    ...tls,
+    requestCert: true,
+    rejectUnauthorized: false, // a route decides (the dashboard refuses without a certificate)
+    minVersion: "TLSv1.2",
+    ALPNProtocols: ["http/1.1"],
+    handshakeTimeout: 10_000,
+  });
+  secure.on("secureConnection", (socket) => server.emit("connection", socket));
+  secure.on("tlsClientError", (_err, socket) => socket.destroy());
+  const plain = server.listeners("connection") as ((s: Duplex) => void)[];
+  server.removeAllListeners("connection");
+  const toPlain = (socket: Duplex): void => {
+    for (const l of plain) l.call(server, socket);
+  };
+  server.on("connection", (socket: Socket | TLSSocket) => {
+    if (socket instanceof TLSSocket) return toPlain(socket);
+    socket.once("data", (first: Buffer) => {
+      socket.pause();
+      if (first[0] === TLS_HANDSHAKE) secure.emit("connection", replay(socket, first));
+      else {
+        socket.unshift(first);
+        toPlain(socket);
+        socket.resume();
+      }
+    });
+  });
+}
+
+/** The socket as a stream that yields `first` again: TLS reads a net.Socket's handle directly and
+ *  would miss bytes already read (and unshifted) in JavaScript. */
+function replay(socket: Socket, first: Buffer): Duplex {
+  const stream = new Duplex({
+    read: () => void socket.resume(),
+    write: (chunk: Buffer, _enc, cb) => void socket.write(chunk, cb),
+    final: (cb) => {
+      socket.end();
+      cb();
+    },
+    destroy: (err, cb) => {
+      socket.destroy(err ?? undefined);
+      cb(err);
+    },
+  });
+  Object.defineProperty(stream, "remoteAddress", { value: socket.remoteAddress });
+  stream.push(first);
+  socket.on("data", (d: Buffer) => {
+    if (!stream.push(d)) socket.pause();
+  });
+  socket.on("end", () => stream.push(null));
+  socket.on("error", (err) => stream.destroy(err));
+  socket.on("close", () => stream.destroy());
+  return stream;
 }

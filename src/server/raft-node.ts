@@ -21,14 +21,16 @@ import { layoutOf } from "../storage/data-dir.ts";
 import { FileStorage } from "../storage/file-storage.ts";
 import { addPeerService, GrpcPeerTransport, peerGrpcOptions } from "../transport/grpc-transport.ts";
 import { clientReceiveLimitBytes } from "./client-edge.ts";
+import { addClusterService } from "./cluster-service.ts";
 import { effectiveLeaseMs, maxEntryBytes, type ServerConfig, toCoreConfig } from "./config.ts";
 import type { HealthSources } from "./health.ts";
 import { ConnectionGate } from "./listener.ts";
 import { createNodeLog, type Logger, type NodeLog } from "./logging.ts";
+import { bootMembership, MembershipFollower } from "./membership.ts";
 import { NodeMetrics } from "./metrics.ts";
 import { type NodeView, type ViewSources, viewNode } from "./node-view.ts";
 import { type NodeEvent, NodeObserver } from "./observer.ts";
-import { startOperatorServer } from "./operator-http.ts";
+import { type OperatorRoute, startOperatorServer } from "./operator-http.ts";
 import { AppliedStateMachine, type StateMachine } from "./state-machine.ts";
 import { clockFor, fileSystemFor } from "./test-switches.ts";
 import { timedWal } from "./timed-file-system.ts";
@@ -67,6 +69,9 @@ export interface RaftNodeOptions<S extends StateMachine<unknown>> {
   readonly seed?: number;
   /** Log to stderr as well as to the data folder's raftkv.log (default true). */
   readonly logToStderr?: boolean;
+  /** More endpoints on the operator port (config.metricsPort), e.g. the dashboard (src/ui), made once
+   *  the node exists. With TLS configured the port speaks TLS as well as plain HTTP. */
+  readonly operatorRoutes?: (node: RaftNode<S, ResultOf<S>>) => readonly OperatorRoute[];
 }
 
 export interface ReadOptions {
@@ -103,6 +108,8 @@ export interface RaftNode<S, R> {
   readonly metricsPort: number | null;
   readonly logFile: string;
   readonly logger: Logger;
+  /** Every member's peer address by id, as the configuration in effect names them (live). */
+  readonly peers: ReadonlyMap<NodeId, string>;
   /** The node's Prometheus registry: add metrics of your own to it. */
   readonly registry: Registry;
   /** The state machine passed in. */
@@ -203,8 +210,9 @@ export function startRaftNode<S extends StateMachine<unknown>>(
 
 /** RaftNodeOptions with the result type spelled out (TypeScript cannot see that S is a StateMachine of
  *  ResultOf<S>). */
-type Options<S extends StateMachine<unknown>, R> = Omit<RaftNodeOptions<S>, "services"> & {
+type Options<S extends StateMachine<unknown>, R> = Omit<RaftNodeOptions<S>, "services" | "operatorRoutes"> & {
   readonly services?: (server: grpc.Server, node: RaftNode<S, R>, context: ServiceContext) => void;
+  readonly operatorRoutes?: (node: RaftNode<S, R>) => readonly OperatorRoute[];
 };
 
 /** What the node offers the services it hosts. */
@@ -269,6 +277,7 @@ async function start<S extends StateMachine<unknown>, R>(options: Options<S, R>)
       hardState: recovered.hardState,
       snapshot: recovered.snapshot,
       entries: recovered.entries,
+      membership: bootMembership(config.peers, config.join),
     });
     return await assemble(options, { coreConfig, core, tls, storage, applied, nodeLog, clock }, (m) => {
       metrics = m;
@@ -374,9 +383,13 @@ async function assemble<S extends StateMachine<unknown>, R>(
         }),
   });
 
+  // The members' addresses as the configuration in effect names them; shared, changed in place.
+  const livePeers = new Map(config.peers);
   const bootMs = clock.nowMs();
   let fatal: (err: unknown) => void = () => {};
   const timedStorage = new TimedStorage(storage, clock, () => metrics);
+  /** Started once the listener is up. */
+  let ticker: Ticker | null = null;
   const replica = new Replica<R>({
     core,
     storage: timedStorage,
@@ -392,12 +405,13 @@ async function assemble<S extends StateMachine<unknown>, R>(
     snapshotEveryBytes: config.snapshotEveryBytes,
     keepBytesAfterSnapshot: config.keepBytesAfterSnapshot,
     onFatal: (err) => fatal(err),
+    onTimeoutSooner: () => ticker?.rearm(),
     onRefused: (r) => {
       metrics?.peerRefusals.inc({ reason: r.reason });
       log.warn(
         {
           peer: r.from,
-          claimedSenderAddress: config.peers.get(r.from) ?? "unknown",
+          claimedSenderAddress: livePeers.get(r.from) ?? "unknown",
           peerAddress: transport.lastAddressOf(r.from) ?? "unknown",
           messageType: r.type,
           messageTerm: r.term,
@@ -409,9 +423,19 @@ async function assemble<S extends StateMachine<unknown>, R>(
       transport.answerRefused(r); // a unary call waiting for the reply gets the refusal at once
     },
   });
+  const follower = new MembershipFollower({
+    id: config.id,
+    core,
+    flagPeers: config.peers,
+    livePeers,
+    setTransportPeers: (peers) => transport.setPeers(peers),
+    coreCall: (fn) => replica.coreCall(fn),
+    log: log.child({ component: "membership" }),
+    nowMs: () => clock.nowMs(),
+  });
   const sources: ViewSources = {
     clusterId: config.clusterId,
-    peers: config.peers,
+    peers: livePeers,
     core,
     replica,
     nowMs: () => clock.nowMs(),
@@ -442,10 +466,20 @@ async function assemble<S extends StateMachine<unknown>, R>(
     }
   };
   const observer = new NodeObserver(sources, log, metrics, emit);
-  transport.onMessage((m) => {
-    replica.receive(m);
-    observer.check();
-  });
+  // The ticker sleeps through quiet ticks (ticker.ts): every input first gets the ticks already due.
+  // Only a change of role or term can bring the next timeout closer (a new leader's heartbeats, a
+  // follower's election timer drawn again), so only then is the timer re-armed.
+  const input = <T>(fn: () => T): T => {
+    ticker?.sync();
+    const before = core.softState();
+    const out = fn();
+    observer.check(false);
+    follower.check();
+    const after = core.softState();
+    if (after.role !== before.role || after.term !== before.term) ticker?.rearm();
+    return out;
+  };
+  transport.onMessage((m) => input(() => replica.receive(m)));
 
   let listenAddress = config.listen;
   let metricsPort: number | null = null;
@@ -464,20 +498,18 @@ async function assemble<S extends StateMachine<unknown>, R>(
     },
     logFile: p.nodeLog.file,
     logger: log,
+    peers: livePeers,
     registry: metrics.registry,
     stateMachine,
     get appliedIndex() {
       return replica.stateMachine.appliedIndex;
     },
-    propose: (command) => {
-      const proposal = replica.propose(command);
-      observer.check();
-      return proposal;
-    },
+    propose: (command) => input(() => replica.propose(command)),
     read: async (fn, o = {}) => {
       let consistency: Consistency = o.consistency ?? "lease";
       for (;;) {
-        const ticket = await replica.readBarrier(consistency);
+        const c = consistency;
+        const ticket = await input(() => replica.readBarrier(c));
         const value = fn(stateMachine);
         if (replica.stillValid(ticket)) return value;
         consistency = "readIndex"; // the lease ran out meanwhile (the event loop stalled)
@@ -492,11 +524,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
       set.add(l);
       return () => set.delete(l);
     },
-    transferLeadership: (to) => {
-      const ok = replica.transferLeadership(to);
-      observer.check();
-      return ok;
-    },
+    transferLeadership: (to) => input(() => replica.transferLeadership(to)),
     stop: (reason) => stop(reason),
     done,
   };
@@ -512,6 +540,16 @@ async function assemble<S extends StateMachine<unknown>, R>(
   });
   const server = new grpc.Server({ ...serverOptions(config, p.coreConfig), interceptors: gate.interceptors });
   addPeerService(server, transport);
+  addClusterService(server, {
+    nodeId: config.id,
+    core,
+    follower,
+    livePeers,
+    transferLeadership: (to) => node.transferLeadership(to),
+    changeTimeoutMs: Math.max(config.requestTimeoutMs, 4 * config.electionTimeoutMaxMs),
+    transferTimeoutMs: 4 * config.electionTimeoutMaxMs,
+    onCall: (peerAddress) => gate.noteCall(peerAddress),
+  });
   options.services?.(server, node, { noteCall: (peerAddress) => gate.noteCall(peerAddress) });
   const listener = await gate.open(server).catch(async (err: unknown) => {
     await transport.close();
@@ -522,7 +560,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
 
   const health: HealthSources = {
     view,
-    readBarrier: async () => (await replica.readBarrier("lease")).consistency,
+    readBarrier: async () => (await input(() => replica.readBarrier("lease"))).consistency,
     storageFailure: () => replica.failure,
     writeWaitingMs: () => timedStorage.waitingMs(),
     dataDir: sources.dataDir,
@@ -532,7 +570,14 @@ async function assemble<S extends StateMachine<unknown>, R>(
   let operator: Awaited<ReturnType<typeof startOperatorServer>> | null = null;
   if (config.metricsPort !== null) {
     try {
-      operator = await startOperatorServer(metrics.registry, health, config.metricsHost, config.metricsPort);
+      operator = await startOperatorServer(
+        metrics.registry,
+        health,
+        config.metricsHost,
+        config.metricsPort,
+        options.operatorRoutes?.(node) ?? [],
+        tls,
+      );
       metricsPort = operator.port;
     } catch (err) {
       await transport.close();
@@ -549,13 +594,15 @@ async function assemble<S extends StateMachine<unknown>, R>(
   }
 
   const stallWarnMs = config.electionTimeoutMinMs / 2;
-  const ticker = new Ticker({
+  ticker = new Ticker({
     clock,
     bootMs,
     tickMs: config.tickMs,
+    ticksToNextTimeout: () => replica.ticksToNextTimeout(),
     onTick: () => {
       replica.tick();
       observer.check();
+      follower.check();
     },
     onCatchUp: (missed, lateMs) => {
       metrics?.lateTickWakeups.inc();
@@ -576,7 +623,8 @@ async function assemble<S extends StateMachine<unknown>, R>(
       } catch (err) {
         log.error({ err }, "beforeStop failed; stopping anyway");
       }
-      ticker.stop();
+      ticker?.stop();
+      follower.close();
       replica.stop(`node ${config.id} is shutting down (${reason})`);
       await replica.idle();
       await transport.close();

@@ -31,7 +31,7 @@ export function seedOptions(seed: number, d: SeedDefaults = DEFAULTS): SimOption
     keys: d.keys,
     snapshotEveryEntries: 50,
     trace: d.trace,
-    // Most seeds run the real WAL on the in-memory file system; every fourth the simpler twin.
-    makeDisk: (id) => (seed % 4 === 3 ? simMemDisk(id) : simFileDisk(id)),
+    // Most seeds run the real WAL on the timed in-memory disk; every fourth the simpler twin.
+    makeDisk: (id, ctx) => (seed % 4 === 3 ? simMemDisk(id) : simFileDisk(id, ctx)),
   };
 }

@@ -23,6 +23,8 @@ export const CALM_NETWORK: NetworkFaults = {
 export class SimNetwork {
   /** Directed links that drop everything: "a->b". */
   private readonly cut = new Set<string>();
+  /** Directed slow links: "a->b" -> extra delay bound, µs. */
+  private readonly slow = new Map<string, number>();
   faults: NetworkFaults;
   private readonly prng: Prng;
   delivered = 0;
@@ -55,6 +57,15 @@ export class SimNetwork {
         }
   }
 
+  /** A one-directional slow link: every message from `from` to `to` takes up to `extraUs` longer. */
+  slowLink(from: NodeId, to: NodeId, extraUs: number): void {
+    this.slow.set(`${from}->${to}`, extraUs);
+  }
+
+  clearSlow(from: NodeId, to: NodeId): void {
+    this.slow.delete(`${from}->${to}`);
+  }
+
   restoreLink(from: NodeId, to: NodeId): void {
     this.cut.delete(`${from}->${to}`);
   }
@@ -65,6 +76,7 @@ export class SimNetwork {
 
   healAll(): void {
     this.cut.clear();
+    this.slow.clear();
   }
 
   connected(from: NodeId, to: NodeId): boolean {
@@ -78,7 +90,10 @@ export class SimNetwork {
       return [];
     }
     const f = this.faults;
-    const delay = (): number => this.prng.int(f.minDelayUs, f.maxDelayUs);
+    const extra = this.slow.get(`${from}->${to}`);
+    const delay = (): number =>
+      this.prng.int(f.minDelayUs, f.maxDelayUs) +
+      (extra === undefined ? 0 : Math.round(extra * (0.5 + 0.5 * this.prng.next())));
     this.delivered++;
     return this.prng.chance(f.duplicateRate)
       ? [delay(), delay() + this.prng.int(0, f.maxDelayUs * 3)]

@@ -7,8 +7,10 @@ import { Prng } from "../lib/prng.ts";
 import { SafetyChecker } from "./checkers.ts";
 import { EventQueue } from "./event-queue.ts";
 import type { HistoryOp } from "./history.ts";
+import { emptyIoFaultStats, type IoFaultScene, type IoFaultStats, IoFaults } from "./io-faults.ts";
 import { checkHistory } from "./linearizability.ts";
 import { SimNetwork } from "./network.ts";
+import type { DiskContext } from "./sim-disk.ts";
 import { type SimDisk, SimNode } from "./sim-node.ts";
 import { SimClient, type WorkloadOptions } from "./workload.ts";
 
@@ -24,11 +26,13 @@ export interface SimOptions {
   keys: number;
   snapshotEveryEntries: number;
   trace: boolean;
-  makeDisk: (id: NodeId, prng: Prng) => SimDisk;
+  makeDisk: (id: NodeId, ctx: DiskContext) => SimDisk;
   /** Deliberately unsafe variants, to show the checkers catch them (never used by default). */
   mutate?: (cfg: CoreConfig) => CoreConfig;
   /** Leader churn episodes (see leaderChurn); drawn per seed when not given. */
   leaderChurn?: boolean;
+  /** Faults aimed at I/O points and time inside nodes (io-faults.ts); on unless false. */
+  ioFaults?: boolean;
 }
 
 export interface SimResult {
@@ -55,6 +59,10 @@ export interface SimResult {
   messagesDropped: number;
   wallMs: number;
   events: number;
+  /** File operations the timed disks simulated, and crashes that found some in flight. */
+  diskIos: number;
+  crashesInIo: number;
+  io: IoFaultStats;
   history: HistoryOp[];
 }
 
@@ -120,17 +128,21 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
       o.snapshotEveryEntries * 4,
     ]),
   };
+  const diskList: SimDisk[] = [];
   const nodes: SimNode[] = ids.map((id) => {
     const rate = pinned ? (id % 2 === 0 ? 1 : DRIFT_BOUND) : 1 + prng.next() * (DRIFT_BOUND - 1);
     const diskPrng = prng.fork();
+    const disk = o.makeDisk(id, { q, prng: diskPrng, electionUs: MAX_ELECTION_MS * 1000 });
+    diskList.push(disk);
     return new SimNode({
       id,
       queue: q,
-      disk: o.makeDisk(id, diskPrng),
+      disk,
       clockRate: rate,
       clockOffsetMs: prng.int(0, 1_000_000),
       tickMs: TICK_MS,
-      diskLatencyUs: () => diskPrng.int(50, 2000),
+      // A timed disk takes its time per file operation; the MemStorage twin takes it per storage call.
+      diskLatencyUs: () => (disk.timed === undefined ? diskPrng.int(50, 2000) : 0),
       coreConfig: (seed) => {
         const cfg = {
           ...simCoreConfig(id, ids, seed),
@@ -144,8 +156,14 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
       prng: prng.fork(),
       hooks: {
         send: (from: NodeId, msgs: readonly Message[]) => {
+          const failed = nodes[from]?.replica?.failure;
+          if (failed !== null && failed !== undefined)
+            crashed.push(
+              `node ${from} sent ${msgs.map((m) => m.type).join(",")} at ${(q.nowUs / 1000).toFixed(3)} ms after its storage failed: ${String(failed)}`,
+            );
           for (const m of msgs) {
             for (const d of net.plan(from, m.to)) q.after(d, () => nodes[m.to]?.deliver(m));
+            io.onSent(from, m);
           }
         },
         onApply: (node, e) => {
@@ -154,10 +172,21 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
           safety.observeApply(node, e, s?.role === "leader" && s.term === e.term, q.nowUs / 1000);
         },
         onFatal: (node, err) => {
-          // The simulator injects no disk errors, so a node that stops is a bug (an invariant failed).
           trace(`node ${node} stopped: ${String(err)}`);
-          crashed.push(`node ${node} stopped at ${(q.nowUs / 1000).toFixed(3)} ms: ${String(err)}`);
+          // A disk fault we injected must stop the node (it never retries and acknowledges); an
+          // operator restarts it. Any other stop is a bug (an invariant failed).
+          if (io.isInjected(node, err)) {
+            ioStats.storageStops++;
+            restartLater(node);
+          } else crashed.push(`node ${node} stopped at ${(q.nowUs / 1000).toFixed(3)} ms: ${String(err)}`);
         },
+        onBootFailed: (node, err) => {
+          trace(`node ${node} failed to boot: ${String(err)}`);
+          if (io.isInjected(node, err)) restartLater(node);
+          else
+            crashed.push(`node ${node} failed to boot at ${(q.nowUs / 1000).toFixed(3)} ms: ${String(err)}`);
+        },
+        requestPause: (node, point) => io.requestPause(node, point),
         onRead: (_node, servedAs, term) => safety.observeRead(servedAs, term, q.nowUs / 1000),
         onRefused: (node, r) => {
           // Nothing in the simulator forges messages: a refusal other than a snapshot whose image
@@ -170,6 +199,36 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
       },
     });
   });
+  const disks = diskList;
+  const ioStats = emptyIoFaultStats();
+  const faultEndUs = o.durationMs * 1000;
+  const ioScene: IoFaultScene = {
+    q,
+    nodes,
+    disks,
+    net,
+    ids,
+    endUs: faultEndUs,
+    electionUs: MAX_ELECTION_MS * 1000,
+    heartbeatUs: hbUs,
+    stats: ioStats,
+    countCrash: () => stats.crashes++,
+    trace,
+  };
+  const ioPrng = prng.fork();
+  const io = new IoFaults(ioScene, ioPrng.fork());
+  /** A node stopped by an injected disk fault: restarted (from what its disk holds) a little later. */
+  function restartLater(node: NodeId): void {
+    const n = nodes[node]!;
+    const inc = n.incarnation;
+    q.after(ioPrng.int(50_000, 1_000_000), () => {
+      if (n.incarnation !== inc) return;
+      trace(`restart node ${node} after its disk fault`);
+      n.crash(ioPrng, true);
+      void n.start();
+    });
+  }
+  const stats = { crashes: 0, partitions: 0, pauses: 0, transfers: 0, churned: 0 };
   const maxEvents = 200 * o.durationMs + 2_000_000;
   const step = async (): Promise<boolean> => {
     const ev = q.pop();
@@ -188,7 +247,10 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
     return true;
   };
   const runUntil = async (untilUs: number, stop?: () => boolean): Promise<boolean> => {
-    while ((q.peekTime() ?? Number.POSITIVE_INFINITY) <= untilUs) {
+    for (;;) {
+      // Work started outside an event (a boot) submits its first I/O from a promise callback.
+      if ((q.peekTime() ?? Number.POSITIVE_INFINITY) > untilUs) await new Promise((r) => setImmediate(r));
+      if ((q.peekTime() ?? Number.POSITIVE_INFINITY) > untilUs) break;
       if (stop?.()) return true;
       await step();
     }
@@ -196,7 +258,11 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
     return stop?.() ?? false;
   };
 
-  for (const n of nodes) await n.start();
+  // Boots read the disk, which takes simulated time on a timed disk: run the timeline meanwhile.
+  const booted = (): boolean => nodes.every((n) => n.up);
+  for (const n of nodes) void n.start();
+  await runUntil(10_000_000, booted);
+  if (!booted()) throw new Error(`seed ${o.seed}: the nodes did not boot within 10 simulated seconds`);
 
   const history: HistoryOp[] = [];
   const workload: WorkloadOptions = {
@@ -211,16 +277,15 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
     { length: o.clients },
     (_, i) => new SimClient(i, q, nodes, prng.fork(), workload, history),
   );
-  const faultEndUs = o.durationMs * 1000;
   for (const c of clients) void c.run(faultEndUs);
 
-  const stats = { crashes: 0, partitions: 0, pauses: 0, transfers: 0, churned: 0 };
   const scene: FaultScene = { q, nodes, net, ids, endUs: faultEndUs, stats, trace };
   if (level !== "none") void nemesis(scene, prng.fork(), level);
   // Drawn from a fork taken after every other, so seeds without churn run exactly as they did before it.
   const churnPrng = prng.fork();
   const churn = o.leaderChurn ?? (level !== "none" && churnPrng.chance(0.4));
   if (churn) void leaderChurn(scene, churnPrng, net.faults.maxDelayUs);
+  if (level !== "none" && o.ioFaults !== false) void io.run(level);
 
   const violations: string[] = [];
   let leaderAfterHealMs: number | null = null;
@@ -230,9 +295,10 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
     // Liveness phase: heal everything, then a leader must appear and every operation must finish.
     net.healAll();
     net.faults = { lossRate: 0, duplicateRate: 0, minDelayUs: 100, maxDelayUs: 1000 };
+    for (const d of disks) d.timed?.inner.clearFaults();
     for (const n of nodes) {
       n.resume();
-      if (!n.up) await n.start();
+      if (!n.up) void n.start();
     }
     trace("liveness phase: healed");
     const healUs = q.nowUs;
@@ -315,6 +381,9 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
     messagesDropped: net.dropped,
     wallMs: performance.now() - wallStart,
     events: q.scheduled,
+    diskIos: disks.reduce((a, d) => a + (d.timed?.stats.ios ?? 0), 0),
+    crashesInIo: disks.reduce((a, d) => a + (d.timed?.stats.crashesInIo ?? 0), 0),
+    io: ioStats,
     history,
   };
 }
@@ -352,7 +421,7 @@ async function nemesis(scene: FaultScene, prng: Prng, level: FaultLevel): Promis
     const kind = prng.int(0, 9);
     if (kind <= 2) {
       const n = victim();
-      if (!n.up) continue;
+      if (!n.up && !n.starting) continue;
       stats.crashes++;
       trace(`nemesis: crash node ${n.id}`);
       n.crash(prng);

@@ -8,7 +8,9 @@ import { FileStorage } from "../storage/file-storage.ts";
 import { MemFileSystem } from "../storage/mem-file-system.ts";
 import { MemStorage } from "../storage/mem-storage.ts";
 import type { Storage, StorageLogger } from "../storage/storage.ts";
+import type { EventQueue } from "./event-queue.ts";
 import type { SimDisk } from "./sim-node.ts";
+import { drawDiskProfile, TimedFileSystem } from "./timed-file-system.ts";
 
 const quiet: StorageLogger = { info: () => {}, warn: () => {} };
 
@@ -16,10 +18,12 @@ const quiet: StorageLogger = { info: () => {}, warn: () => {} };
 class CrashableDisk implements SimDisk {
   private storage: Storage;
   private readonly crashed: (prng: Prng) => Storage;
+  readonly timed: TimedFileSystem | undefined;
 
-  constructor(storage: Storage, crashed: (prng: Prng) => Storage) {
+  constructor(storage: Storage, crashed: (prng: Prng) => Storage, timed?: TimedFileSystem) {
     this.storage = storage;
     this.crashed = crashed;
+    this.timed = timed;
   }
 
   open() {
@@ -46,9 +50,22 @@ class CrashableDisk implements SimDisk {
     this.storage.readSnapshotChunk(meta, offset, length);
 }
 
-/** FileStorage over MemFileSystem; a crash drops unsynced data (sometimes tearing the last write). */
-export function simFileDisk(nodeId: NodeId): SimDisk {
-  const fs = new MemFileSystem();
+/** Where a disk lives: the simulation's timeline, a PRNG of its own, the largest election timeout. */
+export interface DiskContext {
+  readonly q: EventQueue;
+  readonly prng: Prng;
+  readonly electionUs: number;
+}
+
+/** FileStorage over MemFileSystem; a crash drops unsynced data (sometimes tearing the last write).
+ *  With a context, on the timed disk: every file operation takes simulated time (timed-file-system.ts). */
+export function simFileDisk(nodeId: NodeId, ctx?: DiskContext): SimDisk {
+  const mem = new MemFileSystem();
+  const timed =
+    ctx === undefined
+      ? undefined
+      : new TimedFileSystem(mem, ctx.q, ctx.prng.fork(), drawDiskProfile(ctx.prng, ctx.electionUs));
+  const fs = timed ?? mem;
   const fresh = (): FileStorage =>
     new FileStorage({
       fs,
@@ -58,10 +75,14 @@ export function simFileDisk(nodeId: NodeId): SimDisk {
       maxSegmentBytes: 16 * 1024,
       logger: quiet,
     });
-  return new CrashableDisk(fresh(), (prng) => {
-    fs.crash(prng);
-    return fresh();
-  });
+  return new CrashableDisk(
+    fresh(),
+    (prng) => {
+      (timed ?? mem).crash(prng);
+      return fresh();
+    },
+    timed,
+  );
 }
 
 /** The MemStorage twin; a crash drops what was saved without sync. */

@@ -8,25 +8,32 @@ import type { CoreRefusal, Entry, HardState, Message, NodeId, SnapshotMeta } fro
 import type { KvResult } from "../kv/result.ts";
 import { StoreStateMachine } from "../kv/store-state-machine.ts";
 import type { Prng } from "../lib/prng.ts";
-import { KvService } from "../replica/kv-service.ts";
+import { KvService, type RequestPoint } from "../replica/kv-service.ts";
 import { Replica } from "../replica/replica.ts";
 import type { ReplicaStorage } from "../replica/seams.ts";
 import { MemStore } from "../store/mem-store.ts";
 import type { EventQueue } from "./event-queue.ts";
+import type { TimedFileSystem } from "./timed-file-system.ts";
 
 /** The in-memory disk twin the simulator needs: storage that survives a node and can lose unsynced data. */
 export interface SimDisk extends ReplicaStorage {
   open(): Promise<{ hardState: HardState; snapshot: SnapshotMeta | null; entries: Entry[] }>;
   loadSnapshotImage(): Promise<{ meta: SnapshotMeta; image: Uint8Array } | null>;
   crash(prng: Prng): void;
+  /** The timed device under it, if any (its operations take simulated time themselves). */
+  readonly timed?: TimedFileSystem | undefined;
 }
 
 export interface SimNodeHooks {
   send(from: NodeId, messages: readonly Message[]): void;
   onApply(node: NodeId, entry: Entry, result: KvResult | null): void;
   onFatal(node: NodeId, err: unknown): void;
+  /** Recovery refused to start (or its disk failed meanwhile). */
+  onBootFailed(node: NodeId, err: unknown): void;
   onRead(node: NodeId, servedAs: string, term: number): void;
   onRefused(node: NodeId, refusal: CoreRefusal): void;
+  /** Time passing inside a request on this node (a stalled loop), or undefined for none. */
+  requestPause?(node: NodeId, point: RequestPoint): Promise<void> | undefined;
 }
 
 export interface SimNodeOptions {
@@ -57,6 +64,7 @@ export class SimNode {
   service: KvService | null = null;
   /** Bumped on each crash: callbacks of an older incarnation are dropped. */
   private generation = 0;
+  private booting: Promise<void> | null = null;
   private pausedUntilUs = 0;
   private bootLocalMs = 0;
   private ticks = 0;
@@ -68,6 +76,11 @@ export class SimNode {
   constructor(o: SimNodeOptions) {
     this.id = o.id;
     this.o = o;
+  }
+
+  /** Changes at each crash: work of an older incarnation must not act any more. */
+  get incarnation(): number {
+    return this.generation;
   }
 
   get up(): boolean {
@@ -99,7 +112,25 @@ export class SimNode {
     go();
   }
 
-  async start(): Promise<void> {
+  /** Boots the node from its disk (which takes simulated time on a timed disk); one boot at a time. */
+  start(): Promise<void> {
+    if (this.booting === null) {
+      const b: Promise<void> = this.boot()
+        .catch((err: unknown) => this.o.hooks.onBootFailed(this.id, err))
+        .finally(() => {
+          if (this.booting === b) this.booting = null;
+        });
+      this.booting = b;
+    }
+    return this.booting;
+  }
+
+  /** True while booting (recovery reading the disk). */
+  get starting(): boolean {
+    return this.booting !== null;
+  }
+
+  private async boot(): Promise<void> {
     const gen = ++this.generation;
     const disk = this.o.disk;
     const recovered = await disk.open();
@@ -139,23 +170,31 @@ export class SimNode {
       tickMs: this.o.tickMs,
       snapshotEveryEntries: this.o.snapshotEveryEntries,
       keepEntriesAfterSnapshot: this.o.keepEntriesAfterSnapshot,
-      onFatal: (err) => this.o.hooks.onFatal(this.id, err),
+      onFatal: (err) => {
+        if (gen === this.generation) this.o.hooks.onFatal(this.id, err);
+      },
       onApply: (e, r) => this.o.hooks.onApply(this.id, e, r),
       onRefused: (r) => this.o.hooks.onRefused(this.id, r),
     });
     this.replica = replica;
-    this.service = new KvService(replica, undefined, (servedAs, term) =>
-      this.o.hooks.onRead(this.id, servedAs, term),
+    const hooks = this.o.hooks;
+    this.service = new KvService(
+      replica,
+      undefined,
+      (servedAs, term) => hooks.onRead(this.id, servedAs, term),
+      hooks.requestPause === undefined ? undefined : (point) => hooks.requestPause?.(this.id, point),
     );
     this.scheduleTick(gen);
   }
 
-  crash(prng: Prng): void {
-    if (this.replica === null) return;
+  /** Power loss, also in the middle of a boot (its recovery's I/Os in flight never complete). */
+  crash(prng: Prng, evenIfDown = false): void {
+    if (!evenIfDown && this.replica === null && this.booting === null) return;
     this.generation++;
-    this.replica.stop("crashed by the simulator");
+    this.replica?.stop("crashed by the simulator");
     this.replica = null;
     this.service = null;
+    this.booting = null;
     this.o.disk.crash(prng);
     this.store.crash();
     this.restarts++;

@@ -204,7 +204,12 @@ export class SimClient {
         node.run(() => {
           const svc = node.service;
           if (svc === null) return;
-          const replyAt = (r: Reply): void => node.run(() => this.q.after(this.delay(), () => settle(r)));
+          // A reply leaves only from the incarnation that took the request (not after a crash).
+          const inc = node.incarnation;
+          const replyAt = (r: Reply): void =>
+            node.run(() => {
+              if (node.incarnation === inc) this.q.after(this.delay(), () => settle(r));
+            });
           serve(svc, req).then(replyAt, (err: unknown) => replyAt(classify(err)));
         });
       });

@@ -58,7 +58,7 @@ export class LogBounds {
           Number.isSafeInteger(e.term) &&
           e.term >= 1 &&
           (prevTerm === null || e.term >= prevTerm) &&
-          (e.kind === "noop" || e.kind === "command") &&
+          (e.kind === "noop" || e.kind === "command" || e.kind === "config") &&
           e.data instanceof Uint8Array;
         if (!ok) {
           assert(
@@ -70,7 +70,7 @@ export class LogBounds {
             () => `save: entry ${e.index} term ${e.term} goes below ${prevTerm}`,
           );
           assert(
-            e.kind === "noop" || e.kind === "command",
+            e.kind === "noop" || e.kind === "command" || e.kind === "config",
             () => `save: entry ${e.index} has kind ${e.kind}`,
           );
           assert(false, () => `save: entry ${e.index} data is not bytes`);

@@ -1,9 +1,11 @@
 // Snapshot files: a checksummed header (owner, meta, image CRC32C) followed by the state-machine image.
 //
 // Layout, little-endian: "RKVSNAP\0", u32 format version, u32 header length, u64 node id,
-// string cluster id, u64 index, u64 term, u64 image size, u32 image CRC32C, u32 CRC32C of all the
-// header bytes before it; then the image. Written to a temp name, synced, renamed, folder synced.
+// string cluster id, u64 index, u64 term, u64 image size, u32 image CRC32C, [u32 length and the
+// configuration at index, encoded as a config entry's data: absent in files written before membership
+// changes], u32 CRC32C of all the header bytes before it; then the image. Written to a temp name, synced, renamed, folder synced.
 
+import { decodeMembership, encodeMembership, type Membership } from "../core/membership.ts";
 import type { SnapshotMeta } from "../core/types.ts";
 import { assert } from "../lib/assert.ts";
 import { crc32c } from "../lib/crc32c.ts";
@@ -16,8 +18,8 @@ import { corruptError, StorageError } from "./storage-error.ts";
 import { MAX_CLUSTER_ID_BYTES } from "./wal-record.ts";
 
 const MAGIC = new TextEncoder().encode("RKVSNAP\0");
-/** Enough to hold any header (the cluster id is bounded). */
-const MAX_HEADER_BYTES = 512;
+/** Enough to hold any header (the cluster id and the configuration are bounded). */
+const MAX_HEADER_BYTES = 64 * 1024;
 
 export interface SnapshotHeader {
   readonly owner: Identity;
@@ -36,6 +38,11 @@ export function encodeSnapshotHeader(owner: Identity, meta: SnapshotMeta): Uint8
   w.u64(meta.term);
   w.u64(meta.sizeBytes);
   w.u32(meta.crc32c);
+  if (meta.membership !== undefined) {
+    const m = encodeMembership(meta.membership);
+    w.u32(m.length);
+    w.bytes(m);
+  }
   w.patchU32(lengthAt, w.length + 4);
   w.u32(crc32c(w.written(0, w.length)));
   return w.finish().slice();
@@ -59,10 +66,17 @@ export function decodeSnapshotHeader(bytes: Uint8Array): SnapshotHeader {
   const term = r.u64();
   const sizeBytes = r.u64();
   const imageCrc = r.u32();
+  let membership: Membership | undefined;
+  if (r.offset < headerBytes - 4) {
+    const decoded = decodeMembership(r.bytes(r.u32()));
+    if (typeof decoded === "string") throw new DecodeError(`snapshot header: ${decoded}`);
+    membership = decoded;
+  }
   if (r.offset !== headerBytes - 4) throw new DecodeError("snapshot header length does not match its fields");
+  const meta = { index, term, sizeBytes, crc32c: imageCrc };
   return {
     owner: { formatVersion, clusterId, nodeId },
-    meta: { index, term, sizeBytes, crc32c: imageCrc },
+    meta: membership === undefined ? meta : { ...meta, membership },
     headerBytes,
   };
 }

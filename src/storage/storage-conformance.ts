@@ -2,6 +2,7 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { bootstrapMembership, votersOnly } from "../core/membership.ts";
 import type { Entry, HardState, SnapshotMeta } from "../core/types.ts";
 import { crc32c } from "../lib/crc32c.ts";
 import { RaftKvError } from "../lib/errors.ts";
@@ -172,6 +173,37 @@ export function runStorageConformance(factory: StorageFactory): void {
     assert.deepEqual(again?.image, image);
     await storage.close();
   });
+
+  withStorage(
+    "a snapshot's configuration (thesis §4.3) survives a restart, saved and received",
+    async (h, s) => {
+      await s.open();
+      await s.save(hs(2, 1, 20), entries(1, 20, 2), true);
+      const membership = {
+        ...bootstrapMembership([
+          { id: 1, address: "127.0.0.1:7001" },
+          { id: 4, address: "127.0.0.1:7004" },
+        ]),
+        learners: [7],
+        removed: [2, 3],
+      };
+      const image = imageOf(100, 5);
+      const once = [image];
+      const saved = await s.saveSnapshotStream(
+        { index: 15, term: 2, sizeBytes: image.length, membership },
+        () => once.pop() ?? null,
+      );
+      assert.deepEqual(saved.membership, membership);
+      let r = await reopen(h, s);
+      assert.deepEqual(r.state.snapshot?.membership, membership);
+      const received = { ...metaFor(40, 3, image), membership: votersOnly([1, 4, 7]) };
+      await r.storage.writeSnapshotChunk(received, 0, image);
+      await r.storage.installIncomingSnapshot(received);
+      r = await reopen(h, r.storage);
+      assert.deepEqual(r.state.snapshot?.membership, votersOnly([1, 4, 7]));
+      await r.storage.close();
+    },
+  );
 
   withStorage("a snapshot saved chunk by chunk is the one saved whole", async (h, s) => {
     await s.open();

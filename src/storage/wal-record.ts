@@ -1,5 +1,6 @@
 // WAL record types and their payload codecs: segment header, entries, hard state, truncate and snapshot markers.
 
+import { decodeMembership } from "../core/membership.ts";
 import type { Entry, EntryKind, HardState } from "../core/types.ts";
 import { ByteReader, ByteWriter, DecodeError } from "./bytes.ts";
 import { writeFrame } from "./wal-frame.ts";
@@ -65,7 +66,7 @@ const TYPE_CODES: Record<WalRecord["type"], number> = {
   snapshot: 5,
 };
 
-const KIND_CODES: Record<EntryKind, number> = { noop: 0, command: 1 };
+const KIND_CODES: Record<EntryKind, number> = { noop: 0, command: 1, config: 2 };
 
 /** Encodes records as consecutive frames into one buffer (one write for a whole group commit). */
 export function encodeRecords(records: readonly WalRecord[], sizeHintBytes = 256): Uint8Array {
@@ -190,7 +191,11 @@ function decodeEntries(r: ByteReader): Entry[] {
     let kind: EntryKind;
     if (kindCode === 0) kind = "noop";
     else if (kindCode === 1) kind = "command";
-    else throw new DecodeError(`unknown entry kind ${kindCode}`);
+    else if (kindCode === 2) {
+      kind = "config";
+      const m = decodeMembership(data);
+      if (typeof m === "string") throw new DecodeError(`config entry ${index}: ${m}`);
+    } else throw new DecodeError(`unknown entry kind ${kindCode}`);
     entries.push({ index, term, kind, data });
   }
   return entries;

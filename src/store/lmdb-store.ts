@@ -346,6 +346,8 @@ export class LmdbStore implements DurableStore {
   }
 }
 
+const LOWEST_KEY = Buffer.alloc(0);
+
 /** The overlay over LMDB's entries within `o`, overlay first on equal keys, tombstones skipped. */
 function* merged(
   overlay: Tree<Pending>,
@@ -357,7 +359,9 @@ function* merged(
   if (limit <= 0) return;
   const reverse = o.reverse === true;
   const range = reverse
-    ? { ...(o.end === undefined ? {} : { start: asBuffer(o.end) }), reverse: true }
+    ? // lmdb's reverse range runs from `start` down to `end`; left out, `end` defaults to the key [0]
+      // itself (exclusive), which dropped the key 0x00 from reverse scans: pass the lowest bound there is.
+      { ...(o.end === undefined ? {} : { start: asBuffer(o.end) }), end: LOWEST_KEY, reverse: true }
     : {
         ...(o.start === undefined ? {} : { start: asBuffer(o.start) }),
         ...(o.end === undefined ? {} : { end: asBuffer(o.end) }),

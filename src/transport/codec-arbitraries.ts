@@ -1,6 +1,7 @@
 // fast-check generators of valid core Messages, for the codec and transport property tests.
 
 import fc from "fast-check";
+import { encodeMembership, votersOnly } from "../core/membership.ts";
 import type { Entry, Message, NodeId, SnapshotMeta } from "../core/types.ts";
 import { MAX_WIRE_INTEGER } from "./codec.ts";
 
@@ -40,17 +41,26 @@ function arbEntries(
 ): fc.Arbitrary<Entry[]> {
   const room = Math.min(max, MAX - prevIndex);
   return fc
-    .array(fc.tuple(fc.integer({ min: Math.max(1, prevTerm), max: msgTerm }), fc.boolean(), arbBytes(64)), {
-      maxLength: room,
-    })
+    .array(
+      fc.tuple(
+        fc.integer({ min: Math.max(1, prevTerm), max: msgTerm }),
+        fc.integer({ min: 0, max: 2 }),
+        arbBytes(64),
+      ),
+      { maxLength: room },
+    )
     .map((raw) => {
       const terms = raw.map(([t]) => t).sort((a, b) => a - b);
-      return raw.map(([, noop, data], i) => ({
-        index: prevIndex + 1 + i,
-        term: terms[i]!,
-        kind: noop ? ("noop" as const) : ("command" as const),
-        data: noop ? new Uint8Array(0) : data,
-      }));
+      return raw.map(([, kind, data], i): Entry => {
+        const at = { index: prevIndex + 1 + i, term: terms[i]! };
+        if (kind === 0) return { ...at, kind: "noop", data: new Uint8Array(0) };
+        if (kind === 1) return { ...at, kind: "command", data };
+        return {
+          ...at,
+          kind: "config",
+          data: encodeMembership(votersOnly([...new Set(data.subarray(0, 5))])),
+        };
+      });
     });
 }
 
@@ -113,6 +123,7 @@ function arbSnapshot(r: Route, maxChunkBytes: number): fc.Arbitrary<Message> {
         data: arbBytes(maxChunkBytes),
         after: arbUint(1 << 30),
         round: arbUint(),
+        voters: fc.option(fc.uniqueArray(fc.nat(100), { minLength: 1, maxLength: 5 })),
       })
       .map((x): Message => {
         const done = x.after === 0;
@@ -121,6 +132,7 @@ function arbSnapshot(r: Route, maxChunkBytes: number): fc.Arbitrary<Message> {
           term: x.metaTerm,
           sizeBytes: x.before + x.data.length + x.after,
           crc32c: x.crc32c,
+          ...(x.voters === null ? {} : { membership: votersOnly(x.voters) }),
         };
         const base = { data: x.data, length: x.data.length, done, round: x.round };
         return { type: "snapshot", ...r, term, meta, offset: x.before, ...base };

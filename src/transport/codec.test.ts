@@ -354,7 +354,13 @@ describe("codec refusals", () => {
       const data = over.data ?? new Uint8Array(10);
       const value = {
         header: header(),
-        meta: { index: 7n, term: 4n, sizeBytes: over.size ?? 30n, crc32c: 1234 },
+        meta: {
+          index: 7n,
+          term: 4n,
+          sizeBytes: over.size ?? 30n,
+          crc32c: 1234,
+          membership: new Uint8Array(0),
+        },
         offset: over.offset ?? 10n,
         data,
         length: over.length ?? BigInt(data.length),
@@ -373,7 +379,13 @@ describe("codec refusals", () => {
     noMeta.body.value.meta = undefined as never;
     expectRefused(viaWire(noMeta), "missingField");
     const metaAbove = snap({});
-    metaAbove.body.value.meta = { index: 7n, term: 6n, sizeBytes: 30n, crc32c: 0 };
+    metaAbove.body.value.meta = {
+      index: 7n,
+      term: 6n,
+      sizeBytes: 30n,
+      crc32c: 0,
+      membership: new Uint8Array(0),
+    };
     expectRefused(viaWire(metaAbove), "badField");
   });
 

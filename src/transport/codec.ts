@@ -1,6 +1,7 @@
 // Peer codec: untrusted wire bytes to validated core Messages (or a refusal with its reason), and back.
 
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
+import { decodeMembership, encodeMembership } from "../core/membership.ts";
 import type { Entry, Message, NodeId, SnapshotMeta } from "../core/types.ts";
 import {
   AppendEntriesRequest,
@@ -190,8 +191,14 @@ export function toWire(m: Message, clusterId: string): PeerMessage {
   }
 }
 
+const WIRE_KINDS: Record<Entry["kind"], EntryKind> = {
+  noop: EntryKind.ENTRY_KIND_NOOP,
+  command: EntryKind.ENTRY_KIND_COMMAND,
+  config: EntryKind.ENTRY_KIND_CONFIG,
+};
+
 function entryToWire(e: Entry): WireEntry {
-  const kind = e.kind === "noop" ? EntryKind.ENTRY_KIND_NOOP : EntryKind.ENTRY_KIND_COMMAND;
+  const kind = WIRE_KINDS[e.kind];
   return { index: BigInt(e.index), term: BigInt(e.term), kind, data: e.data };
 }
 
@@ -201,6 +208,7 @@ function metaToWire(m: SnapshotMeta): WireSnapshotMeta {
     term: BigInt(m.term),
     sizeBytes: BigInt(m.sizeBytes),
     crc32c: m.crc32c,
+    membership: m.membership === undefined ? new Uint8Array(0) : encodeMembership(m.membership),
   };
 }
 
@@ -416,7 +424,11 @@ class Validator {
         `message claims to come from node ${from}, the connection is member ${sender}'s`,
       );
     if (from === this.ctx.self) refuse("fromSelf", `message claims to come from this node (${from})`);
-    if (!this.ctx.peers.has(from)) refuse("unknownSender", `node ${from} is not a member`);
+    if (!this.ctx.peers.has(from))
+      refuse(
+        "unknownSender",
+        `node ${from} is not a member of this node's configuration (if it was removed: stop it; to bring the machine back, wipe its data folder and add it as a new member with raftkv member add)`,
+      );
     const to = uint("header.to", h.to);
     if (to !== this.ctx.self) refuse("wrongRecipient", `addressed to node ${to}, this is ${this.ctx.self}`);
     const term = termRequired ? positive("header.term", h.term, "zeroTerm") : uint("header.term", h.term);
@@ -466,6 +478,11 @@ class Validator {
     const kind = entryKind(i, e.kind);
     if (kind === "noop" && e.data.length > 0)
       refuse("badField", `entries[${i}] is a NO-OP with ${e.data.length} bytes of data`);
+    if (kind === "config") {
+      const m = decodeMembership(e.data);
+      if (typeof m === "string")
+        refuse("badField", `entries[${i}] is a configuration that does not decode: ${m}`);
+    }
     return { index, term, kind, data: e.data };
   }
 
@@ -555,7 +572,11 @@ function snapshotMeta(w: WireSnapshotMeta, msgTerm: number): SnapshotMeta {
   if (term > msgTerm) refuse("badField", `meta.term ${term} is above the message term ${msgTerm}`);
   if (!Number.isInteger(w.crc32c) || w.crc32c < 0 || w.crc32c > 0xffffffff)
     refuse("badField", `meta.crc32c ${w.crc32c} is not a uint32`);
-  return { index, term, sizeBytes: uint("meta.sizeBytes", w.sizeBytes), crc32c: w.crc32c };
+  const meta = { index, term, sizeBytes: uint("meta.sizeBytes", w.sizeBytes), crc32c: w.crc32c };
+  if (w.membership.length === 0) return meta;
+  const membership = decodeMembership(w.membership);
+  if (typeof membership === "string") return refuse("badField", `meta.membership: ${membership}`);
+  return { ...meta, membership };
 }
 
 /** A log position: index 0 has term 0 and only it does; no term is above the message's. */
@@ -571,8 +592,10 @@ function entryKind(i: number, kind: EntryKind): Entry["kind"] {
       return "noop";
     case EntryKind.ENTRY_KIND_COMMAND:
       return "command";
+    case EntryKind.ENTRY_KIND_CONFIG:
+      return "config";
     default:
-      return refuse("badEntryKind", `entries[${i}].kind ${kind} is not NOOP or COMMAND`);
+      return refuse("badEntryKind", `entries[${i}].kind ${kind} is not NOOP, COMMAND or CONFIG`);
   }
 }
 

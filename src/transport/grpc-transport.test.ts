@@ -379,3 +379,30 @@ test("startPeerServer hosts a transport on an ephemeral port", async () => {
     server.forceShutdown();
   }
 });
+
+test("peer links follow the configuration: setPeers opens links to new members and closes those to removed ones", async () => {
+  const c = await makeCluster(3);
+  const [t0, , t2] = c.transports as [GrpcPeerTransport, GrpcPeerTransport, GrpcPeerTransport];
+  const inbox2 = new Inbox(t2);
+  const inbox0 = new Inbox(t0);
+  try {
+    const all = new Map(c.ports.map((p, id) => [id, `127.0.0.1:${p}`] as const));
+    const without2 = new Map([...all].filter(([id]) => id !== 2));
+    t0.setPeers(without2);
+    assert.deepEqual([...t0.peerStatus().keys()], [1]);
+    t0.send([heartbeat(0, 2, 1)]);
+    assert.equal(t0.stats().dropped.unknownPeer, 1, "nothing is sent to a removed member");
+    // A removed member's messages are refused.
+    t2.send([heartbeat(2, 0, 1)]);
+    await until(() => t0.stats().refused.unknownSender >= 1, "the removed member refused");
+    assert.equal(inbox0.messages.length, 0);
+    // Added again (under the same address here): the link opens and messages flow.
+    t0.setPeers(all);
+    assert.deepEqual([...t0.peerStatus().keys()].sort(), [1, 2]);
+    t0.send([heartbeat(0, 2, 2)]);
+    await inbox2.waitFor(1, () => {});
+    assert.equal(inbox2.messages[0]?.term, 2);
+  } finally {
+    await c.close();
+  }
+});

@@ -131,6 +131,11 @@ export function peerGrpcOptions(maxBytesPerMessage: number, maxEntriesPerMessage
     "grpc.keepalive_permit_without_calls": 1,
     // A connection with no call for a minute is closed (a peer that connects and never sends).
     "grpc.max_connection_idle_ms": 60_000,
+    // Off: channelz's per-call and per-message bookkeeping (nobody here queries channelz), and grpc-js's
+    // retry layer, which copies every message of a stream into a replay buffer until the call commits;
+    // the transport reconnects and the core resends by itself. Both cost every heartbeat of an idle node.
+    "grpc.enable_channelz": 0,
+    "grpc.enable_retries": 0,
   };
 }
 
@@ -181,6 +186,9 @@ export class GrpcPeerTransport implements Transport {
   /** @internal */
   readonly logger: TransportLogger;
   private readonly ctx: CodecContext;
+  /** Ids messages are accepted from (the codec's context reads it); setPeers changes it. */
+  private readonly memberIds = new Set<NodeId>();
+  private readonly newLink: (id: NodeId, address: string) => PeerLink;
   private readonly inbox: PeerInbox;
   private readonly authenticatePeer: ((call: PeerCall) => PeerAuthentication) | null;
   private readonly onServerCall: ((peerAddress: string) => void) | null;
@@ -219,7 +227,8 @@ export class GrpcPeerTransport implements Transport {
       maxBytesPerMessage: o.maxBytesPerMessage,
       maxEntriesPerMessage: this.maxEntriesPerMessage,
     };
-    this.ctx = { clusterId: o.clusterId, self: o.nodeId, peers: new Set(o.peers.keys()), limits };
+    this.ctx = { clusterId: o.clusterId, self: o.nodeId, peers: this.memberIds, limits };
+    for (const id of o.peers.keys()) this.memberIds.add(id);
     const rethrow = (err: unknown): void => {
       process.nextTick(() => {
         throw err;
@@ -244,12 +253,37 @@ export class GrpcPeerTransport implements Transport {
       "grpc.enable_retries": 0,
     };
     const credentials = o.credentials?.channel ?? grpc.credentials.createInsecure();
-    for (const [id, address] of o.peers) {
-      if (id === o.nodeId) continue;
-      const client = new grpc.Client(address, credentials, channelOptions);
-      this.links.set(id, new PeerLink(this, id, address, client, o.maxQueuedMessagesPerPeer, backoff));
-    }
+    this.newLink = (id, address) =>
+      new PeerLink(
+        this,
+        id,
+        address,
+        new grpc.Client(address, credentials, channelOptions),
+        o.maxQueuedMessagesPerPeer,
+        backoff,
+      );
+    for (const [id, address] of o.peers) if (id !== o.nodeId) this.links.set(id, this.newLink(id, address));
     for (const link of this.links.values()) link.connect();
+  }
+
+  /** The members changed (a configuration took effect, thesis §4.3): links to new members open, links
+   *  to members gone close (their queued messages dropped and counted), a member's new address
+   *  replaces its link; messages from ids no longer listed are refused. */
+  setPeers(peers: ReadonlyMap<NodeId, string>): void {
+    if (this.closed) return;
+    this.memberIds.clear();
+    for (const id of peers.keys()) this.memberIds.add(id);
+    for (const [id, link] of this.links) {
+      if (peers.get(id) === link.address) continue;
+      link.close();
+      this.links.delete(id);
+    }
+    for (const [id, address] of peers) {
+      if (id === this.nodeId || this.links.has(id)) continue;
+      const link = this.newLink(id, address);
+      this.links.set(id, link);
+      link.connect();
+    }
   }
 
   send(messages: readonly Message[]): void {
@@ -527,7 +561,7 @@ class PeerLink {
   constructor(
     private readonly t: GrpcPeerTransport,
     private readonly peerId: NodeId,
-    private readonly address: string,
+    readonly address: string,
     private readonly client: grpc.Client,
     capacity: number,
     private readonly backoff: Backoff,

@@ -65,7 +65,9 @@ test(`chaos: 3 nodes, every fault kind, about 60 s (seed ${SEED}; replay with CH
   assert.deepEqual(s.problems, [], report);
   assert.equal(s.checker.verdict, "linearizable", report);
   assert.equal(s.replicas.identical, true, report);
-  assert.deepEqual(s.warnings, [], `too many unknown outcomes to count\n${report}`);
+  assert.deepEqual(s.warnings, [], `the run proves less than it should\n${report}`);
+  // Guaranteed by the run, not by luck: a skipped fault comes up again, and the faults go on past the
+  // duration (within a bound) until every kind has been injected.
   for (const kind of FAULT_KINDS)
     assert.ok(s.faults.byKind[kind] > 0, `no ${kind} fault was injected\n${report}`);
   assert.ok(s.ops.ok > 500, `only ${s.ops.ok} operations succeeded\n${report}`);

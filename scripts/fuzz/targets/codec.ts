@@ -3,6 +3,7 @@
 
 import { isDeepStrictEqual } from "node:util";
 import fc from "fast-check";
+import { decodeMembership } from "../../../src/core/membership.ts";
 import type { Message } from "../../../src/core/types.ts";
 import {
   AppendEntriesRequest,
@@ -187,7 +188,9 @@ function invalidMessage(m: Message, payload: Uint8Array): string | null {
           return `entry ${i} index ${e.index}`;
         if (!isUint(e.term) || e.term < 1 || e.term < lastTerm || e.term > m.term)
           return `entry ${i} term ${e.term}`;
-        if (e.kind !== "noop" && e.kind !== "command") return `entry ${i} kind`;
+        if (e.kind !== "noop" && e.kind !== "command" && e.kind !== "config") return `entry ${i} kind`;
+        if (e.kind === "config" && typeof decodeMembership(e.data) === "string")
+          return `config ${i} undecodable`;
         if (e.kind === "noop" && e.data.length > 0) return `noop ${i} with data`;
         if (e.data.length > 0 && e.data.buffer === payload.buffer) return `entry ${i} data aliases the input`;
         bytes += e.data.length;

@@ -35,6 +35,11 @@ export enum EntryKind {
   ENTRY_KIND_NOOP = 1,
   /** ENTRY_KIND_COMMAND - Opaque state-machine command. */
   ENTRY_KIND_COMMAND = 2,
+  /**
+   * ENTRY_KIND_CONFIG - A cluster configuration (membership change, thesis §4.3): data is the whole new configuration as
+   * canonical JSON (src/core/membership.ts); receivers refuse data that does not decode.
+   */
+  ENTRY_KIND_CONFIG = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -130,6 +135,11 @@ export interface SnapshotMeta {
   sizeBytes: bigint;
   /** CRC32C of the whole image. */
   crc32c: number;
+  /**
+   * The configuration in effect at `index`, encoded as a config entry's data; empty when the snapshot
+   * predates membership changes (the bootstrap configuration stands).
+   */
+  membership: Uint8Array;
 }
 
 /** InstallSnapshot (§7): one chunk of a snapshot image. */
@@ -872,7 +882,7 @@ export const RequestVoteResponse: MessageFns<RequestVoteResponse> = {
 };
 
 function createBaseSnapshotMeta(): SnapshotMeta {
-  return { index: 0n, term: 0n, sizeBytes: 0n, crc32c: 0 };
+  return { index: 0n, term: 0n, sizeBytes: 0n, crc32c: 0, membership: new Uint8Array(0) };
 }
 
 export const SnapshotMeta: MessageFns<SnapshotMeta> = {
@@ -897,6 +907,9 @@ export const SnapshotMeta: MessageFns<SnapshotMeta> = {
     }
     if (message.crc32c !== 0) {
       writer.uint32(37).fixed32(message.crc32c);
+    }
+    if (message.membership.length !== 0) {
+      writer.uint32(42).bytes(message.membership);
     }
     return writer;
   },
@@ -946,6 +959,14 @@ export const SnapshotMeta: MessageFns<SnapshotMeta> = {
             message.crc32c = reader.fixed32();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.membership = reader.bytes();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -967,6 +988,7 @@ export const SnapshotMeta: MessageFns<SnapshotMeta> = {
     message.term = (object.term !== undefined && object.term !== null) ? BigInt(object.term) : 0n;
     message.sizeBytes = (object.sizeBytes !== undefined && object.sizeBytes !== null) ? BigInt(object.sizeBytes) : 0n;
     message.crc32c = object.crc32c ?? 0;
+    message.membership = object.membership ?? new Uint8Array(0);
     return message;
   },
 };

@@ -1,0 +1,98 @@
+// A raftkv node that speaks etcd's v3 API: a Raft node (the embedding API) replicating the MVCC state
+// machine (MvccState), with MvccNode as its MvccApi and etcd's services on its client port; writes and
+// lease calls that reach a follower are forwarded to the leader. The composition the etcd tests run
+// (three of them on loopback) until the KV server itself serves MVCC.
+
+import type { StoreResult } from "../kv/store-state-machine.ts";
+import { type NodeConfig, type RaftNode, startRaftNode } from "../server/embed.ts";
+import { MvccNode, mvccHostOf } from "../server/mvcc-node.ts";
+import { MvccState } from "../server/mvcc-state.ts";
+import { DEFAULT_LIMITS, type EtcdLimits } from "./context.ts";
+import { addEtcdServices, type EtcdServices } from "./register.ts";
+
+/** The version Status reports: the etcd API raftkv speaks (etcd's clients and tools read it as etcd's
+ *  server version; raftkv's own version is in raftkv.v1 Status). */
+export const ETCD_API_VERSION = "3.4.0";
+
+export interface EtcdNodeOptions {
+  readonly limits?: Partial<EtcdLimits>;
+  readonly seed?: number;
+  readonly logToStderr?: boolean;
+  /** The read behind etcd's linearizable reads (default "lease"). */
+  readonly linearizableRead?: "lease" | "readIndex";
+}
+
+export interface EtcdNode {
+  readonly raft: RaftNode<MvccState, StoreResult>;
+  readonly mvcc: MvccNode;
+  /** host:port of the client port (etcd's and raftkv's services). */
+  readonly listenAddress: string;
+  stop(reason?: string): Promise<void>;
+}
+
+/** etcd's minimum lease TTL: 1.5 election timeouts, in whole seconds (rounded up). */
+export function minLeaseTtlSeconds(config: NodeConfig): number {
+  return Math.max(1, Math.ceil((1.5 * config.electionTimeoutMaxMs) / 1000));
+}
+
+export async function startEtcdNode(config: NodeConfig, o: EtcdNodeOptions = {}): Promise<EtcdNode> {
+  let mvcc: MvccNode | null = null;
+  let services: EtcdServices | null = null;
+  const minTtl = minLeaseTtlSeconds(config);
+  const raft = await startRaftNode({
+    config,
+    stateMachine: new MvccState(config.maxClientSessions),
+    ...(o.seed === undefined ? {} : { seed: o.seed }),
+    ...(o.logToStderr === undefined ? {} : { logToStderr: o.logToStderr }),
+    services: (server, node, context) => {
+      const api = new MvccNode(mvccHostOf(node), {
+        minLeaseTtlSeconds: minTtl,
+        linearizableRead: o.linearizableRead ?? "lease",
+      });
+      mvcc = api;
+      const url = (id: number): string => `http://${config.peers.get(id) ?? "unknown"}`;
+      services = addEtcdServices(server, {
+        mvcc: api,
+        nodeId: config.id,
+        clusterId: config.clusterId,
+        limits: {
+          ...DEFAULT_LIMITS,
+          maxKeyBytes: config.maxKeyBytes,
+          maxValueBytes: config.maxValueBytes,
+          maxRequestBytes: config.maxRequestBytes,
+          maxStreams: config.maxConcurrentStreams,
+          minLeaseTtlSeconds: minTtl,
+          ...o.limits,
+        },
+        requestTimeoutMs: config.requestTimeoutMs,
+        members: () =>
+          [...config.peers.keys()].map((id) => ({
+            id,
+            name: `node${id}`,
+            peerUrls: [url(id)],
+            clientUrls: [url(id)],
+          })),
+        status: () => {
+          const v = node.status();
+          return {
+            leaderId: v.leaderId,
+            term: v.term,
+            commitIndex: v.commitIndex,
+            appliedIndex: v.appliedIndex,
+            dbSizeBytes: 0,
+            version: ETCD_API_VERSION,
+          };
+        },
+        log: node.logger.child({ component: "etcd" }),
+        onCall: (peer) => context.noteCall(peer),
+        clientAddressOf: (id) => config.peers.get(id) ?? null,
+      });
+    },
+    beforeStop: async () => {
+      await services?.drain(config.shutdownGraceMs);
+      mvcc?.close();
+    },
+  });
+  if (mvcc === null) throw new Error("the node started without its services");
+  return { raft, mvcc, listenAddress: raft.listenAddress, stop: (reason) => raft.stop(reason) };
+}

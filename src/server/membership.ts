@@ -1,0 +1,259 @@
+// The node's side of membership change: the bootstrap configuration from the flags, peer links that
+// follow the configuration the core has in effect, the flags-versus-log mismatch warning, changes
+// proposed and awaited until committed, and leadership transfer. The core decides; this only follows.
+
+import {
+  addressOf,
+  bootstrapMembership,
+  type ConfChange,
+  describeMembership,
+  EMPTY_MEMBERSHIP,
+  isJoint,
+  isMember,
+  isVoter,
+  type Membership,
+  members,
+  nextId,
+} from "../core/membership.ts";
+import type { Raft } from "../core/raft.ts";
+import type { ConfChangeResult, NodeId } from "../core/types.ts";
+import { RaftKvError } from "../lib/errors.ts";
+import type { Logger } from "./logging.ts";
+
+/** The configuration a node starts from when its log and snapshot carry none: the flags' members for a
+ *  new cluster, none for a node that joins (it waits to be added). */
+export function bootMembership(peers: ReadonlyMap<NodeId, string>, join: boolean): Membership {
+  if (join) return EMPTY_MEMBERSHIP;
+  return bootstrapMembership([...peers].map(([id, address]) => ({ id, address })));
+}
+
+export interface MembershipFollowerOptions {
+  readonly id: NodeId;
+  readonly core: Raft;
+  /** The peers from the flags (a joining node reaches the cluster through them). */
+  readonly flagPeers: ReadonlyMap<NodeId, string>;
+  /** Kept equal to the members' addresses in place: everything that reads peers shares it. */
+  readonly livePeers: Map<NodeId, string>;
+  readonly setTransportPeers: (peers: ReadonlyMap<NodeId, string>) => void;
+  /** Runs a core call inside the replica's loop (so that its Ready is handled). */
+  readonly coreCall: <T>(fn: (core: Raft) => T) => T;
+  readonly log: Logger;
+  readonly nowMs: () => number;
+}
+
+interface Waiter {
+  readonly index: number;
+  readonly term: number;
+  readonly deadlineMs: number;
+  readonly resolve: () => void;
+  readonly reject: (e: unknown) => void;
+}
+
+/** Bound on changes awaited at once (each RPC waits for one). */
+const MAX_WAITERS = 64;
+
+export class MembershipFollower {
+  private readonly o: MembershipFollowerOptions;
+  private seenIndex = -1;
+  private seen: Membership | null = null;
+  private recorded = false;
+  private warnedRemoved = false;
+  private waiters: Waiter[] = [];
+
+  constructor(o: MembershipFollowerOptions) {
+    this.o = o;
+    this.check();
+    this.warnMismatch();
+  }
+
+  /** The configuration in effect, and the index of the entry it came from. */
+  configuration(): { membership: Membership; index: number } {
+    return this.o.core.configuration();
+  }
+
+  /** Called after every tick and message: follow a new configuration, settle awaited changes. */
+  check(): void {
+    const core = this.o.core;
+    const { membership, index } = core.configuration();
+    if (index !== this.seenIndex || membership !== this.seen) this.follow(membership, index);
+    if (!this.recorded && core.softState().role === "leader") {
+      const r = this.o.coreCall((c) => c.recordConfiguration());
+      if (r.ok || r.reason === "invalid") this.recorded = true;
+      if (r.ok) this.o.log.info({ index: r.index }, "wrote the bootstrap configuration into the log");
+    }
+    if (this.waiters.length > 0) this.settle();
+  }
+
+  private follow(m: Membership, index: number): void {
+    const first = this.seen === null;
+    this.seen = m;
+    this.seenIndex = index;
+    if (m.voters.length === 0) {
+      // Joining: reach the cluster through the flags' peers until the leader's log says who is in it.
+      this.replacePeers(this.o.flagPeers);
+      return;
+    }
+    const peers = new Map<NodeId, string>();
+    for (const id of members(m)) {
+      const a = addressOf(m, id) ?? this.o.flagPeers.get(id);
+      if (a !== undefined && a !== "") peers.set(id, a);
+    }
+    this.replacePeers(peers);
+    if (!first)
+      this.o.log.info(
+        { configIndex: index, configuration: describeMembership(m), peers: Object.fromEntries(peers) },
+        `configuration changed: ${describeMembership(m)}`,
+      );
+    if (!isMember(m, this.o.id) && !this.warnedRemoved) {
+      this.warnedRemoved = true;
+      this.o.log.warn(
+        { configIndex: index, configuration: describeMembership(m) },
+        `node ${this.o.id} was removed from the cluster: it no longer votes or campaigns; stop it, and to bring the machine back wipe its data folder and add it as a new member (raftkv member add)`,
+      );
+    }
+  }
+
+  private replacePeers(peers: ReadonlyMap<NodeId, string>): void {
+    const live = this.o.livePeers;
+    live.clear();
+    for (const [id, a] of peers) live.set(id, a);
+    this.o.setTransportPeers(new Map(peers));
+  }
+
+  /** Flags bootstrap only: once the log or a snapshot holds a configuration, a different --peers is
+   *  named in a warning and otherwise ignored (etcd's --initial-cluster). */
+  private warnMismatch(): void {
+    const { membership, index } = this.o.core.configuration();
+    if (index === 0 || membership.voters.length === 0) return;
+    const fromLog = new Map(this.o.livePeers);
+    const flags = this.o.flagPeers;
+    const same = fromLog.size === flags.size && [...flags].every(([id, a]) => fromLog.get(id) === a);
+    if (same) return;
+    this.o.log.warn(
+      {
+        flagPeers: Object.fromEntries(flags),
+        configuredPeers: Object.fromEntries(fromLog),
+        configIndex: index,
+      },
+      `--peers (${show(flags)}) differs from the configuration in the log (${show(fromLog)}, ${describeMembership(membership)}); the log's is used: --peers only bootstraps a new cluster`,
+    );
+  }
+
+  /** Proposes changes and resolves once they committed (and, for voters, the joint step was left). */
+  async change(changes: readonly ConfChange[], timeoutMs: number): Promise<Membership> {
+    const r: ConfChangeResult = this.o.coreCall((c) => c.proposeConfChange(changes));
+    if (!r.ok) throw changeRefused(this.o.id, r);
+    await this.committed(r.index, r.term, timeoutMs);
+    // A voter change enters a joint configuration; the leader leaves it on its own: wait for that too.
+    for (;;) {
+      const { membership, index } = this.o.core.configuration();
+      if (!isJoint(membership)) return membership;
+      const last = this.o.core.log.lastIndex();
+      const term = this.o.core.log.term(last) ?? 0;
+      await this.committed(Math.max(index + 1, last), term, timeoutMs);
+    }
+  }
+
+  /** Id for a new member: above every id the cluster ever used. */
+  newMemberId(): NodeId {
+    return nextId(this.o.core.configuration().membership);
+  }
+
+  private committed(index: number, term: number, timeoutMs: number): Promise<void> {
+    if (this.waiters.length >= MAX_WAITERS)
+      return Promise.reject(
+        new RaftKvError({
+          code: "OVERLOADED",
+          message: "too many configuration changes awaited",
+          nodeId: this.o.id,
+          hint: "retry shortly",
+        }),
+      );
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ index, term, deadlineMs: this.o.nowMs() + timeoutMs, resolve, reject });
+      this.settle();
+    });
+  }
+
+  private settle(): void {
+    const log = this.o.core.log;
+    const now = this.o.nowMs();
+    const keep: Waiter[] = [];
+    for (const w of this.waiters) {
+      const t = log.term(w.index);
+      if (log.committed >= w.index && (t === w.term || t === undefined)) w.resolve();
+      else if (t !== undefined && t !== w.term)
+        w.reject(unknownOutcome(this.o.id, "the entry was replaced by a new leader"));
+      else if (now >= w.deadlineMs) w.reject(unknownOutcome(this.o.id, "it did not commit in time"));
+      else keep.push(w);
+    }
+    this.waiters = keep;
+  }
+
+  /** Fails everything awaited (the node stops). */
+  close(): void {
+    for (const w of this.waiters) w.reject(unknownOutcome(this.o.id, "the node is shutting down"));
+    this.waiters = [];
+  }
+
+  /** The voter best placed to lead next: the most up-to-date one, this node excluded; null if none. */
+  bestTransferee(): NodeId | null {
+    const m = this.o.core.configuration().membership;
+    let best: NodeId | null = null;
+    let bestMatch = -1;
+    for (const f of this.o.core.followers()) {
+      if (!m.voters.includes(f.id) || !isVoter(m, f.id)) continue;
+      if (f.match > bestMatch) {
+        best = f.id;
+        bestMatch = f.match;
+      }
+    }
+    return best;
+  }
+}
+
+function show(peers: ReadonlyMap<NodeId, string>): string {
+  return [...peers].map(([id, a]) => `${id}=${a}`).join(",");
+}
+
+function unknownOutcome(nodeId: NodeId, why: string): RaftKvError {
+  return new RaftKvError({
+    code: "UNAVAILABLE",
+    message: `the configuration change's outcome is unknown: ${why}`,
+    nodeId,
+    hint: "check with raftkv member list, then retry if it did not happen",
+  });
+}
+
+/** A change the core refused, as a typed error (NOT_LEADER carries the leader's id in the message). */
+export class ChangeRefusedError extends RaftKvError {
+  readonly reason: Exclude<ConfChangeResult, { ok: true }>["reason"];
+  readonly leaderId: NodeId | null;
+  constructor(nodeId: NodeId, r: Exclude<ConfChangeResult, { ok: true }>) {
+    const code =
+      r.reason === "notLeader" || r.reason === "transferring"
+        ? r.leaderId === null
+          ? "NO_LEADER"
+          : "NOT_LEADER"
+        : r.reason === "changeInFlight" || r.reason === "learnerBehind"
+          ? "UNAVAILABLE"
+          : "INVALID_ARGUMENT";
+    super({
+      code,
+      message: `configuration change refused (${r.reason}): ${r.detail}`,
+      nodeId,
+      hint:
+        code === "NOT_LEADER"
+          ? `send it to the leader, node ${r.leaderId}`
+          : code === "INVALID_ARGUMENT"
+            ? "fix the request (raftkv member list shows the members)"
+            : "retry shortly",
+    });
+    this.reason = r.reason;
+    this.leaderId = r.leaderId;
+  }
+}
+
+function changeRefused(nodeId: NodeId, r: Exclude<ConfChangeResult, { ok: true }>): ChangeRefusedError {
+  return new ChangeRefusedError(nodeId, r);
+}
