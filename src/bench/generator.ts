@@ -50,9 +50,11 @@ export class LoadGenerator {
   }
 
   /** Writes keys [0, count) once each, `concurrency` at a time, split between the threads. */
+  /** Puts keys [offset, offset + count) once each (offset: a fill in parts, scripts/bench-scale.ts). */
   async fill(
     row: Omit<RowRun, "workload" | "warmupMs" | "durationMs">,
     count: number,
+    offset = 0,
   ): Promise<MergedResult> {
     const n = this.workers.length;
     const per = Math.ceil(count / n);
@@ -65,7 +67,7 @@ export class LoadGenerator {
           durationMs: 0,
           concurrency: Math.max(1, Math.ceil(row.concurrency / n)),
           seed: row.seed * 977 + i,
-          fill: { from: i * per, to: Math.min(count, (i + 1) * per) },
+          fill: { from: offset + i * per, to: offset + Math.min(count, (i + 1) * per) },
         }),
       ),
     );

@@ -310,8 +310,11 @@ export class LmdbStore implements DurableStore {
 
   /** LMDB committed `batch` (the oldest in flight): its writes leave the overlay. */
   private committed(batch: Batch): void {
-    const first = this.inflight.shift();
-    assert(first === batch, () => `store batch ${batch.index} committed out of order`);
+    // lmdb commits batches in the order they were queued, but the promises of batches sharing one
+    // transaction may resolve in any order: a batch reported committed implies those before it are too.
+    const at = this.inflight.indexOf(batch);
+    assert(at >= 0, () => `store batch ${batch.index} reported committed twice`);
+    this.inflight.splice(at, 1);
     this.pendingBytes -= batch.bytes;
     // Renew LMDB's read transaction first, so that reads find there what leaves the overlay.
     this.env.resetReadTxn();
