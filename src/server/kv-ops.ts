@@ -6,6 +6,7 @@ import { type ClientSession, encodeCommand, type KvCommand } from "../kv/command
 import { type KvLimits, validateKey } from "../kv/limits.ts";
 import type { KvResult } from "../kv/result.ts";
 import type { KvRange } from "../kv/state-machine.ts";
+import type { StoreResult } from "../kv/store-state-machine.ts";
 import { RaftKvError } from "../lib/errors.ts";
 import type { Consistency, RaftNode } from "./embed.ts";
 import type { KvState } from "./kv-state.ts";
@@ -18,7 +19,7 @@ export interface WriteOutcome {
 
 export class KvOps {
   constructor(
-    private readonly node: RaftNode<KvState, KvResult>,
+    private readonly node: RaftNode<KvState, StoreResult>,
     private readonly limits: KvLimits,
   ) {}
 
@@ -67,7 +68,14 @@ export class KvOps {
 
   private async write(cmd: KvCommand): Promise<WriteOutcome> {
     const data = encodeCommand(cmd, this.limits);
-    const { index, result } = await this.node.propose(data);
+    const { index, result: answer } = await this.node.propose(data);
+    if (!("type" in answer))
+      throw new RaftKvError({
+        code: "INTERNAL",
+        message: `a raftkv.v1 write at index ${index} got an MVCC result (${answer.op})`,
+        nodeId: this.node.id,
+      });
+    const result: KvResult = answer;
     if (result.type === "error") {
       throw new RaftKvError({
         code: "INVALID_ARGUMENT",

@@ -18,8 +18,8 @@
 
 import * as fs from "node:fs";
 import { join } from "node:path";
-import type { KvResult } from "../kv/result.ts";
-import { StoreStateMachine } from "../kv/store-state-machine.ts";
+import type { RevisionChanges } from "../kv/mvcc-types.ts";
+import { type StoreResult, StoreStateMachine } from "../kv/store-state-machine.ts";
 import { RaftKvError } from "../lib/errors.ts";
 import type { DurableStore } from "../store/durable-store.ts";
 import { LmdbStore } from "../store/lmdb-store.ts";
@@ -44,13 +44,15 @@ interface Opened {
   readonly dir: string | null;
 }
 
-export class KvState implements StateMachine<KvResult> {
+export class KvState implements StateMachine<StoreResult> {
   // Opened on first use: the store lives in the data folder, which the node creates when it starts.
   private opened: Opened | null = null;
   private sm: StoreStateMachine | null = null;
   private generation = 0;
   /** Closing of stores replaced by a restore (awaited by close()). */
   private retiring: Promise<void>[] = [];
+  /** Where the MVCC changes of each applied batch go (the watch hub), kept across restores. */
+  private changeListener: ((changes: readonly RevisionChanges[]) => void) | null = null;
 
   constructor(private readonly o: KvStateOptions) {}
 
@@ -59,8 +61,15 @@ export class KvState implements StateMachine<KvResult> {
     if (this.sm === null) {
       this.opened = this.openCurrent();
       this.sm = new StoreStateMachine({ store: this.opened.store, maxSessions: this.o.maxSessions });
+      this.sm.setChangeListener(this.changeListener);
     }
     return this.sm;
+  }
+
+  /** Sets where the MVCC changes of each applied batch go (MvccNode's watch hub). */
+  setChangeListener(listener: ((changes: readonly RevisionChanges[]) => void) | null): void {
+    this.changeListener = listener;
+    this.current.setChangeListener(listener);
   }
 
   /** The store under `current` (replaced with it by a restore). */
@@ -74,8 +83,9 @@ export class KvState implements StateMachine<KvResult> {
     return this.current.appliedIndex;
   }
 
-  apply(command: Uint8Array, index: number): KvResult {
-    return this.current.apply(index, command);
+  /** raftkv.v1 commands answer with a KvResult, MVCC commands (issue 18) with an MvccResult. */
+  apply(command: Uint8Array, index: number): StoreResult {
+    return this.current.applyAny(index, command);
   }
 
   applyNoop(index: number): void {
@@ -117,7 +127,9 @@ export class KvState implements StateMachine<KvResult> {
         if (fresh.dir !== null) this.writeCurrent(fresh.dir);
         if (this.opened !== null) this.retire(this.opened);
         this.opened = fresh;
+        this.sm?.setChangeListener(null);
         this.sm = next;
+        this.sm.setChangeListener(this.changeListener);
       },
       abort: () => this.retire(fresh),
     };

@@ -2,7 +2,7 @@
 // (kv-state.ts), with the client gRPC service on the node's port. Everything it uses of the node is public.
 
 import type { MonotonicTime } from "../clock/monotonic-clock.ts";
-import type { KvResult } from "../kv/result.ts";
+import type { StoreResult } from "../kv/store-state-machine.ts";
 import { layoutOf } from "../storage/data-dir.ts";
 import { addClientService } from "./client-edge.ts";
 import { ClientApi } from "./client-service.ts";
@@ -28,7 +28,7 @@ export interface StartNodeOptions {
   /** Log to stderr as well as to the data folder's raftkv.log (default true). */
   readonly logToStderr?: boolean;
   /** More endpoints on the metrics port (the dashboard, src/ui: `raftkv serve` adds it). */
-  readonly operatorRoutes?: (node: RaftNode<KvState, KvResult>) => readonly OperatorRoute[];
+  readonly operatorRoutes?: (node: RaftNode<KvState, StoreResult>) => readonly OperatorRoute[];
 }
 
 export interface RaftKvNode {
@@ -41,7 +41,7 @@ export interface RaftKvNode {
   readonly logger: Logger;
   /** The Raft node underneath; `raft.stateMachine` is the KvState, whose `current` is the node's
    *  StoreStateMachine and `store` its state store (for services built on the state: kv-state.ts). */
-  readonly raft: RaftNode<KvState, KvResult>;
+  readonly raft: RaftNode<KvState, StoreResult>;
   view(): NodeView;
   /** Stop accepting, let in-flight requests finish (up to shutdownGraceMs), fail the rest, sync, close. */
   stop(reason?: string): Promise<void>;

@@ -1,7 +1,7 @@
 // The dashboard of a KV node started by `raftkv serve`: KvOps for the key browser, the members' dashboard
 // origins from --ui-members, the fault buttons only when `raftkv local` set its control switch.
 
-import type { KvResult } from "../kv/result.ts";
+import type { StoreResult } from "../kv/store-state-machine.ts";
 import { effectiveLeaseMs, type ServerConfig } from "../server/config.ts";
 import type { RaftNode } from "../server/embed.ts";
 import { KvOps } from "../server/kv-ops.ts";
@@ -14,7 +14,7 @@ export function kvDashboard(
   config: ServerConfig,
   members: ReadonlyMap<number, string>,
   env: Readonly<Record<string, string | undefined>>,
-): (node: RaftNode<KvState, KvResult>) => readonly OperatorRoute[] {
+): (node: RaftNode<KvState, StoreResult>) => readonly OperatorRoute[] {
   const control = controlFromEnv(env, config.id);
   return (node) => {
     if (control !== null)
