@@ -1,6 +1,6 @@
 // `raftkv local`: a cluster of `raftkv serve` child processes on loopback, until Ctrl-C; restarts continue
 // from the same data folders. Each node serves the dashboard at /ui on its metrics port; unless
-// --no-faults, peer traffic goes through a link proxy per directed link and the dashboard's fault buttons
+// --no-faults, peer traffic goes through a link proxy in front of each node and the dashboard's fault buttons
 // (kill, restart, pause, resume, cut and heal a link: src/ui/local-control.ts) act on the children.
 
 import { type ChildProcess, spawn } from "node:child_process";
@@ -13,6 +13,7 @@ import { checkoutRoot, serveEntry, serverProcessEnv } from "../lib/server-env.ts
 import { CONTROL_TOKEN_ENV, CONTROL_URL_ENV } from "../ui/control-switch.ts";
 import { LinkProxy } from "../ui/link-proxy.ts";
 import { type LocalControl, LocalControlError, startLocalControl } from "../ui/local-control.ts";
+import { ownerOf, socketInode } from "../ui/socket-owner.ts";
 import { statusTable } from "./kv-commands.ts";
 import { EXIT, usageError } from "./output.ts";
 
@@ -93,8 +94,8 @@ async function runLocal(f: LocalFlags): Promise<number> {
   const address = (i: number): string => `127.0.0.1:${basePort + i}`;
   // The fault buttons live on the dashboard: without metrics ports there is neither.
   const faults = f.faults && metricsBase !== 0 ? await startFaults(ids, basePort, metricsBase) : null;
-  const peersFor = (id: number): string =>
-    ids.map((j) => `${j}=${j === id || faults === null ? address(j) : faults.proxyAddress(id, j)}`).join(",");
+  // With the link proxies every node reaches node j at its proxy (and listens at its own address).
+  const peers = ids.map((j) => `${j}=${faults === null ? address(j) : faults.proxyAddress(j)}`).join(",");
   const uiMembers = ids.map((i) => `${i}=http://127.0.0.1:${metricsBase + i}`).join(",");
   const entry = serveEntry();
   if (!entry.compiled) process.stderr.write(`note: nodes run from src/ through tsx: ${entry.why}\n`);
@@ -105,7 +106,7 @@ async function runLocal(f: LocalFlags): Promise<number> {
   const spawnNode = (child: Child): void => {
     const args = [
       ...prefix,
-      ...["--id", String(child.id), "--listen", child.address, "--peers", peersFor(child.id)],
+      ...["--id", String(child.id), "--listen", child.address, "--peers", peers],
       ...["--data-dir", child.dataDir, "--cluster-id", f.clusterId, "--stop-on-stdin-close"],
       ...(metricsBase === 0
         ? []
@@ -320,7 +321,8 @@ function relayLog(id: number, proc: ChildProcess): void {
 
 /** The link proxies and the dashboard's control server of one `raftkv local` run. */
 interface Faults {
-  proxyAddress(from: number, to: number): string;
+  /** Where every node reaches node `to` (the same for all: the configuration names one address). */
+  proxyAddress(to: number): string;
   /** The control switch for the nodes' environment (control-switch.ts). */
   env(): Record<string, string>;
   attach(children: readonly Child[], spawnNode: (c: Child) => void, stopping: () => boolean): void;
@@ -328,12 +330,17 @@ interface Faults {
 }
 
 async function startFaults(ids: readonly number[], basePort: number, metricsBase: number): Promise<Faults> {
-  const proxies = new Map<string, LinkProxy>();
-  for (const from of ids)
-    for (const to of ids)
-      if (from !== to) proxies.set(`${from}>${to}`, await LinkProxy.start(from, to, basePort + to));
-  const proxy = (from: number, to: number): LinkProxy => proxies.get(`${from}>${to}`)!;
   let children: readonly Child[] = [];
+  const sourceOf = (dialerPort: number, proxyPort: number): number | null => {
+    const inode = socketInode(dialerPort, proxyPort);
+    if (inode === null) return null;
+    const pids = new Map<number, number>();
+    for (const c of children) if (c.running && c.process.pid !== undefined) pids.set(c.process.pid, c.id);
+    return ownerOf(inode, pids);
+  };
+  const proxies = new Map<number, LinkProxy>();
+  for (const to of ids) proxies.set(to, await LinkProxy.start(to, basePort + to, sourceOf));
+  const proxy = (to: number): LinkProxy => proxies.get(to)!;
   let spawn: (c: Child) => void = () => {};
   let stopping = (): boolean => false;
   const child = (id: number): Child => children.find((c) => c.id === id)!;
@@ -350,7 +357,7 @@ async function startFaults(ids: readonly number[], basePort: number, metricsBase
           paused: c.paused,
           pid: c.process.pid ?? null,
         })),
-        cuts: ids.flatMap((a) => ids.filter((b) => a < b && proxy(a, b).cut).map((b) => [a, b] as const)),
+        cuts: ids.flatMap((a) => ids.filter((b) => a < b && proxy(b).isCut(a)).map((b) => [a, b] as const)),
       }),
       kill: (id) => {
         const c = child(id);
@@ -384,20 +391,20 @@ async function startFaults(ids: readonly number[], basePort: number, metricsBase
         return `node ${id} resumed (SIGCONT)`;
       },
       cut: (a, b) => {
-        proxy(a, b).setCut(true);
-        proxy(b, a).setCut(true);
+        proxy(b).setCut(a, true);
+        proxy(a).setCut(b, true);
         return `link ${a} - ${b} cut (connections reset both ways)`;
       },
       heal: (a, b) => {
-        proxy(a, b).setCut(false);
-        proxy(b, a).setCut(false);
+        proxy(b).setCut(a, false);
+        proxy(a).setCut(b, false);
         return `link ${a} - ${b} healed`;
       },
     },
     () => origins,
   );
   return {
-    proxyAddress: (from, to) => `127.0.0.1:${proxy(from, to).port}`,
+    proxyAddress: (to) => `127.0.0.1:${proxy(to).port}`,
     env: () => ({ [CONTROL_URL_ENV]: control.url, [CONTROL_TOKEN_ENV]: control.token }),
     attach: (c, s, st) => {
       children = c;

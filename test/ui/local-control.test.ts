@@ -1,11 +1,12 @@
-// `raftkv local`'s fault controls: the link proxy forwards, a cut resets its connections and refuses new
-// ones until healed; the control server acts only with its token, and answers CORS for the nodes' pages.
+// `raftkv local`'s fault controls: the link proxy forwards, a cut resets the connections of the node it
+// names and refuses its new ones until healed; the control server acts only with its token, and answers CORS for the nodes' pages.
 
 import assert from "node:assert/strict";
 import net from "node:net";
 import { test } from "node:test";
 import { LinkProxy } from "../../src/ui/link-proxy.ts";
 import { type LocalControlHooks, startLocalControl } from "../../src/ui/local-control.ts";
+import { ownerOf, socketInode } from "../../src/ui/socket-owner.ts";
 
 /** Sends `text` through the proxy to an echo server; resolves with the echo, or the error's code. */
 function roundTrip(port: number, text: string): Promise<string> {
@@ -25,16 +26,27 @@ function roundTrip(port: number, text: string): Promise<string> {
   });
 }
 
-test("a link proxy forwards, a cut resets open and new connections, a heal lets them through again", async () => {
+test("a link proxy tells the dialing process by its socket: a cut resets that node's connections and refuses new ones until healed", {
+  skip: process.platform === "linux" ? false : "the dialing node is found through /proc (Linux only)",
+}, async () => {
   const echo = net.createServer((s) => {
     s.on("error", () => {}); // reset by the cut
     s.pipe(s);
   });
   await new Promise<void>((r) => echo.listen(0, "127.0.0.1", r));
   const target = (echo.address() as net.AddressInfo).port;
-  const proxy = await LinkProxy.start(0, 1, target);
+  // This process plays node 7: the proxy finds the dialing socket among its open files.
+  let pids = new Map([[process.pid, 7]]);
+  const seen: (number | null)[] = [];
+  const proxy = await LinkProxy.start(1, target, (dialerPort, proxyPort) => {
+    const inode = socketInode(dialerPort, proxyPort);
+    const who = inode === null ? null : ownerOf(inode, pids);
+    seen.push(who);
+    return who;
+  });
   try {
     assert.equal(await roundTrip(proxy.port, "ping"), "ping");
+    assert.deepEqual(seen, [7], "the connection is node 7's");
     const open = net.connect(proxy.port, "127.0.0.1");
     await new Promise((r) => open.on("connect", r));
     await new Promise((r) => setTimeout(r, 50)); // let the proxy dial the target
@@ -42,10 +54,14 @@ test("a link proxy forwards, a cut resets open and new connections, a heal lets 
       open.on("error", (err: NodeJS.ErrnoException) => r(err.code ?? "error"));
       open.on("close", () => r("closed"));
     });
-    proxy.setCut(true);
+    proxy.setCut(7, true);
+    assert.ok(proxy.isCut(7));
     assert.ok(["ECONNRESET", "closed"].includes(await reset), "the open connection is reset");
     assert.ok(["ECONNRESET", "closed"].includes(await roundTrip(proxy.port, "ping")), "a new one is refused");
-    proxy.setCut(false);
+    pids = new Map(); // not a node: never cut
+    assert.equal(await roundTrip(proxy.port, "client"), "client");
+    pids = new Map([[process.pid, 7]]);
+    proxy.setCut(7, false);
     assert.equal(await roundTrip(proxy.port, "pong"), "pong");
   } finally {
     await proxy.close();
