@@ -76,6 +76,7 @@ const SNAPSHOT_META: MessageShape = {
     2: { name: "term", wire: VARINT },
     3: { name: "size_bytes", wire: VARINT },
     4: { name: "crc32c", wire: I32 },
+    5: { name: "membership", wire: LEN },
   },
 };
 const INSTALL_SNAPSHOT_REQUEST: MessageShape = {
