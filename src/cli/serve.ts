@@ -239,7 +239,16 @@ async function serve(f: ServeFlags): Promise<void> {
       node.logger.warn({ signal: sig }, "second signal: exiting at once");
       process.exit(EXIT.failed);
     }
-    void node.stop(`received ${sig}`);
+    if (sig !== "SIGTERM") return void node.stop(`received ${sig}`);
+    // A leader told to stop hands over first (issue 13), so clients see no election timeout.
+    const bound = 2 * config.electionTimeoutMaxMs;
+    void node.raft
+      .handOverLeadership(bound)
+      .then((to) => {
+        if (to !== null) node.logger.info({ to }, `handed leadership to node ${to} before stopping`);
+      })
+      .catch((err: unknown) => node.logger.warn({ err }, "handing over leadership failed; stopping anyway"))
+      .finally(() => void node.stop(`received ${sig}`));
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);

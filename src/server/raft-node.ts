@@ -139,6 +139,10 @@ export interface RaftNode<S, R> {
   ): () => void;
   /** Asks the leader (this node) to hand leadership to `to` (thesis §3.10); false if it cannot now. */
   transferLeadership(to: NodeId): boolean;
+  /** On a leader: hands leadership to the most up-to-date voter and waits (up to timeoutMs) until
+   *  another node leads; resolves with it, or null (not the leader, no voter to take over, timed out).
+   *  Before a clean stop, so that clients see no election timeout. */
+  handOverLeadership(timeoutMs: number): Promise<NodeId | null>;
   /** Stops: beforeStop, then no more ticks or messages, pending proposals and reads fail, the WAL is
    *  synced and closed, the state machine's close() runs. Resolves when done; idempotent. */
   stop(reason?: string): Promise<void>;
@@ -527,6 +531,18 @@ async function assemble<S extends StateMachine<unknown>, R>(
       return () => set.delete(l);
     },
     transferLeadership: (to) => input(() => replica.transferLeadership(to)),
+    handOverLeadership: async (timeoutMs) => {
+      const to = core.softState().role === "leader" ? follower.bestTransferee() : null;
+      if (to === null || !node.transferLeadership(to)) return null;
+      const deadline = clock.nowMs() + timeoutMs;
+      while (clock.nowMs() < deadline) {
+        const soft = core.softState();
+        if (soft.role !== "leader" && soft.leaderId !== null && soft.leaderId !== config.id)
+          return soft.leaderId;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      return null;
+    },
     stop: (reason) => stop(reason),
     done,
   };

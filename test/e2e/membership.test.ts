@@ -203,6 +203,10 @@ test("grow 3 -> 5 and shrink to 3 under writes with the CLI, the leader removed,
       reader.close();
     }
     process.stdout.write(`# ${acked.size} keys checked, ${writeErrors} writes with unknown outcome\n`);
+    // SIGTERM on the leader hands leadership over before the node stops.
+    const last = (await list(final)).leaderId!;
+    assert.equal(await nodes.stop(last, "SIGTERM"), 0);
+    assert.match(nodes.log(last), /handed leadership to node \d+ before stopping/);
   } finally {
     writing = false;
     client.close();
