@@ -235,9 +235,9 @@ export class Nemesis {
     const ids = this.cluster.ids;
     const any = prng.pick(ids);
     const holdMs = this.paced(prng.int(1000, 3000));
-    // Wait a few election timeouts for a leader (one may be just being elected after another fault).
+    // Wait for a leader (one may be just being elected after another fault, slowly on a loaded host).
     let leader = await this.cluster.leader();
-    const leaderDeadline = performance.now() + 4 * this.o.electionTimeoutMaxMs;
+    const leaderDeadline = performance.now() + 20 * this.o.electionTimeoutMaxMs;
     while (leader === null && performance.now() < leaderDeadline && !this.stopped) {
       await this.nap(50);
       leader = await this.cluster.leader();
