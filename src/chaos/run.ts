@@ -12,6 +12,7 @@ import { type CheckResult, checkHistory } from "../sim/linearizability.ts";
 import { ChaosCluster, sleep } from "./cluster.ts";
 import { type FaultKind, Nemesis } from "./faults.ts";
 import { LeaseMonitor, type LeaseOverlap } from "./lease-monitor.ts";
+import { ClusterOps } from "./members.ts";
 import { type ElectionFigures, readElectionFigures } from "./node-logs.ts";
 import { Workload } from "./workload.ts";
 
@@ -77,6 +78,10 @@ export interface ChaosSummary {
     readonly byKind: Record<FaultKind, number>;
     /** Seconds the faults ran past durationS so that every enabled kind came up (and minOkOps). */
     readonly extendedS: number;
+    /** Member faults finished (each a node replaced by a new member), and those caught up by snapshot. */
+    readonly replacements: { readonly done: number; readonly bySnapshot: number };
+    /** Leadership transfers the leader accepted, and those refused or of unknown outcome. */
+    readonly transfers: { readonly done: number; readonly refused: number };
   };
   /** Each node's clock rate at the end (clock faults; 1 is the real clock). */
   readonly clockRates: readonly number[];
@@ -143,6 +148,8 @@ const CONVERGE_TIMEOUT_MS = 60_000;
 const SETTLE_TIMEOUT_MS = 60_000;
 const FINAL_READ_ATTEMPTS = 10;
 const DEFAULT_COVERAGE_GRACE_S = 120;
+/** With member faults: a snapshot every 1000 entries, 200 kept behind it (before --serve-arg flags). */
+const MEMBER_SNAPSHOT_ARGS = ["--snapshot-every-entries", "1000", "--set", "keepEntriesAfterSnapshot=200"];
 const REPLICA_STATE_METHOD =
   "Status exposes no state hash: applied indexes compared via Status, then every key read with stale " +
   "consistency from each node (a range over all keys) and compared";
@@ -172,6 +179,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
       ...["--heartbeat-ms", String(o.heartbeatMs)],
       ...["--election-timeout-min-ms", String(o.electionTimeoutMinMs)],
       ...["--election-timeout-max-ms", String(o.electionTimeoutMaxMs)],
+      // Snapshots often, so that a replaced member (fault member) catches up by snapshot.
+      ...(o.faults.includes("member") ? MEMBER_SNAPSHOT_ARGS : []),
       ...o.serveArgs,
     ],
     prng: prng.fork(),
@@ -261,6 +270,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     checkAborted(signal);
     if (converged === null) problems.push(`the nodes did not converge within ${CONVERGE_TIMEOUT_MS} ms`);
     else note(`converged at applied index ${converged.appliedIndex} after ${converged.ms.toFixed(0)} ms`);
+    const membership = await checkMembership(cluster);
+    if (membership !== null) problems.push(membership);
     finalValues = await workload.finalReads(o.clients, FINAL_READ_ATTEMPTS);
     const unread = [...finalValues].filter(([, v]) => v === undefined).map(([k]) => k);
     if (unread.length > 0) problems.push(`final linearizable reads failed for ${unread.join(", ")}`);
@@ -329,7 +340,13 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     ops,
     clientErrors: workload.errors.byCode,
     unexpectedClientErrors: workload.errors.unexpected,
-    faults: { total: nemesis.log.length, byKind: nemesis.counts(), extendedS },
+    faults: {
+      total: nemesis.log.length,
+      byKind: nemesis.counts(),
+      extendedS,
+      replacements: nemesis.replacements,
+      transfers: nemesis.transfers,
+    },
     clockRates: cluster.ids.map((id) => cluster.clockRate(id)),
     faultErrors: nemesis.errors,
     leases: {
@@ -507,6 +524,26 @@ function compareStates(
       );
   }
   return mismatches;
+}
+
+/** Null when the leader's configuration is every slot's node as a voter, not joint; else what differs. */
+async function checkMembership(cluster: ChaosCluster): Promise<string | null> {
+  const ops = new ClusterOps(cluster);
+  try {
+    const v = await ops.leaderView();
+    if (v === null) return "no leader answered MemberList after the convergence";
+    const want = cluster.ids.map((id) => cluster.memberId(id)).sort((a, b) => a - b);
+    const voters = v.list.members
+      .filter((m) => m.role === "VOTER")
+      .map((m) => Number(m.id))
+      .sort((a, b) => a - b);
+    const ok = !v.list.joint && voters.length === v.list.members.length && voters.join() === want.join();
+    return ok
+      ? null
+      : `the configuration at the end is ${v.list.description}${v.list.joint ? " (joint)" : ""}, not voters {${want.join(",")}}`;
+  } finally {
+    ops.close();
+  }
 }
 
 function linkTotals(cluster: ChaosCluster): ChaosSummary["links"] {
