@@ -526,12 +526,18 @@ function compareStates(
   return mismatches;
 }
 
-/** Null when the leader's configuration is every slot's node as a voter, not joint; else what differs. */
+/** Null when the leader's configuration is every slot's node as a voter, not joint; else what differs.
+ *  The leader is asked until one answers (a Status round can time out on a loaded host), 30 s at most. */
 async function checkMembership(cluster: ChaosCluster): Promise<string | null> {
   const ops = new ClusterOps(cluster);
   try {
-    const v = await ops.leaderView();
-    if (v === null) return "no leader answered MemberList after the convergence";
+    const deadline = performance.now() + 30_000;
+    let v = await ops.leaderView();
+    while (v === null && performance.now() < deadline) {
+      await sleep(200);
+      v = await ops.leaderView();
+    }
+    if (v === null) return "no leader answered MemberList within 30 s after the convergence";
     const want = cluster.ids.map((id) => cluster.memberId(id)).sort((a, b) => a - b);
     const voters = v.list.members
       .filter((m) => m.role === "VOTER")
