@@ -36,6 +36,7 @@ interface ServeFlags {
   set: string[];
   stopOnStdinClose: boolean;
   ui: boolean;
+  etcdApi: boolean;
   uiMembers?: string;
 }
 
@@ -78,7 +79,7 @@ export function addServeCommand(program: Command): void {
     .option("--metrics-host <host>", "host for the metrics endpoint (default: the listen host)")
     .option("--log-level <level>", "trace | debug | info | warn | error")
     .option("--tick-ms <ms>", "tick length (default 10)")
-    .option("--heartbeat-ms <ms>", "leader heartbeat interval (default 50)")
+    .option("--heartbeat-ms <ms>", "leader heartbeat interval (default 100)")
     .option("--election-timeout-min-ms <ms>", "election timeout lower bound (default 300)")
     .option("--election-timeout-max-ms <ms>", "election timeout upper bound (default 600)")
     .option("--lease-ms <ms>", "leader lease (default: the largest safe one)")
@@ -107,6 +108,7 @@ export function addServeCommand(program: Command): void {
     )
     .option("--stop-on-stdin-close", "stop when stdin closes (used by `raftkv local`)", false)
     .option("--no-ui", "serve no dashboard at /ui on the metrics port")
+    .option("--no-etcd-api", "serve only raftkv.v1 on the client port, not etcd's v3 API")
     .option(
       "--ui-members <list>",
       "every member's dashboard as id=http://host:metrics-port, comma-separated: the page then shows each member's own state",
@@ -223,10 +225,13 @@ async function serve(f: ServeFlags): Promise<void> {
   const dashboard = f.ui && config.metricsPort !== null ? await import("../ui/serve-dashboard.ts") : null;
   const { parseMembers } = await import("../ui/control-switch.ts");
   const members = parseMembers(f.uiMembers ?? "");
-  const node = await startNode(
-    config,
-    dashboard === null ? {} : { operatorRoutes: dashboard.kvDashboard(config, members, process.env) },
-  );
+  const etcd = f.etcdApi ? await import("../etcd/etcd-node.ts") : null;
+  const node = await startNode(config, {
+    ...(dashboard === null ? {} : { operatorRoutes: dashboard.kvDashboard(config, members, process.env) }),
+    ...(etcd === null
+      ? {}
+      : { services: (server, raft, context) => etcd.addEtcdApi(server, raft, context, config) }),
+  });
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals): void => {
     signals++;

@@ -656,7 +656,10 @@ export class Raft {
       this.broadcastHeartbeat();
     }
     if (this.transferee !== null && ++this.transferElapsed >= this.cfg.electionTimeoutMinTicks) {
-      this.transferee = null; // transfer timed out (thesis §3.10); lease stays revoked if TimeoutNow left
+      // The transfer timed out (thesis §3.10): this leader serves lease reads again. That is safe even if
+      // TimeoutNow went out and the target won: every vote reports the lease its voter last saw
+      // (leaseRemainingTicks), so the new leader commits nothing until this lease has run out.
+      this.transferee = null;
     }
     // Check quorum (thesis §6.2): a leader no majority acknowledged within an election timeout steps down.
     const acked = this.quorumRoundSentTick() ?? this.leaderSinceTick;

@@ -1,14 +1,15 @@
 // A raftkv node that speaks etcd's v3 API: a Raft node (the embedding API) replicating the MVCC state
 // machine (MvccState), with MvccNode as its MvccApi and etcd's services on its client port; writes and
 // lease calls that reach a follower are forwarded to the leader. The composition the etcd tests run
-// (three of them on loopback) until the KV server itself serves MVCC.
+// (three of them on loopback). `raftkv serve` puts the same API on the KV server (addEtcdApi).
 
+import type * as grpc from "@grpc/grpc-js";
 import type { StoreResult } from "../kv/store-state-machine.ts";
-import { type NodeConfig, type RaftNode, startRaftNode } from "../server/embed.ts";
-import { MvccNode, mvccHostOf } from "../server/mvcc-node.ts";
+import { type NodeConfig, type RaftNode, type ServiceContext, startRaftNode } from "../server/embed.ts";
+import { MvccNode, type MvccStateHolder, mvccHostOf } from "../server/mvcc-node.ts";
 import { MvccState } from "../server/mvcc-state.ts";
 import { DEFAULT_LIMITS, type EtcdLimits } from "./context.ts";
-import { addEtcdServices, type EtcdServices } from "./register.ts";
+import { addEtcdServices } from "./register.ts";
 
 /** The version Status reports: the etcd API raftkv speaks (etcd's clients and tools read it as etcd's
  *  server version; raftkv's own version is in raftkv.v1 Status). */
@@ -36,63 +37,90 @@ export function minLeaseTtlSeconds(config: NodeConfig): number {
 }
 
 export async function startEtcdNode(config: NodeConfig, o: EtcdNodeOptions = {}): Promise<EtcdNode> {
-  let mvcc: MvccNode | null = null;
-  let services: EtcdServices | null = null;
-  const minTtl = minLeaseTtlSeconds(config);
+  let api: EtcdApi | null = null;
   const raft = await startRaftNode({
     config,
     stateMachine: new MvccState(config.maxClientSessions),
     ...(o.seed === undefined ? {} : { seed: o.seed }),
     ...(o.logToStderr === undefined ? {} : { logToStderr: o.logToStderr }),
     services: (server, node, context) => {
-      const api = new MvccNode(mvccHostOf(node), {
-        minLeaseTtlSeconds: minTtl,
-        linearizableRead: o.linearizableRead ?? "lease",
-      });
-      mvcc = api;
-      const url = (id: number): string => `http://${config.peers.get(id) ?? "unknown"}`;
-      services = addEtcdServices(server, {
-        mvcc: api,
-        nodeId: config.id,
-        clusterId: config.clusterId,
-        limits: {
-          ...DEFAULT_LIMITS,
-          maxKeyBytes: config.maxKeyBytes,
-          maxValueBytes: config.maxValueBytes,
-          maxRequestBytes: config.maxRequestBytes,
-          maxStreams: config.maxConcurrentStreams,
-          minLeaseTtlSeconds: minTtl,
-          ...o.limits,
-        },
-        requestTimeoutMs: config.requestTimeoutMs,
-        members: () =>
-          [...config.peers.keys()].map((id) => ({
-            id,
-            name: `node${id}`,
-            peerUrls: [url(id)],
-            clientUrls: [url(id)],
-          })),
-        status: () => {
-          const v = node.status();
-          return {
-            leaderId: v.leaderId,
-            term: v.term,
-            commitIndex: v.commitIndex,
-            appliedIndex: v.appliedIndex,
-            dbSizeBytes: 0,
-            version: ETCD_API_VERSION,
-          };
-        },
-        log: node.logger.child({ component: "etcd" }),
-        onCall: (peer) => context.noteCall(peer),
-        clientAddressOf: (id) => config.peers.get(id) ?? null,
-      });
+      api = addEtcdApi(server, node, context, config, o);
     },
     beforeStop: async () => {
-      await services?.drain(config.shutdownGraceMs);
-      mvcc?.close();
+      await api?.drain(config.shutdownGraceMs);
     },
   });
-  if (mvcc === null) throw new Error("the node started without its services");
+  const mvcc = (api as EtcdApi | null)?.mvcc;
+  if (mvcc === undefined) throw new Error("the node started without its services");
   return { raft, mvcc, listenAddress: raft.listenAddress, stop: (reason) => raft.stop(reason) };
+}
+
+/** The etcd API of one node: its MvccNode (watch hub, lease keeper) and the services on its port. */
+export interface EtcdApi {
+  readonly mvcc: MvccNode;
+  /** Refuses new calls, waits for in-flight ones (up to graceMs), then closes the MvccNode. */
+  drain(graceMs: number): Promise<void>;
+}
+
+/**
+ * Puts etcd's v3 services on a node's gRPC server, over an MvccNode running on that node (any state
+ * machine that holds a StoreStateMachine: MvccState here, the KV server's KvState in `raftkv serve`).
+ * Members come from the configuration in effect (node.peers), so they follow membership changes.
+ */
+export function addEtcdApi<S extends MvccStateHolder>(
+  server: grpc.Server,
+  node: RaftNode<S, StoreResult>,
+  context: ServiceContext,
+  config: NodeConfig,
+  o: Pick<EtcdNodeOptions, "limits" | "linearizableRead"> = {},
+): EtcdApi {
+  const minTtl = minLeaseTtlSeconds(config);
+  const mvcc = new MvccNode(mvccHostOf(node), {
+    minLeaseTtlSeconds: minTtl,
+    linearizableRead: o.linearizableRead ?? "lease",
+  });
+  const url = (id: number): string => `http://${node.peers.get(id) ?? "unknown"}`;
+  const services = addEtcdServices(server, {
+    mvcc,
+    nodeId: config.id,
+    clusterId: config.clusterId,
+    limits: {
+      ...DEFAULT_LIMITS,
+      maxKeyBytes: config.maxKeyBytes,
+      maxValueBytes: config.maxValueBytes,
+      maxRequestBytes: config.maxRequestBytes,
+      maxStreams: config.maxConcurrentStreams,
+      minLeaseTtlSeconds: minTtl,
+      ...o.limits,
+    },
+    requestTimeoutMs: config.requestTimeoutMs,
+    members: () =>
+      [...node.peers.keys()].map((id) => ({
+        id,
+        name: `node${id}`,
+        peerUrls: [url(id)],
+        clientUrls: [url(id)],
+      })),
+    status: () => {
+      const v = node.status();
+      return {
+        leaderId: v.leaderId,
+        term: v.term,
+        commitIndex: v.commitIndex,
+        appliedIndex: v.appliedIndex,
+        dbSizeBytes: 0,
+        version: ETCD_API_VERSION,
+      };
+    },
+    log: node.logger.child({ component: "etcd" }),
+    onCall: (peer) => context.noteCall(peer),
+    clientAddressOf: (id) => node.peers.get(id) ?? null,
+  });
+  return {
+    mvcc,
+    drain: async (graceMs) => {
+      await services.drain(graceMs);
+      mvcc.close();
+    },
+  };
 }

@@ -1,6 +1,7 @@
 // The KV server: a Raft node of the embedding API (embed.ts, raftkv/node) replicating the KV state machine
 // (kv-state.ts), with the client gRPC service on the node's port. Everything it uses of the node is public.
 
+import type * as grpc from "@grpc/grpc-js";
 import type { MonotonicTime } from "../clock/monotonic-clock.ts";
 import type { StoreResult } from "../kv/store-state-machine.ts";
 import { layoutOf } from "../storage/data-dir.ts";
@@ -14,6 +15,7 @@ import {
   type NodeView,
   type OperatorRoute,
   type RaftNode,
+  type ServiceContext,
   startRaftNode,
 } from "./embed.ts";
 import { KvOps } from "./kv-ops.ts";
@@ -29,6 +31,19 @@ export interface StartNodeOptions {
   readonly logToStderr?: boolean;
   /** More endpoints on the metrics port (the dashboard, src/ui: `raftkv serve` adds it). */
   readonly operatorRoutes?: (node: RaftNode<KvState, StoreResult>) => readonly OperatorRoute[];
+  /** More gRPC services on the client port, beside raftkv.v1 (the etcd v3 API, src/etcd: `raftkv serve`
+   *  adds it). What it returns is drained at stop, before the client API. */
+  readonly services?: (
+    server: grpc.Server,
+    node: RaftNode<KvState, StoreResult>,
+    context: ServiceContext,
+  ) => HostedServices;
+}
+
+/** Services hosted on the node's port by StartNodeOptions.services. */
+export interface HostedServices {
+  /** Refuse new calls; resolve when in-flight ones finished or after graceMs. Then release resources. */
+  drain(graceMs: number): Promise<void>;
 }
 
 export interface RaftKvNode {
@@ -52,6 +67,8 @@ export interface RaftKvNode {
 /** Starts a node; throws a RaftKvError (CONFIG, STORAGE, CORRUPT, CLUSTER_MISMATCH) if it cannot. */
 export async function startNode(config: NodeConfig, options: StartNodeOptions = {}): Promise<RaftKvNode> {
   let api: ClientApi | null = null;
+  let hosted: HostedServices | null = null;
+  const { services, ...rest } = options;
   const node = await startRaftNode({
     config,
     stateMachine: new KvState({
@@ -60,7 +77,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
       nodeId: config.id,
     }),
     maxCommandBytes: defaultMaxCommandBytes(config),
-    ...options,
+    ...rest,
     services: (server, raft, context) => {
       const metrics = new ClientMetrics(raft.registry);
       api = new ClientApi({
@@ -84,8 +101,10 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
         metrics,
         onCall: (peerAddress) => context.noteCall(peerAddress),
       });
+      hosted = services?.(server, raft, context) ?? null;
     },
     beforeStop: async () => {
+      await hosted?.drain(config.shutdownGraceMs);
       if (api === null) return;
       await api.drain(config.shutdownGraceMs);
       if (api.inflightRequests > 0)
