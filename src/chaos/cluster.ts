@@ -1,6 +1,11 @@
 // The real-process cluster under test: `raftkv serve` children on loopback, one link proxy per directed
-// peer link, and the process faults (SIGKILL and restart, SIGSTOP/SIGCONT, a torn WAL tail, a power loss
-// through the server's test-only emulation, a node restarted with its clock at another rate).
+// peer link (each node's peer connections reach it through the node's CONNECT router, src/chaos/router.ts),
+// and the process faults (SIGKILL and restart, SIGSTOP/SIGCONT, a torn WAL tail, a power loss through the
+// server's test-only emulation, a node restarted with its clock at another rate, a node wiped and added
+// back as a new member).
+//
+// Nodes are numbered by slot (0..n-1: a machine with its port, data folder, log file and links); the
+// member id of a slot's node starts equal to the slot and changes when the node is replaced.
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
@@ -13,6 +18,7 @@ import { serveEntry, serverProcessEnv } from "../lib/server-env.ts";
 import { CLOCK_RATE_ENV } from "../server/test-switches.ts";
 import { POWER_LOSS_ENV, powerLossShadowDir } from "../storage/power-loss-file-system.ts";
 import { CLEAN_LINK, type LinkConditions, LinkProxy } from "./proxy.ts";
+import { PeerRouter } from "./router.ts";
 import { type TornWrite, tearWalTail } from "./torn.ts";
 
 export const HOST = "127.0.0.1";
@@ -48,6 +54,10 @@ export interface UnplannedExit {
 
 interface ChaosNode {
   readonly id: number;
+  /** The Raft member id of the node in this slot (the slot number until it is replaced). */
+  memberId: number;
+  /** Start with --join: a replacement, added by `member add` rather than bootstrapped from --peers. */
+  join: boolean;
   port: number;
   readonly dataDir: string;
   readonly logFile: string;
@@ -64,6 +74,9 @@ interface ChaosNode {
 }
 
 const KILL_WAIT_MS = 10_000;
+/** A value for no_grpc_proxy that matches no host: so that a no_proxy of the environment cannot exempt
+ *  127.0.0.1 from the router. */
+const NO_PROXY_NONE = "raftkv-chaos-no-host.invalid";
 const STATUS_TIMEOUT_MS = 500;
 
 export class ChaosCluster {
@@ -72,6 +85,7 @@ export class ChaosCluster {
   private readonly o: ClusterOptions;
   private readonly nodes: ChaosNode[];
   private readonly links = new Map<string, LinkProxy>();
+  private readonly routers: PeerRouter[] = [];
   private readonly admin: RaftKvClient[] = [];
   private readonly startedAt = performance.now();
   private readonly killAllSync = (): void => {
@@ -84,6 +98,8 @@ export class ChaosCluster {
     this.size = o.nodes;
     this.nodes = ports.map((port, id) => ({
       id,
+      memberId: id,
+      join: false,
       port,
       dataDir: join(o.dataRoot, `node-${id}`),
       logFile: join(o.logDir, `node-${id}.log`),
@@ -110,6 +126,8 @@ export class ChaosCluster {
           const link = await LinkProxy.start({ from, to, targetPort: 0, prng: o.prng.fork() });
           c.links.set(linkKey(from, to), link);
         }
+      for (const from of c.ids)
+        c.routers.push(await PeerRouter.start({ from, route: (port) => c.route(from, port) }));
       // Proxies hold their ports now, so the free ports picked next cannot be theirs.
       const ports = await freePorts(o.nodes);
       for (const n of c.nodes) c.setPort(n.id, ports[n.id]!);
@@ -184,8 +202,9 @@ export class ChaosCluster {
     if (n.state !== "down") throw new Error(`node ${id} is ${n.state}, not down`);
     const args = [
       ...serveEntry(this.o.repoRoot).args,
-      ...["--id", String(id), "--listen", this.address(id), "--peers", this.peersFor(id)],
+      ...["--id", String(n.memberId), "--listen", this.address(id), "--peers", this.peersFlag()],
       ...["--data-dir", n.dataDir, "--cluster-id", this.o.clusterId, ...this.o.serveArgs],
+      ...(n.join ? ["--join"] : []),
     ];
     const fd = openSync(n.logFile, "a");
     let proc: ChildProcess;
@@ -195,6 +214,8 @@ export class ChaosCluster {
       delete env[CLOCK_RATE_ENV];
       if (this.o.powerLoss) env[POWER_LOSS_ENV] = "1";
       if (n.clockRate !== 1) env[CLOCK_RATE_ENV] = String(n.clockRate);
+      env.grpc_proxy = this.routers[id]!.url;
+      env.no_grpc_proxy = NO_PROXY_NONE;
       proc = spawn(process.execPath, args, { cwd: this.o.repoRoot, stdio: ["ignore", fd, fd], env });
     } finally {
       closeSync(fd);
@@ -276,13 +297,37 @@ export class ChaosCluster {
     }
   }
 
-  /** The node that says it leads in the highest term, among those answering now. */
+  /** The slot of the node that says it leads in the highest term, among those answering now. */
   async leader(timeoutMs = STATUS_TIMEOUT_MS): Promise<number | null> {
     const all = await Promise.all(this.ids.map((id) => this.status(id, timeoutMs)));
-    let best: NodeStatus | null = null;
-    for (const s of all)
-      if (s !== null && s.role === "leader" && (best === null || s.term > best.term)) best = s;
-    return best?.nodeId ?? null;
+    let best: number | null = null;
+    for (const [slot, s] of all.entries())
+      if (s !== null && s.role === "leader" && (best === null || s.term > all[best]!.term)) best = slot;
+    return best;
+  }
+
+  /** The member id of the node in slot `id`. */
+  memberId(id: number): number {
+    return this.node(id).memberId;
+  }
+
+  /** The slot whose node has member id `memberId`, or null. */
+  slotOf(memberId: number): number | null {
+    return this.nodes.find((n) => n.memberId === memberId)?.id ?? null;
+  }
+
+  /**
+   * Empties the data folder of slot `id` (which must be down) and gives the slot the member id of the
+   * node that will start there next, as a replacement (--join): what a machine whose disk was replaced
+   * looks like.
+   */
+  wipe(id: number, newMemberId: number): void {
+    const n = this.node(id);
+    if (n.state !== "down") throw new Error(`cannot wipe node ${id}: it is ${n.state}`);
+    rmSync(n.dataDir, { recursive: true, force: true });
+    rmSync(powerLossShadowDir(n.dataDir), { recursive: true, force: true });
+    n.memberId = newMemberId;
+    n.join = true;
   }
 
   /** A client with one endpoint: node `id` (for reads from that node alone). */
@@ -301,8 +346,22 @@ export class ChaosCluster {
       }),
     );
     for (const c of this.admin) c.close();
-    await Promise.all([...this.links.values()].map((l) => l.close()));
+    await Promise.all([
+      ...this.routers.map((r) => r.close()),
+      ...[...this.links.values()].map((l) => l.close()),
+    ]);
     process.removeListener("exit", this.killAllSync);
+  }
+
+  /** Lines of node `id`'s log (all its runs) that report a snapshot installed from the leader. */
+  snapshotInstalls(id: number): number {
+    let text = "";
+    try {
+      text = readFileSync(this.node(id).logFile, "utf8");
+    } catch {
+      return 0;
+    }
+    return text.split("installed from the leader").length - 1;
   }
 
   /** The last `maxBytes` of node `id`'s log, for error messages. */
@@ -326,9 +385,16 @@ export class ChaosCluster {
     for (const from of this.ids) if (from !== id) this.link(from, id).targetPort = port;
   }
 
-  /** Node `id`'s --peers: itself at its real address, every other node through the proxy id -> j. */
-  private peersFor(id: number): string {
-    return this.ids.map((j) => `${j}=${j === id ? this.address(j) : this.link(id, j).address}`).join(",");
+  /** Every node's --peers: every slot's member at its real address (the routers pick the links). Once a
+   *  node has a configuration in its log it follows that (a node that joins reaches the cluster by it). */
+  private peersFlag(): string {
+    return this.nodes.map((n) => `${n.memberId}=${this.address(n.id)}`).join(",");
+  }
+
+  /** The link for a tunnel from node `from` to the node listening at `port`. */
+  private route(from: number, port: number): LinkProxy | null {
+    const to = this.nodes.find((n) => n.port === port && n.id !== from);
+    return to === undefined ? null : this.link(from, to.id);
   }
 
   private async waitUntilServing(id: number, proc: ChildProcess): Promise<void> {

@@ -1,11 +1,13 @@
 // The nemesis: faults on a schedule drawn from a seeded PRNG. Two tracks run side by side: process faults
-// and partitions one after another (kill, pause, torn, partition, powerloss, clock, lease), and link
+// and partitions one after another (kill, pause, torn, partition, powerloss, clock, lease, member,
+// transfer), and link
 // quality (latency, loss). Every fault heals before the next on its track starts, and everything heals when the
 // run stops; a clock fault's rate stays (it is within the drift bound) until that node's next one.
 
 import { performance } from "node:perf_hooks";
 import type { Prng } from "../lib/prng.ts";
-import type { ChaosCluster } from "./cluster.ts";
+import { type ChaosCluster, sleep } from "./cluster.ts";
+import { ClusterOps, memberOf } from "./members.ts";
 import { CLEAN_LINK, type CutMode, type LinkConditions } from "./proxy.ts";
 
 export const FAULT_KINDS = [
@@ -18,6 +20,8 @@ export const FAULT_KINDS = [
   "powerloss",
   "clock",
   "lease",
+  "member",
+  "transfer",
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
@@ -29,8 +33,13 @@ const PROCESS_TRACK: readonly FaultKind[] = [
   "powerloss",
   "clock",
   "lease",
+  "member",
+  "transfer",
 ];
 const LINK_TRACK: readonly FaultKind[] = ["latency", "loss"];
+
+/** Bound on each step of a member replacement (a generous one: each is seconds on a loaded host). */
+const MEMBER_STEP_TIMEOUT_MS = 90_000;
 
 export type PartitionShape =
   | "isolate-leader"
@@ -88,20 +97,34 @@ export class Nemesis {
   readonly log: FaultRecord[] = [];
   /** Faults that could not be injected or healed (a node that would not restart, say). */
   readonly errors: string[] = [];
+  /** Member replacements finished, and how many of the new members caught up by a snapshot. */
+  readonly replacements = { done: 0, bySnapshot: 0 };
+  /** Leadership transfers asked for: accepted by the leader, or refused / of unknown outcome. */
+  readonly transfers = { done: 0, refused: 0 };
   private stopped = false;
   private readonly wakers = new Set<() => void>();
+  private readonly ops: ClusterOps;
 
   constructor(
     private readonly cluster: ChaosCluster,
     private readonly prng: Prng,
     private readonly o: NemesisOptions,
-  ) {}
+  ) {
+    this.ops = new ClusterOps(cluster);
+  }
 
   /** Resolves when both tracks have stopped (after stop()). Faults in progress are healed by then. */
   async run(): Promise<void> {
     const processKinds = this.o.kinds.filter((k) => PROCESS_TRACK.includes(k));
     const linkKinds = this.o.kinds.filter((k) => LINK_TRACK.includes(k));
-    await Promise.all([this.track(processKinds, this.prng.fork()), this.track(linkKinds, this.prng.fork())]);
+    try {
+      await Promise.all([
+        this.track(processKinds, this.prng.fork()),
+        this.track(linkKinds, this.prng.fork()),
+      ]);
+    } finally {
+      this.ops.close();
+    }
   }
 
   stop(): void {
@@ -151,6 +174,10 @@ export class Nemesis {
         return true;
       case "lease":
         return this.leaseTrap(prng);
+      case "member":
+        return this.replaceMember(prng);
+      case "transfer":
+        return this.transfer(prng);
       case "pause":
         await this.pause(prng);
         return true;
@@ -235,9 +262,9 @@ export class Nemesis {
     const ids = this.cluster.ids;
     const any = prng.pick(ids);
     const holdMs = this.paced(prng.int(1000, 3000));
-    // Wait a few election timeouts for a leader (one may be just being elected after another fault).
+    // Wait for a leader (one may be just being elected after another fault, slowly on a loaded host).
     let leader = await this.cluster.leader();
-    const leaderDeadline = performance.now() + 4 * this.o.electionTimeoutMaxMs;
+    const leaderDeadline = performance.now() + 20 * this.o.electionTimeoutMaxMs;
     while (leader === null && performance.now() < leaderDeadline && !this.stopped) {
       await this.nap(50);
       leader = await this.cluster.leader();
@@ -360,6 +387,141 @@ export class Nemesis {
     await this.nap(this.paced(prng.int(2000, 10_000)));
     for (const [a, b] of links) this.cluster.setLink(a, b, CLEAN_LINK);
     this.end(rec);
+  }
+
+  /**
+   * A node replaced as a machine whose disk died is (issue 13): a random one (the leader 1 time in n) is
+   * removed from the configuration, killed, its data folder wiped, and added back at the same address as a
+   * new member with a new id (`member add --learner`: the leader picks an id never used), started with
+   * --join, left to catch up (by snapshot when the leader's log was compacted, which the run's
+   * --snapshot-every-entries makes likely), then promoted. Each step is driven until the leader's member
+   * list shows it done, whatever the outcome of one call (a timeout's change may have committed anyway);
+   * the whole runs to its end even when the run stops meanwhile, so that every slot is a voter again.
+   */
+  private async replaceMember(prng: Prng): Promise<boolean> {
+    const victim = prng.pick(this.cluster.ids);
+    const first = await this.waitForLeaderView();
+    if (first === null) {
+      this.o.note("fault member: no leader now, skipped (it comes up again next)");
+      return false;
+    }
+    const oldId = this.cluster.memberId(victim);
+    const role = first.slot === victim ? "the leader" : "a follower";
+    const rec = this.begin("member", `node ${victim} (member ${oldId}, ${role}) removed, wiped, added back`, [
+      victim,
+    ]);
+    await this.until(`member ${oldId} removed`, async () => {
+      const v = await this.ops.leaderView();
+      if (v === null) return false;
+      if (memberOf(v.list, oldId) === undefined && !v.list.joint) return true;
+      if (memberOf(v.list, oldId) !== undefined) await this.ops.remove(v.slot, oldId);
+      return false;
+    });
+    await this.cluster.kill(victim);
+    const address = this.cluster.address(victim);
+    let newId: number | null = null;
+    await this.until(`a learner added at ${address}`, async () => {
+      const v = await this.ops.leaderView();
+      if (v === null) return false;
+      const there = v.list.members.find((m) => m.peerAddress === address);
+      if (there !== undefined) {
+        newId = Number(there.id);
+        return true;
+      }
+      const r = await this.ops.addLearner(v.slot, address);
+      if (typeof r !== "string") newId = r.id;
+      return false; // confirmed by the next list
+    });
+    const id = newId as number | null;
+    if (id === null || id === oldId) throw new Error(`member: no new id for node ${victim} (got ${id})`);
+    this.cluster.wipe(victim, id);
+    const installsBefore = this.cluster.snapshotInstalls(victim);
+    await this.cluster.startNode(victim);
+    let target = -1;
+    await this.until(`member ${id} caught up`, async () => {
+      const v = await this.ops.leaderView();
+      const m = v === null ? undefined : memberOf(v.list, id);
+      if (v === null || m === undefined) return false;
+      if (target < 0) target = Number(v.list.lastIndex);
+      return Number(m.matchIndex) >= target;
+    });
+    await this.until(`member ${id} promoted`, async () => {
+      const v = await this.ops.leaderView();
+      const m = v === null ? undefined : memberOf(v.list, id);
+      if (v === null || m === undefined) return false;
+      if (m.role === "VOTER" && !v.list.joint) return true;
+      if (m.role === "LEARNER") await this.ops.promote(v.slot, id);
+      return false;
+    });
+    const bySnapshot = this.cluster.snapshotInstalls(victim) > installsBefore;
+    this.replacements.done++;
+    if (bySnapshot) this.replacements.bySnapshot++;
+    this.o.note(
+      `fault member: node ${victim} is member ${id} (was ${oldId}), a voter; caught up to index ${target} ` +
+        (bySnapshot ? "by a snapshot installed from the leader" : "from the log alone"),
+    );
+    this.end(rec);
+    return true;
+  }
+
+  /**
+   * Leadership transfer (thesis §3.10) to a random other voter, asked of the leader; then a leader is
+   * awaited. A transfer may be refused or time out (the target lagging, a fault on a link): that is
+   * noted, not an error; the old leader's lease is checked by the lease monitor across it as always.
+   */
+  private async transfer(prng: Prng): Promise<boolean> {
+    const any = prng.next();
+    const v = await this.waitForLeaderView();
+    if (v === null) {
+      this.o.note("fault transfer: no leader now, skipped (it comes up again next)");
+      return false;
+    }
+    const voters = v.list.members
+      .filter((m) => m.role === "VOTER" && m.id !== v.list.nodeId)
+      .map((m) => Number(m.id));
+    const to = voters[Math.floor(any * voters.length)];
+    const toSlot = to === undefined ? null : this.cluster.slotOf(to);
+    if (to === undefined || toSlot === null) {
+      this.o.note("fault transfer: no other voter now, skipped (it comes up again next)");
+      return false;
+    }
+    const rec = this.begin("transfer", `leader ${v.slot} to node ${toSlot} (member ${to})`, [v.slot, toSlot]);
+    const failed = await this.ops.transfer(v.slot, to);
+    if (failed === null) this.transfers.done++;
+    else this.transfers.refused++;
+    const deadline = performance.now() + 20 * this.o.electionTimeoutMaxMs;
+    let leader = await this.cluster.leader();
+    while ((leader === null || leader === v.slot) && performance.now() < deadline) {
+      await sleep(50);
+      leader = await this.cluster.leader();
+    }
+    this.o.note(
+      `fault transfer: ${failed === null ? "done" : `refused or unknown (${failed})`}; node ${leader ?? "none"} leads`,
+    );
+    this.end(rec);
+    return true;
+  }
+
+  /** The leader's member list, waiting up to 20 election timeouts for one to answer. */
+  private async waitForLeaderView(): Promise<Awaited<ReturnType<ClusterOps["leaderView"]>>> {
+    const deadline = performance.now() + 20 * this.o.electionTimeoutMaxMs;
+    let v = await this.ops.leaderView();
+    while (v === null && performance.now() < deadline && !this.stopped) {
+      await this.nap(50);
+      v = await this.ops.leaderView();
+    }
+    return v;
+  }
+
+  /** Runs `step` until it says done, every 200 ms, for at most MEMBER_STEP_TIMEOUT_MS (not cut short by
+   *  stop(): a replacement always ends with every slot a voter). */
+  private async until(what: string, step: () => Promise<boolean>): Promise<void> {
+    const deadline = performance.now() + MEMBER_STEP_TIMEOUT_MS;
+    while (performance.now() < deadline) {
+      if (await step()) return;
+      await sleep(200);
+    }
+    throw new Error(`${what}: not done within ${MEMBER_STEP_TIMEOUT_MS} ms`);
   }
 
   /** A running node, the leader half the time. */

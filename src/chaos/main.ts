@@ -2,7 +2,7 @@
 // passed, 1 on any violation or failed check, 2 on bad flags.
 //
 // Usage: npm run chaos -- [--nodes 3|5] [--duration S]
-//   [--faults kill,pause,partition,latency,loss,torn,powerloss,clock,lease|all]
+//   [--faults kill,pause,partition,latency,loss,torn,powerloss,clock,lease,member,transfer|all]
 //   [--seed N] [--out DIR] [--clients N] [--keys N] [--heartbeat-ms MS] [--election-timeout-min-ms MS]
 //   [--election-timeout-max-ms MS] [--client-timeout-ms MS] [--attempt-timeout-ms MS] [--heal-window S]
 //   [--lease-monitor-ms MS] [--serve-arg FLAG]... [--keep-data] [--quiet]
@@ -103,6 +103,11 @@ export function describeSummary(s: ChaosSummary, outDir: string): string {
     `raftkv chaos: seed ${s.seed}, ${s.nodes} nodes, ${s.clients} clients, ${s.durationS} s of faults (${s.faultsEnabled.join(",")})`,
     `  operations  ${s.ops.total}: ok ${s.ops.ok}, failed ${s.ops.failed}, unknown ${s.ops.unknown} (${pct(s.ops.unknownPercent)}; writes ${pct(s.ops.unknownWritePercent)})`,
     `  faults      ${s.faults.total}: ${kinds || "none"}${s.faults.extendedS > 0.05 ? ` (ran ${s.faults.extendedS.toFixed(1)} s past the duration until every kind came up)` : ""}${s.clockRates.some((r) => r !== 1) ? `; clock rates at the end ${s.clockRates.join(", ")}` : ""}`,
+    ...(s.faults.replacements.done + s.faults.transfers.done + s.faults.transfers.refused > 0
+      ? [
+          `  membership  ${s.faults.replacements.done} nodes replaced by new members (${s.faults.replacements.bySnapshot} caught up by snapshot); ${s.faults.transfers.done} leadership transfers done, ${s.faults.transfers.refused} refused or unknown`,
+        ]
+      : []),
     `  links       ${s.links.peerConnections} peer connections (${s.links.resets} resets, ${s.links.stalls} loss stalls), ${s.links.clientConnections} client connections let through`,
     `  elections   ${s.elections.elections} started (${s.elections.preVotes} pre-vote rounds), leaders in ${s.elections.leaderTerms} terms`,
     `  liveness    leader ${ms(s.liveness.leaderAfterHealMs)} after the heal, converged in ${ms(s.liveness.convergedAfterMs)} at index ${s.liveness.appliedIndex ?? "-"}`,

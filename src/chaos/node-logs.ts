@@ -12,7 +12,7 @@ export interface ElectionFigures {
   readonly leaderTerms: number;
   /** Times some node became leader. */
   readonly leadersElected: number;
-  /** Terms in which more than one node said it became leader (invariant 4). */
+  /** Terms in which more than one node (member ids) said it became leader (invariant 4). */
   readonly twoLeaderTerms: readonly { readonly term: number; readonly nodes: readonly number[] }[];
   /** Log lines at level fatal, or not JSON (a crash's stack trace), a few per node. */
   readonly alarming: readonly string[];
@@ -57,7 +57,8 @@ export function readElectionFigures(files: ReadonlyMap<number, string>): Electio
         leadersElected++;
         const term = Number(m[1]);
         const set = leaders.get(term) ?? new Set<number>();
-        set.add(node);
+        // The member id the line names: a slot's log holds every node that ran there (fault member).
+        set.add(typeof rec.node === "number" ? rec.node : node);
         leaders.set(term, set);
       }
     }

@@ -90,11 +90,7 @@ export class LinkProxy {
   /** Listens on an ephemeral port of 127.0.0.1. */
   static async start(o: LinkProxyOptions): Promise<LinkProxy> {
     const p = new LinkProxy(o);
-    await new Promise<void>((resolve, reject) => {
-      p.server.once("error", reject);
-      p.server.listen(0, HOST, () => resolve());
-    });
-    p.boundPort = (p.server.address() as net.AddressInfo).port;
+    p.boundPort = await listenOnLoopback(p.server);
     return p;
   }
 
@@ -154,6 +150,17 @@ export class LinkProxy {
     this.conns.delete(conn);
   }
 
+  /** Takes a peer connection accepted elsewhere (a node's CONNECT tunnel, src/chaos/router.ts), paused,
+   *  as if it had been accepted here. */
+  adopt(down: net.Socket): void {
+    down.on("error", () => {});
+    if (this.closed) {
+      down.destroy();
+      return;
+    }
+    this.peer(down);
+  }
+
   private accept(down: net.Socket): void {
     down.on("error", () => {});
     if (this.closed) {
@@ -165,6 +172,10 @@ export class LinkProxy {
       this.passThrough(down);
       return;
     }
+    this.peer(down);
+  }
+
+  private peer(down: net.Socket): void {
     this.stats.connections++;
     switch (this.conditions.cut) {
       case "reset":
@@ -385,4 +396,13 @@ function resetSocket(s: net.Socket): void {
   } catch {
     s.destroy();
   }
+}
+
+/** Listens on an ephemeral port of 127.0.0.1; resolves with the port. */
+export async function listenOnLoopback(server: net.Server): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, HOST, () => resolve());
+  });
+  return (server.address() as net.AddressInfo).port;
 }

@@ -12,6 +12,7 @@ import { type CheckResult, checkHistory } from "../sim/linearizability.ts";
 import { ChaosCluster, sleep } from "./cluster.ts";
 import { type FaultKind, Nemesis } from "./faults.ts";
 import { LeaseMonitor, type LeaseOverlap } from "./lease-monitor.ts";
+import { ClusterOps } from "./members.ts";
 import { type ElectionFigures, readElectionFigures } from "./node-logs.ts";
 import { Workload } from "./workload.ts";
 
@@ -40,8 +41,11 @@ export interface ChaosOptions {
   /** Scales the gaps between faults and their holds (default 1). */
   readonly faultPace?: number;
   /** Faults go on past durationS, for at most this long, until every enabled kind has come up once
-   *  (default 120 s), so that coverage never depends on how long each fault happened to take. */
+   *  and minOkOps operations succeeded (default 120 s), so that neither depends on how long each fault
+   *  happened to take or how fast a loaded host ran the clients. */
   readonly coverageGraceS?: number;
+  /** Operations that must have succeeded before the faults stop (default 0; see coverageGraceS). */
+  readonly minOkOps?: number;
   /** Status poll period of the lease monitor (0: off). */
   readonly leaseMonitorMs: number;
   /** Progress lines (also written to out/chaos.log). */
@@ -54,7 +58,8 @@ export interface ChaosSummary {
   readonly ok: boolean;
   /** Each reason the run failed; empty when ok. */
   readonly problems: readonly string[];
-  /** Reasons the run proves less than it should (too many unknown outcomes). */
+  /** Reasons the run proves less than it should (too many unknown outcomes, a key the checker could not
+   *  decide, a fault kind or an operation count not reached): never a violation, so not a failure. */
   readonly warnings: readonly string[];
   readonly seed: number;
   readonly nodes: number;
@@ -71,8 +76,12 @@ export interface ChaosSummary {
   readonly faults: {
     readonly total: number;
     readonly byKind: Record<FaultKind, number>;
-    /** Seconds the faults ran past durationS so that every enabled kind came up. */
+    /** Seconds the faults ran past durationS so that every enabled kind came up (and minOkOps). */
     readonly extendedS: number;
+    /** Member faults finished (each a node replaced by a new member), and those caught up by snapshot. */
+    readonly replacements: { readonly done: number; readonly bySnapshot: number };
+    /** Leadership transfers the leader accepted, and those refused or of unknown outcome. */
+    readonly transfers: { readonly done: number; readonly refused: number };
   };
   /** Each node's clock rate at the end (clock faults; 1 is the real clock). */
   readonly clockRates: readonly number[];
@@ -134,8 +143,13 @@ const WEAK_UNKNOWN_PERCENT = 20;
 const START_TIMEOUT_MS = 60_000;
 const LEADER_TIMEOUT_MS = 60_000;
 const CONVERGE_TIMEOUT_MS = 60_000;
+/** How long the replicas may take to hold still (same applied index everywhere, before and after their
+ *  key spaces are read) for a comparison: an election's no-op moving in between is not a divergence. */
+const SETTLE_TIMEOUT_MS = 60_000;
 const FINAL_READ_ATTEMPTS = 10;
 const DEFAULT_COVERAGE_GRACE_S = 120;
+/** With member faults: a snapshot every 1000 entries, 200 kept behind it (before --serve-arg flags). */
+const MEMBER_SNAPSHOT_ARGS = ["--snapshot-every-entries", "1000", "--set", "keepEntriesAfterSnapshot=200"];
 const REPLICA_STATE_METHOD =
   "Status exposes no state hash: applied indexes compared via Status, then every key read with stale " +
   "consistency from each node (a range over all keys) and compared";
@@ -165,6 +179,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
       ...["--heartbeat-ms", String(o.heartbeatMs)],
       ...["--election-timeout-min-ms", String(o.electionTimeoutMinMs)],
       ...["--election-timeout-max-ms", String(o.electionTimeoutMaxMs)],
+      // Snapshots often, so that a replaced member (fault member) catches up by snapshot.
+      ...(o.faults.includes("member") ? MEMBER_SNAPSHOT_ARGS : []),
       ...o.serveArgs,
     ],
     prng: prng.fork(),
@@ -227,10 +243,14 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     checkAborted(signal);
     const graceEnd = performance.now() + (o.coverageGraceS ?? DEFAULT_COVERAGE_GRACE_S) * 1000;
     const coverageStart = performance.now();
-    if (nemesis.uncovered().length > 0)
-      note(`faults go on until every kind has come up (missing: ${nemesis.uncovered().join(", ")})`);
-    while (nemesis.uncovered().length > 0 && performance.now() < graceEnd && !signal.aborted)
-      await sleepUnless(200, signal);
+    const minOk = o.minOkOps ?? 0;
+    const short = (): boolean => nemesis.uncovered().length > 0 || workload.okCount < minOk;
+    if (short())
+      note(
+        `faults go on until every kind has come up (missing: ${nemesis.uncovered().join(", ") || "none"}) ` +
+          `and ${minOk} operations succeeded (${workload.okCount} so far)`,
+      );
+    while (short() && performance.now() < graceEnd && !signal.aborted) await sleepUnless(200, signal);
     checkAborted(signal);
     extendedS = (performance.now() - coverageStart) / 1000;
     note("faults stop: healing");
@@ -250,10 +270,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     checkAborted(signal);
     if (converged === null) problems.push(`the nodes did not converge within ${CONVERGE_TIMEOUT_MS} ms`);
     else note(`converged at applied index ${converged.appliedIndex} after ${converged.ms.toFixed(0)} ms`);
+    const membership = await checkMembership(cluster);
+    if (membership !== null) problems.push(membership);
     finalValues = await workload.finalReads(o.clients, FINAL_READ_ATTEMPTS);
     const unread = [...finalValues].filter(([, v]) => v === undefined).map(([k]) => k);
     if (unread.length > 0) problems.push(`final linearizable reads failed for ${unread.join(", ")}`);
-    replicas = await compareReplicas(cluster, workload.keyNames, finalValues);
+    replicas = await compareReplicas(cluster, workload.keyNames, finalValues, signal);
     if (replicas.identical === false)
       problems.push(`replicas differ: ${replicas.mismatches.slice(0, 5).join("; ")}`);
   } catch (err) {
@@ -280,8 +302,6 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
   const ops = opFigures(history, o.clients);
   if (checked.verdict === "not-linearizable")
     problems.push(`history not linearizable: ${checked.violations.length} key(s) violated`);
-  if (checked.verdict === "unknown")
-    problems.push(`checker inconclusive: keys ${checked.timedOutKeys.join(", ")} ran out of search steps`);
   if (leases.overlapsFound > 0)
     problems.push(`${leases.overlapsFound} times two nodes held a leader lease at the same instant`);
   for (const t of elections.twoLeaderTerms)
@@ -295,6 +315,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     warnings.push(
       `fault kinds that never came up (even ${extendedS.toFixed(0)} s past the duration): ${missing.join(", ")}`,
     );
+  if (checked.verdict === "unknown")
+    warnings.push(
+      `checker inconclusive: keys ${checked.timedOutKeys.join(", ")} ran out of search steps (no violation found)`,
+    );
+  if (ops.ok < (o.minOkOps ?? 0))
+    warnings.push(`only ${ops.ok} operations succeeded (wanted ${o.minOkOps}): a thin history`);
   if (ops.unknownPercent > WEAK_UNKNOWN_PERCENT)
     warnings.push(
       `${ops.unknownPercent.toFixed(1)} % of operations have unknown outcomes: too weak to count`,
@@ -314,7 +340,13 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     ops,
     clientErrors: workload.errors.byCode,
     unexpectedClientErrors: workload.errors.unexpected,
-    faults: { total: nemesis.log.length, byKind: nemesis.counts(), extendedS },
+    faults: {
+      total: nemesis.log.length,
+      byKind: nemesis.counts(),
+      extendedS,
+      replacements: nemesis.replacements,
+      transfers: nemesis.transfers,
+    },
     clockRates: cluster.ids.map((id) => cluster.clockRate(id)),
     faultErrors: nemesis.errors,
     leases: {
@@ -396,54 +428,128 @@ function convergedKey(all: readonly (NodeStatus | null)[]): string | null {
   return same ? `${f.term}/${f.commitIndex}/${leaders[0]!.nodeId}` : null;
 }
 
-/** Every node's whole key space read with stale consistency, compared with each other and the final reads. */
+/**
+ * Every node's whole key space read with stale consistency, compared with each other and the final reads.
+ * The reads count only when they held still: every node's applied index the same, before and after its
+ * range (no client writes run now, but an election after the convergence appends a no-op, which may
+ * reach the nodes at different moments). Until then it retries; after SETTLE_TIMEOUT_MS the last round
+ * is reported as it is.
+ */
 async function compareReplicas(
   cluster: ChaosCluster,
   keys: readonly string[],
   finalValues: ReadonlyMap<string, string | null | undefined>,
+  signal: AbortSignal,
 ): Promise<ChaosSummary["replicas"]> {
-  const mismatches: string[] = [];
+  const deadline = performance.now() + SETTLE_TIMEOUT_MS;
+  for (;;) {
+    const round = await readReplicas(cluster);
+    const still =
+      round.before.every((x) => x !== null && x === round.before[0]) &&
+      round.after.every((x, i) => x === round.before[i]);
+    if (still || performance.now() >= deadline || signal.aborted) {
+      const mismatches = [...round.errors];
+      if (!still)
+        mismatches.push(
+          `the replicas did not hold still within ${SETTLE_TIMEOUT_MS} ms: applied indexes ${round.before.join(", ")}, then ${round.after.join(", ")}`,
+        );
+      else mismatches.push(...compareStates(round.ids, round.states, keys, finalValues));
+      return {
+        identical: mismatches.length === 0,
+        method: REPLICA_STATE_METHOD,
+        appliedIndexes: round.after,
+        keysPerNode: round.states.map((s) => s?.size ?? null),
+        mismatches,
+      };
+    }
+    await sleep(300);
+  }
+}
+
+interface ReplicaRound {
+  readonly ids: readonly number[];
+  readonly before: readonly (number | null)[];
+  readonly after: readonly (number | null)[];
+  readonly states: readonly (Map<string, string> | null)[];
+  readonly errors: readonly string[];
+}
+
+async function readReplicas(cluster: ChaosCluster): Promise<ReplicaRound> {
+  const ids = cluster.ids;
+  const applied = async (): Promise<(number | null)[]> =>
+    Promise.all(ids.map(async (id) => (await cluster.status(id, 1000))?.appliedIndex ?? null));
+  const before = await applied();
+  const errors: string[] = [];
   const states: (Map<string, string> | null)[] = [];
-  const appliedIndexes: (number | null)[] = [];
-  for (const id of cluster.ids) {
-    appliedIndexes.push((await cluster.status(id, 1000))?.appliedIndex ?? null);
+  for (const id of ids) {
     const c = cluster.clientFor(id);
     try {
       const r = await c.range("", { consistency: "stale" });
-      if (r.more) mismatches.push(`node ${id} holds more keys than one range returns`);
+      if (r.more) errors.push(`node ${id} holds more keys than one range returns`);
       const m = new Map<string, string>();
       for (const kv of r.items) m.set(kv.key, new TextDecoder().decode(kv.value));
       states.push(m);
     } catch (err) {
-      mismatches.push(`node ${id}: stale range failed: ${err instanceof Error ? err.message : String(err)}`);
+      errors.push(`node ${id}: stale range failed: ${err instanceof Error ? err.message : String(err)}`);
       states.push(null);
     } finally {
       c.close();
     }
   }
-  if (new Set(appliedIndexes).size > 1)
-    mismatches.push(`applied indexes differ: ${appliedIndexes.join(", ")}`);
+  return { ids, before, after: await applied(), states, errors };
+}
+
+function compareStates(
+  ids: readonly number[],
+  states: readonly (Map<string, string> | null)[],
+  keys: readonly string[],
+  finalValues: ReadonlyMap<string, string | null | undefined>,
+): string[] {
+  const mismatches: string[] = [];
   const first = states[0];
-  states.forEach((s, id) => {
-    if (s === null || first === null || first === undefined) return;
-    const all = new Set([...s.keys(), ...first.keys()]);
-    for (const k of all)
+  if (first === null || first === undefined) return mismatches;
+  states.forEach((s, i) => {
+    if (s === null) return;
+    for (const k of new Set([...s.keys(), ...first.keys()]))
       if (s.get(k) !== first.get(k))
-        mismatches.push(`key ${k}: node 0 has ${show(first.get(k))}, node ${id} has ${show(s.get(k))}`);
+        mismatches.push(
+          `key ${k}: node ${ids[0]} has ${show(first.get(k))}, node ${ids[i]} has ${show(s.get(k))}`,
+        );
   });
-  if (first !== null && first !== undefined)
-    for (const k of keys) {
-      const read = finalValues.get(k);
-      if (read !== undefined && (first.get(k) ?? null) !== read)
-        mismatches.push(`key ${k}: the final read saw ${show(read)}, node 0 holds ${show(first.get(k))}`);
+  for (const k of keys) {
+    const read = finalValues.get(k);
+    if (read !== undefined && (first.get(k) ?? null) !== read)
+      mismatches.push(
+        `key ${k}: the final read saw ${show(read)}, node ${ids[0]} holds ${show(first.get(k))}`,
+      );
+  }
+  return mismatches;
+}
+
+/** Null when the leader's configuration is every slot's node as a voter, not joint; else what differs.
+ *  The leader is asked until one answers (a Status round can time out on a loaded host), 30 s at most. */
+async function checkMembership(cluster: ChaosCluster): Promise<string | null> {
+  const ops = new ClusterOps(cluster);
+  try {
+    const deadline = performance.now() + 30_000;
+    let v = await ops.leaderView();
+    while (v === null && performance.now() < deadline) {
+      await sleep(200);
+      v = await ops.leaderView();
     }
-  return {
-    identical: mismatches.length === 0,
-    method: REPLICA_STATE_METHOD,
-    appliedIndexes,
-    keysPerNode: states.map((s) => s?.size ?? null),
-    mismatches,
-  };
+    if (v === null) return "no leader answered MemberList within 30 s after the convergence";
+    const want = cluster.ids.map((id) => cluster.memberId(id)).sort((a, b) => a - b);
+    const voters = v.list.members
+      .filter((m) => m.role === "VOTER")
+      .map((m) => Number(m.id))
+      .sort((a, b) => a - b);
+    const ok = !v.list.joint && voters.length === v.list.members.length && voters.join() === want.join();
+    return ok
+      ? null
+      : `the configuration at the end is ${v.list.description}${v.list.joint ? " (joint)" : ""}, not voters {${want.join(",")}}`;
+  } finally {
+    ops.close();
+  }
 }
 
 function linkTotals(cluster: ChaosCluster): ChaosSummary["links"] {

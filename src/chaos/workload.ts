@@ -42,6 +42,7 @@ export class Workload {
   private readonly loops: Promise<void>[] = [];
   private writesHeld = false;
   private inFlightWrites = 0;
+  private succeeded = 0;
 
   constructor(
     private readonly o: WorkloadOptions,
@@ -59,6 +60,11 @@ export class Workload {
   /** While held, clients read (lease consistency) instead of writing; writes in hand finish. */
   holdWrites(held: boolean): void {
     this.writesHeld = held;
+  }
+
+  /** Operations that returned ok so far. */
+  get okCount(): number {
+    return this.succeeded;
   }
 
   /** Writes sent and not yet answered. */
@@ -173,6 +179,7 @@ export class Workload {
     try {
       const result = await f();
       rec = { client, op, key, value, expected, call, return: performance.now(), ok: true, result };
+      this.succeeded++;
     } catch (err) {
       const returned = performance.now();
       const code = this.tally(err);
