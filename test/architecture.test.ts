@@ -47,7 +47,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   sim: ["lib", "core", "kv", "store", "replica", "storage", "transport"],
   // The fault harness sits above the server: it sets the server's test-only switches and reads what the
   // power-loss emulation keeps in a data folder.
-  chaos: ["lib", "core", "client", "sim", "server", "storage"],
+  chaos: ["lib", "core", "client", "sim", "server", "storage", "gen"],
   gen: ["gen"],
 };
 

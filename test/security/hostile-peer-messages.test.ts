@@ -65,11 +65,15 @@ test("finding 1: an AppendEntries claiming a second leader in the leader's own t
   await waitFor("the refusal to be counted", async () =>
     (await refusedCount(leader, "secondLeader")) === before + 1 ? true : undefined,
   );
-  const line = c
-    .log(leader)
-    .split("\n")
-    .find((l) => l.includes("refused a peer message") && l.includes('"reason":"secondLeader"'));
-  assert.ok(line !== undefined, "one log line says so");
+  // The log is written asynchronously: the line may reach the file a moment after the count.
+  await waitFor("one log line to say so", async () =>
+    c
+      .log(leader)
+      .split("\n")
+      .some((l) => l.includes("refused a peer message") && l.includes('"reason":"secondLeader"'))
+      ? true
+      : undefined,
+  );
   assert.equal(c.nodes[leader]!.view().role, "leader");
   assert.equal(c.nodes[leader]!.view().term, v.term);
   await writesWork("second-leader");
