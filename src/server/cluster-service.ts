@@ -13,7 +13,7 @@ import {
   type TransferLeadershipResponse,
 } from "../gen/raftkv/v1/cluster.ts";
 import { RaftKvError } from "../lib/errors.ts";
-import type { MembershipFollower } from "./membership.ts";
+import { awaitOtherLeader, type MembershipFollower } from "./membership.ts";
 
 export interface ClusterServiceDeps {
   readonly nodeId: NodeId;
@@ -143,25 +143,16 @@ async function transfer(
       nodeId: d.nodeId,
       hint: "raftkv member list shows the voters",
     });
-  const deadline = performance.now() + d.transferTimeoutMs;
-  for (;;) {
-    const now = d.core.softState();
-    if (now.role !== "leader" && now.leaderId !== null && now.leaderId !== d.nodeId)
-      return {
-        errorCode: "",
-        errorMessage: "",
-        leaderAddress: leaderAddress(d),
-        newLeaderId: BigInt(now.leaderId),
-      };
-    if (performance.now() >= deadline)
-      throw new RaftKvError({
-        code: "DEADLINE_EXCEEDED",
-        message: `leadership did not move to node ${to} within ${d.transferTimeoutMs} ms`,
-        nodeId: d.nodeId,
-        hint: "check that the target is up and caught up (raftkv member list), then retry",
-      });
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  const now = (): number => performance.now();
+  const leader = await awaitOtherLeader(d.core, d.nodeId, now, now() + d.transferTimeoutMs, 10);
+  if (leader === null)
+    throw new RaftKvError({
+      code: "DEADLINE_EXCEEDED",
+      message: `leadership did not move to node ${to} within ${d.transferTimeoutMs} ms`,
+      nodeId: d.nodeId,
+      hint: "check that the target is up and caught up (raftkv member list), then retry",
+    });
+  return { errorCode: "", errorMessage: "", leaderAddress: leaderAddress(d), newLeaderId: BigInt(leader) };
 }
 
 function checkId(nodeId: NodeId, id: bigint): NodeId {

@@ -225,6 +225,23 @@ function unknownOutcome(nodeId: NodeId, why: string): RaftKvError {
   });
 }
 
+/** Waits until another node leads (after a leadership transfer): resolves with its id, or null once
+ *  nowMs() reaches deadlineMs. Polls the core's soft state every pollMs. */
+export async function awaitOtherLeader(
+  core: Raft,
+  selfId: NodeId,
+  nowMs: () => number,
+  deadlineMs: number,
+  pollMs = 5,
+): Promise<NodeId | null> {
+  for (;;) {
+    const soft = core.softState();
+    if (soft.role !== "leader" && soft.leaderId !== null && soft.leaderId !== selfId) return soft.leaderId;
+    if (nowMs() >= deadlineMs) return null;
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
+}
+
 /** A change the core refused, as a typed error (NOT_LEADER carries the leader's id in the message). */
 export class ChangeRefusedError extends RaftKvError {
   readonly reason: Exclude<ConfChangeResult, { ok: true }>["reason"];

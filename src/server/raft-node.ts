@@ -26,7 +26,7 @@ import { effectiveLeaseMs, maxEntryBytes, type ServerConfig, toCoreConfig } from
 import type { HealthSources } from "./health.ts";
 import { ConnectionGate } from "./listener.ts";
 import { createNodeLog, type Logger, type NodeLog } from "./logging.ts";
-import { bootMembership, MembershipFollower } from "./membership.ts";
+import { awaitOtherLeader, bootMembership, MembershipFollower } from "./membership.ts";
 import { NodeMetrics } from "./metrics.ts";
 import { type NodeView, type ViewSources, viewNode } from "./node-view.ts";
 import { type NodeEvent, NodeObserver } from "./observer.ts";
@@ -534,14 +534,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
     handOverLeadership: async (timeoutMs) => {
       const to = core.softState().role === "leader" ? follower.bestTransferee() : null;
       if (to === null || !node.transferLeadership(to)) return null;
-      const deadline = clock.nowMs() + timeoutMs;
-      while (clock.nowMs() < deadline) {
-        const soft = core.softState();
-        if (soft.role !== "leader" && soft.leaderId !== null && soft.leaderId !== config.id)
-          return soft.leaderId;
-        await new Promise((r) => setTimeout(r, 5));
-      }
-      return null;
+      return awaitOtherLeader(core, config.id, () => clock.nowMs(), clock.nowMs() + timeoutMs);
     },
     stop: (reason) => stop(reason),
     done,
