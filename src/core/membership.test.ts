@@ -430,3 +430,37 @@ test("configuration changes: voter changes go through a joint step, learner-only
   assert.match(String(decodeMembership(enc.encode("{"))), /not valid JSON/);
   assert.match(String(decodeMembership(enc.encode('{"v":1,"voters":[-1]}'))), /voters holds -1/);
 });
+
+test("a follower cut off through several changes catches up from a leader its old configuration does not name", () => {
+  const c = cluster3();
+  c.cut.add("*->2");
+  c.cut.add("2->*");
+  // While 2 hears nothing: 3 joins as a learner, is promoted, and leads.
+  c.join(3);
+  change(c, 0, [{ type: "addLearner", id: 3, address: "" }]);
+  c.deliverAll();
+  c.run(10);
+  change(c, 0, [{ type: "promote", id: 3 }]);
+  c.deliverAll();
+  c.run(10);
+  assert.equal(conf(c.raft(0)), "voters {0,1,2,3}");
+  assert.ok(c.raft(0).transferLeadership(3));
+  c.deliverAll();
+  c.run(10);
+  assert.deepEqual(c.leaders(), [3]);
+  c.raft(3).propose(cmd("from 3"));
+  c.deliverAll();
+  c.run(5);
+  assert.equal(conf(c.raft(2)), "voters {0,1,2}", "2 still holds the configuration before 3 joined");
+  // Healed: 3's appends reach a node whose configuration does not name 3; it must follow 3 all the same.
+  c.heal();
+  c.cut.clear();
+  for (let i = 0; i < 100 && c.raft(2).log.committed < c.raft(3).log.committed; i++) {
+    c.tick(3);
+    c.deliverAll();
+  }
+  assert.deepEqual(c.leaders(), [3]);
+  assert.equal(c.raft(2).log.committed, c.raft(3).log.committed);
+  assert.equal(conf(c.raft(2)), "voters {0,1,2,3}");
+  assert.ok(commands(c.node(2).applied).includes("from 3"));
+});

@@ -442,8 +442,17 @@ export class Raft {
           `node ${m.from} was removed from the cluster; its messages are refused (to bring the machine back, wipe its data folder and add it as a new member with a new id)`,
         );
       // Not (yet) in our configuration: a member added in a change we have not learned of, or a
-      // stranger. A node without any configuration (joining) follows whoever leads it.
-      if (this.membership.voters.length > 0) return;
+      // stranger. A node without any configuration (joining) follows whoever leads it. Any node
+      // hears a leader's log and a candidate's request (the term rules apply as to anyone): one cut off
+      // while the cluster changed must still learn the configurations it missed from their leader
+      // (and may be needed for a quorum of the new one); answers and TimeoutNow from strangers are dropped.
+      if (
+        this.membership.voters.length > 0 &&
+        m.type !== "append" &&
+        m.type !== "snapshot" &&
+        m.type !== "vote"
+      )
+        return;
     }
     if (m.term > this.term + MAX_TERM_JUMP)
       return this.refuse(
