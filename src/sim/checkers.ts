@@ -1,6 +1,7 @@
 // Safety checkers the simulator runs on every seed: election safety, state-machine safety, leader
 // completeness and lease safety. Linearizability of client histories lives in linearizability.ts.
 
+import { describeMembership, isJoint, type Membership } from "../core/membership.ts";
 import type { Entry, NodeId } from "../core/types.ts";
 import { crc32c } from "../lib/crc32c.ts";
 import type { SimNode } from "./sim-node.ts";
@@ -26,6 +27,10 @@ export class SafetyChecker {
   private readonly holding = new Map<NodeId, number>();
   /** term -> latest true time (ms) a lease read was served in that term. */
   private readonly lastLeaseReadMs = new Map<number, number>();
+  /** leader node -> term and commit index already checked against the logs of its voters. */
+  private readonly commitChecked = new Map<NodeId, { term: number; commit: number }>();
+  /** leader node -> term and index of the configuration it last held. */
+  private readonly configSeen = new Map<NodeId, { term: number; index: number; m: Membership }>();
   elections = 0;
   leaseReads = 0;
   readIndexReads = 0;
@@ -36,6 +41,7 @@ export class SafetyChecker {
 
   /** After every event: at most one leader per term (§5.2), and each new leader holds every applied entry (§5.4). */
   observeRoles(nodes: readonly SimNode[], nowMs: number): void {
+    this.nodes = nodes;
     for (const n of nodes) {
       const core = n.replica?.core;
       if (core === undefined) {
@@ -46,6 +52,8 @@ export class SafetyChecker {
       this.trackCommits(n);
       this.trackLease(n, s.role === "leader" ? s.term : null, nowMs);
       if (s.role !== "leader") continue;
+      this.checkCommitQuorum(n, s.term, nowMs);
+      this.checkConfigStep(n, s.term);
       const known = this.leaders.get(s.term);
       if (known === undefined) {
         this.leaders.set(s.term, n.id);
@@ -56,6 +64,72 @@ export class SafetyChecker {
         this.fail(`election safety: term ${s.term} has two leaders, ${known} and ${n.id}`);
       }
     }
+  }
+
+  /**
+   * Commit needs a majority of every configuration in effect (thesis §4.3): when a leader's commit
+   * index moves, the voters that really hold that entry (the same term in their log, or a snapshot past
+   * it; a node that is down counts as holding it, its disk unseen) must be a quorum of the leader's
+   * configuration, both halves while joint. Read from the nodes' logs, not from the leader's tally.
+   */
+  private checkCommitQuorum(n: SimNode, term: number, nowMs: number): void {
+    const core = n.replica!.core;
+    const commit = core.log.committed;
+    const seen = this.commitChecked.get(n.id);
+    this.commitChecked.set(n.id, { term, commit });
+    // Only commits this leader made itself, in its term.
+    if (seen === undefined || seen.term !== term || commit <= seen.commit) return;
+    const entryTerm = core.log.term(commit);
+    if (entryTerm === undefined) return;
+    // Configurations take effect once committed (as in etcd-io/raft: the entry entering a joint
+    // configuration commits under the old one), and one step may commit a configuration and then more
+    // under it: the entry must be on a quorum of the configuration in effect at some index the leader
+    // committed on its way there (from its commit before, through every config entry in between).
+    const from = Math.max(seen.commit, core.log.snapshotIndex);
+    const configs = [core.membershipAt(from)];
+    for (let i = from + 1; i < commit; i++)
+      if (core.log.entry(i)?.kind === "config") configs.push(core.membershipAt(i));
+    const holds = (id: NodeId): boolean => {
+      if (id === n.id) return true;
+      const other = this.nodeOf(id);
+      const log = other?.replica?.core.log;
+      if (other === undefined || log === undefined) return true;
+      return log.snapshotIndex >= commit || (log.term(commit) === entryTerm && log.persisted >= commit);
+    };
+    const majority = (ids: readonly NodeId[]): boolean =>
+      ids.filter(holds).length * 2 > ids.length || ids.length === 0;
+    if (configs.some((c) => majority(c.voters) && majority(c.outgoing))) return;
+    const m = configs[configs.length - 1]!;
+    this.fail(
+      `commit quorum: node ${n.id} (term ${term}) committed index ${commit} at ${nowMs.toFixed(3)} ms in ${describeMembership(m)} but only {${[...new Set([...m.voters, ...m.outgoing])].filter(holds).join(",")}} hold it (${[
+        ...new Set([...m.voters, ...m.outgoing]),
+      ]
+        .map((id) => {
+          const log = this.nodeOf(id)?.replica?.core.log;
+          return log === undefined
+            ? `${id} down`
+            : `${id}: last ${log.lastIndex()} persisted ${log.persisted} term ${log.term(commit) ?? "none"}`;
+        })
+        .join("; ")})`,
+    );
+  }
+
+  /** Each configuration a leader moves to must share a voter with every quorum of the one before
+   *  (two quorums that can act at one time intersect; joint consensus guarantees it step by step). */
+  private checkConfigStep(n: SimNode, term: number): void {
+    const { membership: m, index } = n.replica!.core.configuration();
+    const seen = this.configSeen.get(n.id);
+    this.configSeen.set(n.id, { term, index, m });
+    if (seen === undefined || seen.term !== term || seen.index === index) return;
+    if (!quorumsIntersect(seen.m, m))
+      this.fail(
+        `quorum intersection: leader ${n.id} (term ${term}) went from ${describeMembership(seen.m)} (index ${seen.index}) to ${describeMembership(m)} (index ${index}), whose quorums can be disjoint`,
+      );
+  }
+
+  private nodes: readonly SimNode[] = [];
+  private nodeOf(id: NodeId): SimNode | undefined {
+    return this.nodes[id]?.id === id ? this.nodes[id] : this.nodes.find((x) => x.id === id);
   }
 
   /** Entries become known committed the moment any node's commit index covers them, before anyone
@@ -159,4 +233,24 @@ export class SafetyChecker {
       }
     }
   }
+}
+
+/** A set of voters is a quorum of m: a majority of its voters and, while joint, of the outgoing ones. */
+function isQuorum(m: Membership, set: ReadonlySet<NodeId>): boolean {
+  const maj = (ids: readonly NodeId[]): boolean =>
+    ids.length === 0 || ids.filter((id) => set.has(id)).length * 2 > ids.length;
+  return maj(m.voters) && (!isJoint(m) || maj(m.outgoing));
+}
+
+/** True when every quorum of a meets every quorum of b (checked over all subsets: at most 64 members). */
+export function quorumsIntersect(a: Membership, b: Membership): boolean {
+  const all = [...new Set([...a.voters, ...a.outgoing, ...b.voters, ...b.outgoing])];
+  if (all.length > 16) return true; // beyond what the simulator builds; not checked
+  for (let mask = 0; mask < 1 << all.length; mask++) {
+    const qa = new Set(all.filter((_, i) => (mask >> i) & 1));
+    const rest = new Set(all.filter((_, i) => ((mask >> i) & 1) === 0));
+    // Quorums are upward closed: a quorum of b disjoint from qa exists iff the rest is one.
+    if (isQuorum(a, qa) && isQuorum(b, rest)) return false;
+  }
+  return true;
 }

@@ -2,6 +2,7 @@
 // liveness phase, and every checker. Same seed, same run.
 
 import { type CoreConfig, maxSafeLeaseTicks } from "../core/config.ts";
+import { type ConfChange, isJoint, isMember, type Membership, members } from "../core/membership.ts";
 import type { Message, NodeId } from "../core/types.ts";
 import { Prng } from "../lib/prng.ts";
 import { SafetyChecker } from "./checkers.ts";
@@ -33,6 +34,8 @@ export interface SimOptions {
   leaderChurn?: boolean;
   /** Faults aimed at I/O points and time inside nodes (io-faults.ts); on unless false. */
   ioFaults?: boolean;
+  /** Membership-change episodes (see membershipEpisodes); drawn per seed when not given. */
+  membership?: boolean;
 }
 
 export interface SimResult {
@@ -52,6 +55,10 @@ export interface SimResult {
   transfers: number;
   /** Leaders felled (crashed or cut off) within a few round trips of their election. */
   churned: number;
+  /** Configuration changes the cluster accepted, and nodes added and retired (removed, stopped). */
+  memberChanges: number;
+  nodesAdded: number;
+  nodesRetired: number;
   leaseReads: number;
   readIndexReads: number;
   leaderAfterHealMs: number | null;
@@ -129,7 +136,11 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
     ]),
   };
   const diskList: SimDisk[] = [];
-  const nodes: SimNode[] = ids.map((id) => {
+  /** Indexed by id: ids are handed out in order and never reused (a removed node stays, retired). */
+  const nodes: SimNode[] = [];
+  const initialIds = [...ids];
+  /** A node of the initial cluster (bootstrapped with its voters), or a new one joining with none. */
+  const makeNode = (id: NodeId, prng: Prng, joining: boolean): SimNode => {
     const rate = pinned ? (id % 2 === 0 ? 1 : DRIFT_BOUND) : 1 + prng.next() * (DRIFT_BOUND - 1);
     const diskPrng = prng.fork();
     const disk = o.makeDisk(id, { q, prng: diskPrng, electionUs: MAX_ELECTION_MS * 1000 });
@@ -145,7 +156,7 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
       diskLatencyUs: () => (disk.timed === undefined ? diskPrng.int(50, 2000) : 0),
       coreConfig: (seed) => {
         const cfg = {
-          ...simCoreConfig(id, ids, seed),
+          ...simCoreConfig(id, joining ? [] : initialIds, seed),
           maxEntriesPerMessage: knobs.maxEntriesPerMessage,
           maxInflightMessages: knobs.maxInflightMessages,
         };
@@ -191,14 +202,16 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
         onRefused: (node, r) => {
           // Nothing in the simulator forges messages: a refusal other than a snapshot whose image
           // failed its check means a correct node sent what no correct node sends.
-          if (r.reason === "snapshotRejected") return;
+          // A removed node talks until it learns of its removal (or is retired): its peers refuse it.
+          if (r.reason === "snapshotRejected" || r.reason === "removedMember") return;
           crashed.push(
             `node ${node} refused a message at ${(q.nowUs / 1000).toFixed(3)} ms: ${r.reason} from node ${r.from} (${r.type}, term ${r.term}): ${r.detail}`,
           );
         },
       },
     });
-  });
+  };
+  for (const id of ids) nodes.push(makeNode(id, prng, false));
   const disks = diskList;
   const ioStats = emptyIoFaultStats();
   const faultEndUs = o.durationMs * 1000;
@@ -228,7 +241,16 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
       void n.start();
     });
   }
-  const stats = { crashes: 0, partitions: 0, pauses: 0, transfers: 0, churned: 0 };
+  const stats = {
+    crashes: 0,
+    partitions: 0,
+    pauses: 0,
+    transfers: 0,
+    churned: 0,
+    memberChanges: 0,
+    nodesAdded: 0,
+    nodesRetired: 0,
+  };
   const maxEvents = 200 * o.durationMs + 2_000_000;
   const step = async (): Promise<boolean> => {
     const ev = q.pop();
@@ -285,6 +307,30 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
   const churnPrng = prng.fork();
   const churn = o.leaderChurn ?? (level !== "none" && churnPrng.chance(0.4));
   if (churn) void leaderChurn(scene, churnPrng, net.faults.maxDelayUs);
+  // The same again for membership episodes: a fork taken after every other one.
+  const memberPrng = prng.fork();
+  const cluster: Cluster = {
+    addNode: () => {
+      const id = nodes.length;
+      const n = makeNode(id, memberPrng, true);
+      nodes.push(n);
+      ids.push(id);
+      stats.nodesAdded++;
+      trace(`membership: node ${id} starts with an empty disk`);
+      void n.start();
+      return n;
+    },
+    retire: (n) => {
+      if (n.retired) return;
+      trace(`membership: retire node ${n.id}`);
+      n.retire();
+      stats.nodesRetired++;
+      const at = ids.indexOf(n.id);
+      if (at >= 0) ids.splice(at, 1);
+    },
+  };
+  const membershipOn = o.membership ?? (level !== "none" && memberPrng.chance(0.4));
+  if (membershipOn) void membershipEpisodes(scene, memberPrng, cluster);
   if (level !== "none" && o.ioFaults !== false) void io.run(level);
 
   const violations: string[] = [];
@@ -329,18 +375,22 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
     }
 
     // Convergence: every node applies the same index and holds the same state.
+    const current = (): SimNode[] => currentMembers(nodes, cluster);
     const converged = (): boolean => {
-      const applied = nodes.map((n) => n.replica?.stateMachine.appliedIndex ?? -1);
-      const commit = Math.max(...nodes.map((n) => n.replica?.core.log.committed ?? 0));
+      const members = current();
+      const applied = members.map((n) => n.replica?.stateMachine.appliedIndex ?? -1);
+      const commit = Math.max(...members.map((n) => n.replica?.core.log.committed ?? 0));
       return applied.every((a) => a === commit);
     };
     await runUntil(q.nowUs + 3_000_000, converged);
     if (!converged()) {
       violations.push(
-        `convergence: applied indexes never met: ${nodes.map((n) => describeNode(n)).join("; ")}`,
+        `convergence: applied indexes never met: ${current()
+          .map((n) => describeNode(n))
+          .join("; ")}`,
       );
     } else {
-      const hashes = nodes.map((n) => (n.replica!.stateMachine as unknown as { hash(): number }).hash());
+      const hashes = current().map((n) => (n.replica!.stateMachine as unknown as { hash(): number }).hash());
       if (new Set(hashes).size !== 1)
         violations.push(`convergence: state hashes differ: ${hashes.join(",")}`);
     }
@@ -374,6 +424,9 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
     pauses: stats.pauses,
     transfers: stats.transfers,
     churned: stats.churned,
+    memberChanges: stats.memberChanges,
+    nodesAdded: stats.nodesAdded,
+    nodesRetired: stats.nodesRetired,
     leaseReads: safety.leaseReads,
     readIndexReads: safety.readIndexReads,
     leaderAfterHealMs,
@@ -396,7 +449,10 @@ interface FaultScene {
   readonly ids: readonly NodeId[];
   /** Faults stop at this simulated time. */
   readonly endUs: number;
-  readonly stats: { crashes: number; partitions: number; pauses: number; transfers: number; churned: number };
+  readonly stats: Pick<
+    SimResult,
+    "crashes" | "partitions" | "pauses" | "transfers" | "churned" | "memberChanges"
+  >;
   readonly trace: (m: string) => void;
 }
 
@@ -523,6 +579,126 @@ async function leaderChurn(scene: FaultScene, prng: Prng, maxDelayUs: number): P
           }
         });
       }
+    }
+  }
+}
+
+/** How membership episodes grow and shrink the simulated machines. */
+interface Cluster {
+  /** A new machine with an empty disk under an id never used before, booted (not yet a member). */
+  addNode(): SimNode;
+  /** A removed member's machine, stopped for good. */
+  retire(n: SimNode): void;
+}
+
+function servingLeader(nodes: readonly SimNode[]): SimNode | undefined {
+  return nodes.find((n) => n.replica?.core.softState().role === "leader");
+}
+
+/** A leader's configuration once it committed and is not joint: what the cluster settled on. */
+function settledConfiguration(n: SimNode | undefined): Membership | null {
+  const core = n?.replica?.core;
+  if (core === undefined || core.softState().role !== "leader") return null;
+  const { membership, index } = core.configuration();
+  return index <= core.log.committed && !isJoint(membership) ? membership : null;
+}
+
+/** The nodes the final checks cover: members of the settled configuration (every live one without). */
+function currentMembers(nodes: readonly SimNode[], cluster: Cluster): SimNode[] {
+  const m = settledConfiguration(servingLeader(nodes));
+  if (m !== null) for (const n of nodes) if (m.removed.includes(n.id)) cluster.retire(n);
+  return nodes.filter((n) => !n.retired && (m === null || isMember(m, n.id)));
+}
+
+/**
+ * Membership episodes (thesis §4.3): learners added, caught up and promoted; voters and learners removed,
+ * the leader too; a node replaced by a new machine with an empty disk under a new id; 3 -> 5 and 5 -> 3
+ * in one joint step. Nodes removed by a settled configuration are retired (stopped for good). They run
+ * under every other fault, which keeps going meanwhile.
+ */
+async function membershipEpisodes(scene: FaultScene, prng: Prng, cluster: Cluster): Promise<void> {
+  const { q, nodes, endUs, stats, trace } = scene;
+  const sleep = (us: number): Promise<void> => sleepIn(q, us);
+  // Retire removed members as soon as a leader's settled configuration says so, through the end.
+  const watch = (): void => {
+    currentMembers(nodes, cluster);
+    q.after(50_000, watch);
+  };
+  watch();
+  while (q.nowUs < endUs) {
+    await sleep(prng.int(300_000, 2_500_000));
+    if (q.nowUs >= endUs) break;
+    const l = servingLeader(nodes);
+    const m = settledConfiguration(l);
+    if (l === undefined || m === null) continue;
+    const { voters, learners } = m;
+    const all = members(m);
+    const kinds: string[] = [];
+    if (all.length < 7) kinds.push("addLearner");
+    if (learners.length > 0) kinds.push("promote", "promote", "removeLearner");
+    if (voters.length > 3) kinds.push("removeVoter");
+    if (all.length < 7) kinds.push("replace");
+    if (voters.length === 3 && all.length <= 5) kinds.push("grow");
+    if (voters.length === 5) kinds.push("shrink");
+    const kind = prng.pick(kinds);
+    const voter = (): number => (prng.chance(0.4) ? l.id : prng.pick(voters));
+    const fresh: SimNode[] = [];
+    const add = (): number => {
+      const n = cluster.addNode();
+      fresh.push(n);
+      return n.id;
+    };
+    let changes: ConfChange[];
+    switch (kind) {
+      case "addLearner": {
+        const id = add();
+        changes = [{ type: "addLearner", id, address: `sim-${id}` }];
+        break;
+      }
+      case "promote":
+        changes = [{ type: "promote", id: prng.pick(learners) }];
+        break;
+      case "removeLearner":
+        changes = [{ type: "remove", id: prng.pick(learners) }];
+        break;
+      case "removeVoter":
+        changes = [{ type: "remove", id: voter() }];
+        break;
+      case "replace": {
+        // The machine behind a voter died with its disk: a new one under a new id takes its place.
+        const gone = voter();
+        const id = add();
+        changes = [
+          { type: "remove", id: gone },
+          { type: "addVoter", id, address: `sim-${id}` },
+        ];
+        break;
+      }
+      case "grow": {
+        const a = add();
+        const b = add();
+        changes = [
+          { type: "addVoter", id: a, address: `sim-${a}` },
+          { type: "addVoter", id: b, address: `sim-${b}` },
+        ];
+        break;
+      }
+      default: {
+        const [a, b] = prng.shuffle(voters);
+        changes = [
+          { type: "remove", id: a! },
+          { type: "remove", id: b! },
+        ];
+      }
+    }
+    const r = l.replica?.coreCall((c) => c.proposeConfChange(changes));
+    const what = changes.map((c) => `${c.type} ${c.id}`).join(", ");
+    if (r?.ok === true) {
+      stats.memberChanges++;
+      trace(`membership: leader ${l.id} proposes ${kind}: ${what} at ${r.index}`);
+    } else {
+      trace(`membership: ${kind} (${what}) refused: ${r === undefined ? "leader gone" : r.detail}`);
+      for (const n of fresh) cluster.retire(n);
     }
   }
 }

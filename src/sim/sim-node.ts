@@ -69,6 +69,8 @@ export class SimNode {
   private bootLocalMs = 0;
   private ticks = 0;
   restarts = 0;
+  /** Removed from the cluster and stopped for good (a removed member's machine is retired). */
+  retired = false;
   /** The state store: it survives crashes as far as it was made durable (every few ticks, as LMDB
    *  flushes in the background). */
   private store = new MemStore();
@@ -114,6 +116,7 @@ export class SimNode {
 
   /** Boots the node from its disk (which takes simulated time on a timed disk); one boot at a time. */
   start(): Promise<void> {
+    if (this.retired) return Promise.resolve();
     if (this.booting === null) {
       const b: Promise<void> = this.boot()
         .catch((err: unknown) => this.o.hooks.onBootFailed(this.id, err))
@@ -189,6 +192,7 @@ export class SimNode {
 
   /** Power loss, also in the middle of a boot (its recovery's I/Os in flight never complete). */
   crash(prng: Prng, evenIfDown = false): void {
+    if (this.retired) return;
     if (!evenIfDown && this.replica === null && this.booting === null) return;
     this.generation++;
     this.replica?.stop("crashed by the simulator");
@@ -198,6 +202,17 @@ export class SimNode {
     this.o.disk.crash(prng);
     this.store.crash();
     this.restarts++;
+  }
+
+  /** Stops this node for good: it was removed from the cluster (its id is never used again). */
+  retire(): void {
+    if (this.retired) return;
+    this.retired = true;
+    this.generation++;
+    this.replica?.stop("removed from the cluster");
+    this.replica = null;
+    this.service = null;
+    this.booting = null;
   }
 
   /** End any pause now (the liveness phase heals everything). */

@@ -181,7 +181,7 @@ export class SimClient {
   }
 
   private otherNode(current: NodeId): NodeId {
-    const others = this.nodes.filter((n) => n.id !== current);
+    const others = this.nodes.filter((n) => n.id !== current && !n.retired);
     return others.length === 0 ? current : this.prng.pick(others).id;
   }
 
