@@ -5,6 +5,7 @@ import type { Consistency, KeyValue, NodeStatusRow, RaftKvClient } from "../clie
 import type { ClientTlsOptions } from "../client/tls.ts";
 import { utf8OrNull } from "../client/values.ts";
 import { RaftKvError } from "../lib/errors.ts";
+import { configurationText } from "./member.ts";
 import { EXIT, formatTable, printJson, usageError } from "./output.ts";
 import { quietIpServernameWarning } from "./tls-warning.ts";
 
@@ -122,7 +123,7 @@ async function makeClient(f: ClientFlags): Promise<{ client: RaftKvClient; consi
   return { client, consistency };
 }
 
-async function withClient<T>(
+export async function withClient<T>(
   f: ClientFlags,
   fn: (c: RaftKvClient, consistency: Consistency) => Promise<T>,
 ): Promise<T> {
@@ -309,7 +310,7 @@ export function addKvCommands(program: Command, setExit: (code: number) => void)
       throw first !== undefined && !first.ok ? first.error : usageError("no endpoints", "give --endpoints");
     }
     if (f.json) printJson(rows.map(statusJson));
-    else process.stdout.write(`${statusTable(rows)}\n`);
+    else process.stdout.write(`${statusTable(rows)}\n\n${await configurationText(f)}\n`);
   });
 }
 

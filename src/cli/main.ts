@@ -2,6 +2,7 @@
 
 import { Command, CommanderError } from "commander";
 import { packageVersion } from "../lib/version.ts";
+import { addEndpointCommands } from "./endpoint.ts";
 import { addKvCommands } from "./kv-commands.ts";
 import { addLocalCommand } from "./local.ts";
 import { addMemberCommands } from "./member.ts";
@@ -34,6 +35,7 @@ Exit codes: 0 ok, 1 the request failed (unreachable, no leader, deadline), 2 bad
   addKvCommands(program, (code) => (exitCode = code));
   addLocalCommand(program);
   addMemberCommands(program);
+  addEndpointCommands(program, (code) => (exitCode = code));
   addWalCommands(program, (code) => (exitCode = code));
   try {
     await program.parseAsync([...argv]);

@@ -112,24 +112,38 @@ function printChange(f: ClientFlags, verb: string, r: MemberChangeResponse): voi
   else process.stdout.write(`${verb} member ${r.id}\n${conf === undefined ? "" : `${membersTable(conf)}\n`}`);
 }
 
+/** The leader's member list (a table, and the configuration: voters, learners, joint or not), or why it
+ *  could not be had; for `raftkv status`. */
+export async function configurationText(f: ClientFlags): Promise<string> {
+  try {
+    return membersTable(await leaderMemberList(f));
+  } catch (err) {
+    return `configuration: unavailable (${err instanceof Error ? err.message : String(err)})`;
+  }
+}
+
+/** MemberList from the leader (it knows every member's progress), or from any node when none leads. */
+async function leaderMemberList(f: ClientFlags): Promise<MemberListResponse> {
+  return call<MemberListResponse>(f, (c, deadline, done) =>
+    c.memberList({}, new grpc.Metadata(), { deadline }, (err, res) => {
+      if (err !== null || res === undefined) return done(err);
+      const leaderElsewhere = res.leaderAddress !== "" && Number(res.leaderId) !== Number(res.nodeId);
+      done(null, leaderElsewhere ? { ...res, errorCode: "NOT_LEADER" } : res);
+    }),
+  ).catch(async (err: unknown) => {
+    if (!(err instanceof RaftKvError) || (err.code !== "NOT_LEADER" && err.code !== "NO_LEADER")) throw err;
+    return call<MemberListResponse>(f, (c, deadline, done) =>
+      c.memberList({}, new grpc.Metadata(), { deadline }, done),
+    );
+  });
+}
+
 export function addMemberCommands(program: Command): void {
   const member = program.command("member").description("list and change the cluster's members");
   withClientOptions(member.command("list").description("members, roles and progress (from the leader)"), {
     reads: false,
   }).action(async (f: ClientFlags) => {
-    // Ask the leader: it knows every member's progress.
-    const r = await call<MemberListResponse>(f, (c, deadline, done) =>
-      c.memberList({}, new grpc.Metadata(), { deadline }, (err, res) => {
-        if (err !== null || res === undefined) return done(err);
-        const leaderElsewhere = res.leaderAddress !== "" && Number(res.leaderId) !== Number(res.nodeId);
-        done(null, leaderElsewhere ? { ...res, errorCode: "NOT_LEADER" } : res);
-      }),
-    ).catch(async (err: unknown) => {
-      if (!(err instanceof RaftKvError) || (err.code !== "NOT_LEADER" && err.code !== "NO_LEADER")) throw err;
-      return call<MemberListResponse>(f, (c, deadline, done) =>
-        c.memberList({}, new grpc.Metadata(), { deadline }, done),
-      );
-    });
+    const r = await leaderMemberList(f);
     if (f.json) printJson(membersJson(r));
     else process.stdout.write(`${membersTable(r)}\n`);
   });
