@@ -1,6 +1,7 @@
 // End-to-end membership change on real processes (issue 13): a 3-node cluster under a write load is
 // grown to 5 with the CLI (a learner added, caught up and promoted; a voter added directly), then
-// shrunk to 3 with the leader among the removed; no acknowledged write is lost.
+// shrunk to 3 with the leader among the removed; no acknowledged write is lost. A failed node replaced
+// by a new member at its address catches up and counts in the quorum.
 
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
@@ -209,6 +210,67 @@ test("grow 3 -> 5 and shrink to 3 under writes with the CLI, the leader removed,
     assert.match(nodes.log(last), /handed leadership to node \d+ before stopping/);
   } finally {
     writing = false;
+    client.close();
+    await nodes.close();
+  }
+});
+
+test("a failed node replaced: removed, its data folder wiped, added back as a new member at the same address, it catches up by snapshot and votes", async () => {
+  const [a0, a1, a2] = (await freePorts(3)).map((p) => `127.0.0.1:${p}`);
+  // Id 3 is the replacement of the failed node, at the same address (Nodes numbers addresses by id).
+  const addresses = [a0!, a1!, a2!, ""];
+  const nodes = new Nodes(mkdtempSync(join(tmpdir(), "raftkv-e2e-replace-")), addresses);
+  const compact = ["--snapshot-every-entries", "50"];
+  const client = new RaftKvClient({ endpoints: [a0!, a1!, a2!], timeoutMs: 10_000 });
+  try {
+    for (const id of [0, 1, 2]) nodes.start(id, [0, 1, 2], compact);
+    const all = `${a0},${a1},${a2}`;
+    const listing = async (): Promise<Listing> => {
+      const r = await cli(["member", "list", "--endpoints", all]);
+      assert.equal(r.code, 0, r.stderr);
+      return r.json as Listing;
+    };
+    const leader = await waitFor("a leader", async () => (await listing()).leaderId ?? undefined, 60_000);
+    // The failed node: a follower; the replacement takes its address (the e2e harness numbers by id).
+    const failed = leader === 2 ? 1 : 2;
+    addresses[3] = addresses[failed]!;
+    await nodes.stop(failed, "SIGKILL");
+    for (let i = 0; i < 150; i++) await client.put(`r/${i}`, `before-${i}`);
+    const removed = await cli(["member", "remove", String(failed), "--endpoints", all]);
+    assert.equal(removed.code, 0, removed.stderr);
+    rmSync(join(nodes.root, `node-${failed}`), { recursive: true, force: true });
+    const survivors = [0, 1, 2].filter((id) => id !== failed);
+    // Every survivor compacted its log past the start: the replacement can catch up only by snapshot.
+    for (const id of survivors)
+      await waitFor(
+        `node ${id} compacted its log`,
+        async () => ((await client.status(addresses[id]!)).snapshotIndex > 1 ? true : undefined),
+        30_000,
+      );
+    const added = await cli(["member", "add", nodes.addresses[failed]!, "--learner", "--endpoints", all]);
+    assert.equal(added.code, 0, added.stderr);
+    const newId = (added.json as { id: number }).id;
+    assert.equal(newId, 3, "the default id is one above every id the cluster ever used");
+    nodes.start(newId, [...survivors, newId], ["--join", ...compact]);
+    await waitFor(
+      "the replacement promoted",
+      async () => {
+        const r = await cli(["member", "promote", String(newId), "--endpoints", all]);
+        return r.code === 0 ? true : undefined;
+      },
+      60_000,
+      500,
+    );
+    const l = await listing();
+    assert.equal(l.configuration, `voters {${[...survivors, newId].sort().join(",")}}`);
+    // The replacement is needed for a quorum now: stop the survivor that does not lead.
+    const current = l.leaderId!;
+    const other = survivors.find((id) => id !== current)!;
+    await nodes.stop(other, "SIGKILL");
+    for (let i = 0; i < 20; i++) await client.put(`r/after/${i}`, `after-${i}`);
+    for (let i = 0; i < 150; i++) assert.equal(await client.getString(`r/${i}`), `before-${i}`);
+    for (let i = 0; i < 20; i++) assert.equal(await client.getString(`r/after/${i}`), `after-${i}`);
+  } finally {
     client.close();
     await nodes.close();
   }
