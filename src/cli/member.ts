@@ -18,7 +18,8 @@ import { formatTable, printJson, usageError } from "./output.ts";
 type Reply = { errorCode: string; errorMessage: string; leaderAddress: string };
 
 /** Calls `method` at each endpoint until one answers other than NOT_LEADER/NO_LEADER, following the
- *  leader's address when one is named; throws the last error. */
+ *  leader's address when one is named, and asking again while no node knows a leader (until the
+ *  --timeout deadline); throws the last error. */
 async function call<R extends Reply>(
   f: ClientFlags,
   method: (
@@ -30,11 +31,19 @@ async function call<R extends Reply>(
   const timeoutMs = parseDuration(f.timeout, "--timeout");
   const tls = tlsFrom(f);
   const credentials = tls === undefined ? grpc.credentials.createInsecure() : clientTlsCredentials(tls);
-  const queue = f.endpoints.split(",").map((e) => e.trim());
+  const endpoints = f.endpoints.split(",").map((e) => e.trim());
+  const queue = [...endpoints];
   const tried = new Set<string>();
   const deadline = new Date(Date.now() + timeoutMs);
   let last: RaftKvError | null = null;
-  while (queue.length > 0 && Date.now() < deadline.getTime()) {
+  while (Date.now() < deadline.getTime()) {
+    if (queue.length === 0) {
+      // Every endpoint said NO_LEADER (an election or a transfer under way): ask them all again shortly.
+      if (last?.code !== "NO_LEADER") break;
+      await new Promise((r) => setTimeout(r, 200));
+      tried.clear();
+      queue.push(...endpoints);
+    }
     const endpoint = queue.shift()!;
     if (tried.has(endpoint)) continue;
     tried.add(endpoint);
@@ -116,7 +125,9 @@ function printChange(f: ClientFlags, verb: string, r: MemberChangeResponse): voi
  *  could not be had; for `raftkv status`. */
 export async function configurationText(f: ClientFlags): Promise<string> {
   try {
-    return membersTable(await leaderMemberList(f));
+    // As bounded as the status calls: a cluster without a leader must not hold `status` for --timeout.
+    const timeoutMs = Math.min(parseDuration(f.timeout, "--timeout"), 2000);
+    return membersTable(await leaderMemberList({ ...f, timeout: `${timeoutMs}ms` }));
   } catch (err) {
     return `configuration: unavailable (${err instanceof Error ? err.message : String(err)})`;
   }
