@@ -16,7 +16,7 @@ import {
   votersOnly,
 } from "./membership.ts";
 import { jointTally, jointValue, majority } from "./quorum.ts";
-import type { Raft } from "./raft.ts";
+import { learnerBehind, type Raft } from "./raft.ts";
 import { TestCluster } from "./test-cluster.ts";
 import type { Entry, NodeId } from "./types.ts";
 
@@ -110,11 +110,19 @@ test("a learner far behind is not promoted (refused with the reason), and a seco
   c.isolate(3);
   change(c, 0, [{ type: "addLearner", id: 3, address: "" }]);
   c.deliverAll();
+  const early = c.raft(0).proposeConfChange([{ type: "promote", id: 3 }]);
+  assert.ok(!early.ok && early.reason === "learnerBehind", `a short log: ${JSON.stringify(early)}`);
   for (let i = 0; i < 600; i++) c.raft(0).propose(cmd(`v${i}`));
   c.deliverAll();
   c.run(3);
   const r = c.raft(0).proposeConfChange([{ type: "promote", id: 3 }]);
   assert.ok(!r.ok && r.reason === "learnerBehind", JSON.stringify(r));
+  // However short the log, a learner that never acknowledged an entry is behind (seen through etcdctl:
+  // a learner at an address where nothing runs was promoted while the log had fewer than 512 entries).
+  assert.equal(learnerBehind(0, 3), true);
+  assert.equal(learnerBehind(20, 30), true, "under 90 % of the leader's log");
+  assert.equal(learnerBehind(29, 30), false);
+  assert.equal(learnerBehind(99_000, 100_000), true, "more than 512 entries behind");
   assert.match(r.detail, /learner 3 has \d+ of \d+ entries/);
   // Two changes at once: the second is refused while the first is in flight.
   c.heal();

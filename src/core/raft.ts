@@ -298,7 +298,7 @@ export class Raft {
     for (const c of changes) {
       if (c.type !== "promote") continue;
       const pr = this.progress.get(c.id);
-      if (pr !== undefined && pr.match + PROMOTE_WITHIN_ENTRIES < this.log.lastIndex())
+      if (pr !== undefined && learnerBehind(pr.match, this.log.lastIndex()))
         return no(
           "learnerBehind",
           `learner ${c.id} has ${pr.match} of ${this.log.lastIndex()} entries; promote it once it has caught up`,
@@ -1286,4 +1286,14 @@ function sameHardState(a: HardState, b: HardState): boolean {
 
 function sameMeta(a: SnapshotMeta, b: SnapshotMeta): boolean {
   return a.index === b.index && a.term === b.term && a.sizeBytes === b.sizeBytes && a.crc32c === b.crc32c;
+}
+
+/**
+ * A learner may be promoted once it acknowledged entries and holds at least 90 % of the leader's log and
+ * all but the last PROMOTE_WITHIN_ENTRIES entries (etcd's rule is the 90 %; the window bounds a long log).
+ * A learner that never answered (match 0, say at an address where nothing runs) is always behind, however
+ * short the log.
+ */
+export function learnerBehind(match: number, leaderLastIndex: number): boolean {
+  return match === 0 || match + PROMOTE_WITHIN_ENTRIES < leaderLastIndex || match < 0.9 * leaderLastIndex;
 }

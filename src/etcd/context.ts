@@ -19,6 +19,16 @@ export interface EtcdMember {
   readonly name: string;
   readonly peerUrls: readonly string[];
   readonly clientUrls: readonly string[];
+  readonly isLearner?: boolean;
+}
+
+/** Membership changes through etcd's Cluster service (the node's joint-consensus changes, issue 13).
+ *  Each runs on the leader (elsewhere it rejects with a NotLeaderError, and the call is forwarded). */
+export interface EtcdMembership {
+  /** Adds a member at `peerAddress` ("host:port") under a new id; resolves with the id. */
+  add(peerAddress: string, learner: boolean, budgetMs: number): Promise<NodeId>;
+  remove(id: NodeId, budgetMs: number): Promise<void>;
+  promote(id: NodeId, budgetMs: number): Promise<void>;
 }
 
 export interface EtcdNodeStatus {
@@ -30,6 +40,8 @@ export interface EtcdNodeStatus {
   /** Bytes the node's data take on disk (etcd's dbSize). */
   readonly dbSizeBytes: number;
   readonly version: string;
+  /** This node is a learner (receives the log, does not vote). */
+  readonly isLearner?: boolean;
 }
 
 export interface EtcdLimits extends EtcdKvLimits {
@@ -54,6 +66,8 @@ export interface EtcdServiceDeps {
   /** Work on a request with no deadline this long at most. */
   readonly requestTimeoutMs: number;
   readonly members: () => readonly EtcdMember[];
+  /** Absent: MemberAdd, MemberRemove and MemberPromote answer UNIMPLEMENTED. */
+  readonly membership?: EtcdMembership;
   readonly status: () => EtcdNodeStatus;
   readonly log: Logger;
   /** Called with the remote address of every call (the listener marks the connection used). */

@@ -94,13 +94,32 @@ export function addEtcdApi<S extends MvccStateHolder>(
       ...o.limits,
     },
     requestTimeoutMs: config.requestTimeoutMs,
-    members: () =>
-      [...node.peers.keys()].map((id) => ({
+    members: () => {
+      const { membership } = node.configuration();
+      return [...node.peers.keys()].map((id) => ({
         id,
         name: `node${id}`,
         peerUrls: [url(id)],
         clientUrls: [url(id)],
-      })),
+        isLearner: membership.learners.includes(id),
+      }));
+    },
+    membership: {
+      add: async (peerAddress, learner, budgetMs) => {
+        const id = node.newMemberId();
+        await node.changeMembership(
+          [{ type: learner ? "addLearner" : "addVoter", id, address: peerAddress }],
+          budgetMs,
+        );
+        return id;
+      },
+      remove: async (id, budgetMs) => {
+        await node.changeMembership([{ type: "remove", id }], budgetMs);
+      },
+      promote: async (id, budgetMs) => {
+        await node.changeMembership([{ type: "promote", id }], budgetMs);
+      },
+    },
     status: () => {
       const v = node.status();
       return {
@@ -110,6 +129,7 @@ export function addEtcdApi<S extends MvccStateHolder>(
         appliedIndex: v.appliedIndex,
         dbSizeBytes: 0,
         version: ETCD_API_VERSION,
+        isLearner: node.configuration().membership.learners.includes(config.id),
       };
     },
     log: node.logger.child({ component: "etcd" }),

@@ -1,6 +1,7 @@
 // etcd's Cluster and Maintenance services: MemberList from the node's membership, Status and HashKV
 // from its Raft and MVCC state, Alarm (raftkv raises none), Defragment as a no-op, and Snapshot as a
-// stream of the keys at one revision. Membership changes are refused until raftkv serves them.
+// stream of the keys at one revision. MemberAdd, MemberRemove and MemberPromote are the node's
+// joint-consensus changes (on the leader; forwarded there from a follower); MemberUpdate is refused.
 
 import { createHash } from "node:crypto";
 import { BinaryWriter } from "@bufbuild/protobuf/wire";
@@ -12,14 +13,21 @@ import type {
   HashKVResponse,
   HashResponse,
   Member,
+  MemberAddRequest,
+  MemberAddResponse,
   MemberListResponse,
+  MemberPromoteRequest,
+  MemberPromoteResponse,
+  MemberRemoveRequest,
+  MemberRemoveResponse,
   SnapshotRequest,
   SnapshotResponse,
   StatusResponse,
 } from "../gen/etcd/etcdserverpb/rpc.ts";
+import { ClusterService } from "../gen/etcd/etcdserverpb/rpc.ts";
 import { KeyValue as WireKeyValue } from "../gen/etcd/mvccpb/kv.ts";
 import type { RangeRequest } from "../kv/mvcc-types.ts";
-import { type EtcdCalls, memberIdOf, Refused, wireKv } from "./context.ts";
+import { type EtcdCalls, type EtcdMembership, memberIdOf, Refused, wireKv } from "./context.ts";
 import { EtcdError, grpcStatus, mvccError, toEtcdError } from "./errors.ts";
 
 /** The first bytes of a snapshot stream (raftkv's format, not etcd's bbolt file). */
@@ -51,7 +59,7 @@ export class EtcdMaintenance {
       raftAppliedIndex: BigInt(s.appliedIndex),
       errors: [],
       dbSizeInUse: BigInt(s.dbSizeBytes),
-      isLearner: false,
+      isLearner: s.isLearner ?? false,
     };
   }
 
@@ -75,6 +83,7 @@ export class EtcdMaintenance {
 
   handlers(): Record<string, grpc.UntypedHandleCall> {
     const u = this.c;
+    const m = this.c.d.membership;
     const unimplemented = (what: string) =>
       u.unary(async () => {
         throw new EtcdError(
@@ -85,10 +94,25 @@ export class EtcdMaintenance {
     return {
       // Cluster
       memberList: u.unary(async () => this.memberList()),
-      memberAdd: unimplemented("MemberAdd"),
-      memberRemove: unimplemented("MemberRemove"),
+      memberAdd:
+        m === undefined
+          ? unimplemented("MemberAdd")
+          : u.unary((r: MemberAddRequest, b) => this.memberAdd(m, r, b), ClusterService.memberAdd),
+      memberRemove:
+        m === undefined
+          ? unimplemented("MemberRemove")
+          : u.unary(async (r: MemberRemoveRequest, b): Promise<MemberRemoveResponse> => {
+              await m.remove(this.nodeIdOf(r.ID), b);
+              return { header: this.header(), members: this.members() };
+            }, ClusterService.memberRemove),
       memberUpdate: unimplemented("MemberUpdate"),
-      memberPromote: unimplemented("MemberPromote"),
+      memberPromote:
+        m === undefined
+          ? unimplemented("MemberPromote")
+          : u.unary(async (r: MemberPromoteRequest, b): Promise<MemberPromoteResponse> => {
+              await m.promote(this.nodeIdOf(r.ID), b);
+              return { header: this.header(), members: this.members() };
+            }, ClusterService.memberPromote),
       // Maintenance
       status: u.unary(async () => this.status()),
       hashKv: u.unary((r: HashKVRequest) => this.hashKv(r)),
@@ -155,13 +179,42 @@ export class EtcdMaintenance {
       .finally(close);
   }
 
+  private async memberAdd(
+    m: EtcdMembership,
+    r: MemberAddRequest,
+    budgetMs: number,
+  ): Promise<MemberAddResponse> {
+    if (r.peerURLs.length !== 1)
+      throw new EtcdError(
+        grpcStatus.INVALID_ARGUMENT,
+        `etcdserver: a raftkv member has exactly one peer URL (got ${r.peerURLs.length}): give --peer-urls=http://host:port`,
+      );
+    const url = r.peerURLs[0]!;
+    const match = /^(?:https?:\/\/)?([^/]+:\d+)\/?$/.exec(url);
+    if (match === null)
+      throw new EtcdError(
+        grpcStatus.INVALID_ARGUMENT,
+        `etcdserver: peer URL "${url}" is not http(s)://host:port (raftkv node ${this.c.d.nodeId})`,
+      );
+    const id = await m.add(match[1]!, r.isLearner, budgetMs);
+    const members = this.members();
+    return { header: this.header(), member: members.find((x) => x.ID === memberIdOf(id)), members };
+  }
+
+  /** raftkv's node id of etcd's member id (node id + 1); etcd's "member not found" for 0. */
+  private nodeIdOf(memberId: bigint): number {
+    if (memberId <= 0n || memberId > 2n ** 52n)
+      throw new EtcdError(grpcStatus.NOT_FOUND, "etcdserver: member not found");
+    return Number(memberId - 1n);
+  }
+
   private members(): Member[] {
     return this.c.d.members().map((m) => ({
       ID: memberIdOf(m.id),
       name: m.name,
       peerURLs: [...m.peerUrls],
       clientURLs: [...m.clientUrls],
-      isLearner: false,
+      isLearner: m.isLearner ?? false,
     }));
   }
 

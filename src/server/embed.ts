@@ -23,6 +23,7 @@ import { NotLeaderError } from "../replica/replica.ts";
 import { resolveServerConfig, type ServerSettings } from "./config.ts";
 import type { NodeConfig } from "./raft-node.ts";
 
+export type { ConfChange, Membership } from "../core/membership.ts";
 export type { NodeId, Role } from "../core/types.ts";
 export type { ErrorCode } from "../lib/errors.ts";
 export type { Consistency } from "../replica/replica.ts";

@@ -10,12 +10,13 @@ import type { Registry } from "prom-client";
 import { MonotonicClock, type MonotonicTime } from "../clock/monotonic-clock.ts";
 import { Ticker } from "../clock/ticker.ts";
 import type { CoreConfig } from "../core/config.ts";
+import type { ConfChange, Membership } from "../core/membership.ts";
 import { Raft } from "../core/raft.ts";
 import type { NodeId, Role, SnapshotMeta } from "../core/types.ts";
 import { AssertionError } from "../lib/assert.ts";
 import { RaftKvError } from "../lib/errors.ts";
 import { packageVersion } from "../lib/version.ts";
-import { type Consistency, Replica } from "../replica/replica.ts";
+import { type Consistency, NotLeaderError, Replica } from "../replica/replica.ts";
 import type { ReplicaStorage } from "../replica/seams.ts";
 import { layoutOf } from "../storage/data-dir.ts";
 import { FileStorage } from "../storage/file-storage.ts";
@@ -26,7 +27,7 @@ import { effectiveLeaseMs, maxEntryBytes, type ServerConfig, toCoreConfig } from
 import type { HealthSources } from "./health.ts";
 import { ConnectionGate } from "./listener.ts";
 import { createNodeLog, type Logger, type NodeLog } from "./logging.ts";
-import { awaitOtherLeader, bootMembership, MembershipFollower } from "./membership.ts";
+import { awaitOtherLeader, bootMembership, ChangeRefusedError, MembershipFollower } from "./membership.ts";
 import { NodeMetrics } from "./metrics.ts";
 import { type NodeView, type ViewSources, viewNode } from "./node-view.ts";
 import { type NodeEvent, NodeObserver } from "./observer.ts";
@@ -139,6 +140,18 @@ export interface RaftNode<S, R> {
   ): () => void;
   /** Asks the leader (this node) to hand leadership to `to` (thesis §3.10); false if it cannot now. */
   transferLeadership(to: NodeId): boolean;
+  /** The configuration in effect here (voters, outgoing voters while joint, learners, addresses) and the
+   *  log index it comes from (issue 13). */
+  configuration(): { membership: Membership; index: number };
+  /**
+   * On the leader: proposes a configuration change (joint consensus, one change at a time) and resolves
+   * with the configuration once it committed and any joint step was left. Elsewhere it rejects with a
+   * NotLeaderError; a change the core refuses (one in flight, a learner behind, a bad id) rejects with a
+   * RaftKvError saying why; a timeout leaves the outcome unknown (UNAVAILABLE).
+   */
+  changeMembership(changes: readonly ConfChange[], timeoutMs?: number): Promise<Membership>;
+  /** An id above every id the cluster ever used, for a new member. */
+  newMemberId(): NodeId;
   /** On a leader: hands leadership to the most up-to-date voter and waits (up to timeoutMs) until
    *  another node leads; resolves with it, or null (not the leader, no voter to take over, timed out).
    *  Before a clean stop, so that clients see no election timeout. */
@@ -531,6 +544,23 @@ async function assemble<S extends StateMachine<unknown>, R>(
       return () => set.delete(l);
     },
     transferLeadership: (to) => input(() => replica.transferLeadership(to)),
+    configuration: () => follower.configuration(),
+    changeMembership: async (changes, timeoutMs) => {
+      try {
+        return await follower.change(
+          changes,
+          timeoutMs ?? Math.max(config.requestTimeoutMs, 4 * config.electionTimeoutMaxMs),
+        );
+      } catch (err) {
+        if (
+          err instanceof ChangeRefusedError &&
+          (err.reason === "notLeader" || err.reason === "transferring")
+        )
+          throw new NotLeaderError(config.id, err.leaderId);
+        throw err;
+      }
+    },
+    newMemberId: () => follower.newMemberId(),
     handOverLeadership: async (timeoutMs) => {
       const to = core.softState().role === "leader" ? follower.bestTransferee() : null;
       if (to === null || !node.transferLeadership(to)) return null;
