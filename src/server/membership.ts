@@ -141,9 +141,22 @@ export class MembershipFollower {
 
   /** Proposes changes and resolves once they committed (and, for voters, the joint step was left). */
   async change(changes: readonly ConfChange[], timeoutMs: number): Promise<Membership> {
-    const r: ConfChangeResult = this.o.coreCall((c) => c.proposeConfChange(changes));
-    if (!r.ok) throw changeRefused(this.o.id, r);
-    await this.committed(r.index, r.term, timeoutMs);
+    const deadlineMs = this.o.nowMs() + timeoutMs;
+    let r: ConfChangeResult;
+    for (;;) {
+      r = this.o.coreCall((c) => c.proposeConfChange(changes));
+      if (r.ok) break;
+      // "In flight" while the configuration in effect has committed and is not joint means a new leader
+      // whose first entry has not committed yet (the core's guard of Ongaro's single-server fix): that
+      // clears within a round trip, so wait for it instead of refusing (seen: a change right after a
+      // leadership transfer). A real change in flight is still refused at once.
+      const cfg = this.o.core.configuration();
+      const leaderNotReady =
+        r.reason === "changeInFlight" && !isJoint(cfg.membership) && cfg.index <= this.o.core.log.committed;
+      if (!leaderNotReady || this.o.nowMs() >= deadlineMs) throw changeRefused(this.o.id, r);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await this.committed(r.index, r.term, Math.max(1, deadlineMs - this.o.nowMs()));
     // A voter change enters a joint configuration; the leader leaves it on its own: wait for that too.
     for (;;) {
       const { membership, index } = this.o.core.configuration();
