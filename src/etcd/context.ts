@@ -29,6 +29,8 @@ export interface EtcdMembership {
   add(peerAddress: string, learner: boolean, budgetMs: number): Promise<NodeId>;
   remove(id: NodeId, budgetMs: number): Promise<void>;
   promote(id: NodeId, budgetMs: number): Promise<void>;
+  /** Hands leadership to voter `to` and waits until it leads (etcd's MoveLeader). */
+  moveLeader(to: NodeId, budgetMs: number): Promise<void>;
 }
 
 export interface EtcdNodeStatus {

@@ -5,10 +5,17 @@
 
 import type * as grpc from "@grpc/grpc-js";
 import type { StoreResult } from "../kv/store-state-machine.ts";
-import { type NodeConfig, type RaftNode, type ServiceContext, startRaftNode } from "../server/embed.ts";
+import {
+  type NodeConfig,
+  NotLeaderError,
+  type RaftNode,
+  type ServiceContext,
+  startRaftNode,
+} from "../server/embed.ts";
 import { MvccNode, type MvccStateHolder, mvccHostOf } from "../server/mvcc-node.ts";
 import { MvccState } from "../server/mvcc-state.ts";
 import { DEFAULT_LIMITS, type EtcdLimits } from "./context.ts";
+import { EtcdError, grpcStatus } from "./errors.ts";
 import { addEtcdServices } from "./register.ts";
 
 /** The version Status reports: the etcd API raftkv speaks (etcd's clients and tools read it as etcd's
@@ -118,6 +125,25 @@ export function addEtcdApi<S extends MvccStateHolder>(
       },
       promote: async (id, budgetMs) => {
         await node.changeMembership([{ type: "promote", id }], budgetMs);
+      },
+      moveLeader: async (to, budgetMs) => {
+        const here = node.status();
+        if (here.role !== "leader") throw new NotLeaderError(config.id, here.leaderId);
+        const { membership } = node.configuration();
+        if (to === config.id) return;
+        if (!membership.voters.includes(to) || !node.transferLeadership(to))
+          throw new EtcdError(grpcStatus.FAILED_PRECONDITION, "etcdserver: bad leader transferee");
+        const deadline = Date.now() + budgetMs;
+        for (;;) {
+          const now = node.status();
+          if (now.role !== "leader" && now.leaderId === to) return;
+          if (Date.now() >= deadline)
+            throw new EtcdError(
+              grpcStatus.DEADLINE_EXCEEDED,
+              "etcdserver: request timed out, leader transfer took too long",
+            );
+          await new Promise((r) => setTimeout(r, 5));
+        }
       },
     },
     status: () => {

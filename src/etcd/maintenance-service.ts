@@ -20,11 +20,13 @@ import type {
   MemberPromoteResponse,
   MemberRemoveRequest,
   MemberRemoveResponse,
+  MoveLeaderRequest,
+  MoveLeaderResponse,
   SnapshotRequest,
   SnapshotResponse,
   StatusResponse,
 } from "../gen/etcd/etcdserverpb/rpc.ts";
-import { ClusterService } from "../gen/etcd/etcdserverpb/rpc.ts";
+import { ClusterService, MaintenanceService } from "../gen/etcd/etcdserverpb/rpc.ts";
 import { KeyValue as WireKeyValue } from "../gen/etcd/mvccpb/kv.ts";
 import type { RangeRequest } from "../kv/mvcc-types.ts";
 import { type EtcdCalls, type EtcdMembership, memberIdOf, Refused, wireKv } from "./context.ts";
@@ -119,7 +121,13 @@ export class EtcdMaintenance {
       hash: u.unary(() => this.hash()),
       alarm: u.unary(async (): Promise<AlarmResponse> => ({ header: this.header(), alarms: [] })),
       defragment: u.unary(async (): Promise<DefragmentResponse> => ({ header: this.header() })),
-      moveLeader: unimplemented("MoveLeader"),
+      moveLeader:
+        m === undefined
+          ? unimplemented("MoveLeader")
+          : u.unary(async (r: MoveLeaderRequest, b): Promise<MoveLeaderResponse> => {
+              await m.moveLeader(this.nodeIdOf(r.targetID), b);
+              return { header: this.header() };
+            }, MaintenanceService.moveLeader),
       snapshot: (call: grpc.ServerWritableStream<SnapshotRequest | Refused, SnapshotResponse>) =>
         this.snapshot(call),
     };

@@ -79,7 +79,7 @@ describe("the etcd v3 API on a 3-node `raftkv serve` cluster", () => {
     }
   });
 
-  it("etcdctl: put, get --prefix, txn, watch, lease, member list, endpoint status", {
+  it("etcdctl: put, get --prefix, txn, watch, lease, member list, move-leader, endpoint status", {
     skip: ctlMissing ?? false,
   }, async () => {
     const e = c.endpoints;
@@ -107,6 +107,19 @@ describe("the etcd v3 API on a 3-node `raftkv serve` cluster", () => {
     assert.equal((await etcdctl(e, ["get", "ctl/leased"])).stdout, "");
     const members = (await etcdctl(e, ["member", "list"])).stdout.trim().split("\n");
     assert.equal(members.length, 3, members.join("\n"));
+    // move-leader: etcdctl finds the leader among the endpoints and asks it to hand over.
+    const before = await c.waitForLeader();
+    const target = [0, 1, 2].find((id) => id !== before.nodeId)!;
+    const moved = await etcdctl(e, ["move-leader", (target + 1).toString(16)]);
+    assert.match(moved.stdout, /Leadership transferred/, moved.stdout + moved.stderr);
+    await waitFor(
+      `node ${target} leads`,
+      async () => {
+        const s = await c.statuses();
+        return s.some((x) => x.nodeId === target && x.role === "leader") ? true : undefined;
+      },
+      10_000,
+    );
     const status = await etcdctl(e, ["endpoint", "status", "-w", "json"]);
     const rows = JSON.parse(status.stdout) as { Status: { leader: string; header: { member_id: string } } }[];
     assert.equal(rows.length, 3);
@@ -114,6 +127,50 @@ describe("the etcd v3 API on a 3-node `raftkv serve` cluster", () => {
       new Set(rows.map((r) => String(r.Status.leader))).size,
       1,
       "every endpoint names one leader",
+    );
+  });
+
+  it("etcdctl member add --learner, promote (refused while it is behind), remove", {
+    skip: ctlMissing ?? false,
+  }, async () => {
+    const e = c.endpoints;
+    // A learner at an address where nothing runs: it never catches up, so promote must be refused.
+    const add = await etcdctl(e, ["member", "add", "spare", "--learner", "--peer-urls=http://127.0.0.1:9"]);
+    const hex = /Member\s+([0-9a-f]+) added/.exec(add.stdout)?.[1];
+    assert.ok(hex !== undefined, add.stdout + add.stderr);
+    // The leader has applied the change; a follower answers MemberList from its own applied state.
+    let listed = "";
+    const rows = await waitFor(
+      "four members listed",
+      async () => {
+        listed = (await etcdctl(e, ["member", "list", "-w", "json"])).stdout;
+        const m = (
+          JSON.parse(listed) as { members: { ID: string; isLearner?: boolean; peerURLs: string[] }[] }
+        ).members;
+        return m.length === 4 ? m : undefined;
+      },
+      10_000,
+    );
+    const learner = rows.find((m) => BigInt(m.ID).toString(16) === hex);
+    assert.ok(learner !== undefined, `member ${hex} in ${listed}`);
+    assert.equal(learner.isLearner, true);
+    assert.deepEqual(learner.peerURLs, ["http://127.0.0.1:9"]);
+    const promote = await etcdctl(e, ["member", "promote", hex]);
+    assert.notEqual(promote.code, 0, `promote of a learner that never caught up: ${promote.stdout}`);
+    assert.match(promote.stderr, /behind|caught up|not ready|learner/i);
+    const removed = await etcdctl(e, ["member", "remove", hex]);
+    assert.match(removed.stdout, new RegExp(`Member\\s+${hex} removed`));
+    // A follower answers MemberList from the configuration it applied, a moment after the leader.
+    await waitFor(
+      "three members in every endpoint's member list",
+      async () => {
+        for (const one of e) {
+          const rows = (await etcdctl([one], ["member", "list"])).stdout.trim().split("\n");
+          if (rows.length !== 3) return undefined;
+        }
+        return true;
+      },
+      10_000,
     );
   });
 
