@@ -8,6 +8,7 @@ import { addLocalCommand } from "./local.ts";
 import { addMemberCommands } from "./member.ts";
 import { EXIT, exitCodeOf, printError, usageError } from "./output.ts";
 import { addServeCommand } from "./serve.ts";
+import { addSnapshotCommands } from "./snapshot.ts";
 import { addWalCommands } from "./wal.ts";
 
 export async function runCli(argv: readonly string[]): Promise<number> {
@@ -36,6 +37,7 @@ Exit codes: 0 ok, 1 the request failed (unreachable, no leader, deadline), 2 bad
   addLocalCommand(program);
   addMemberCommands(program);
   addEndpointCommands(program, (code) => (exitCode = code));
+  addSnapshotCommands(program);
   addWalCommands(program, (code) => (exitCode = code));
   try {
     await program.parseAsync([...argv]);

@@ -15,12 +15,12 @@ import { type ErrorCode, RaftKvError } from "../lib/errors.ts";
 import { type ClientFlags, parseDuration, tlsFrom, withClientOptions } from "./kv-commands.ts";
 import { formatTable, printJson, usageError } from "./output.ts";
 
-type Reply = { errorCode: string; errorMessage: string; leaderAddress: string };
+export type Reply = { errorCode: string; errorMessage: string; leaderAddress: string };
 
 /** Calls `method` at each endpoint until one answers other than NOT_LEADER/NO_LEADER, following the
  *  leader's address when one is named, and asking again while no node knows a leader (until the
  *  --timeout deadline); throws the last error. */
-async function call<R extends Reply>(
+export async function clusterCall<R extends Reply>(
   f: ClientFlags,
   method: (
     c: ClusterServiceClient,
@@ -135,7 +135,7 @@ export async function configurationText(f: ClientFlags): Promise<string> {
 
 /** MemberList from the leader (it knows every member's progress), or from any node when none leads. */
 async function leaderMemberList(f: ClientFlags): Promise<MemberListResponse> {
-  return call<MemberListResponse>(f, (c, deadline, done) =>
+  return clusterCall<MemberListResponse>(f, (c, deadline, done) =>
     c.memberList({}, new grpc.Metadata(), { deadline }, (err, res) => {
       if (err !== null || res === undefined) return done(err);
       const leaderElsewhere = res.leaderAddress !== "" && Number(res.leaderId) !== Number(res.nodeId);
@@ -143,7 +143,7 @@ async function leaderMemberList(f: ClientFlags): Promise<MemberListResponse> {
     }),
   ).catch(async (err: unknown) => {
     if (!(err instanceof RaftKvError) || (err.code !== "NOT_LEADER" && err.code !== "NO_LEADER")) throw err;
-    return call<MemberListResponse>(f, (c, deadline, done) =>
+    return clusterCall<MemberListResponse>(f, (c, deadline, done) =>
       c.memberList({}, new grpc.Metadata(), { deadline }, done),
     );
   });
@@ -167,7 +167,7 @@ export function addMemberCommands(program: Command): void {
     { reads: false },
   ).action(async (peerAddress: string, f: ClientFlags & { learner: boolean; id?: string }) => {
     const id = f.id === undefined ? null : parseId(f.id, "--id");
-    const r = await call<MemberChangeResponse>(f, (c, deadline, done) =>
+    const r = await clusterCall<MemberChangeResponse>(f, (c, deadline, done) =>
       c.memberAdd(
         { peerAddress, learner: f.learner, hasId: id !== null, id: id ?? 0n },
         new grpc.Metadata(),
@@ -181,7 +181,7 @@ export function addMemberCommands(program: Command): void {
     reads: false,
   }).action(async (idText: string, f: ClientFlags) => {
     const id = parseId(idText, "id");
-    const r = await call<MemberChangeResponse>(f, (c, deadline, done) =>
+    const r = await clusterCall<MemberChangeResponse>(f, (c, deadline, done) =>
       c.memberPromote({ id }, new grpc.Metadata(), { deadline }, done),
     );
     printChange(f, "promoted", r);
@@ -193,7 +193,7 @@ export function addMemberCommands(program: Command): void {
     },
   ).action(async (idText: string, f: ClientFlags) => {
     const id = parseId(idText, "id");
-    const r = await call<MemberChangeResponse>(f, (c, deadline, done) =>
+    const r = await clusterCall<MemberChangeResponse>(f, (c, deadline, done) =>
       c.memberRemove({ id }, new grpc.Metadata(), { deadline }, done),
     );
     printChange(f, "removed", r);
@@ -208,7 +208,7 @@ export function addMemberCommands(program: Command): void {
     { reads: false },
   ).action(async (f: ClientFlags & { to?: string }) => {
     const to = f.to === undefined ? null : parseId(f.to, "--to");
-    const r = await call<TransferLeadershipResponse>(f, (c, deadline, done) =>
+    const r = await clusterCall<TransferLeadershipResponse>(f, (c, deadline, done) =>
       c.transferLeadership({ toAny: to === null, to: to ?? 0n }, new grpc.Metadata(), { deadline }, done),
     );
     if (f.json) printJson({ ok: true, leaderId: Number(r.newLeaderId) });

@@ -29,6 +29,7 @@ import type {
 import { ClusterService, MaintenanceService } from "../gen/etcd/etcdserverpb/rpc.ts";
 import { KeyValue as WireKeyValue } from "../gen/etcd/mvccpb/kv.ts";
 import type { RangeRequest } from "../kv/mvcc-types.ts";
+import { waitForDrain } from "../server/grpc-drain.ts";
 import { type EtcdCalls, type EtcdMembership, memberIdOf, Refused, wireKv } from "./context.ts";
 import { EtcdError, grpcStatus, mvccError, toEtcdError } from "./errors.ts";
 
@@ -247,18 +248,4 @@ function pageRequest(from: Uint8Array, revision: number): RangeRequest {
     minCreateRevision: 0,
     maxCreateRevision: 0,
   };
-}
-
-/** Waits until what is queued for the client went out (a slow reader holds the snapshot back, not memory). */
-function waitForDrain(call: grpc.ServerWritableStream<unknown, unknown>): Promise<void> {
-  if (!call.writableNeedDrain || call.cancelled) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = (): void => {
-      call.off("drain", done);
-      call.off("close", done);
-      resolve();
-    };
-    call.once("drain", done);
-    call.once("close", done);
-  });
 }

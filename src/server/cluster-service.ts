@@ -13,6 +13,7 @@ import {
   type TransferLeadershipResponse,
 } from "../gen/raftkv/v1/cluster.ts";
 import { RaftKvError } from "../lib/errors.ts";
+import { type BackupDeps, backupHandler } from "./backup.ts";
 import { awaitOtherLeader, type MembershipFollower } from "./membership.ts";
 
 export interface ClusterServiceDeps {
@@ -26,6 +27,8 @@ export interface ClusterServiceDeps {
   readonly changeTimeoutMs: number;
   readonly transferTimeoutMs: number;
   readonly onCall?: (peerAddress: string) => void;
+  /** The backup stream (Snapshot): the state machine's image after a linearizable read barrier. */
+  readonly backup: Pick<BackupDeps, "clusterId" | "take">;
 }
 
 const MAX_NODE_ID = 2 ** 52;
@@ -71,6 +74,7 @@ export function addClusterService(server: grpc.Server, d: ClusterServiceDeps): v
       const id = checkId(d.nodeId, req.id);
       return change(id, () => d.follower.change([{ type: "remove", id }], d.changeTimeoutMs));
     }, changeFailed),
+    snapshot: backupHandler({ nodeId: d.nodeId, ...d.backup, leaderAddress: () => leaderAddress(d) }),
     transferLeadership: wrap(
       (req: { toAny: boolean; to: bigint }) => transfer(d, req),
       (e): TransferLeadershipResponse => ({

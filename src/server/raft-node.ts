@@ -590,6 +590,24 @@ async function assemble<S extends StateMachine<unknown>, R>(
     changeTimeoutMs: Math.max(config.requestTimeoutMs, 4 * config.electionTimeoutMaxMs),
     transferTimeoutMs: 4 * config.electionTimeoutMaxMs,
     onCall: (peerAddress) => gate.noteCall(peerAddress),
+    backup: {
+      clusterId: config.clusterId,
+      take: async () => {
+        for (;;) {
+          const ticket = await input(() => replica.readBarrier("readIndex"));
+          const image = replica.stateMachine.snapshotStream();
+          if (replica.stillValid(ticket))
+            return {
+              index: image.appliedIndex,
+              term: core.log.term(image.appliedIndex) ?? 0,
+              sizeBytes: image.sizeBytes,
+              next: () => image.next(),
+              close: () => image.close(),
+            };
+          image.close();
+        }
+      },
+    },
   });
   options.services?.(server, node, { noteCall: (peerAddress) => gate.noteCall(peerAddress) });
   const listener = await gate.open(server).catch(async (err: unknown) => {

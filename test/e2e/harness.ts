@@ -91,8 +91,9 @@ export interface ClusterOptions {
   readonly nodes: number;
   /** Extra `raftkv serve` flags for every node. */
   readonly serveArgs?: readonly string[];
-  /** Called with the cluster's folder before any node starts (node i's data is `<root>/node-<i>`). */
-  readonly prepare?: (root: string) => void;
+  /** Called with the cluster's folder and its --peers before any node starts (node i's data is
+   *  `<root>/node-<i>`). */
+  readonly prepare?: (root: string, peers: string) => void | Promise<void>;
 }
 
 interface NodeProc {
@@ -126,7 +127,7 @@ export class TestCluster {
   static async start(o: ClusterOptions): Promise<TestCluster> {
     const root = mkdtempSync(join(tmpdir(), "raftkv-e2e-"));
     const c = new TestCluster(root, await freePorts(o.nodes), o.serveArgs ?? []);
-    o.prepare?.(root);
+    await o.prepare?.(root, c.peers);
     for (const n of c.nodes) c.startNode(n.id);
     return c;
   }

@@ -11,7 +11,9 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -91,6 +93,26 @@ export interface TransferLeadershipResponse {
   errorMessage: string;
   leaderAddress: string;
   newLeaderId: bigint;
+}
+
+export interface SnapshotRequest {
+}
+
+export interface SnapshotChunk {
+  errorCode: string;
+  errorMessage: string;
+  leaderAddress: string;
+  /** First message: the log index and term the image is at, its size, and the source's identity. */
+  index: bigint;
+  term: bigint;
+  sizeBytes: bigint;
+  clusterId: string;
+  nodeId: bigint;
+  /** The image's next bytes. */
+  data: Uint8Array;
+  /** Last message: the image is complete; its CRC32C (Castagnoli). */
+  done: boolean;
+  crc32c: number;
 }
 
 function createBaseMember(): Member {
@@ -919,6 +941,248 @@ export const TransferLeadershipResponse: MessageFns<TransferLeadershipResponse> 
   },
 };
 
+function createBaseSnapshotRequest(): SnapshotRequest {
+  return {};
+}
+
+export const SnapshotRequest: MessageFns<SnapshotRequest> = {
+  encode(_: SnapshotRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SnapshotRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSnapshotRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<SnapshotRequest>): SnapshotRequest {
+    return SnapshotRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<SnapshotRequest>): SnapshotRequest {
+    const message = createBaseSnapshotRequest();
+    return message;
+  },
+};
+
+function createBaseSnapshotChunk(): SnapshotChunk {
+  return {
+    errorCode: "",
+    errorMessage: "",
+    leaderAddress: "",
+    index: 0n,
+    term: 0n,
+    sizeBytes: 0n,
+    clusterId: "",
+    nodeId: 0n,
+    data: new Uint8Array(0),
+    done: false,
+    crc32c: 0,
+  };
+}
+
+export const SnapshotChunk: MessageFns<SnapshotChunk> = {
+  encode(message: SnapshotChunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.errorCode !== "") {
+      writer.uint32(10).string(message.errorCode);
+    }
+    if (message.errorMessage !== "") {
+      writer.uint32(18).string(message.errorMessage);
+    }
+    if (message.leaderAddress !== "") {
+      writer.uint32(26).string(message.leaderAddress);
+    }
+    if (message.index !== 0n) {
+      if (BigInt.asUintN(64, message.index) !== message.index) {
+        throw new globalThis.Error("value provided for field message.index of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.index);
+    }
+    if (message.term !== 0n) {
+      if (BigInt.asUintN(64, message.term) !== message.term) {
+        throw new globalThis.Error("value provided for field message.term of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.term);
+    }
+    if (message.sizeBytes !== 0n) {
+      if (BigInt.asUintN(64, message.sizeBytes) !== message.sizeBytes) {
+        throw new globalThis.Error("value provided for field message.sizeBytes of type uint64 too large");
+      }
+      writer.uint32(48).uint64(message.sizeBytes);
+    }
+    if (message.clusterId !== "") {
+      writer.uint32(58).string(message.clusterId);
+    }
+    if (message.nodeId !== 0n) {
+      if (BigInt.asUintN(64, message.nodeId) !== message.nodeId) {
+        throw new globalThis.Error("value provided for field message.nodeId of type uint64 too large");
+      }
+      writer.uint32(64).uint64(message.nodeId);
+    }
+    if (message.data.length !== 0) {
+      writer.uint32(74).bytes(message.data);
+    }
+    if (message.done !== false) {
+      writer.uint32(80).bool(message.done);
+    }
+    if (message.crc32c !== 0) {
+      writer.uint32(88).uint32(message.crc32c);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SnapshotChunk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSnapshotChunk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.errorCode = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.errorMessage = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.leaderAddress = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.index = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.term = reader.uint64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.sizeBytes = reader.uint64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.clusterId = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.nodeId = reader.uint64() as bigint;
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.data = reader.bytes();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.done = reader.bool();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.crc32c = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<SnapshotChunk>): SnapshotChunk {
+    return SnapshotChunk.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SnapshotChunk>): SnapshotChunk {
+    const message = createBaseSnapshotChunk();
+    message.errorCode = object.errorCode ?? "";
+    message.errorMessage = object.errorMessage ?? "";
+    message.leaderAddress = object.leaderAddress ?? "";
+    message.index = (object.index !== undefined && object.index !== null) ? BigInt(object.index) : 0n;
+    message.term = (object.term !== undefined && object.term !== null) ? BigInt(object.term) : 0n;
+    message.sizeBytes = (object.sizeBytes !== undefined && object.sizeBytes !== null) ? BigInt(object.sizeBytes) : 0n;
+    message.clusterId = object.clusterId ?? "";
+    message.nodeId = (object.nodeId !== undefined && object.nodeId !== null) ? BigInt(object.nodeId) : 0n;
+    message.data = object.data ?? new Uint8Array(0);
+    message.done = object.done ?? false;
+    message.crc32c = object.crc32c ?? 0;
+    return message;
+  },
+};
+
 /**
  * Conventions: every response carries error_code ("" on success; NOT_LEADER, NO_LEADER,
  * CHANGE_IN_FLIGHT, LEARNER_BEHIND, INVALID_ARGUMENT, UNAVAILABLE, DEADLINE_EXCEEDED) and error_message
@@ -984,6 +1248,21 @@ export const ClusterServiceService = {
       Buffer.from(TransferLeadershipResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): TransferLeadershipResponse => TransferLeadershipResponse.decode(value),
   },
+  /**
+   * A consistent backup (raftkv snapshot save): the state machine's image at the leader's applied
+   * index, taken once a read there is linearizable, streamed in chunks of at most 1 MiB. The first
+   * message names where it was taken and its size; the last has done set and the image's CRC32C. On
+   * a follower the only message is NOT_LEADER with the leader's address.
+   */
+  snapshot: {
+    path: "/raftkv.v1.ClusterService/Snapshot" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: SnapshotRequest): Buffer => Buffer.from(SnapshotRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SnapshotRequest => SnapshotRequest.decode(value),
+    responseSerialize: (value: SnapshotChunk): Buffer => Buffer.from(SnapshotChunk.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SnapshotChunk => SnapshotChunk.decode(value),
+  },
 } as const;
 
 export interface ClusterServiceServer extends UntypedServiceImplementation {
@@ -1000,6 +1279,13 @@ export interface ClusterServiceServer extends UntypedServiceImplementation {
   memberRemove: handleUnaryCall<MemberRemoveRequest, MemberChangeResponse>;
   /** Hands leadership to another voter (the most up-to-date one when to_any is set). */
   transferLeadership: handleUnaryCall<TransferLeadershipRequest, TransferLeadershipResponse>;
+  /**
+   * A consistent backup (raftkv snapshot save): the state machine's image at the leader's applied
+   * index, taken once a read there is linearizable, streamed in chunks of at most 1 MiB. The first
+   * message names where it was taken and its size; the last has done set and the image's CRC32C. On
+   * a follower the only message is NOT_LEADER with the leader's address.
+   */
+  snapshot: handleServerStreamingCall<SnapshotRequest, SnapshotChunk>;
 }
 
 export interface ClusterServiceClient extends Client {
@@ -1086,6 +1372,18 @@ export interface ClusterServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: TransferLeadershipResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * A consistent backup (raftkv snapshot save): the state machine's image at the leader's applied
+   * index, taken once a read there is linearizable, streamed in chunks of at most 1 MiB. The first
+   * message names where it was taken and its size; the last has done set and the image's CRC32C. On
+   * a follower the only message is NOT_LEADER with the leader's address.
+   */
+  snapshot(request: SnapshotRequest, options?: Partial<CallOptions>): ClientReadableStream<SnapshotChunk>;
+  snapshot(
+    request: SnapshotRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<SnapshotChunk>;
 }
 
 export const ClusterServiceClient = makeGenericClientConstructor(
