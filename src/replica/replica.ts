@@ -76,7 +76,8 @@ export class Replica<R> {
   private stopped = false;
   private lastSnapshotIndex: number;
   private installedIndex = 0;
-  private snapshotting = false;
+  /** The snapshot being written in the background (maybeSnapshot), or null. */
+  private snapshotInFlight: Promise<void> | null = null;
   private idleWaiters: (() => void)[] = [];
   /** A hard state whose only change was the commit index, not written yet. It needs no sync, so it rides
    *  along with the next write, or is written after UNWRITTEN_HARD_STATE_TICKS quiet ticks or on stop:
@@ -216,9 +217,12 @@ export class Replica<R> {
   }
 
   /** Resolves when the loop has nothing left to do (tests and the simulator use it). */
-  idle(): Promise<void> {
-    if (!this.running) return Promise.resolve();
-    return new Promise((r) => this.idleWaiters.push(r));
+  async idle(): Promise<void> {
+    for (;;) {
+      if (this.running) await new Promise<void>((r) => this.idleWaiters.push(r));
+      else if (this.snapshotInFlight !== null) await this.snapshotInFlight;
+      else return;
+    }
   }
 
   // ---------------------------------------------------------------- the loop
@@ -271,10 +275,11 @@ export class Replica<R> {
       // keeps its log until the host has installed the snapshot (snapshotInstalled).
       this.applyAll(rd);
       await this.persist(rd);
-      if (this.stopped) break;
+      // A background snapshot may have failed meanwhile: after any storage failure nothing is sent.
+      if (this.stopped || this.failed !== null) break;
       this.sendAll(early.length === 0 ? rd.messages : rd.messages.filter((m) => !isLeaderReplication(m)));
       this.o.core.advance(rd);
-      await this.maybeSnapshot();
+      this.maybeSnapshot();
     }
   }
 
@@ -371,6 +376,8 @@ export class Replica<R> {
    * switch.
    */
   private async install(meta: SnapshotMeta): Promise<void> {
+    // Our own snapshot reads a view of the state machine that the restore replaces: let it finish.
+    while (this.snapshotInFlight !== null) await this.snapshotInFlight;
     const st = this.o.storage;
     const restore = this.o.restore(meta.sizeBytes, meta);
     let next: StateMachine<R>;
@@ -403,11 +410,18 @@ export class Replica<R> {
     this.failProposalsThrough(meta.index);
   }
 
-  private async maybeSnapshot(): Promise<void> {
+  /**
+   * Takes a snapshot when one is due, in the background: the image is read from a view of the state
+   * machine taken now (isolated from later applies), and written while the loop goes on, so heartbeats,
+   * acknowledgements and applies never wait for it (at a million keys the write takes seconds; a loop
+   * that waited missed its heartbeats and lost the lease, issue 16). Once the file is durable, the core
+   * learns of it and compacts. An incoming snapshot waits for it (install()); so does idle().
+   */
+  private maybeSnapshot(): void {
     const every = this.o.snapshotEveryEntries;
     const everyBytes = this.o.snapshotEveryBytes ?? 0;
     const applied = this.sm.appliedIndex;
-    if (this.snapshotting || applied <= this.lastSnapshotIndex) return;
+    if (this.snapshotInFlight !== null || applied <= this.lastSnapshotIndex) return;
     const byCount = every > 0 && applied - this.lastSnapshotIndex >= every;
     const byBytes = everyBytes > 0 && this.o.core.log.dataBytes >= everyBytes;
     if (!byCount && !byBytes) return;
@@ -415,27 +429,38 @@ export class Replica<R> {
     if (applied > this.o.core.log.applied) return;
     const term = this.o.core.log.term(applied);
     if (term === undefined) return;
-    this.snapshotting = true;
     // Streamed: at a million keys the image is hundreds of MB, which should never be in memory whole.
     const image = this.sm.snapshotStream();
-    try {
-      assert(image.appliedIndex === applied, () => `snapshot at ${image.appliedIndex}, applied ${applied}`);
-      const meta = await this.o.storage.saveSnapshotStream(
-        // The configuration in effect at the snapshot travels with it (thesis §5.3, §4.3).
-        { index: applied, term, sizeBytes: image.sizeBytes, membership: this.o.core.membershipAt(applied) },
-        () => image.next(),
-      );
-      this.o.core.snapshotSaved(meta);
-      const log = this.o.core.log;
-      let to = Math.max(log.snapshotIndex, applied - this.o.keepEntriesAfterSnapshot);
-      const keepBytes = this.o.keepBytesAfterSnapshot;
-      if (keepBytes !== undefined) to = Math.max(to, log.compactionPointKeeping(applied, keepBytes));
-      this.o.core.compact(to);
-      this.lastSnapshotIndex = applied;
-    } finally {
-      image.close();
-      this.snapshotting = false;
-    }
+    assert(image.appliedIndex === applied, () => `snapshot at ${image.appliedIndex}, applied ${applied}`);
+    // The configuration in effect at the snapshot travels with it (thesis §5.3, §4.3).
+    const streamMeta = {
+      index: applied,
+      term,
+      sizeBytes: image.sizeBytes,
+      membership: this.o.core.membershipAt(applied),
+    };
+    this.snapshotInFlight = this.o.storage
+      .saveSnapshotStream(streamMeta, () => image.next())
+      .then(
+        (meta) => {
+          if (this.stopped || this.failed !== null) return;
+          this.o.core.snapshotSaved(meta);
+          const log = this.o.core.log;
+          let to = Math.max(log.snapshotIndex, applied - this.o.keepEntriesAfterSnapshot);
+          const keepBytes = this.o.keepBytesAfterSnapshot;
+          if (keepBytes !== undefined) to = Math.max(to, log.compactionPointKeeping(applied, keepBytes));
+          this.o.core.compact(to);
+          this.lastSnapshotIndex = Math.max(this.lastSnapshotIndex, applied);
+        },
+        (err: unknown) => {
+          if (!this.stopped) this.fail(err);
+        },
+      )
+      .finally(() => {
+        image.close();
+        this.snapshotInFlight = null;
+        this.kick();
+      });
   }
 
   // ---------------------------------------------------------------- failures
