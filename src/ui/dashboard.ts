@@ -9,6 +9,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Registry } from "prom-client";
+import type { Membership } from "../core/membership.ts";
 import type { NodeId } from "../core/types.ts";
 import { RaftKvError } from "../lib/errors.ts";
 import type { NodeView } from "../server/node-view.ts";
@@ -25,6 +26,8 @@ export interface DashboardNode {
   readonly id: NodeId;
   readonly registry: Registry;
   status(): NodeView;
+  /** The configuration in effect here and the index of the entry that made it. */
+  configuration(): { membership: Membership; index: number };
   on(type: NodeEvent["type"], listener: (e: NodeEvent) => void): () => void;
   transferLeadership(to: NodeId): boolean;
 }
@@ -111,6 +114,21 @@ export function loadAssets(dir = assetsDir()): Map<string, Buffer> {
     }
   }
   return out;
+}
+
+/** The configuration as a frame carries it (at most MAX_MEMBERS ids in each list; addresses are in hello). */
+export interface ConfigView {
+  readonly index: number;
+  readonly voters: readonly NodeId[];
+  /** While joint: the outgoing configuration's voters; empty otherwise. */
+  readonly outgoing: readonly NodeId[];
+  readonly learners: readonly NodeId[];
+  readonly joint: boolean;
+}
+
+export function configView(c: { membership: Membership; index: number }): ConfigView {
+  const { voters, outgoing, learners } = c.membership;
+  return { index: c.index, voters, outgoing, learners, joint: outgoing.length > 0 };
 }
 
 interface Stats {
@@ -202,6 +220,7 @@ export class Dashboard implements OperatorRoute {
       node: this.o.node.id,
       atMs: this.wallMs(),
       view: this.o.node.status(),
+      config: configView(this.o.node.configuration()),
       leaseMs: this.o.leaseMs,
       lastLeaderChangeAtMs: this.timeline.lastLeaderChangeAtMs,
       stats: this.stats,

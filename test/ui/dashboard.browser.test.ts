@@ -112,6 +112,13 @@ const SHOWN = `(() => {
   return { cards, leader: l.leader ? Number(l.leader) : null, term: Number(l.term || 0), shownAtMs: Number(l.shownAtMs || 0) };
 })()`;
 
+/** The configuration panel's voters, learners and joint cells ("" until a frame filled them in). */
+const CONFIG = `(() => {
+  const cell = (k) => document.querySelector('#config [data-c="' + k + '"]').textContent;
+  return cell("index") === "–" ? { voters: "", learners: "", joint: "" }
+    : { voters: cell("voters"), learners: cell("learners"), joint: cell("joint") };
+})()`;
+
 /** What the page shows: each member card's up/role, and the leader in the header. */
 function shown(page: Page): Promise<Shown> {
   return page.evaluate(SHOWN) as Promise<Shown>;
@@ -150,6 +157,18 @@ test("the dashboard on a 3-node raftkv local, in headless chromium", { skip, tim
       60_000,
     );
     assert.equal(first.cards.find((c) => c.role === "leader")!.id, first.leader);
+
+    // The configuration panel: three voters, no learners, not joint; every card says "voter".
+    const config = await waitFor("the configuration panel filled in", async () => {
+      const c = (await page.evaluate(CONFIG)) as { voters: string; learners: string; joint: string };
+      return c.voters !== "" ? c : undefined;
+    });
+    assert.deepEqual(config, { voters: "{0,1,2}", learners: "{}", joint: "no" });
+    assert.deepEqual(await page.locator('[data-member] [data-f="member"]').allTextContents(), [
+      "voter",
+      "voter",
+      "voter",
+    ]);
     const nav = (await page.evaluate(
       "JSON.stringify(performance.getEntriesByType('navigation')[0])",
     )) as string;

@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { Registry } from "prom-client";
+import { type Membership, votersOnly } from "../../src/core/membership.ts";
 import type { KvRange } from "../../src/kv/state-machine.ts";
 import { RaftKvError } from "../../src/lib/errors.ts";
 import type { NodeView } from "../../src/server/node-view.ts";
@@ -34,6 +35,8 @@ class FakeNode implements DashboardNode {
   term = 1;
   leaderId: number | null = 1;
   transfers: number[] = [];
+  membership: Membership = { ...votersOnly([0, 1, 2]), learners: [3] };
+  configIndex = 4;
   private readonly listeners = new Map<string, ((e: NodeEvent) => void)[]>();
 
   status(): NodeView {
@@ -64,6 +67,10 @@ class FakeNode implements DashboardNode {
       uptimeMs: 1000,
       dataDir: "/nowhere",
     };
+  }
+
+  configuration(): { membership: Membership; index: number } {
+    return { membership: this.membership, index: this.configIndex };
   }
 
   on(type: NodeEvent["type"], listener: (e: NodeEvent) => void): () => void {
@@ -261,6 +268,11 @@ test("the page and its files are served at /ui/, with the node's state as JSON",
     );
     assert.equal(state.hello.control, null, "no fault controls outside raftkv local");
     assert.equal(state.state.view.role, "follower");
+    assert.deepEqual(
+      state.state.config,
+      { index: 4, voters: [0, 1, 2], outgoing: [], learners: [3], joint: false },
+      "the configuration in effect, with its learner",
+    );
     assert.equal(
       (await call(s.server.port, "/metrics")).status,
       200,
@@ -292,16 +304,27 @@ test("the event stream: hello, then state frames; a leader change is pushed with
         s.node.role = "leader";
         s.node.term = 2;
         s.node.leaderId = 0;
+        s.node.membership = { ...votersOnly([0, 1, 3]), outgoing: [0, 1, 2] };
+        s.node.configIndex = 9;
         s.node.emit({ type: "role", role: "leader", term: 2, leaderId: 0 });
       }, 50);
     });
     assert.equal(got[0]!.event, "hello");
     const frames = got
       .slice(1)
-      .map((g) => g.data as { s: { view: NodeView; stats: unknown }; t: { text: string }[] });
+      .map(
+        (g) => g.data as { s: { view: NodeView; stats: unknown; config: unknown }; t: { text: string }[] },
+      );
     assert.ok(got.slice(1).every((g) => g.event === "state"));
     const led = frames.find((f) => f.s.view.role === "leader");
     assert.ok(led !== undefined, "a frame shows the node as leader");
+    assert.deepEqual(led.s.config, {
+      index: 9,
+      voters: [0, 1, 3],
+      outgoing: [0, 1, 2],
+      learners: [],
+      joint: true,
+    });
     assert.deepEqual(
       frames.flatMap((f) => f.t.map((t) => t.text)),
       ["became leader for term 2"],

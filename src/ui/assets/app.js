@@ -50,6 +50,7 @@
     es.addEventListener("state", (ev) => {
       const f = JSON.parse(ev.data);
       m.state = f.s;
+      for (const id of configIds(f.s.config)) member(id);
       m.up = true;
       m.downSince = null;
       m.lastAtMs = Date.now();
@@ -87,6 +88,7 @@
   // ---------------------------------------------------------------- members
 
   const FIELDS = [
+    "member",
     "term",
     "leader",
     "commit",
@@ -150,6 +152,57 @@
     return best;
   }
 
+  const configIds = (c) => (c ? [...c.voters, ...c.outgoing, ...c.learners] : []);
+  const idSet = (ids) => `{${ids.join(",")}}`;
+
+  /** The configuration to show: the leader's, else the newest an up member reports; and who said it. */
+  function clusterConfig() {
+    const leader = clusterLeader();
+    const lc = leader === null ? null : members.get(leader.id)?.state?.config;
+    if (lc) return [lc, leader.id];
+    let best = null;
+    let from = null;
+    for (const m of members.values()) {
+      const c = m.up ? m.state?.config : null;
+      if (c && (best === null || c.index > best.index)) [best, from] = [c, m.id];
+    }
+    return [best, from];
+  }
+
+  /** voter, learner, outgoing voter (joint), or not a member, in configuration c. */
+  function memberKind(c, id) {
+    if (!c) return "–";
+    const inNew = c.voters.includes(id);
+    const inOld = c.outgoing.includes(id);
+    if (inNew) return c.joint && !inOld ? "voter (incoming)" : "voter";
+    if (inOld) return "outgoing voter (leaving)";
+    return c.learners.includes(id) ? "learner" : "not a member";
+  }
+
+  function renderConfig(c, from) {
+    const box = $("#config");
+    const cell = (k, text) => {
+      const d = box.querySelector(`[data-c="${k}"]`);
+      if (d.textContent !== text) d.textContent = text;
+    };
+    box.dataset.voters = c ? c.voters.join(",") : "";
+    box.dataset.learners = c ? c.learners.join(",") : "";
+    box.dataset.joint = c ? String(c.joint) : "";
+    cell("voters", c ? idSet(c.voters) : "–");
+    cell("outgoing", c?.joint ? idSet(c.outgoing) : "none (not joint)");
+    cell("learners", c ? idSet(c.learners) : "–");
+    cell(
+      "joint",
+      c
+        ? c.joint
+          ? `joint: quorums need a majority of ${idSet(c.voters)} and of ${idSet(c.outgoing)}`
+          : "no"
+        : "–",
+    );
+    cell("index", c ? String(c.index) : "–");
+    $("#config-source").textContent = from === null ? "" : `(as node ${from} has it)`;
+  }
+
   /** The lease as the node last reported it, run down by the time since that frame arrived. */
   function leaseText(v, leaseMs, sinceMs) {
     switch (v.lease) {
@@ -171,12 +224,16 @@
   function render() {
     buildCards();
     const leader = clusterLeader();
+    const [config, configFrom] = clusterConfig();
+    renderConfig(config, configFrom);
     for (const m of members.values()) {
       const card = $(`[data-member="${m.id}"]`);
       if (card === null) continue;
       const fresh = m.up && m.state !== null && Date.now() - m.lastAtMs < STALE_MS;
       const cs = controlState?.nodes.find((n) => n.id === m.id);
       card.dataset.up = String(fresh);
+      card.dataset.kind = memberKind(config, m.id);
+      set(card, "member", card.dataset.kind);
       const down = card.querySelector(".down");
       const v = m.state?.view ?? null;
       card.querySelector(".addr").textContent =
