@@ -12,12 +12,15 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { Registry } from "prom-client";
 import { type Membership, votersOnly } from "../../src/core/membership.ts";
+import { encodeMvccCommand } from "../../src/kv/mvcc-codec.ts";
 import type { KvRange } from "../../src/kv/state-machine.ts";
+import { StoreStateMachine } from "../../src/kv/store-state-machine.ts";
 import { RaftKvError } from "../../src/lib/errors.ts";
 import type { NodeView } from "../../src/server/node-view.ts";
 import type { NodeEvent } from "../../src/server/observer.ts";
 import { type OperatorServer, startOperatorServer } from "../../src/server/operator-http.ts";
 import { RequestHistogram } from "../../src/server/request-histogram.ts";
+import { MemStore } from "../../src/store/mem-store.ts";
 import { Dashboard, type DashboardNode, type DashboardOptions, loadAssets } from "../../src/ui/dashboard.ts";
 import type { KeyOps } from "../../src/ui/key-browser.ts";
 import { makeCa } from "../security/certs.ts";
@@ -208,12 +211,21 @@ const CONTROL = { url: "http://127.0.0.1:60199", token: "a-token-of-some-length"
 async function serve(
   options: Partial<DashboardOptions> = {},
   tls: Record<string, Buffer> | null = null,
-): Promise<{ node: FakeNode; keys: MemKeys; server: OperatorServer; close: () => Promise<void> }> {
+): Promise<{
+  node: FakeNode;
+  keys: MemKeys;
+  mvcc: StoreStateMachine;
+  server: OperatorServer;
+  close: () => Promise<void>;
+}> {
   const node = new FakeNode();
+  const mvcc = new StoreStateMachine({ store: new MemStore() });
   const keys = new MemKeys();
   const dashboard = new Dashboard({
     node,
     keys,
+    watchSource: () => mvcc,
+    watchLimits: { pollMs: 10 },
     maxValueBytes: 1024,
     leaseMs: 250,
     members: new Map([
@@ -235,6 +247,7 @@ async function serve(
   return {
     node,
     keys,
+    mvcc,
     server,
     close: () =>
       new Promise((r) => {
@@ -404,6 +417,60 @@ test("the key browser: paging by prefix, a value, put and delete with the dashbo
     assert.equal(JSON.parse(follower.body).code, "NOT_LEADER");
   } finally {
     await s.close();
+  }
+});
+
+test("the key watch at /ui/api/watch: a put under the prefix arrives; the access rules of /ui apply", async () => {
+  const s = await serve();
+  const p = s.server.port;
+  try {
+    const rebinding = await call(p, "/ui/api/watch?prefix=a/", { headers: { host: "evil.example:80" } });
+    assert.equal(rebinding.status, 403, "a foreign Host is refused as on every /ui route");
+    assert.equal((await call(p, "/ui/api/watch")).status, 400, "no prefix");
+    const got = new Promise<{ cors: unknown; body: string }>((resolve, reject) => {
+      const req = httpRequest(
+        { host: "127.0.0.1", port: p, path: "/ui/api/watch?prefix=a/", headers: { origin: MEMBER } },
+        (res) => {
+          let body = "";
+          let put = false;
+          res.on("data", (c: Buffer) => {
+            body += c.toString();
+            if (body.includes("event: watching") && !put) {
+              put = true;
+              s.mvcc.applyAny(
+                1,
+                encodeMvccCommand({
+                  op: "put",
+                  key: new TextEncoder().encode("a/1"),
+                  value: new TextEncoder().encode("one"),
+                  lease: 0n,
+                  prevKv: false,
+                  ignoreValue: false,
+                  ignoreLease: false,
+                }),
+              );
+            }
+            if (body.includes("event: events")) {
+              req.destroy();
+              resolve({ cors: res.headers["access-control-allow-origin"], body });
+            }
+          });
+        },
+      );
+      req.on("error", reject);
+      req.end();
+    });
+    const { cors, body } = await got;
+    assert.equal(cors, MEMBER, "another member's dashboard may open it");
+    assert.match(body, /"type":"put","key":"a\/1","keyHex":false,"revision":2,.*"value":"one"/);
+  } finally {
+    await s.close();
+  }
+  const none = await serve({ watchSource: null });
+  try {
+    assert.equal((await call(none.server.port, "/ui/api/watch?prefix=a")).status, 404);
+  } finally {
+    await none.close();
   }
 });
 
