@@ -21,6 +21,8 @@ const CHROMIUM = process.env["RAFTKV_CHROMIUM"] ?? "/usr/bin/chromium";
 const BIN = fileURLToPath(new URL("../../bin/raftkv.mjs", import.meta.url));
 /** The page's HTML, script and style sheet together (measured: 23,437 bytes). */
 const PAGE_WEIGHT_LIMIT_BYTES = 64 * 1024;
+/** A watched put shows in the page's watch list within this of the CLI's answer. */
+const WATCH_LIMIT_MS = 5000;
 /** The issue's figure: the page shows a new leader within this of its election. */
 const FOLLOW_LIMIT_MS = 1000;
 
@@ -208,6 +210,48 @@ test("the dashboard on a 3-node raftkv local, in headless chromium", { skip, tim
     await page.check('input[name="mode"][value="json"]');
     await waitFor("the value as JSON", async () =>
       (await page.textContent("#value-text"))?.includes('"hello": "world"') ? true : undefined,
+    );
+
+    // A live watch on a prefix: a key put through the CLI under it shows in the watch list within a few
+    // seconds of the put; one outside the prefix, put just before it, does not; a delete shows too.
+    await page.fill("#prefix", "ui/live/");
+    await page.click("#watch-start");
+    await waitFor("the watch stream open", async () =>
+      (await page.getAttribute("#watch", "data-live")) === "true" ? true : undefined,
+    );
+    const cli = (...args: string[]) => runCli([...args, "--endpoints", local!.endpoints]);
+    const outside = await cli("put", "ui/other", "not watched");
+    assert.equal(outside.code, 0, outside.stderr);
+    const watchedPut = await cli("put", "ui/live/x", "watched value");
+    assert.equal(watchedPut.code, 0, watchedPut.stderr);
+    const putDoneAt = performance.now();
+    const watchRow = (key: string, type: string) =>
+      page.locator(`#watch tr[data-wkey="${key}"][data-type="${type}"]`);
+    await waitFor(
+      "the put in the watch list",
+      async () => ((await watchRow("ui/live/x", "put").count()) > 0 ? true : undefined),
+      WATCH_LIMIT_MS,
+      20,
+    );
+    console.log(`watched put shown ${(performance.now() - putDoneAt).toFixed(0)} ms after the CLI returned`);
+    assert.match((await watchRow("ui/live/x", "put").textContent()) ?? "", /watched value \(13 bytes\)/);
+    assert.equal(await page.locator('#watch tr[data-wkey="ui/other"]').count(), 0, "outside the prefix");
+    const del = await cli("del", "ui/live/x");
+    assert.equal(del.code, 0, del.stderr);
+    await waitFor(
+      "the delete in the watch list",
+      async () => ((await watchRow("ui/live/x", "delete").count()) > 0 ? true : undefined),
+      WATCH_LIMIT_MS,
+      20,
+    );
+    assert.deepEqual(
+      await page
+        .locator("#watch tbody tr")
+        .evaluateAll((rows) =>
+          rows.map((r) => (r as unknown as { dataset: Record<string, string> }).dataset["type"]),
+        ),
+      ["delete", "put"],
+      "newest first",
     );
 
     // Kill the leader from the page; the page must follow the new leader.

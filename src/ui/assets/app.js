@@ -71,6 +71,7 @@
       hello = h;
       $("#cluster").textContent = `cluster ${h.clusterId} · ${h.version}`;
       $("#keys-section").hidden = !h.keys;
+      $("#watch-start").hidden = !h.watch;
       if (h.control !== null) {
         control = h.control;
         $("#faults-note").hidden = false;
@@ -563,6 +564,100 @@
     "click",
     () => current !== null && void write("DELETE", current.key, undefined),
   );
+
+  // ---------------------------------------------------------------- live watch of a prefix
+
+  const WATCH_KEEP = 200;
+  /** Newest first, at most WATCH_KEEP. */
+  const watched = [];
+  let watchEs = null;
+
+  function watchStatus(text) {
+    $("#watch-status").textContent = text;
+  }
+
+  function stopWatch(why) {
+    if (watchEs !== null) watchEs.close();
+    watchEs = null;
+    $("#watch").dataset.live = "";
+    $("#watch-stop").disabled = true;
+    if (why) watchStatus(why);
+  }
+
+  /** A refused stream's reason (EventSource does not show the answer's body). */
+  async function whyRefused(url) {
+    const ac = new AbortController();
+    try {
+      const r = await fetch(url, { credentials: "include", signal: ac.signal });
+      if (r.ok) return "the stream closed";
+      return (await r.json()).error ?? r.statusText;
+    } catch (err) {
+      return `no answer (${err.message})`;
+    } finally {
+      ac.abort();
+    }
+  }
+
+  function renderWatch() {
+    $("#watch tbody").replaceChildren(
+      ...watched.map((e) => {
+        const tr = el("tr", { "data-wkey": e.key, "data-type": e.type });
+        const key = e.keyHex ? `0x${e.key}` : e.key;
+        const value =
+          e.type === "delete"
+            ? ""
+            : `${e.valueHex ? `0x${e.value}` : e.value}${e.truncated ? "…" : ""} (${e.valueBytes} bytes)`;
+        tr.append(
+          el("td", {}, String(e.revision)),
+          el("td", {}, e.type),
+          el("td", {}, key),
+          el("td", {}, value),
+        );
+        return tr;
+      }),
+    );
+  }
+
+  function startWatch() {
+    stopWatch();
+    const prefix = $("#prefix").value;
+    const [base] = keysBase();
+    const url = `${base}/ui/api/watch?prefix=${encodeURIComponent(prefix)}`;
+    const es = new EventSource(url, { withCredentials: true });
+    watchEs = es;
+    watched.length = 0;
+    renderWatch();
+    $("#watch-section").hidden = false;
+    $("#watch-stop").disabled = false;
+    watchStatus(`opening a watch on "${prefix}"…`);
+    es.addEventListener("watching", (ev) => {
+      const w = JSON.parse(ev.data);
+      $("#watch").dataset.live = "true";
+      watchStatus(`watching "${prefix}" from revision ${w.fromRevision} on ${base || location.origin}`);
+    });
+    es.addEventListener("events", (ev) => {
+      const m = JSON.parse(ev.data);
+      for (const e of m.events) watched.unshift(e);
+      if (m.omitted > 0)
+        watched.unshift({ type: `${m.omitted} more not shown`, key: "", revision: m.revision, value: "" });
+      watched.length = Math.min(watched.length, WATCH_KEEP);
+      renderWatch();
+    });
+    es.addEventListener("end", (ev) => {
+      if (watchEs === es) stopWatch(`watch ended: ${JSON.parse(ev.data).reason}`);
+    });
+    es.onerror = () => {
+      if (watchEs !== es) return;
+      $("#watch").dataset.live = "";
+      if (es.readyState !== EventSource.CLOSED)
+        return watchStatus("watch stream lost; reconnecting (it resumes after the last revision shown)");
+      stopWatch();
+      void whyRefused(url).then((why) => watchStatus(`watch refused: ${why}`));
+    };
+  }
+
+  $("#watch-start").addEventListener("click", startWatch);
+  $("#watch-stop").addEventListener("click", () => stopWatch("stopped"));
 
   // ---------------------------------------------------------------- start: this node's stream first
 
