@@ -171,6 +171,31 @@ test("the dashboard on a 3-node raftkv local, in headless chromium", { skip, tim
       "voter",
       "voter",
     ]);
+
+    // A learner added through the CLI (at an address where nothing runs) shows in the panel and on a card
+    // of its own; removed, it leaves both.
+    const cli = (...args: string[]) => runCli([...args, "--endpoints", local!.endpoints]);
+    const add = await cli("member", "add", `127.0.0.1:${await consecutivePorts(1)}`, "--learner");
+    assert.equal(add.code, 0, add.stderr);
+    const learner = Number(/added learner member (\d+)/.exec(add.stdout)?.[1]);
+    assert.ok(learner > 2, add.stdout);
+    await waitFor("the learner in the configuration panel", async () =>
+      ((await page.evaluate(CONFIG)) as { learners: string }).learners === `{${learner}}` ? true : undefined,
+    );
+    await waitFor("the learner's card", async () =>
+      (await page.locator(`[data-member="${learner}"] [data-f="member"]`).count()) > 0 &&
+      (await page.textContent(`[data-member="${learner}"] [data-f="member"]`)) === "learner"
+        ? true
+        : undefined,
+    );
+    const removed = await cli("member", "remove", String(learner));
+    assert.equal(removed.code, 0, removed.stderr);
+    await waitFor("the learner gone from the panel and the cards", async () =>
+      ((await page.evaluate(CONFIG)) as { learners: string }).learners === "{}" &&
+      (await page.locator(`[data-member="${learner}"]`).count()) === 0
+        ? true
+        : undefined,
+    );
     const nav = (await page.evaluate(
       "JSON.stringify(performance.getEntriesByType('navigation')[0])",
     )) as string;
@@ -219,7 +244,6 @@ test("the dashboard on a 3-node raftkv local, in headless chromium", { skip, tim
     await waitFor("the watch stream open", async () =>
       (await page.getAttribute("#watch", "data-live")) === "true" ? true : undefined,
     );
-    const cli = (...args: string[]) => runCli([...args, "--endpoints", local!.endpoints]);
     const outside = await cli("put", "ui/other", "not watched");
     assert.equal(outside.code, 0, outside.stderr);
     const watchedPut = await cli("put", "ui/live/x", "watched value");

@@ -50,7 +50,7 @@
     es.addEventListener("state", (ev) => {
       const f = JSON.parse(ev.data);
       m.state = f.s;
-      for (const id of configIds(f.s.config)) member(id);
+      for (const id of configIds(f.s.config)) if (!members.has(id)) member(id).fromConfig = true;
       m.up = true;
       m.downSince = null;
       m.lastAtMs = Date.now();
@@ -227,6 +227,12 @@
     const leader = clusterLeader();
     const [config, configFrom] = clusterConfig();
     renderConfig(config, configFrom);
+    // A member known from the configuration only is gone once a configuration no longer names it.
+    for (const m of [...members.values()])
+      if (m.fromConfig && config && !configIds(config).includes(m.id)) {
+        members.delete(m.id);
+        $(`[data-member="${m.id}"]`)?.remove();
+      }
     for (const m of members.values()) {
       const card = $(`[data-member="${m.id}"]`);
       if (card === null) continue;
@@ -234,6 +240,7 @@
       const cs = controlState?.nodes.find((n) => n.id === m.id);
       card.dataset.up = String(fresh);
       card.dataset.kind = memberKind(config, m.id);
+      card.querySelector(".buttons").hidden = controlState !== null && cs === undefined;
       set(card, "member", card.dataset.kind);
       const down = card.querySelector(".down");
       const v = m.state?.view ?? null;
