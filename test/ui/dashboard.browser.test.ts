@@ -1,5 +1,7 @@
 // The dashboard in a real headless browser (Debian's chromium driven by playwright-core) against a
-// 3-node `raftkv local`: it shows three members and one leader, follows a leadership change within a
+// 3-node `raftkv local`: it shows three members and one leader and the configuration (voters {0,1,2}; a
+// learner added and removed through the CLI), live-watches a prefix (a put and a delete through the CLI
+// under it show, a put elsewhere does not), follows a leadership change within a
 // second after the leader is killed from the page (loaded from the leader itself, so the page's own node
 // is the one that goes), shows a key put through the CLI, keeps showing the killed node as down, brings
 // it back with the restart button; the other buttons (leadership transfer, cut and heal a link, pause and
@@ -19,7 +21,7 @@ import { runCli, waitFor } from "../e2e/harness.ts";
 
 const CHROMIUM = process.env["RAFTKV_CHROMIUM"] ?? "/usr/bin/chromium";
 const BIN = fileURLToPath(new URL("../../bin/raftkv.mjs", import.meta.url));
-/** The page's HTML, script and style sheet together (measured: 23,437 bytes). */
+/** The page's HTML, script and style sheet together (measured: 30,712 bytes). */
 const PAGE_WEIGHT_LIMIT_BYTES = 64 * 1024;
 /** A watched put shows in the page's watch list within this of the CLI's answer. */
 const WATCH_LIMIT_MS = 5000;
