@@ -204,7 +204,11 @@ export class KeyWatches {
       sendJson(res, 400, { code: e.code, error: e.message }, cors);
       return;
     }
-    if (this.closed || this.streams.size >= this.limits.maxStreams) {
+    if (this.closed) {
+      sendJson(res, 503, { code: "SHUTTING_DOWN", error: "this node is stopping" }, cors);
+      return;
+    }
+    if (this.streams.size >= this.limits.maxStreams) {
       sendJson(
         res,
         429,
@@ -319,7 +323,9 @@ export class KeyWatches {
     if (s.done) return;
     this.forget(s);
     s.res.end(`event: end\ndata: ${JSON.stringify({ reason })}\n\n`);
-    setTimeout(() => s.res.destroy(), 5000).unref();
+    setTimeout(() => {
+      if (!s.res.writableFinished) s.res.destroy();
+    }, 5000).unref();
   }
 
   private forget(s: Stream): void {

@@ -246,9 +246,12 @@ test("a watch from a compacted revision ends with the reason; a full node answer
 
 class FakeResponse extends EventEmitter {
   writableLength = 0;
+  writableFinished = false;
+  status = 0;
   written: string[] = [];
   ended = "";
-  writeHead(): this {
+  writeHead(status: number): this {
+    this.status = status;
     return this;
   }
   write(s: string): boolean {
@@ -296,4 +299,8 @@ test("a page that stops reading gets no more until it drains, and is dropped wit
   assert.equal(watches.dropped, 1);
   assert.match(res.ended, /event: end\ndata: .*did not read its watch stream for 5000 ms.*from revision 4/);
   watches.close();
+  const late = new FakeResponse();
+  watches.open(req, late as unknown as ServerResponse, new URLSearchParams("prefix="), {});
+  assert.equal(late.status, 503, "a stopping node opens no more watches");
+  assert.match(late.ended, /this node is stopping/);
 });
