@@ -17,7 +17,11 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import type { Browser, Page } from "playwright-core";
+import { votersOnly } from "../../src/core/membership.ts";
+import { startOperatorServer } from "../../src/server/operator-http.ts";
+import { Dashboard } from "../../src/ui/dashboard.ts";
 import { runCli, waitFor } from "../e2e/harness.ts";
+import { FakeNode } from "./fake-node.ts";
 
 const CHROMIUM = process.env["RAFTKV_CHROMIUM"] ?? "/usr/bin/chromium";
 const BIN = fileURLToPath(new URL("../../bin/raftkv.mjs", import.meta.url));
@@ -379,5 +383,72 @@ test("the dashboard on a 3-node raftkv local, in headless chromium", { skip, tim
       if (code !== 0) console.log(`raftkv local exited with ${code}:\n${local.output()}`);
     }
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("the configuration panel and the cards while joint and after, in headless chromium", {
+  skip,
+  timeout: 60_000,
+}, async () => {
+  const { chromium } = await import("playwright-core");
+  const node = new FakeNode();
+  node.membership = { ...votersOnly([0, 1, 3]), outgoing: [0, 1, 2], learners: [4] };
+  node.configIndex = 12;
+  const dashboard = new Dashboard({
+    node,
+    keys: null,
+    watchSource: null,
+    maxValueBytes: 1024,
+    leaseMs: 250,
+    members: new Map(),
+    tls: false,
+    control: null,
+  });
+  const server = await startOperatorServer(node.registry, {} as never, "127.0.0.1", 0, [dashboard], null);
+  let browser: Browser | null = null;
+  try {
+    browser = await chromium.launch({ executablePath: CHROMIUM });
+    const page = await browser.newPage();
+    await page.goto(`http://127.0.0.1:${server.port}/ui/`);
+    const panel = () =>
+      page.evaluate(
+        `Object.fromEntries([...document.querySelectorAll("#config [data-c]")].map((d) => [d.dataset.c, d.textContent]))`,
+      ) as Promise<Record<string, string>>;
+    const kinds = () =>
+      page.evaluate(
+        `[...document.querySelectorAll("[data-member]")].map((c) => c.dataset.member + " " + c.querySelector('[data-f="member"]').textContent)`,
+      ) as Promise<string[]>;
+    const joint = await waitFor("the joint configuration on the page", async () => {
+      const p = await panel();
+      return p["index"] === "12" && (await kinds()).length === 5 ? p : undefined;
+    });
+    assert.deepEqual(joint, {
+      voters: "{0,1,3}",
+      outgoing: "{0,1,2}",
+      learners: "{4}",
+      joint: "joint: quorums need a majority of {0,1,3} and of {0,1,2}",
+      index: "12",
+    });
+    assert.deepEqual(await kinds(), [
+      "0 voter",
+      "1 voter",
+      "2 outgoing voter (leaving)",
+      "3 voter (incoming)",
+      "4 learner",
+    ]);
+    // The joint configuration left: node 2 (known from the node's peers) is no member any more.
+    node.membership = { ...votersOnly([0, 1, 3]), learners: [4] };
+    node.configIndex = 13;
+    const left = await waitFor("the configuration after the joint one", async () => {
+      const p = await panel();
+      return p["index"] === "13" ? p : undefined;
+    });
+    assert.equal(left["joint"], "no");
+    assert.equal(left["outgoing"], "none (not joint)");
+    assert.deepEqual(await kinds(), ["0 voter", "1 voter", "2 not a member", "3 voter", "4 learner"]);
+  } finally {
+    await browser?.close();
+    server.server.closeAllConnections();
+    await new Promise((r) => server.server.close(r));
   }
 });
