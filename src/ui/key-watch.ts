@@ -177,7 +177,7 @@ export class KeyWatches {
   private readonly streams = new Set<Stream>();
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
-  /** Streams dropped because their page did not read (for tests and the state frame). */
+  /** Streams dropped because their page did not read. */
   dropped = 0;
 
   constructor(
