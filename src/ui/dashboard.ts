@@ -9,14 +9,17 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Registry } from "prom-client";
+import type { Membership } from "../core/membership.ts";
 import type { NodeId } from "../core/types.ts";
 import { RaftKvError } from "../lib/errors.ts";
+import type { WatchSource } from "../server/mvcc-watch-hub.ts";
 import type { NodeView } from "../server/node-view.ts";
 import type { NodeEvent } from "../server/observer.ts";
 import type { OperatorRoute } from "../server/operator-http.ts";
 import { type AccessPolicy, corsHeaders, originAccepted, refusal, WRITE_HEADER } from "./access.ts";
 import { type SeriesSample, seriesByLabel, type WindowStats, windowStats } from "./histogram-window.ts";
 import { deleteKey, errorReply, getKey, type KeyOps, listKeys, putKey, sendJson } from "./key-browser.ts";
+import { KeyWatches, type KeyWatchLimits } from "./key-watch.ts";
 import { SseHub } from "./sse-hub.ts";
 import { Timeline } from "./timeline.ts";
 
@@ -25,6 +28,8 @@ export interface DashboardNode {
   readonly id: NodeId;
   readonly registry: Registry;
   status(): NodeView;
+  /** The configuration in effect here and the index of the entry that made it. */
+  configuration(): { membership: Membership; index: number };
   on(type: NodeEvent["type"], listener: (e: NodeEvent) => void): () => void;
   transferLeadership(to: NodeId): boolean;
 }
@@ -62,6 +67,9 @@ export interface DashboardOptions {
   readonly node: DashboardNode;
   /** The key browser's operations; null: no key browser (a node of another state machine). */
   readonly keys: KeyOps | null;
+  /** The MVCC state the key browser's live watch reads (key-watch.ts); null: no watch. */
+  readonly watchSource: (() => WatchSource) | null;
+  readonly watchLimits?: Partial<KeyWatchLimits>;
   readonly maxValueBytes: number;
   /** The leader lease's full length, for the page's timer bar. */
   readonly leaseMs: number;
@@ -113,6 +121,21 @@ export function loadAssets(dir = assetsDir()): Map<string, Buffer> {
   return out;
 }
 
+/** The configuration as a frame carries it (at most MAX_MEMBERS ids in each list; addresses are in hello). */
+export interface ConfigView {
+  readonly index: number;
+  readonly voters: readonly NodeId[];
+  /** While joint: the outgoing configuration's voters; empty otherwise. */
+  readonly outgoing: readonly NodeId[];
+  readonly learners: readonly NodeId[];
+  readonly joint: boolean;
+}
+
+export function configView(c: { membership: Membership; index: number }): ConfigView {
+  const { voters, outgoing, learners } = c.membership;
+  return { index: c.index, voters, outgoing, learners, joint: outgoing.length > 0 };
+}
+
 interface Stats {
   readonly windowSeconds: number;
   readonly ops: Record<string, WindowStats>;
@@ -131,6 +154,7 @@ export class Dashboard implements OperatorRoute {
   private readonly hub: SseHub;
   private readonly policy: AccessPolicy;
   private readonly assets: Map<string, Buffer>;
+  private readonly watches: KeyWatches | null;
   private readonly unsubscribe: (() => void)[] = [];
   private readonly samples: Sample[] = [];
   private sampler: NodeJS.Timeout | null = null;
@@ -143,6 +167,8 @@ export class Dashboard implements OperatorRoute {
     this.wallMs = o.wallMs ?? Date.now;
     this.nowMs = o.nowMs ?? (() => performance.now());
     this.assets = loadAssets();
+    this.watches =
+      o.watchSource === null ? null : new KeyWatches(o.watchSource, o.watchLimits ?? {}, this.nowMs);
     this.timeline = new Timeline(o.node.id, this.limits.timelineEntries, this.wallMs, o.node.status().role);
     const origins = [...o.members.values()];
     this.policy = {
@@ -189,6 +215,7 @@ export class Dashboard implements OperatorRoute {
         })),
       control: this.o.control,
       keys: this.o.keys !== null,
+      watch: this.watches !== null,
       tls: this.o.tls,
       leaseMs: this.o.leaseMs,
       maxValueBytes: this.o.maxValueBytes,
@@ -202,10 +229,12 @@ export class Dashboard implements OperatorRoute {
       node: this.o.node.id,
       atMs: this.wallMs(),
       view: this.o.node.status(),
+      config: configView(this.o.node.configuration()),
       leaseMs: this.o.leaseMs,
       lastLeaderChangeAtMs: this.timeline.lastLeaderChangeAtMs,
       stats: this.stats,
       clients: this.hub.size,
+      watches: this.watches?.size ?? 0,
     };
   }
 
@@ -294,6 +323,11 @@ export class Dashboard implements OperatorRoute {
           { hello: this.hello(), state: this.state(), timeline: this.timeline.since(0) },
           cors,
         );
+        return;
+      case "GET /ui/api/watch":
+        if (this.watches === null)
+          sendJson(res, 404, { code: "NOT_FOUND", error: "this node has no key watch" }, cors);
+        else this.watches.open(req, res, q, cors);
         return;
       case "POST /ui/api/transfer":
         this.transfer(req, res, q, cors);
@@ -426,6 +460,7 @@ export class Dashboard implements OperatorRoute {
   close(): void {
     for (const u of this.unsubscribe) u();
     if (this.sampler !== null) clearInterval(this.sampler);
+    this.watches?.close();
     this.hub.close();
   }
 }

@@ -1,5 +1,6 @@
 // The dashboard of a KV node started by `raftkv serve`: KvOps for the key browser, the members' dashboard
-// origins from --ui-members, the fault buttons only when `raftkv local` set its control switch.
+// origins from --ui-members, the key watch over the node's MVCC state (KvState.current), the fault
+// buttons only when `raftkv local` set its control switch.
 
 import type { StoreResult } from "../kv/store-state-machine.ts";
 import { effectiveLeaseMs, type ServerConfig } from "../server/config.ts";
@@ -26,6 +27,8 @@ export function kvDashboard(
       new Dashboard({
         node,
         keys: new KvOps(node, { maxKeyBytes: config.maxKeyBytes, maxValueBytes: config.maxValueBytes }),
+        watchSource: () => node.stateMachine.current,
+        watchLimits: { maxPrefixBytes: config.maxKeyBytes },
         maxValueBytes: config.maxValueBytes,
         leaseMs: effectiveLeaseMs(config),
         members,

@@ -1,9 +1,12 @@
 // The dashboard in a real headless browser (Debian's chromium driven by playwright-core) against a
-// 3-node `raftkv local`: it shows three members and one leader, follows a leadership change within a
+// 3-node `raftkv local`: it shows three members and one leader and the configuration (voters {0,1,2}; a
+// learner added and removed through the CLI), live-watches a prefix (a put and a delete through the CLI
+// under it show, a put elsewhere does not), follows a leadership change within a
 // second after the leader is killed from the page (loaded from the leader itself, so the page's own node
 // is the one that goes), shows a key put through the CLI, keeps showing the killed node as down, brings
 // it back with the restart button; the other buttons (leadership transfer, cut and heal a link, pause and
-// resume) show their effect; and the page stays under its weight.
+// resume) show their effect; and the page stays under its weight. A second test, over a node of the
+// test's own, shows a joint configuration on the panel and the cards, and the one after it.
 // Skipped, saying why, where chromium is missing (RAFTKV_CHROMIUM names another binary).
 
 import assert from "node:assert/strict";
@@ -15,12 +18,18 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import type { Browser, Page } from "playwright-core";
+import { votersOnly } from "../../src/core/membership.ts";
+import { startOperatorServer } from "../../src/server/operator-http.ts";
+import { Dashboard } from "../../src/ui/dashboard.ts";
 import { runCli, waitFor } from "../e2e/harness.ts";
+import { FakeNode } from "./fake-node.ts";
 
 const CHROMIUM = process.env["RAFTKV_CHROMIUM"] ?? "/usr/bin/chromium";
 const BIN = fileURLToPath(new URL("../../bin/raftkv.mjs", import.meta.url));
-/** The page's HTML, script and style sheet together (measured: 23,437 bytes). */
+/** The page's HTML, script and style sheet together (measured: 30,712 bytes). */
 const PAGE_WEIGHT_LIMIT_BYTES = 64 * 1024;
+/** A watched put shows in the page's watch list within this of the CLI's answer. */
+const WATCH_LIMIT_MS = 5000;
 /** The issue's figure: the page shows a new leader within this of its election. */
 const FOLLOW_LIMIT_MS = 1000;
 
@@ -112,6 +121,13 @@ const SHOWN = `(() => {
   return { cards, leader: l.leader ? Number(l.leader) : null, term: Number(l.term || 0), shownAtMs: Number(l.shownAtMs || 0) };
 })()`;
 
+/** The configuration panel's voters, learners and joint cells ("" until a frame filled them in). */
+const CONFIG = `(() => {
+  const cell = (k) => document.querySelector('#config [data-c="' + k + '"]').textContent;
+  return cell("index") === "–" ? { voters: "", learners: "", joint: "" }
+    : { voters: cell("voters"), learners: cell("learners"), joint: cell("joint") };
+})()`;
+
 /** What the page shows: each member card's up/role, and the leader in the header. */
 function shown(page: Page): Promise<Shown> {
   return page.evaluate(SHOWN) as Promise<Shown>;
@@ -150,6 +166,43 @@ test("the dashboard on a 3-node raftkv local, in headless chromium", { skip, tim
       60_000,
     );
     assert.equal(first.cards.find((c) => c.role === "leader")!.id, first.leader);
+
+    // The configuration panel: three voters, no learners, not joint; every card says "voter".
+    const config = await waitFor("the configuration panel filled in", async () => {
+      const c = (await page.evaluate(CONFIG)) as { voters: string; learners: string; joint: string };
+      return c.voters !== "" ? c : undefined;
+    });
+    assert.deepEqual(config, { voters: "{0,1,2}", learners: "{}", joint: "no" });
+    assert.deepEqual(await page.locator('[data-member] [data-f="member"]').allTextContents(), [
+      "voter",
+      "voter",
+      "voter",
+    ]);
+
+    // A learner added through the CLI (at an address where nothing runs) shows in the panel and on a card
+    // of its own; removed, it leaves both.
+    const cli = (...args: string[]) => runCli([...args, "--endpoints", local!.endpoints]);
+    const add = await cli("member", "add", `127.0.0.1:${await consecutivePorts(1)}`, "--learner");
+    assert.equal(add.code, 0, add.stderr);
+    const learner = Number(/added learner member (\d+)/.exec(add.stdout)?.[1]);
+    assert.ok(learner > 2, add.stdout);
+    await waitFor("the learner in the configuration panel", async () =>
+      ((await page.evaluate(CONFIG)) as { learners: string }).learners === `{${learner}}` ? true : undefined,
+    );
+    await waitFor("the learner's card", async () =>
+      (await page.locator(`[data-member="${learner}"] [data-f="member"]`).count()) > 0 &&
+      (await page.textContent(`[data-member="${learner}"] [data-f="member"]`)) === "learner"
+        ? true
+        : undefined,
+    );
+    const removed = await cli("member", "remove", String(learner));
+    assert.equal(removed.code, 0, removed.stderr);
+    await waitFor("the learner gone from the panel and the cards", async () =>
+      ((await page.evaluate(CONFIG)) as { learners: string }).learners === "{}" &&
+      (await page.locator(`[data-member="${learner}"]`).count()) === 0
+        ? true
+        : undefined,
+    );
     const nav = (await page.evaluate(
       "JSON.stringify(performance.getEntriesByType('navigation')[0])",
     )) as string;
@@ -189,6 +242,47 @@ test("the dashboard on a 3-node raftkv local, in headless chromium", { skip, tim
     await page.check('input[name="mode"][value="json"]');
     await waitFor("the value as JSON", async () =>
       (await page.textContent("#value-text"))?.includes('"hello": "world"') ? true : undefined,
+    );
+
+    // A live watch on a prefix: a key put through the CLI under it shows in the watch list within a few
+    // seconds of the put; one outside the prefix, put just before it, does not; a delete shows too.
+    await page.fill("#prefix", "ui/live/");
+    await page.click("#watch-start");
+    await waitFor("the watch stream open", async () =>
+      (await page.getAttribute("#watch", "data-live")) === "true" ? true : undefined,
+    );
+    const outside = await cli("put", "ui/other", "not watched");
+    assert.equal(outside.code, 0, outside.stderr);
+    const watchedPut = await cli("put", "ui/live/x", "watched value");
+    assert.equal(watchedPut.code, 0, watchedPut.stderr);
+    const putDoneAt = performance.now();
+    const watchRow = (key: string, type: string) =>
+      page.locator(`#watch tr[data-wkey="${key}"][data-type="${type}"]`);
+    await waitFor(
+      "the put in the watch list",
+      async () => ((await watchRow("ui/live/x", "put").count()) > 0 ? true : undefined),
+      WATCH_LIMIT_MS,
+      20,
+    );
+    console.log(`watched put shown ${(performance.now() - putDoneAt).toFixed(0)} ms after the CLI returned`);
+    assert.match((await watchRow("ui/live/x", "put").textContent()) ?? "", /watched value \(13 bytes\)/);
+    assert.equal(await page.locator('#watch tr[data-wkey="ui/other"]').count(), 0, "outside the prefix");
+    const del = await cli("del", "ui/live/x");
+    assert.equal(del.code, 0, del.stderr);
+    await waitFor(
+      "the delete in the watch list",
+      async () => ((await watchRow("ui/live/x", "delete").count()) > 0 ? true : undefined),
+      WATCH_LIMIT_MS,
+      20,
+    );
+    assert.deepEqual(
+      await page
+        .locator("#watch tbody tr")
+        .evaluateAll((rows) =>
+          rows.map((r) => (r as unknown as { dataset: Record<string, string> }).dataset["type"]),
+        ),
+      ["delete", "put"],
+      "newest first",
     );
 
     // Kill the leader from the page; the page must follow the new leader.
@@ -290,5 +384,72 @@ test("the dashboard on a 3-node raftkv local, in headless chromium", { skip, tim
       if (code !== 0) console.log(`raftkv local exited with ${code}:\n${local.output()}`);
     }
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("the configuration panel and the cards while joint and after, in headless chromium", {
+  skip,
+  timeout: 60_000,
+}, async () => {
+  const { chromium } = await import("playwright-core");
+  const node = new FakeNode();
+  node.membership = { ...votersOnly([0, 1, 3]), outgoing: [0, 1, 2], learners: [4] };
+  node.configIndex = 12;
+  const dashboard = new Dashboard({
+    node,
+    keys: null,
+    watchSource: null,
+    maxValueBytes: 1024,
+    leaseMs: 250,
+    members: new Map(),
+    tls: false,
+    control: null,
+  });
+  const server = await startOperatorServer(node.registry, {} as never, "127.0.0.1", 0, [dashboard], null);
+  let browser: Browser | null = null;
+  try {
+    browser = await chromium.launch({ executablePath: CHROMIUM });
+    const page = await browser.newPage();
+    await page.goto(`http://127.0.0.1:${server.port}/ui/`);
+    const panel = () =>
+      page.evaluate(
+        `Object.fromEntries([...document.querySelectorAll("#config [data-c]")].map((d) => [d.dataset.c, d.textContent]))`,
+      ) as Promise<Record<string, string>>;
+    const kinds = () =>
+      page.evaluate(
+        `[...document.querySelectorAll("[data-member]")].map((c) => c.dataset.member + " " + c.querySelector('[data-f="member"]').textContent)`,
+      ) as Promise<string[]>;
+    const joint = await waitFor("the joint configuration on the page", async () => {
+      const p = await panel();
+      return p["index"] === "12" && (await kinds()).length === 5 ? p : undefined;
+    });
+    assert.deepEqual(joint, {
+      voters: "{0,1,3}",
+      outgoing: "{0,1,2}",
+      learners: "{4}",
+      joint: "joint: quorums need a majority of {0,1,3} and of {0,1,2}",
+      index: "12",
+    });
+    assert.deepEqual(await kinds(), [
+      "0 voter",
+      "1 voter",
+      "2 outgoing voter (leaving)",
+      "3 voter (incoming)",
+      "4 learner",
+    ]);
+    // The joint configuration left: node 2 (known from the node's peers) is no member any more.
+    node.membership = { ...votersOnly([0, 1, 3]), learners: [4] };
+    node.configIndex = 13;
+    const left = await waitFor("the configuration after the joint one", async () => {
+      const p = await panel();
+      return p["index"] === "13" ? p : undefined;
+    });
+    assert.equal(left["joint"], "no");
+    assert.equal(left["outgoing"], "none (not joint)");
+    assert.deepEqual(await kinds(), ["0 voter", "1 voter", "2 not a member", "3 voter", "4 learner"]);
+  } finally {
+    await browser?.close();
+    server.server.closeAllConnections();
+    await new Promise((r) => server.server.close(r));
   }
 });

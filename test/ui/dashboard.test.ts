@@ -10,81 +10,18 @@ import { request as httpsRequest } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { Registry } from "prom-client";
+import { votersOnly } from "../../src/core/membership.ts";
+import { encodeMvccCommand } from "../../src/kv/mvcc-codec.ts";
 import type { KvRange } from "../../src/kv/state-machine.ts";
+import { StoreStateMachine } from "../../src/kv/store-state-machine.ts";
 import { RaftKvError } from "../../src/lib/errors.ts";
 import type { NodeView } from "../../src/server/node-view.ts";
-import type { NodeEvent } from "../../src/server/observer.ts";
 import { type OperatorServer, startOperatorServer } from "../../src/server/operator-http.ts";
-import { RequestHistogram } from "../../src/server/request-histogram.ts";
-import { Dashboard, type DashboardNode, type DashboardOptions, loadAssets } from "../../src/ui/dashboard.ts";
+import { MemStore } from "../../src/store/mem-store.ts";
+import { Dashboard, type DashboardOptions, loadAssets } from "../../src/ui/dashboard.ts";
 import type { KeyOps } from "../../src/ui/key-browser.ts";
 import { makeCa } from "../security/certs.ts";
-
-class FakeNode implements DashboardNode {
-  readonly id = 0;
-  readonly registry = new Registry();
-  readonly requests = new RequestHistogram(
-    "raftkv_request_duration_seconds",
-    "h",
-    [0.001, 0.01],
-    this.registry,
-  );
-  role: NodeView["role"] = "follower";
-  term = 1;
-  leaderId: number | null = 1;
-  transfers: number[] = [];
-  private readonly listeners = new Map<string, ((e: NodeEvent) => void)[]>();
-
-  status(): NodeView {
-    return {
-      id: 0,
-      clusterId: "test",
-      address: "127.0.0.1:1",
-      role: this.role,
-      term: this.term,
-      leaderId: this.leaderId,
-      commitIndex: 5,
-      appliedIndex: 5,
-      lastLogIndex: 6,
-      snapshotIndex: 0,
-      lease: this.role === "leader" ? "valid" : "notLeader",
-      leaseRemainingMs: this.role === "leader" ? 200 : 0,
-      peers: [1, 2].map((id) => ({
-        id,
-        address: `127.0.0.1:${id + 1}`,
-        matchIndex: this.role === "leader" ? 6 : null,
-        connected: id === 1,
-        queuedMessages: 0,
-        sentBytes: 0,
-        receivedBytes: 0,
-      })),
-      pid: process.pid,
-      version: "0.0.0-test",
-      uptimeMs: 1000,
-      dataDir: "/nowhere",
-    };
-  }
-
-  on(type: NodeEvent["type"], listener: (e: NodeEvent) => void): () => void {
-    this.listeners.set(type, [...(this.listeners.get(type) ?? []), listener]);
-    return () =>
-      this.listeners.set(
-        type,
-        (this.listeners.get(type) ?? []).filter((l) => l !== listener),
-      );
-  }
-
-  emit(e: NodeEvent): void {
-    for (const l of this.listeners.get(e.type) ?? []) l(e);
-  }
-
-  transferLeadership(to: number): boolean {
-    if (this.role !== "leader") return false;
-    this.transfers.push(to);
-    return true;
-  }
-}
+import { FakeNode } from "./fake-node.ts";
 
 /** Keys in a sorted in-memory map; writes refused as NOT_LEADER when `leader` is false. */
 class MemKeys implements KeyOps {
@@ -201,12 +138,21 @@ const CONTROL = { url: "http://127.0.0.1:60199", token: "a-token-of-some-length"
 async function serve(
   options: Partial<DashboardOptions> = {},
   tls: Record<string, Buffer> | null = null,
-): Promise<{ node: FakeNode; keys: MemKeys; server: OperatorServer; close: () => Promise<void> }> {
+): Promise<{
+  node: FakeNode;
+  keys: MemKeys;
+  mvcc: StoreStateMachine;
+  server: OperatorServer;
+  close: () => Promise<void>;
+}> {
   const node = new FakeNode();
+  const mvcc = new StoreStateMachine({ store: new MemStore() });
   const keys = new MemKeys();
   const dashboard = new Dashboard({
     node,
     keys,
+    watchSource: () => mvcc,
+    watchLimits: { pollMs: 10 },
     maxValueBytes: 1024,
     leaseMs: 250,
     members: new Map([
@@ -228,6 +174,7 @@ async function serve(
   return {
     node,
     keys,
+    mvcc,
     server,
     close: () =>
       new Promise((r) => {
@@ -261,6 +208,11 @@ test("the page and its files are served at /ui/, with the node's state as JSON",
     );
     assert.equal(state.hello.control, null, "no fault controls outside raftkv local");
     assert.equal(state.state.view.role, "follower");
+    assert.deepEqual(
+      state.state.config,
+      { index: 4, voters: [0, 1, 2], outgoing: [], learners: [3], joint: false },
+      "the configuration in effect, with its learner",
+    );
     assert.equal(
       (await call(s.server.port, "/metrics")).status,
       200,
@@ -292,16 +244,27 @@ test("the event stream: hello, then state frames; a leader change is pushed with
         s.node.role = "leader";
         s.node.term = 2;
         s.node.leaderId = 0;
+        s.node.membership = { ...votersOnly([0, 1, 3]), outgoing: [0, 1, 2] };
+        s.node.configIndex = 9;
         s.node.emit({ type: "role", role: "leader", term: 2, leaderId: 0 });
       }, 50);
     });
     assert.equal(got[0]!.event, "hello");
     const frames = got
       .slice(1)
-      .map((g) => g.data as { s: { view: NodeView; stats: unknown }; t: { text: string }[] });
+      .map(
+        (g) => g.data as { s: { view: NodeView; stats: unknown; config: unknown }; t: { text: string }[] },
+      );
     assert.ok(got.slice(1).every((g) => g.event === "state"));
     const led = frames.find((f) => f.s.view.role === "leader");
     assert.ok(led !== undefined, "a frame shows the node as leader");
+    assert.deepEqual(led.s.config, {
+      index: 9,
+      voters: [0, 1, 3],
+      outgoing: [0, 1, 2],
+      learners: [],
+      joint: true,
+    });
     assert.deepEqual(
       frames.flatMap((f) => f.t.map((t) => t.text)),
       ["became leader for term 2"],
@@ -381,6 +344,60 @@ test("the key browser: paging by prefix, a value, put and delete with the dashbo
     assert.equal(JSON.parse(follower.body).code, "NOT_LEADER");
   } finally {
     await s.close();
+  }
+});
+
+test("the key watch at /ui/api/watch: a put under the prefix arrives; the access rules of /ui apply", async () => {
+  const s = await serve();
+  const p = s.server.port;
+  try {
+    const rebinding = await call(p, "/ui/api/watch?prefix=a/", { headers: { host: "evil.example:80" } });
+    assert.equal(rebinding.status, 403, "a foreign Host is refused as on every /ui route");
+    assert.equal((await call(p, "/ui/api/watch")).status, 400, "no prefix");
+    const got = new Promise<{ cors: unknown; body: string }>((resolve, reject) => {
+      const req = httpRequest(
+        { host: "127.0.0.1", port: p, path: "/ui/api/watch?prefix=a/", headers: { origin: MEMBER } },
+        (res) => {
+          let body = "";
+          let put = false;
+          res.on("data", (c: Buffer) => {
+            body += c.toString();
+            if (body.includes("event: watching") && !put) {
+              put = true;
+              s.mvcc.applyAny(
+                1,
+                encodeMvccCommand({
+                  op: "put",
+                  key: new TextEncoder().encode("a/1"),
+                  value: new TextEncoder().encode("one"),
+                  lease: 0n,
+                  prevKv: false,
+                  ignoreValue: false,
+                  ignoreLease: false,
+                }),
+              );
+            }
+            if (body.includes("event: events")) {
+              req.destroy();
+              resolve({ cors: res.headers["access-control-allow-origin"], body });
+            }
+          });
+        },
+      );
+      req.on("error", reject);
+      req.end();
+    });
+    const { cors, body } = await got;
+    assert.equal(cors, MEMBER, "another member's dashboard may open it");
+    assert.match(body, /"type":"put","key":"a\/1","keyHex":false,"revision":2,.*"value":"one"/);
+  } finally {
+    await s.close();
+  }
+  const none = await serve({ watchSource: null });
+  try {
+    assert.equal((await call(none.server.port, "/ui/api/watch?prefix=a")).status, 404);
+  } finally {
+    await none.close();
   }
 });
 

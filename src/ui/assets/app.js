@@ -50,6 +50,7 @@
     es.addEventListener("state", (ev) => {
       const f = JSON.parse(ev.data);
       m.state = f.s;
+      for (const id of configIds(f.s.config)) if (!members.has(id)) member(id).fromConfig = true;
       m.up = true;
       m.downSince = null;
       m.lastAtMs = Date.now();
@@ -70,6 +71,7 @@
       hello = h;
       $("#cluster").textContent = `cluster ${h.clusterId} · ${h.version}`;
       $("#keys-section").hidden = !h.keys;
+      $("#watch-start").hidden = !h.watch;
       if (h.control !== null) {
         control = h.control;
         $("#faults-note").hidden = false;
@@ -87,6 +89,7 @@
   // ---------------------------------------------------------------- members
 
   const FIELDS = [
+    "member",
     "term",
     "leader",
     "commit",
@@ -150,6 +153,57 @@
     return best;
   }
 
+  const configIds = (c) => (c ? [...c.voters, ...c.outgoing, ...c.learners] : []);
+  const idSet = (ids) => `{${ids.join(",")}}`;
+
+  /** The configuration to show: the leader's, else the newest an up member reports; and who said it. */
+  function clusterConfig() {
+    const leader = clusterLeader();
+    const lc = leader === null ? null : members.get(leader.id)?.state?.config;
+    if (lc) return [lc, leader.id];
+    let best = null;
+    let from = null;
+    for (const m of members.values()) {
+      const c = m.up ? m.state?.config : null;
+      if (c && (best === null || c.index > best.index)) [best, from] = [c, m.id];
+    }
+    return [best, from];
+  }
+
+  /** voter, learner, outgoing voter (joint), or not a member, in configuration c. */
+  function memberKind(c, id) {
+    if (!c) return "–";
+    const inNew = c.voters.includes(id);
+    const inOld = c.outgoing.includes(id);
+    if (inNew) return c.joint && !inOld ? "voter (incoming)" : "voter";
+    if (inOld) return "outgoing voter (leaving)";
+    return c.learners.includes(id) ? "learner" : "not a member";
+  }
+
+  function renderConfig(c, from) {
+    const box = $("#config");
+    const cell = (k, text) => {
+      const d = box.querySelector(`[data-c="${k}"]`);
+      if (d.textContent !== text) d.textContent = text;
+    };
+    box.dataset.voters = c ? c.voters.join(",") : "";
+    box.dataset.learners = c ? c.learners.join(",") : "";
+    box.dataset.joint = c ? String(c.joint) : "";
+    cell("voters", c ? idSet(c.voters) : "–");
+    cell("outgoing", c?.joint ? idSet(c.outgoing) : "none (not joint)");
+    cell("learners", c ? idSet(c.learners) : "–");
+    cell(
+      "joint",
+      c
+        ? c.joint
+          ? `joint: quorums need a majority of ${idSet(c.voters)} and of ${idSet(c.outgoing)}`
+          : "no"
+        : "–",
+    );
+    cell("index", c ? String(c.index) : "–");
+    $("#config-source").textContent = from === null ? "" : `(as node ${from} has it)`;
+  }
+
   /** The lease as the node last reported it, run down by the time since that frame arrived. */
   function leaseText(v, leaseMs, sinceMs) {
     switch (v.lease) {
@@ -171,12 +225,23 @@
   function render() {
     buildCards();
     const leader = clusterLeader();
+    const [config, configFrom] = clusterConfig();
+    renderConfig(config, configFrom);
+    // A member known from the configuration only is gone once a configuration no longer names it.
+    for (const m of [...members.values()])
+      if (m.fromConfig && config && !configIds(config).includes(m.id)) {
+        members.delete(m.id);
+        $(`[data-member="${m.id}"]`)?.remove();
+      }
     for (const m of members.values()) {
       const card = $(`[data-member="${m.id}"]`);
       if (card === null) continue;
       const fresh = m.up && m.state !== null && Date.now() - m.lastAtMs < STALE_MS;
       const cs = controlState?.nodes.find((n) => n.id === m.id);
       card.dataset.up = String(fresh);
+      card.dataset.kind = memberKind(config, m.id);
+      card.querySelector(".buttons").hidden = controlState !== null && cs === undefined;
+      set(card, "member", card.dataset.kind);
       const down = card.querySelector(".down");
       const v = m.state?.view ?? null;
       card.querySelector(".addr").textContent =
@@ -506,6 +571,100 @@
     "click",
     () => current !== null && void write("DELETE", current.key, undefined),
   );
+
+  // ---------------------------------------------------------------- live watch of a prefix
+
+  const WATCH_KEEP = 200;
+  /** Newest first, at most WATCH_KEEP. */
+  const watched = [];
+  let watchEs = null;
+
+  function watchStatus(text) {
+    $("#watch-status").textContent = text;
+  }
+
+  function stopWatch(why) {
+    if (watchEs !== null) watchEs.close();
+    watchEs = null;
+    $("#watch").dataset.live = "";
+    $("#watch-stop").disabled = true;
+    if (why) watchStatus(why);
+  }
+
+  /** A refused stream's reason (EventSource does not show the answer's body). */
+  async function whyRefused(url) {
+    const ac = new AbortController();
+    try {
+      const r = await fetch(url, { credentials: "include", signal: ac.signal });
+      if (r.ok) return "the stream closed";
+      return (await r.json()).error ?? r.statusText;
+    } catch (err) {
+      return `no answer (${err.message})`;
+    } finally {
+      ac.abort();
+    }
+  }
+
+  function renderWatch() {
+    $("#watch tbody").replaceChildren(
+      ...watched.map((e) => {
+        const tr = el("tr", { "data-wkey": e.key, "data-type": e.type });
+        const key = e.keyHex ? `0x${e.key}` : e.key;
+        const value =
+          e.type === "delete"
+            ? ""
+            : `${e.valueHex ? `0x${e.value}` : e.value}${e.truncated ? "…" : ""} (${e.valueBytes} bytes)`;
+        tr.append(
+          el("td", {}, String(e.revision)),
+          el("td", {}, e.type),
+          el("td", {}, key),
+          el("td", {}, value),
+        );
+        return tr;
+      }),
+    );
+  }
+
+  function startWatch() {
+    stopWatch();
+    const prefix = $("#prefix").value;
+    const [base] = keysBase();
+    const url = `${base}/ui/api/watch?prefix=${encodeURIComponent(prefix)}`;
+    const es = new EventSource(url, { withCredentials: true });
+    watchEs = es;
+    watched.length = 0;
+    renderWatch();
+    $("#watch-section").hidden = false;
+    $("#watch-stop").disabled = false;
+    watchStatus(`opening a watch on "${prefix}"…`);
+    es.addEventListener("watching", (ev) => {
+      const w = JSON.parse(ev.data);
+      $("#watch").dataset.live = "true";
+      watchStatus(`watching "${prefix}" from revision ${w.fromRevision} on ${base || location.origin}`);
+    });
+    es.addEventListener("events", (ev) => {
+      const m = JSON.parse(ev.data);
+      for (const e of m.events) watched.unshift(e);
+      if (m.omitted > 0)
+        watched.unshift({ type: `${m.omitted} more not shown`, key: "", revision: m.revision, value: "" });
+      watched.length = Math.min(watched.length, WATCH_KEEP);
+      renderWatch();
+    });
+    es.addEventListener("end", (ev) => {
+      if (watchEs === es) stopWatch(`watch ended: ${JSON.parse(ev.data).reason}`);
+    });
+    es.onerror = () => {
+      if (watchEs !== es) return;
+      $("#watch").dataset.live = "";
+      if (es.readyState !== EventSource.CLOSED)
+        return watchStatus("watch stream lost; reconnecting (it resumes after the last revision shown)");
+      stopWatch();
+      void whyRefused(url).then((why) => watchStatus(`watch refused: ${why}`));
+    };
+  }
+
+  $("#watch-start").addEventListener("click", startWatch);
+  $("#watch-stop").addEventListener("click", () => stopWatch("stopped"));
 
   // ---------------------------------------------------------------- start: this node's stream first
 
