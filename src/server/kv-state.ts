@@ -53,12 +53,21 @@ export class KvState implements StateMachine<StoreResult> {
   private retiring: Promise<void>[] = [];
   /** Where the MVCC changes of each applied batch go (the watch hub), kept across restores. */
   private changeListener: ((changes: readonly RevisionChanges[]) => void) | null = null;
+  private closed = false;
 
   constructor(private readonly o: KvStateOptions) {}
 
   /** The state machine to read from (replaced by a restore: do not keep it across awaits). */
   get current(): StoreStateMachine {
     if (this.sm === null) {
+      // Read after close() (a late callback): never open the store again, which would make a new
+      // generation in state/ after the node stopped.
+      if (this.closed)
+        throw new RaftKvError({
+          code: "SHUTTING_DOWN",
+          message: `the KV state of node ${this.o.nodeId ?? "?"} is closed`,
+          ...(this.o.nodeId === undefined ? {} : { nodeId: this.o.nodeId }),
+        });
       this.opened = this.openCurrent();
       this.sm = new StoreStateMachine({ store: this.opened.store, maxSessions: this.o.maxSessions });
       this.sm.setChangeListener(this.changeListener);
@@ -136,6 +145,7 @@ export class KvState implements StateMachine<StoreResult> {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     const opened = this.opened;
     this.opened = null;
     this.sm = null;
