@@ -80,7 +80,12 @@ test("a follower forwards writes, lease grants and keepalives to the leader, and
       const r = await answer;
       assert.deepEqual([r.ID, r.TTL, r.header?.memberId], [g.ID, 30n, leaderMember]);
     }
+    // A keepalive stream ends when the client half-closes it, as etcd's does (the forwarded one too);
+    // closing the channel before that ended it with "Connection dropped" after the test (seen in CI).
+    const ended = new Promise<grpc.StatusObject>((resolve) => ka.once("status", resolve));
+    ka.on("error", () => {});
     ka.end();
+    assert.equal((await ended).code, grpc.status.OK, "the keepalive stream ended cleanly");
 
     while (!seen.includes("f=1")) {
       assert.ok(Date.now() < deadline, "the follower's watcher did not see the put within 15 s");
