@@ -929,6 +929,13 @@ export class Raft {
     const pr = this.progress.get(to)!;
     switch (pr.state) {
       case "snapshot":
+        // A heartbeat as to every follower (etcd's bcastHeartbeat skips no progress state): a follower
+        // receiving a snapshot is a live member whose acknowledgements the check-quorum, the lease and
+        // ReadIndex count. Left to the chunks' answers (one chunk in flight, each read from our disk
+        // first), its rounds fell behind whenever the reads were slow, and a leader whose quorum needed
+        // it (new voters with empty logs) stepped down every election timeout, each successor starting
+        // the snapshot again from offset 0. Its answer, a rejection most often, changes nothing else.
+        this.sendAppend(to, Math.max(pr.match, this.log.snapshotIndex), [], true);
         if (
           pr.snapshot !== null &&
           this.latestSnapshot !== null &&
@@ -1087,6 +1094,10 @@ export class Raft {
       return;
     }
     if (m.matchIndex === 0 && m.conflictIndex === 0) return; // a term notice, not a log rejection
+    // While a snapshot is under way it is the way forward: a rejection (of the heartbeats sent meanwhile,
+    // or of an append sent before) must not send us probing, which would start it over (in etcd a
+    // progress in StateSnapshot is paused: a rejection sends nothing).
+    if (pr.state === "snapshot") return;
     if (m.matchIndex <= pr.match || (pr.state === "probe" && m.matchIndex !== pr.next - 1)) return; // stale
     let next: number;
     if (m.conflictTerm > 0) {
