@@ -144,6 +144,8 @@ export class Raft {
   private installSnapshot: SnapshotMeta | null = null;
   private softStateChanged = false;
   private lastHardState: HardState;
+  /** A configuration entry committed since the last Ready: that commit index is written durably. */
+  private configCommitted = false;
 
   constructor(cfg: CoreConfig, boot: CoreBoot) {
     validateCoreConfig(cfg);
@@ -529,7 +531,11 @@ export class Raft {
     const rd: Ready = {
       hardState: hsChanged ? hs : null,
       entries,
-      mustSync: voteChanged || entries.length > 0 || this.installSnapshot !== null,
+      // A configuration takes effect when it commits, and the commit index is volatile (§5, Figure 2):
+      // one lost at a crash sends the node back to the configuration before, where a joint one needs
+      // a majority of the old voters again, whose removed members an operator may have stopped for
+      // good once the change committed (thesis §4.2.2). So the commit of a configuration is synced.
+      mustSync: voteChanged || entries.length > 0 || this.installSnapshot !== null || this.configCommitted,
       termOrVoteChanged: voteChanged,
       snapshotChunks: this.snapshotChunks,
       installSnapshot: this.installSnapshot,
@@ -541,6 +547,7 @@ export class Raft {
       refused: this.refusals,
     };
     this.lastHardState = hs;
+    this.configCommitted = false;
     this.msgs = [];
     this.snapshotChunks = [];
     this.installSnapshot = null;
@@ -1210,7 +1217,10 @@ export class Raft {
   private commitTo(index: number): void {
     const before = this.log.committed;
     this.log.commitTo(index);
-    for (let i = before + 1; i <= this.log.committed; i++) this.applyConfigAt(i);
+    for (let i = before + 1; i <= this.log.committed; i++) {
+      if (this.log.entry(i)?.kind === "config") this.configCommitted = true;
+      this.applyConfigAt(i);
+    }
   }
 
   private applyConfigAt(index: number): void {
