@@ -18,7 +18,7 @@ import {
 import { jointTally, jointValue, majority } from "./quorum.ts";
 import { learnerBehind, type Raft } from "./raft.ts";
 import { TestCluster } from "./test-cluster.ts";
-import type { Entry, NodeId } from "./types.ts";
+import type { Entry, HardState, NodeId } from "./types.ts";
 
 const enc = new TextEncoder();
 const cmd = (s: string): Uint8Array => enc.encode(s);
@@ -197,6 +197,54 @@ test("thesis §4.2.2 removing the leader: it leads through the joint configurati
   c.tick(0, 400);
   assert.equal(c.raft(0).softState().role, "follower");
   assert.equal(c.leaders().length, 1);
+});
+
+test("thesis §4.2.2 two voters replaced at once, then stopped for good: the commit of each configuration is synced, so a power loss does not take the others back to the joint one (sim seeds 300, 484)", () => {
+  const c = cluster3();
+  // What a power loss leaves of each node's hard state: the last one written with a sync (a commit-only
+  // one rides unsynced, and may be lost).
+  const durable = new Map<NodeId, HardState>();
+  const watch = (id: NodeId): void => {
+    const r = c.raft(id);
+    const ready = r.ready.bind(r);
+    r.ready = () => {
+      const rd = ready();
+      if (rd.mustSync) durable.set(id, r.hardState());
+      return rd;
+    };
+  };
+  for (const id of [0, 1, 2]) watch(id);
+  for (const id of [3, 4]) {
+    c.join(id);
+    watch(id);
+  }
+  change(c, 0, [
+    { type: "remove", id: 1 },
+    { type: "remove", id: 2 },
+    { type: "addVoter", id: 3, address: "" },
+    { type: "addVoter", id: 4, address: "" },
+  ]);
+  c.deliverAll();
+  c.run(10);
+  for (const id of [0, 3, 4]) assert.equal(conf(c.raft(id)), "voters {0,3,4}", `node ${id}`);
+  // The change committed, so nodes 1 and 2 are stopped for good (thesis §4.2.2: servers not in C_new
+  // may be shut down once it has committed). Then the power goes on 0, 3 and 4.
+  c.isolate(1);
+  c.isolate(2);
+  for (const id of [0, 3, 4]) {
+    c.node(id).hardState = durable.get(id)!;
+    c.restart(id, id === 0 ? [0, 1, 2] : []);
+  }
+  // Back in joint {0,1,2} -> {0,3,4}, they would need two of 0, 1, 2 for every election and commit:
+  // only node 0 is left of those, so the cluster would never serve again.
+  for (const id of [0, 3, 4])
+    assert.equal(conf(c.raft(id)), "voters {0,3,4}", `node ${id} after the restart`);
+  c.run(100);
+  const leaders = c.leaders();
+  assert.equal(leaders.length, 1, `leaders ${leaders}`);
+  c.raft(leaders[0]!).propose(cmd("after"));
+  c.run(60);
+  for (const id of [0, 3, 4]) assert.ok(commands(c.node(id).applied).includes("after"), `node ${id}`);
 });
 
 test("thesis §4.3 a joint configuration whose leader is only in the old one commits nothing on the old majority alone", () => {

@@ -303,6 +303,59 @@ test("InstallSnapshot: a follower slow to answer gets one chunk at a time, not a
   );
 });
 
+test("thesis §6.2 check-quorum: a follower receiving a snapshot gets heartbeats, so a leader whose quorum needs it stays leader (sim seed 212)", () => {
+  const { c, l, idx } = followerBehindSnapshot(40); // 10 chunks of 4 bytes
+  // Node 1 is gone: the quorum is node 0 with node 2, which can only catch up by snapshot. The chunks
+  // are slow to leave (the leader's host reads each from its disk, behind its WAL writes): none gets
+  // out for three election timeouts, while every other message flows.
+  c.isolate(1);
+  const chunk = (m: Message): boolean => m.type === "snapshot" && m.to === 2;
+  const { electionTimeoutMaxTicks } = defaultCoreConfig(0, [0, 1, 2], 1);
+  const term = l.softState().term;
+  for (let t = 0; t < 3 * electionTimeoutMaxTicks; t++) {
+    c.tick(0);
+    c.tick(2);
+    c.deliverAll((m) => !chunk(m));
+  }
+  // It used to step down every election timeout (node 2 acknowledged rounds only by answering chunks),
+  // and each new leader started the snapshot over: with new voters on empty disks no leader served.
+  assert.deepEqual(
+    [l.softState().role, l.softState().term],
+    ["leader", term],
+    "the leader stepped down: node 2's answers did not count",
+  );
+  assert.ok(l.leaseStatus().ok, `no lease: ${JSON.stringify(l.leaseStatus())}`);
+  // The heartbeats' rejections (node 2 lacks the entry they vouch for) leave the snapshot under way.
+  const p2 = l.followers().find((p) => p.id === 2);
+  assert.equal(p2?.state, "snapshot", `node 2's progress: ${JSON.stringify(p2)}`);
+  assert.ok(c.inbox.some(chunk), "no chunk waits for node 2");
+  // The chunks get out: node 2 installs the snapshot and catches up.
+  c.run(60);
+  assert.equal(c.node(2).snapshot?.index, idx);
+  assert.equal(c.raft(2).log.committed, l.log.committed);
+});
+
+test("§5.3 a lost append in replicate state is sent again: the leader falls back to probing (as etcd does)", () => {
+  const c = new TestCluster(3);
+  c.elect(0);
+  c.run(6);
+  const l = c.raft(0);
+  assert.equal(l.followers().find((p) => p.id === 2)?.state, "replicate");
+  // The last append to node 2 is lost, and nothing else is proposed after it.
+  l.propose(cmd("last"));
+  c.flush();
+  const lost = c.inbox.filter((m) => m.type === "append" && m.to === 2 && m.entries.length > 0);
+  assert.equal(lost.length, 1);
+  c.inbox = c.inbox.filter((m) => !lost.includes(m));
+  c.deliverAll();
+  assert.ok(!commands(c.node(2).applied).includes("last"));
+  // Heartbeats find the gap (or the stalled window): node 2 gets the entry within a few of them.
+  const { heartbeatTicks } = defaultCoreConfig(0, [0, 1, 2], 1);
+  c.run(4 * heartbeatTicks);
+  assert.ok(commands(c.node(2).applied).includes("last"), "node 2 never got the lost entry");
+  assert.equal(c.raft(2).log.committed, l.log.committed);
+});
+
 test("thesis §5.3 InstallSnapshot: a follower keeps the entries after a snapshot it already holds", () => {
   const c = new TestCluster(3);
   c.elect(0);

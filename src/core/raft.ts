@@ -144,6 +144,8 @@ export class Raft {
   private installSnapshot: SnapshotMeta | null = null;
   private softStateChanged = false;
   private lastHardState: HardState;
+  /** A configuration entry committed since the last Ready: that commit index is written durably. */
+  private configCommitted = false;
 
   constructor(cfg: CoreConfig, boot: CoreBoot) {
     validateCoreConfig(cfg);
@@ -529,7 +531,11 @@ export class Raft {
     const rd: Ready = {
       hardState: hsChanged ? hs : null,
       entries,
-      mustSync: voteChanged || entries.length > 0 || this.installSnapshot !== null,
+      // A configuration takes effect when it commits, and the commit index is volatile (§5, Figure 2):
+      // one lost at a crash sends the node back to the configuration before, where a joint one needs
+      // a majority of the old voters again, whose removed members an operator may have stopped for
+      // good once the change committed (thesis §4.2.2). So the commit of a configuration is synced.
+      mustSync: voteChanged || entries.length > 0 || this.installSnapshot !== null || this.configCommitted,
       termOrVoteChanged: voteChanged,
       snapshotChunks: this.snapshotChunks,
       installSnapshot: this.installSnapshot,
@@ -541,6 +547,7 @@ export class Raft {
       refused: this.refusals,
     };
     this.lastHardState = hs;
+    this.configCommitted = false;
     this.msgs = [];
     this.snapshotChunks = [];
     this.installSnapshot = null;
@@ -929,6 +936,13 @@ export class Raft {
     const pr = this.progress.get(to)!;
     switch (pr.state) {
       case "snapshot":
+        // A heartbeat as to every follower (etcd's bcastHeartbeat skips no progress state): a follower
+        // receiving a snapshot is a live member whose acknowledgements the check-quorum, the lease and
+        // ReadIndex count. Left to the chunks' answers (one chunk in flight, each read from our disk
+        // first), its rounds fell behind whenever the reads were slow, and a leader whose quorum needed
+        // it (new voters with empty logs) stepped down every election timeout, each successor starting
+        // the snapshot again from offset 0. Its answer, a rejection most often, changes nothing else.
+        this.sendAppend(to, Math.max(pr.match, this.log.snapshotIndex), [], true);
         if (
           pr.snapshot !== null &&
           this.latestSnapshot !== null &&
@@ -1087,6 +1101,10 @@ export class Raft {
       return;
     }
     if (m.matchIndex === 0 && m.conflictIndex === 0) return; // a term notice, not a log rejection
+    // While a snapshot is under way it is the way forward: a rejection (of the heartbeats sent meanwhile,
+    // or of an append sent before) must not send us probing, which would start it over (in etcd a
+    // progress in StateSnapshot is paused: a rejection sends nothing).
+    if (pr.state === "snapshot") return;
     if (m.matchIndex <= pr.match || (pr.state === "probe" && m.matchIndex !== pr.next - 1)) return; // stale
     let next: number;
     if (m.conflictTerm > 0) {
@@ -1199,7 +1217,10 @@ export class Raft {
   private commitTo(index: number): void {
     const before = this.log.committed;
     this.log.commitTo(index);
-    for (let i = before + 1; i <= this.log.committed; i++) this.applyConfigAt(i);
+    for (let i = before + 1; i <= this.log.committed; i++) {
+      if (this.log.entry(i)?.kind === "config") this.configCommitted = true;
+      this.applyConfigAt(i);
+    }
   }
 
   private applyConfigAt(index: number): void {

@@ -178,7 +178,8 @@ export interface Ready {
   /** Entries to append; the first may overwrite an existing index, in which case the suffix from
    *  there is truncated first. */
   readonly entries: readonly Entry[];
-  /** Hard state and entries must be fsynced before `messages` leave (votes, term changes, acks). */
+  /** Hard state and entries must be fsynced before `messages` leave (votes, term changes, acks, and
+   *  the commit of a configuration entry, which a crash must not take back). */
   readonly mustSync: boolean;
   /** Term or vote changed: nothing may leave before the hard state is durable (a vote must not be
    *  forgotten). When false, a leader may send its appends before its own write completes. */
