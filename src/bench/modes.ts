@@ -113,8 +113,10 @@ export async function runMemory(a: BenchArgs, log: Log): Promise<void> {
         a.memoryKeys,
       );
       const seconds = (performance.now() - t0) / 1000;
+      // Each node counts the first leader it learns as a change too: more than 1 means an election.
+      const changes = await Promise.all(s.pids.map((_, i) => leaderChanges(i)));
       log(
-        `wrote ${r.ops} keys of ${a.valueBytes} B in ${seconds.toFixed(0)} s (${(r.ops / seconds).toFixed(0)} puts/s, ${r.errors} errors)`,
+        `wrote ${r.ops} keys of ${a.valueBytes} B in ${seconds.toFixed(0)} s (${(r.ops / seconds).toFixed(0)} puts/s, ${r.errors} errors); leader changes seen per node since start: ${changes.map((c) => c ?? "?").join(", ")}`,
       );
       await new Promise((res) => setTimeout(res, 5000));
       const peaks = rss.takePeaks();
@@ -139,12 +141,23 @@ export async function runMemory(a: BenchArgs, log: Log): Promise<void> {
       const file = join(a.outDir, `memory-${stamp()}.json`);
       writeFileSync(
         file,
-        `${JSON.stringify({ keys: a.memoryKeys, valueBytes: a.valueBytes, ops: r.ops, errors: r.errors, seconds, nodes: rows }, null, 1)}\n`,
+        `${JSON.stringify({ keys: a.memoryKeys, valueBytes: a.valueBytes, ops: r.ops, errors: r.errors, seconds, leaderChanges: changes, nodes: rows }, null, 1)}\n`,
       );
       log(`wrote ${file}`);
     },
     true,
   );
+}
+
+/** The node's raftkv_leader_changes_total (leader changes it saw since it started), or null if unreadable. */
+async function leaderChanges(id: number): Promise<number | null> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${METRICS_BASE_PORT + id}/metrics`);
+    const m = /^raftkv_leader_changes_total(?:\{[^}]*\})? (\S+)$/m.exec(await res.text());
+    return m === null ? null : Number(m[1]);
+  } catch {
+    return null;
+  }
 }
 
 /** The node's process.memoryUsage() in MB, from its raftkv_process_memory_bytes gauge (null if unreadable). */
