@@ -144,6 +144,12 @@ export class Raft {
   private installSnapshot: SnapshotMeta | null = null;
   private softStateChanged = false;
   private lastHardState: HardState;
+  /** The term and vote known durable: recovered at boot, then those of each Ready advance()d. */
+  private durableTerm: number;
+  private durableVote: NodeId | null;
+  /** Heartbeats and answers to heartbeats among msgs: they may leave before the Ready in flight is
+   *  persisted (takeUrgentMessages). */
+  private readonly urgent = new WeakSet<Message>();
 
   constructor(cfg: CoreConfig, boot: CoreBoot) {
     validateCoreConfig(cfg);
@@ -155,6 +161,8 @@ export class Raft {
     this.log = RaftLog.recover(boot.snapshot, boot.entries, boot.hardState.commitIndex);
     this.latestSnapshot = boot.snapshot;
     this.lastHardState = boot.hardState;
+    this.durableTerm = boot.hardState.term;
+    this.durableVote = boot.hardState.votedFor;
     this.baseMembership = boot.snapshot?.membership ?? boot.membership ?? votersOnly(cfg.peers);
     this.membership = this.baseMembership;
     this.bootstrapOnly = boot.snapshot?.membership === undefined;
@@ -553,11 +561,45 @@ export class Raft {
 
   /** The host persisted, sent and applied everything in rd. */
   advance(rd: Ready): void {
+    if (rd.hardState !== null) {
+      this.durableTerm = rd.hardState.term;
+      this.durableVote = rd.hardState.votedFor;
+    }
     const last = rd.entries[rd.entries.length - 1];
     if (last !== undefined) {
       this.log.markPersisted(last.index, last.term);
       if (this.role === "leader") this.maybeCommit();
     }
+  }
+
+  /**
+   * While the host is still persisting a Ready: the messages that may leave now, taken out of the next
+   * Ready. They are the leader's heartbeats (appends without entries) and a follower's answers to them,
+   * and only while the term and vote they carry are durable; an answer's matchIndex is lowered to what
+   * this node's disk holds (a prefix of a matching log matches too). So heartbeats and the lease they
+   * renew never wait for an fsync of entries or a snapshot (issue 16); an acknowledgement of entries
+   * still does.
+   */
+  takeUrgentMessages(): Message[] {
+    if (this.term !== this.durableTerm || this.votedFor !== this.durableVote) return [];
+    let out: Message[] | null = null;
+    const keep: Message[] = [];
+    for (const m of this.msgs) {
+      if (!this.urgent.has(m) || m.term !== this.durableTerm) {
+        keep.push(m);
+        continue;
+      }
+      out ??= [];
+      if (m.type === "appendResponse" && m.matchIndex > this.log.persisted) {
+        const capped: AppendEntriesResponse = { ...m, matchIndex: this.log.persisted };
+        out.push(capped);
+      } else {
+        out.push(m);
+      }
+    }
+    if (out === null) return [];
+    this.msgs = keep;
+    return out;
   }
 
   // ---------------------------------------------------------------- roles
@@ -823,7 +865,8 @@ export class Raft {
       );
     if (lastNew !== null) {
       this.commitTo(Math.min(m.leaderCommit, lastNew));
-      this.respondAppend(m, true, lastNew, 0, 0);
+      const answer = this.respondAppend(m, true, lastNew, 0, 0);
+      if (m.entries.length === 0) this.urgent.add(answer);
       return;
     }
     // §5.3 with the fast-backtracking hint: tell the leader where our log diverges.
@@ -847,8 +890,8 @@ export class Raft {
     matchIndex: number,
     cTerm: number,
     cIndex: number,
-  ): void {
-    this.send({
+  ): AppendEntriesResponse {
+    const answer: AppendEntriesResponse = {
       type: "appendResponse",
       from: this.id,
       to: m.from,
@@ -858,7 +901,9 @@ export class Raft {
       conflictTerm: cTerm,
       conflictIndex: cIndex,
       round: m.round,
-    });
+    };
+    this.send(answer);
+    return answer;
   }
 
   private respondSnapshot(
@@ -1005,7 +1050,7 @@ export class Raft {
     const prevTerm = this.log.term(prev);
     assert(prevTerm !== undefined, () => `append to ${to} with compacted prev ${prev}`);
     const lastNew = prev + entries.length;
-    this.send({
+    const m: AppendEntries = {
       type: "append",
       from: this.id,
       to,
@@ -1016,7 +1061,9 @@ export class Raft {
       // A heartbeat never commits past what it vouches for on the follower.
       leaderCommit: heartbeat ? Math.min(this.log.committed, lastNew) : this.log.committed,
       round: this.round,
-    });
+    };
+    this.send(m);
+    if (entries.length === 0) this.urgent.add(m);
   }
 
   private startSnapshot(to: NodeId, pr: Progress): void {

@@ -30,7 +30,11 @@ class Counter implements StateMachine<number> {
     return {
       appliedIndex: this.appliedIndex,
       sizeBytes: image.length,
-      next: () => (sent ? null : ((sent = true), image)),
+      next: () => {
+        if (sent) return null;
+        sent = true;
+        return image;
+      },
       close: () => undefined,
     };
   }
