@@ -93,6 +93,10 @@ export class Raft {
   private bootstrapOnly: boolean;
   /** Leader: index of the last config entry it appended, or its NO-OP: a new change waits until it commits. */
   private pendingConfIndex = 0;
+  /** Leader: the config entries in its log past the commit index (appended by it, or found in its log
+   *  when elected), in index order. Each takes effect when it commits, so a commit past one needs a
+   *  majority of it as well (maybeCommit), and the leader replicates to its members already. */
+  private logConfigs: { index: number; membership: Membership }[] = [];
 
   private term = 0;
   private votedFor: NodeId | null = null;
@@ -442,7 +446,9 @@ export class Raft {
   step(m: Message): void {
     assert(m.to === this.id, () => `node ${this.id} got a message for ${m.to}`);
     if (m.from === this.id) return;
-    if (!isMember(this.membership, m.from)) {
+    // A leader also replicates to the members of configurations in its log not yet in effect
+    // (syncPeers): their answers count (for commits past those configurations).
+    if (!isMember(this.membership, m.from) && !(this.role === "leader" && this.progress.has(m.from))) {
       if (this.membership.removed.includes(m.from))
         return this.refuse(
           m,
@@ -633,7 +639,14 @@ export class Raft {
     this.leaderId = this.id;
     this.leaderSinceTick = this.now;
     this.oldLeaseUntilTick = this.now + Math.ceil(leaseWait * this.cfg.driftBound);
-    for (const p of this.others) this.progress.set(p, new Progress(this.log.lastIndex() + 1, this.now));
+    for (let i = this.log.committed + 1; i <= this.log.lastIndex(); i++) {
+      const e = this.log.entry(i);
+      if (e?.kind !== "config") continue;
+      const m = decodeMembership(e.data);
+      assert(typeof m !== "string", () => `config entry ${i} does not decode: ${String(m)}`);
+      this.logConfigs.push({ index: i, membership: m });
+    }
+    this.syncPeers();
     this.noopIndex = this.log.lastIndex() + 1;
     this.log.append([{ index: this.noopIndex, term: this.term, kind: "noop", data: EMPTY }]);
     // Entries after the commit index may hold a configuration not yet in effect: no change until the
@@ -667,6 +680,8 @@ export class Raft {
     this.uncommittedBytes = 0;
     this.incoming = null;
     this.pendingConfIndex = 0;
+    this.logConfigs = [];
+    this.syncPeers();
   }
 
   private failPendingReads(reason: ReadFailure["reason"]): void {
@@ -1179,10 +1194,19 @@ export class Raft {
   private maybeCommit(): void {
     // A configuration that takes effect changes the quorum (a removed laggard no longer holds commits
     // back), so look again until nothing moves; bounded by the log.
+    const match = (id: NodeId): number =>
+      id === this.id ? this.log.persisted : (this.progress.get(id)?.match ?? 0);
     while (this.role === "leader") {
-      const q = jointValue(this.membership, (id) =>
-        id === this.id ? this.log.persisted : (this.progress.get(id)?.match ?? 0),
-      );
+      let q = jointValue(this.membership, match);
+      // A configuration takes effect when its entry commits, so the entries after it are committed
+      // under it: a commit past a config entry needs a majority of that configuration too (thesis
+      // §4.3: the entry leaving a joint configuration commits under the joint one). A leader elected
+      // with an uncommitted joint entry and the entry leaving it in its log commits both with its NO-OP:
+      // counted under the old configuration alone, the new one would commit without its majority.
+      for (const c of this.logConfigs) {
+        if (c.index >= q) break;
+        if (c.index > this.log.committed) q = Math.max(c.index, Math.min(q, jointValue(c.membership, match)));
+      }
       if (q <= this.log.committed || this.log.term(q) !== this.term) break;
       this.uncommittedBytes = Math.max(
         0,
@@ -1237,6 +1261,8 @@ export class Raft {
     this.log.append([entry]);
     this.uncommittedBytes += entry.data.length;
     this.pendingConfIndex = entry.index;
+    this.logConfigs.push({ index: entry.index, membership: next });
+    this.syncPeers();
     this.needBroadcast = true;
     if (this.soleVoter()) this.maybeCommit();
     return entry.index;
@@ -1269,13 +1295,24 @@ export class Raft {
     );
     this.membership = m;
     this.membershipIndex = index;
-    this.others = members(m).filter((id) => id !== this.id);
+    this.logConfigs = this.logConfigs.filter((c) => c.index > index);
+    this.syncPeers();
+    if (this.role !== "leader") return;
+    this.needBroadcast = true;
+    if (!this.isVoterSelf()) this.stepDownRemoved();
+  }
+
+  /** Whom we replicate to: the members of the configuration in effect and, as leader, of those in its
+   *  log not yet committed (their majorities count for commits past them: maybeCommit). */
+  private syncPeers(): void {
+    const ids = new Set(members(this.membership));
+    for (const c of this.logConfigs) for (const id of members(c.membership)) ids.add(id);
+    ids.delete(this.id);
+    this.others = [...ids];
     if (this.role !== "leader") return;
     for (const id of this.others)
       if (!this.progress.has(id)) this.progress.set(id, new Progress(this.log.lastIndex() + 1, this.now));
     for (const id of [...this.progress.keys()]) if (!this.others.includes(id)) this.progress.delete(id);
-    this.needBroadcast = true;
-    if (!this.isVoterSelf()) this.stepDownRemoved();
   }
 
   /** Thesis §4.2.2: a leader not in the configuration that committed steps down, handing leadership to
