@@ -137,7 +137,7 @@ export class Raft {
   private incoming: { meta: SnapshotMeta; offset: number } | null = null;
   /** A snapshot received whole, handed to the host to verify and install (snapshotInstalled or
    *  snapshotRejected answers). It outlives role changes: the host is working on it. */
-  private installing: { meta: SnapshotMeta; from: NodeId; round: number } | null = null;
+  private installing: { meta: SnapshotMeta; from: NodeId; round: number; lastOffset: number } | null = null;
 
   // Output accumulated until ready().
   private msgs: Message[] = [];
@@ -869,8 +869,13 @@ export class Raft {
 
   private handleAppend(m: AppendEntries): void {
     if (!this.acceptLeader(m)) return;
-    // Installing a snapshot: the log is about to be replaced; the leader resends.
-    if (this.installing !== null) return;
+    // Installing a snapshot: the log is about to be replaced; the leader resends. A heartbeat is
+    // answered at once all the same, with a term notice (no claim about the log): the install may take
+    // longer than the leader's check-quorum timeout, and the answer acknowledges its round.
+    if (this.installing !== null) {
+      if (m.entries.length === 0) this.urgent.add(this.respondAppend(m, false, 0, 0, 0));
+      return;
+    }
     const lastNew = this.log.maybeAppend(m.prevLogIndex, m.prevLogTerm, m.entries);
     if (lastNew === "conflictsWithCommitted")
       return this.refuse(
@@ -927,8 +932,8 @@ export class Raft {
     nextOffset: number,
     installed: boolean,
     round: number,
-  ): void {
-    this.send({
+  ): InstallSnapshotResponse {
+    const answer: InstallSnapshotResponse = {
       type: "snapshotResponse",
       from: this.id,
       to,
@@ -937,15 +942,28 @@ export class Raft {
       nextOffset,
       installed,
       round,
-    });
+    };
+    this.send(answer);
+    return answer;
   }
 
   private handleSnapshot(m: InstallSnapshot): void {
     if (!this.acceptLeader(m)) return;
-    // The host is verifying a whole snapshot: its answer goes out when it is done.
-    if (this.installing !== null) return;
-    const respond = (nextOffset: number, installed: boolean): void =>
+    // The host is verifying and installing a whole snapshot: "installed" goes out when it is done.
+    // A chunk meanwhile (the leader resends the one in flight on its heartbeats) is answered at once
+    // (urgent), naming the install under way and its last chunk: the leader notes the round (for its
+    // check-quorum and lease, as from a heartbeat's answer) and waits, its chunk in flight answered; a
+    // leader sending another snapshot just notes the round. Silent, a voter installing for longer than
+    // an election timeout looked gone, and the leader stepped down just before the install finished
+    // (seed 424: both new voters of a joint configuration installing, three leaders in a row).
+    const inst = this.installing;
+    if (inst !== null) {
+      this.urgent.add(this.respondSnapshot(m.from, inst.meta.index, inst.lastOffset, false, m.round));
+      return;
+    }
+    const respond = (nextOffset: number, installed: boolean): void => {
       this.respondSnapshot(m.from, m.meta.index, nextOffset, installed, m.round);
+    };
     if (m.meta.index <= this.log.committed) return respond(m.meta.sizeBytes, true);
     // Our log already holds the snapshot's last entry: keep it and everything after it, which we may
     // have acknowledged (thesis §5.3: "retain log entries following it"); the entries carry us forward.
@@ -968,7 +986,7 @@ export class Raft {
     this.incoming = null;
     if (cur.offset !== m.meta.sizeBytes) return respond(-1, false);
     // Nothing is replaced until the host has checked the whole image (snapshotInstalled/Rejected).
-    this.installing = { meta: m.meta, from: m.from, round: m.round };
+    this.installing = { meta: m.meta, from: m.from, round: m.round, lastOffset: m.offset };
     this.installSnapshot = m.meta;
   }
 

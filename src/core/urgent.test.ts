@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { defaultCoreConfig } from "./config.ts";
 import { Raft } from "./raft.ts";
+import { followerBehindSnapshot } from "./test-cluster.ts";
 import type { AppendEntries, Entry, Message } from "./types.ts";
 
 const EMPTY = new Uint8Array(0);
@@ -134,4 +135,101 @@ test("a leader's heartbeats leave while its own write is in flight", () => {
   }
   assert.ok(heartbeats >= 2, `heartbeats to both followers left early (${heartbeats})`);
   l.advance(inFlight);
+});
+
+test("a follower installing a snapshot answers the leader's resends and heartbeats at once, acknowledging their rounds", () => {
+  const f = new Raft(defaultCoreConfig(1, [0, 1, 2], 14), {
+    hardState: { term: 2, votedFor: null, commitIndex: 0 },
+    snapshot: null,
+    entries: [],
+  });
+  const meta = { index: 10, term: 2, sizeBytes: 8, crc32c: 0 };
+  const chunk = (offset: number, length: number, round: number): Message => ({
+    type: "snapshot",
+    from: 0,
+    to: 1,
+    term: 2,
+    meta,
+    offset,
+    data: new Uint8Array(length),
+    length,
+    done: offset + length >= meta.sizeBytes,
+    round,
+  });
+  f.step(chunk(0, 4, 1));
+  f.advance(f.ready());
+  f.step(chunk(4, 4, 2));
+  const installing = f.ready(); // the host writes the last chunk, then verifies and installs the image
+  assert.deepEqual(installing.installSnapshot, meta);
+  assert.deepEqual(installing.messages, [], "installed is answered when the install is done");
+  // The leader resends its chunk in flight (the last one) while the install goes on: answered now,
+  // naming that chunk (nothing to resend) and the new round.
+  f.step(chunk(4, 4, 3));
+  const keepAlive = f.takeUrgentMessages();
+  assert.deepEqual(
+    keepAlive.map((m) =>
+      m.type === "snapshotResponse" ? [m.snapshotIndex, m.nextOffset, m.installed, m.round] : m.type,
+    ),
+    [[10, 4, false, 3]],
+  );
+  // A heartbeat meanwhile (a leader that sends appends): a term notice, no claim about the log.
+  f.step(append(10, 2, [], 4));
+  assert.deepEqual(answers(f.takeUrgentMessages()), [{ match: 0, round: 4 }]);
+  f.snapshotInstalled(meta);
+  f.advance(installing);
+  const done = f.ready().messages;
+  assert.deepEqual(
+    done.map((m) =>
+      m.type === "snapshotResponse" ? [m.snapshotIndex, m.nextOffset, m.installed, m.round] : m.type,
+    ),
+    [[10, 8, true, 2]],
+  );
+});
+
+test("a leader whose quorum needs a follower installing a snapshot for several election timeouts keeps leading", () => {
+  const { c, l } = followerBehindSnapshot(40); // 10 chunks of 4 bytes
+  c.isolate(1); // the quorum is {0,2}: node 2 must keep answering
+  const f = c.raft(2);
+  const fNode = c.node(2);
+  c.nodes.delete(2); // node 2's host is driven here: its install takes 100 ticks
+  let held: { rd: ReturnType<Raft["ready"]>; since: number } | null = null;
+  const toLeader = (ms: readonly Message[]): void => {
+    for (const m of ms) if (m.to === 0) l.step(m);
+  };
+  let installs = 0;
+  for (let t = 0; t < 300; t++) {
+    l.tick();
+    f.tick();
+    c.flush();
+    const inbox = c.inbox;
+    c.inbox = [];
+    for (const m of inbox) if (m.to === 2) f.step(m);
+    if (held !== null) {
+      toLeader(f.takeUrgentMessages());
+      if (t - held.since >= 100) {
+        fNode.snapshot = held.rd.installSnapshot;
+        f.snapshotInstalled(held.rd.installSnapshot!);
+        f.advance(held.rd);
+        held = null;
+        installs++;
+      }
+    }
+    while (held === null && f.hasReady()) {
+      const rd = f.ready();
+      if (rd.installSnapshot !== null) {
+        held = { rd, since: t };
+        break;
+      }
+      toLeader(rd.messages);
+      f.advance(rd);
+    }
+    c.flush();
+    assert.equal(
+      l.softState().role,
+      "leader",
+      `the leader stepped down at tick ${t} (install ${held !== null ? "under way" : "done"})`,
+    );
+  }
+  assert.equal(installs, 1);
+  assert.equal(f.log.lastIndex(), l.log.lastIndex(), "the follower caught up after its install");
 });

@@ -88,6 +88,10 @@ const MEMBERSHIP_REGRESSIONS: readonly { seed: number; bug: string }[] = [
     seed: 160,
     bug: "a leader elected with a joint entry and the entry leaving it uncommitted committed both on the old majority alone (and the checker compared only the ends of that step)",
   },
+  {
+    seed: 424,
+    bug: "followers installing a snapshot went silent: leaders whose new voters were installing stepped down on check-quorum, one after another, past the liveness bound",
+  },
 ];
 
 for (const { seed, bug } of MEMBERSHIP_REGRESSIONS) {
