@@ -520,3 +520,47 @@ test("a follower cut off through several changes catches up from a leader its ol
   assert.equal(conf(c.raft(2)), "voters {0,1,2,3}");
   assert.ok(commands(c.node(2).applied).includes("from 3"));
 });
+
+test("thesis §4.3 a leader elected with a joint entry and the entry leaving it uncommitted commits its NO-OP only on a majority of each configuration", () => {
+  // {0,1,2} replaces 2 by a new node 3: joint {0,1,2} -> {0,1,3}. Node 3 hears nothing of it.
+  const c = cluster3();
+  c.join(3);
+  c.isolate(3);
+  const joint = change(c, 0, [
+    { type: "remove", id: 2 },
+    { type: "addVoter", id: 3, address: "" },
+  ]);
+  // The joint entry commits on {0,1,2}; the leader appends the entry leaving it; 1 and 2 store both.
+  const leave = joint + 1;
+  hopUntil(c, () => c.raft(1).log.lastIndex() >= leave && c.raft(2).log.lastIndex() >= leave);
+  assert.equal(c.raft(0).log.entry(leave)?.kind, "config");
+  // The leader fails. Node 1 restarts from a hard state whose commit index predates the joint entry
+  // (the host writes a commit index lazily): for it, {0,1,2} is in effect, both entries are pending.
+  c.isolate(0);
+  c.inbox = [];
+  c.node(1).hardState = { ...c.node(1).hardState, commitIndex: joint - 1 };
+  c.restart(1, [0, 1, 2]);
+  assert.equal(conf(c.raft(1)), "voters {0,1,2}");
+  // Node 2 elects it (a majority of {0,1,2}) and stores its NO-OP: a majority of the old configuration,
+  // but of {0,1,3} only node 1. Committing the NO-OP would commit {0,1,3} on that alone.
+  c.elect(1);
+  c.run(5);
+  const l = c.raft(1);
+  const noop = l.log.lastIndex();
+  assert.equal(l.log.entry(noop)?.kind, "noop");
+  assert.equal(c.raft(2).log.lastIndex(), noop, "node 2 holds the NO-OP");
+  assert.ok(
+    l.log.committed < leave,
+    `committed ${l.log.committed} on {1,2} alone (the leave entry is ${leave})`,
+  );
+  assert.equal(conf(l), "voters {0,1,2}");
+  // The leader replicates to the new configuration's members already (3 is not in the configuration
+  // in effect: its answers count all the same): once 3 holds the NO-OP, a majority of each
+  // configuration does, and both configurations take effect in one commit.
+  c.heal();
+  c.isolate(0);
+  c.run(10);
+  assert.ok(l.log.committed >= noop);
+  assert.equal(conf(l), "voters {0,1,3}");
+  assert.deepEqual(commands(c.node(3).applied), ["a", "b"]);
+});

@@ -93,6 +93,10 @@ export class Raft {
   private bootstrapOnly: boolean;
   /** Leader: index of the last config entry it appended, or its NO-OP: a new change waits until it commits. */
   private pendingConfIndex = 0;
+  /** Leader: the config entries in its log past the commit index (appended by it, or found in its log
+   *  when elected), in index order. Each takes effect when it commits, so a commit past one needs a
+   *  majority of it as well (maybeCommit), and the leader replicates to its members already. */
+  private logConfigs: { index: number; membership: Membership }[] = [];
 
   private term = 0;
   private votedFor: NodeId | null = null;
@@ -133,7 +137,7 @@ export class Raft {
   private incoming: { meta: SnapshotMeta; offset: number } | null = null;
   /** A snapshot received whole, handed to the host to verify and install (snapshotInstalled or
    *  snapshotRejected answers). It outlives role changes: the host is working on it. */
-  private installing: { meta: SnapshotMeta; from: NodeId; round: number } | null = null;
+  private installing: { meta: SnapshotMeta; from: NodeId; round: number; lastOffset: number } | null = null;
 
   // Output accumulated until ready().
   private msgs: Message[] = [];
@@ -146,6 +150,12 @@ export class Raft {
   private lastHardState: HardState;
   /** A configuration entry committed since the last Ready: that commit index is written durably. */
   private configCommitted = false;
+  /** The term and vote known durable: recovered at boot, then those of each Ready advance()d. */
+  private durableTerm: number;
+  private durableVote: NodeId | null;
+  /** Heartbeats and answers to heartbeats among msgs: they may leave before the Ready in flight is
+   *  persisted (takeUrgentMessages). */
+  private readonly urgent = new WeakSet<Message>();
 
   constructor(cfg: CoreConfig, boot: CoreBoot) {
     validateCoreConfig(cfg);
@@ -157,6 +167,8 @@ export class Raft {
     this.log = RaftLog.recover(boot.snapshot, boot.entries, boot.hardState.commitIndex);
     this.latestSnapshot = boot.snapshot;
     this.lastHardState = boot.hardState;
+    this.durableTerm = boot.hardState.term;
+    this.durableVote = boot.hardState.votedFor;
     this.baseMembership = boot.snapshot?.membership ?? boot.membership ?? votersOnly(cfg.peers);
     this.membership = this.baseMembership;
     this.bootstrapOnly = boot.snapshot?.membership === undefined;
@@ -436,7 +448,9 @@ export class Raft {
   step(m: Message): void {
     assert(m.to === this.id, () => `node ${this.id} got a message for ${m.to}`);
     if (m.from === this.id) return;
-    if (!isMember(this.membership, m.from)) {
+    // A leader also replicates to the members of configurations in its log not yet in effect
+    // (syncPeers): their answers count (for commits past those configurations).
+    if (!isMember(this.membership, m.from) && !(this.role === "leader" && this.progress.has(m.from))) {
       if (this.membership.removed.includes(m.from))
         return this.refuse(
           m,
@@ -560,11 +574,45 @@ export class Raft {
 
   /** The host persisted, sent and applied everything in rd. */
   advance(rd: Ready): void {
+    if (rd.hardState !== null) {
+      this.durableTerm = rd.hardState.term;
+      this.durableVote = rd.hardState.votedFor;
+    }
     const last = rd.entries[rd.entries.length - 1];
     if (last !== undefined) {
       this.log.markPersisted(last.index, last.term);
       if (this.role === "leader") this.maybeCommit();
     }
+  }
+
+  /**
+   * While the host is still persisting a Ready: the messages that may leave now, taken out of the next
+   * Ready. They are the leader's heartbeats (appends without entries) and a follower's answers to them,
+   * and only while the term and vote they carry are durable; an answer's matchIndex is lowered to what
+   * this node's disk holds (a prefix of a matching log matches too). So heartbeats and the lease they
+   * renew never wait for an fsync of entries or a snapshot (issue 16); an acknowledgement of entries
+   * still does.
+   */
+  takeUrgentMessages(): Message[] {
+    if (this.term !== this.durableTerm || this.votedFor !== this.durableVote) return [];
+    let out: Message[] | null = null;
+    const keep: Message[] = [];
+    for (const m of this.msgs) {
+      if (!this.urgent.has(m) || m.term !== this.durableTerm) {
+        keep.push(m);
+        continue;
+      }
+      out ??= [];
+      if (m.type === "appendResponse" && m.matchIndex > this.log.persisted) {
+        const capped: AppendEntriesResponse = { ...m, matchIndex: this.log.persisted };
+        out.push(capped);
+      } else {
+        out.push(m);
+      }
+    }
+    if (out === null) return [];
+    this.msgs = keep;
+    return out;
   }
 
   // ---------------------------------------------------------------- roles
@@ -598,7 +646,14 @@ export class Raft {
     this.leaderId = this.id;
     this.leaderSinceTick = this.now;
     this.oldLeaseUntilTick = this.now + Math.ceil(leaseWait * this.cfg.driftBound);
-    for (const p of this.others) this.progress.set(p, new Progress(this.log.lastIndex() + 1, this.now));
+    for (let i = this.log.committed + 1; i <= this.log.lastIndex(); i++) {
+      const e = this.log.entry(i);
+      if (e?.kind !== "config") continue;
+      const m = decodeMembership(e.data);
+      assert(typeof m !== "string", () => `config entry ${i} does not decode: ${String(m)}`);
+      this.logConfigs.push({ index: i, membership: m });
+    }
+    this.syncPeers();
     this.noopIndex = this.log.lastIndex() + 1;
     this.log.append([{ index: this.noopIndex, term: this.term, kind: "noop", data: EMPTY }]);
     // Entries after the commit index may hold a configuration not yet in effect: no change until the
@@ -632,6 +687,8 @@ export class Raft {
     this.uncommittedBytes = 0;
     this.incoming = null;
     this.pendingConfIndex = 0;
+    this.logConfigs = [];
+    this.syncPeers();
   }
 
   private failPendingReads(reason: ReadFailure["reason"]): void {
@@ -819,8 +876,13 @@ export class Raft {
 
   private handleAppend(m: AppendEntries): void {
     if (!this.acceptLeader(m)) return;
-    // Installing a snapshot: the log is about to be replaced; the leader resends.
-    if (this.installing !== null) return;
+    // Installing a snapshot: the log is about to be replaced; the leader resends. A heartbeat is
+    // answered at once all the same, with a term notice (no claim about the log): the install may take
+    // longer than the leader's check-quorum timeout, and the answer acknowledges its round.
+    if (this.installing !== null) {
+      if (m.entries.length === 0) this.urgent.add(this.respondAppend(m, false, 0, 0, 0));
+      return;
+    }
     const lastNew = this.log.maybeAppend(m.prevLogIndex, m.prevLogTerm, m.entries);
     if (lastNew === "conflictsWithCommitted")
       return this.refuse(
@@ -830,7 +892,8 @@ export class Raft {
       );
     if (lastNew !== null) {
       this.commitTo(Math.min(m.leaderCommit, lastNew));
-      this.respondAppend(m, true, lastNew, 0, 0);
+      const answer = this.respondAppend(m, true, lastNew, 0, 0);
+      if (m.entries.length === 0) this.urgent.add(answer);
       return;
     }
     // §5.3 with the fast-backtracking hint: tell the leader where our log diverges.
@@ -854,8 +917,8 @@ export class Raft {
     matchIndex: number,
     cTerm: number,
     cIndex: number,
-  ): void {
-    this.send({
+  ): AppendEntriesResponse {
+    const answer: AppendEntriesResponse = {
       type: "appendResponse",
       from: this.id,
       to: m.from,
@@ -865,7 +928,9 @@ export class Raft {
       conflictTerm: cTerm,
       conflictIndex: cIndex,
       round: m.round,
-    });
+    };
+    this.send(answer);
+    return answer;
   }
 
   private respondSnapshot(
@@ -874,8 +939,8 @@ export class Raft {
     nextOffset: number,
     installed: boolean,
     round: number,
-  ): void {
-    this.send({
+  ): InstallSnapshotResponse {
+    const answer: InstallSnapshotResponse = {
       type: "snapshotResponse",
       from: this.id,
       to,
@@ -884,15 +949,28 @@ export class Raft {
       nextOffset,
       installed,
       round,
-    });
+    };
+    this.send(answer);
+    return answer;
   }
 
   private handleSnapshot(m: InstallSnapshot): void {
     if (!this.acceptLeader(m)) return;
-    // The host is verifying a whole snapshot: its answer goes out when it is done.
-    if (this.installing !== null) return;
-    const respond = (nextOffset: number, installed: boolean): void =>
+    // The host is verifying and installing a whole snapshot: "installed" goes out when it is done.
+    // A chunk meanwhile (the leader resends the one in flight on its heartbeats) is answered at once
+    // (urgent), naming the install under way and its last chunk: the leader notes the round (for its
+    // check-quorum and lease, as from a heartbeat's answer) and waits, its chunk in flight answered; a
+    // leader sending another snapshot just notes the round. Silent, a voter installing for longer than
+    // an election timeout looked gone, and the leader stepped down just before the install finished
+    // (seed 424: both new voters of a joint configuration installing, three leaders in a row).
+    const inst = this.installing;
+    if (inst !== null) {
+      this.urgent.add(this.respondSnapshot(m.from, inst.meta.index, inst.lastOffset, false, m.round));
+      return;
+    }
+    const respond = (nextOffset: number, installed: boolean): void => {
       this.respondSnapshot(m.from, m.meta.index, nextOffset, installed, m.round);
+    };
     if (m.meta.index <= this.log.committed) return respond(m.meta.sizeBytes, true);
     // Our log already holds the snapshot's last entry: keep it and everything after it, which we may
     // have acknowledged (thesis §5.3: "retain log entries following it"); the entries carry us forward.
@@ -915,7 +993,7 @@ export class Raft {
     this.incoming = null;
     if (cur.offset !== m.meta.sizeBytes) return respond(-1, false);
     // Nothing is replaced until the host has checked the whole image (snapshotInstalled/Rejected).
-    this.installing = { meta: m.meta, from: m.from, round: m.round };
+    this.installing = { meta: m.meta, from: m.from, round: m.round, lastOffset: m.offset };
     this.installSnapshot = m.meta;
   }
 
@@ -1019,7 +1097,7 @@ export class Raft {
     const prevTerm = this.log.term(prev);
     assert(prevTerm !== undefined, () => `append to ${to} with compacted prev ${prev}`);
     const lastNew = prev + entries.length;
-    this.send({
+    const m: AppendEntries = {
       type: "append",
       from: this.id,
       to,
@@ -1030,7 +1108,9 @@ export class Raft {
       // A heartbeat never commits past what it vouches for on the follower.
       leaderCommit: heartbeat ? Math.min(this.log.committed, lastNew) : this.log.committed,
       round: this.round,
-    });
+    };
+    this.send(m);
+    if (entries.length === 0) this.urgent.add(m);
   }
 
   private startSnapshot(to: NodeId, pr: Progress): void {
@@ -1150,10 +1230,19 @@ export class Raft {
   private maybeCommit(): void {
     // A configuration that takes effect changes the quorum (a removed laggard no longer holds commits
     // back), so look again until nothing moves; bounded by the log.
+    const match = (id: NodeId): number =>
+      id === this.id ? this.log.persisted : (this.progress.get(id)?.match ?? 0);
     while (this.role === "leader") {
-      const q = jointValue(this.membership, (id) =>
-        id === this.id ? this.log.persisted : (this.progress.get(id)?.match ?? 0),
-      );
+      let q = jointValue(this.membership, match);
+      // A configuration takes effect when its entry commits, so the entries after it are committed
+      // under it: a commit past a config entry needs a majority of that configuration too (thesis
+      // §4.3: the entry leaving a joint configuration commits under the joint one). A leader elected
+      // with an uncommitted joint entry and the entry leaving it in its log commits both with its NO-OP:
+      // counted under the old configuration alone, the new one would commit without its majority.
+      for (const c of this.logConfigs) {
+        if (c.index >= q) break;
+        if (c.index > this.log.committed) q = Math.max(c.index, Math.min(q, jointValue(c.membership, match)));
+      }
       if (q <= this.log.committed || this.log.term(q) !== this.term) break;
       this.uncommittedBytes = Math.max(
         0,
@@ -1208,6 +1297,8 @@ export class Raft {
     this.log.append([entry]);
     this.uncommittedBytes += entry.data.length;
     this.pendingConfIndex = entry.index;
+    this.logConfigs.push({ index: entry.index, membership: next });
+    this.syncPeers();
     this.needBroadcast = true;
     if (this.soleVoter()) this.maybeCommit();
     return entry.index;
@@ -1243,13 +1334,24 @@ export class Raft {
     );
     this.membership = m;
     this.membershipIndex = index;
-    this.others = members(m).filter((id) => id !== this.id);
+    this.logConfigs = this.logConfigs.filter((c) => c.index > index);
+    this.syncPeers();
+    if (this.role !== "leader") return;
+    this.needBroadcast = true;
+    if (!this.isVoterSelf()) this.stepDownRemoved();
+  }
+
+  /** Whom we replicate to: the members of the configuration in effect and, as leader, of those in its
+   *  log not yet committed (their majorities count for commits past them: maybeCommit). */
+  private syncPeers(): void {
+    const ids = new Set(members(this.membership));
+    for (const c of this.logConfigs) for (const id of members(c.membership)) ids.add(id);
+    ids.delete(this.id);
+    this.others = [...ids];
     if (this.role !== "leader") return;
     for (const id of this.others)
       if (!this.progress.has(id)) this.progress.set(id, new Progress(this.log.lastIndex() + 1, this.now));
     for (const id of [...this.progress.keys()]) if (!this.others.includes(id)) this.progress.delete(id);
-    this.needBroadcast = true;
-    if (!this.isVoterSelf()) this.stepDownRemoved();
   }
 
   /** Thesis §4.2.2: a leader not in the configuration that committed steps down, handing leadership to

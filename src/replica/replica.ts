@@ -121,6 +121,7 @@ export class Replica<R> {
     if (this.stopped || this.failed !== null) return;
     this.ticks++;
     this.o.core.tick();
+    this.sendUrgent();
     this.kick(this.hardStateDue());
   }
 
@@ -135,7 +136,16 @@ export class Replica<R> {
   receive(m: Message): void {
     if (this.stopped || this.failed !== null) return;
     this.o.core.step(m);
+    this.sendUrgent();
     this.kick();
+  }
+
+  /** While the loop is busy (persisting a Ready, say): heartbeats and their answers leave now, not after
+   *  the fsync (the core says which may; issue 16). An idle loop hands them out at once anyway. */
+  private sendUrgent(): void {
+    if (!this.running) return;
+    const urgent = this.o.core.takeUrgentMessages();
+    if (urgent.length > 0) this.o.sender.send(urgent);
   }
 
   /** Propose a command; resolves with its result once applied here, rejects with a typed error. */

@@ -82,49 +82,74 @@ export class SafetyChecker {
     const entryTerm = core.log.term(commit);
     if (entryTerm === undefined) return;
     // Configurations take effect once committed (as in etcd-io/raft: the entry entering a joint
-    // configuration commits under the old one), and one step may commit a configuration and then more
-    // under it: the entry must be on a quorum of the configuration in effect at some index the leader
-    // committed on its way there (from its commit before, through every config entry in between).
+    // configuration commits under the old one), and the entries after a config entry commit under it
+    // (thesis §4.3: the entry leaving a joint configuration needs a quorum of the joint one). One step
+    // may pass several config entries (a configuration and then an entry under it; or a leader elected
+    // with a joint entry and the one leaving it uncommitted, committing both with its NO-OP): each
+    // configuration on the way, from the one in effect at the commit before, governs the entries up to
+    // the next config entry (the last one up to the new commit), and a quorum of it must hold the last
+    // of them: to commit past them, the leader counted that configuration's majority.
     const from = Math.max(seen.commit, core.log.snapshotIndex);
-    const configs = [core.membershipAt(from)];
-    for (let i = from + 1; i < commit; i++)
-      if (core.log.entry(i)?.kind === "config") configs.push(core.membershipAt(i));
-    const holds = (id: NodeId): boolean => {
+    const steps: { m: Membership; upTo: number }[] = [{ m: core.membershipAt(from), upTo: commit }];
+    for (let i = from + 1; i < commit; i++) {
+      if (core.log.entry(i)?.kind !== "config") continue;
+      steps[steps.length - 1]!.upTo = i;
+      steps.push({ m: core.membershipAt(i), upTo: commit });
+    }
+    const holds = (id: NodeId, index: number): boolean => {
       if (id === n.id) return true;
       const other = this.nodeOf(id);
       const log = other?.replica?.core.log;
       if (other === undefined || log === undefined) return true;
-      return log.snapshotIndex >= commit || (log.term(commit) === entryTerm && log.persisted >= commit);
+      return (
+        log.snapshotIndex >= index || (log.term(index) === core.log.term(index) && log.persisted >= index)
+      );
     };
-    const majority = (ids: readonly NodeId[]): boolean =>
-      ids.filter(holds).length * 2 > ids.length || ids.length === 0;
-    if (configs.some((c) => majority(c.voters) && majority(c.outgoing))) return;
-    const m = configs[configs.length - 1]!;
-    this.fail(
-      `commit quorum: node ${n.id} (term ${term}) committed index ${commit} at ${nowMs.toFixed(3)} ms in ${describeMembership(m)} but only {${[...new Set([...m.voters, ...m.outgoing])].filter(holds).join(",")}} hold it (${[
-        ...new Set([...m.voters, ...m.outgoing]),
-      ]
-        .map((id) => {
-          const log = this.nodeOf(id)?.replica?.core.log;
-          return log === undefined
-            ? `${id} down`
-            : `${id}: last ${log.lastIndex()} persisted ${log.persisted} term ${log.term(commit) ?? "none"}`;
-        })
-        .join("; ")})`,
-    );
+    for (const { m, upTo } of steps) {
+      const majority = (ids: readonly NodeId[]): boolean =>
+        ids.filter((id) => holds(id, upTo)).length * 2 > ids.length || ids.length === 0;
+      if (majority(m.voters) && majority(m.outgoing)) continue;
+      const all = [...new Set([...m.voters, ...m.outgoing])];
+      this.fail(
+        `commit quorum: node ${n.id} (term ${term}) committed index ${commit} at ${nowMs.toFixed(3)} ms, past index ${upTo} in ${describeMembership(m)}, but only {${all.filter((id) => holds(id, upTo)).join(",")}} hold index ${upTo} (${all
+          .map((id) => {
+            const log = this.nodeOf(id)?.replica?.core.log;
+            return log === undefined
+              ? `${id} down`
+              : `${id}: last ${log.lastIndex()} persisted ${log.persisted} term ${log.term(upTo) ?? "none"}`;
+          })
+          .join("; ")})`,
+      );
+      return;
+    }
   }
 
   /** Each configuration a leader moves to must share a voter with every quorum of the one before
-   *  (two quorums that can act at one time intersect; joint consensus guarantees it step by step). */
+   *  (two quorums that can act at one time intersect; joint consensus guarantees it step by step).
+   *  One commit may carry a leader through several config entries (a leader elected with a joint entry
+   *  and the entry leaving it uncommitted commits both with its NO-OP): it went through each of them,
+   *  and each step is checked, from the configuration held before to the one held now. */
   private checkConfigStep(n: SimNode, term: number): void {
-    const { membership: m, index } = n.replica!.core.configuration();
+    const core = n.replica!.core;
+    const { membership: m, index } = core.configuration();
     const seen = this.configSeen.get(n.id);
     this.configSeen.set(n.id, { term, index, m });
     if (seen === undefined || seen.term !== term || seen.index === index) return;
-    if (!quorumsIntersect(seen.m, m))
-      this.fail(
-        `quorum intersection: leader ${n.id} (term ${term}) went from ${describeMembership(seen.m)} (index ${seen.index}) to ${describeMembership(m)} (index ${index}), whose quorums can be disjoint`,
-      );
+    let prev = { m: seen.m, index: seen.index };
+    const step = (next: { m: Membership; index: number }): boolean => {
+      const ok = quorumsIntersect(prev.m, next.m);
+      if (!ok)
+        this.fail(
+          `quorum intersection: leader ${n.id} (term ${term}) went from ${describeMembership(prev.m)} (index ${prev.index}) to ${describeMembership(next.m)} (index ${next.index}), whose quorums can be disjoint`,
+        );
+      prev = next;
+      return ok;
+    };
+    // The config entries in between, as far as the log still holds them (a compacted stretch is
+    // checked as one step, the strict way).
+    for (let i = Math.max(seen.index, core.log.snapshotIndex) + 1; i < index; i++)
+      if (core.log.entry(i)?.kind === "config" && !step({ m: core.membershipAt(i), index: i })) return;
+    step({ m, index });
   }
 
   private nodes: readonly SimNode[] = [];

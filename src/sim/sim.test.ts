@@ -100,6 +100,14 @@ const MEMBERSHIP_REGRESSIONS: readonly { seed: number; bug: string }[] = [
     seed: 484,
     bug: "the same: 5 -> 3 committed, the 2 removed stopped, a power loss, and every election needed all 3 survivors",
   },
+  {
+    seed: 160,
+    bug: "a leader elected with a joint entry and the entry leaving it uncommitted committed both on the old majority alone (and the checker compared only the ends of that step)",
+  },
+  {
+    seed: 424,
+    bug: "followers installing a snapshot went silent: leaders whose new voters were installing stepped down on check-quorum, one after another, past the liveness bound",
+  },
 ];
 
 for (const { seed, bug } of MEMBERSHIP_REGRESSIONS) {
