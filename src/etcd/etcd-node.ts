@@ -153,7 +153,7 @@ export function addEtcdApi<S extends MvccStateHolder>(
         term: v.term,
         commitIndex: v.commitIndex,
         appliedIndex: v.appliedIndex,
-        dbSizeBytes: 0,
+        dbSizeBytes: node.stateMachine.sizeBytes?.() ?? 0,
         version: ETCD_API_VERSION,
         isLearner: node.configuration().membership.learners.includes(config.id),
       };

@@ -144,6 +144,17 @@ export class KvState implements StateMachine<StoreResult> {
     };
   }
 
+  /** Bytes of the LMDB file in use (etcd's dbSize); 0 in memory or before the store is opened. */
+  sizeBytes(): number {
+    const dir = this.opened?.dir;
+    if (dir === null || dir === undefined) return 0;
+    try {
+      return fs.statSync(join(dir, "data.mdb")).size;
+    } catch {
+      return 0;
+    }
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     const opened = this.opened;

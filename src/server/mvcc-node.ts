@@ -54,6 +54,8 @@ export interface MvccStateHolder {
   readonly current: StoreStateMachine;
   /** Kept across restores. */
   setChangeListener(listener: ((changes: readonly RevisionChanges[]) => void) | null): void;
+  /** Bytes the state store takes on disk (etcd's dbSize), if it knows. */
+  sizeBytes?(): number;
 }
 
 /** The host of a node whose state machine holds a StoreStateMachine and answers with applyAny(). */

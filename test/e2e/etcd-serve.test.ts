@@ -121,8 +121,11 @@ describe("the etcd v3 API on a 3-node `raftkv serve` cluster", () => {
       10_000,
     );
     const status = await etcdctl(e, ["endpoint", "status", "-w", "json"]);
-    const rows = JSON.parse(status.stdout) as { Status: { leader: string; header: { member_id: string } } }[];
+    const rows = JSON.parse(status.stdout) as {
+      Status: { leader: string; dbSize: number; header: { member_id: string } };
+    }[];
     assert.equal(rows.length, 3);
+    for (const r of rows) assert.ok(r.Status.dbSize > 0, `dbSize is the LMDB file's size: ${status.stdout}`);
     assert.equal(
       new Set(rows.map((r) => String(r.Status.leader))).size,
       1,
