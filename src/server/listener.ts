@@ -282,25 +282,53 @@ function verifyWhy(code: string): string {
   }
 }
 
-function bindTcp(server: net.Server, listen: string, nodeId: NodeId): Promise<number> {
+/**
+ * How long a port found in use is tried again. Ports such as `npm start`'s 60000-60002 lie inside
+ * Linux's ephemeral range (32768-60999): an outgoing connection of another process (or of this cluster's
+ * own link proxies, dialing a node not yet up) can hold one as its local port for an instant, and the
+ * node then failed to start with EADDRINUSE (seen on a fresh clone's `npm start`). A real squatter is
+ * still reported, this much later.
+ */
+export const ADDRESS_IN_USE_RETRY_MS = 2000;
+
+async function bindTcp(server: net.Server, listen: string, nodeId: NodeId): Promise<number> {
   const colon = listen.lastIndexOf(":");
   const host = listen.slice(0, colon).replace(/^\[(.*)\]$/, "$1");
   const port = Number(listen.slice(colon + 1));
+  const deadline = performance.now() + ADDRESS_IN_USE_RETRY_MS;
+  for (;;) {
+    try {
+      return await bindOnce(server, host, port);
+    } catch (err) {
+      const inUse = (err as NodeJS.ErrnoException).code === "EADDRINUSE";
+      if (inUse && performance.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 100));
+        continue;
+      }
+      throw new RaftKvError({
+        code: "CONFIG",
+        message: `cannot listen on ${listen}: ${(err as Error).message}${inUse ? ` (still in use after ${ADDRESS_IN_USE_RETRY_MS} ms)` : ""}`,
+        nodeId,
+        hint: "is another process using the port? pick a free --listen address",
+        cause: err,
+      });
+    }
+  }
+}
+
+function bindOnce(server: net.Server, host: string, port: number): Promise<number> {
   return new Promise<number>((resolve, reject) => {
-    server.once("error", (err) =>
-      reject(
-        new RaftKvError({
-          code: "CONFIG",
-          message: `cannot listen on ${listen}: ${err.message}`,
-          nodeId,
-          hint: "is another process using the port? pick a free --listen address",
-          cause: err,
-        }),
-      ),
-    );
-    server.listen(port, host, () => {
+    const failed = (err: Error): void => {
+      server.off("listening", listening);
+      reject(err);
+    };
+    const listening = (): void => {
+      server.off("error", failed);
       const a = server.address();
       resolve(typeof a === "object" && a !== null ? a.port : port);
-    });
+    };
+    server.once("error", failed);
+    server.once("listening", listening);
+    server.listen(port, host);
   });
 }

@@ -33,3 +33,22 @@ test("a port in use: CONFIG naming the address; the node starts once it is free"
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a port held for an instant (an outgoing connection's ephemeral port, say): the node waits and starts", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "raftkv-listen-"));
+  const [port] = await freePorts(1);
+  const squatter = net.createServer();
+  await new Promise<void>((r) => squatter.listen(port, "127.0.0.1", () => r()));
+  const config = resolveServerConfig({ id: 0, peers: `0=127.0.0.1:${port}`, dataDir: dir, logLevel: "warn" });
+  // Gone well within ADDRESS_IN_USE_RETRY_MS (2 s): the node keeps trying and gets the port.
+  const leaving = setTimeout(() => squatter.close(), 300);
+  try {
+    const node = await startNode(config, { logToStderr: false });
+    assert.equal(node.listenAddress, `127.0.0.1:${port}`);
+    await node.stop("test over");
+  } finally {
+    clearTimeout(leaving);
+    squatter.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
