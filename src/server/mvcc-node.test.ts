@@ -93,6 +93,11 @@ before(async () => {
         dataDir: join(root, `n${id}`),
         clusterId: "mvcc-test",
         logLevel: "warn",
+        // Three nodes share this process's event loop, and the suite runs beside other files: with the
+        // default 300-600 ms an overloaded machine made spurious elections that failed writes mid-test.
+        heartbeatMs: 100,
+        electionTimeoutMinMs: 1000,
+        electionTimeoutMaxMs: 2000,
       }),
       stateMachine: new MvccState(),
       logToStderr: false,
