@@ -176,6 +176,7 @@ export class Raft {
     this.setMembership(this.baseMembership, this.log.snapshotIndex);
     // Recovery: configurations known committed are in effect again (thesis §4.3: one per config entry).
     for (let i = this.log.snapshotIndex + 1; i <= this.log.committed; i++) this.applyConfigAt(i);
+    this.configCommitted = false; // recovered from the disk: nothing new to sync
     this.resetElectionTimer();
   }
 
@@ -595,22 +596,16 @@ export class Raft {
    */
   takeUrgentMessages(): Message[] {
     if (this.term !== this.durableTerm || this.votedFor !== this.durableVote) return [];
-    let out: Message[] | null = null;
+    const leaves = (m: Message): boolean => this.urgent.has(m) && m.term === this.durableTerm;
+    if (!this.msgs.some(leaves)) return [];
+    const out: Message[] = [];
     const keep: Message[] = [];
     for (const m of this.msgs) {
-      if (!this.urgent.has(m) || m.term !== this.durableTerm) {
-        keep.push(m);
-        continue;
-      }
-      out ??= [];
-      if (m.type === "appendResponse" && m.matchIndex > this.log.persisted) {
-        const capped: AppendEntriesResponse = { ...m, matchIndex: this.log.persisted };
-        out.push(capped);
-      } else {
-        out.push(m);
-      }
+      if (!leaves(m)) keep.push(m);
+      else if (m.type === "appendResponse" && m.matchIndex > this.log.persisted)
+        out.push({ ...m, matchIndex: this.log.persisted });
+      else out.push(m);
     }
-    if (out === null) return [];
     this.msgs = keep;
     return out;
   }
@@ -1308,10 +1303,7 @@ export class Raft {
   private commitTo(index: number): void {
     const before = this.log.committed;
     this.log.commitTo(index);
-    for (let i = before + 1; i <= this.log.committed; i++) {
-      if (this.log.entry(i)?.kind === "config") this.configCommitted = true;
-      this.applyConfigAt(i);
-    }
+    for (let i = before + 1; i <= this.log.committed; i++) this.applyConfigAt(i);
   }
 
   private applyConfigAt(index: number): void {
@@ -1321,6 +1313,7 @@ export class Raft {
     // Config entries are validated where they enter (codec, WAL reader) and written by leaders.
     assert(typeof m !== "string", () => `committed config entry ${index} does not decode: ${String(m)}`);
     this.configHistory.push({ index, membership: m });
+    this.configCommitted = true; // this commit index is written durably (see ready())
     this.bootstrapOnly = false;
     this.setMembership(m, index);
   }

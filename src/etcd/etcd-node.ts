@@ -131,19 +131,13 @@ export function addEtcdApi<S extends MvccStateHolder>(
         if (here.role !== "leader") throw new NotLeaderError(config.id, here.leaderId);
         const { membership } = node.configuration();
         if (to === config.id) return;
-        if (!membership.voters.includes(to) || !node.transferLeadership(to))
+        if (!membership.voters.includes(to))
           throw new EtcdError(grpcStatus.FAILED_PRECONDITION, "etcdserver: bad leader transferee");
-        const deadline = Date.now() + budgetMs;
-        for (;;) {
-          const now = node.status();
-          if (now.role !== "leader" && now.leaderId === to) return;
-          if (Date.now() >= deadline)
-            throw new EtcdError(
-              grpcStatus.DEADLINE_EXCEEDED,
-              "etcdserver: request timed out, leader transfer took too long",
-            );
-          await new Promise((r) => setTimeout(r, 5));
-        }
+        if ((await node.handOverLeadership(budgetMs, to)) === null)
+          throw new EtcdError(
+            grpcStatus.DEADLINE_EXCEEDED,
+            "etcdserver: request timed out, leader transfer took too long",
+          );
       },
     },
     status: () => {

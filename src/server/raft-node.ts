@@ -152,10 +152,11 @@ export interface RaftNode<S, R> {
   changeMembership(changes: readonly ConfChange[], timeoutMs?: number): Promise<Membership>;
   /** An id above every id the cluster ever used, for a new member. */
   newMemberId(): NodeId;
-  /** On a leader: hands leadership to the most up-to-date voter and waits (up to timeoutMs) until
-   *  another node leads; resolves with it, or null (not the leader, no voter to take over, timed out).
-   *  Before a clean stop, so that clients see no election timeout. */
-  handOverLeadership(timeoutMs: number): Promise<NodeId | null>;
+  /** On a leader: hands leadership to voter `to` (default: the most up-to-date voter) and waits (up to
+   *  timeoutMs) until another node leads; resolves with it, or null (not the leader, no voter to take
+   *  over, `to` not a voter, timed out). Before a clean stop, so that clients see no election timeout;
+   *  and etcd's MoveLeader. */
+  handOverLeadership(timeoutMs: number, to?: NodeId): Promise<NodeId | null>;
   /** Stops: beforeStop, then no more ticks or messages, pending proposals and reads fail, the WAL is
    *  synced and closed, the state machine's close() runs. Resolves when done; idempotent. */
   stop(reason?: string): Promise<void>;
@@ -561,8 +562,8 @@ async function assemble<S extends StateMachine<unknown>, R>(
       }
     },
     newMemberId: () => follower.newMemberId(),
-    handOverLeadership: async (timeoutMs) => {
-      const to = core.softState().role === "leader" ? follower.bestTransferee() : null;
+    handOverLeadership: async (timeoutMs, target) => {
+      const to = core.softState().role !== "leader" ? null : (target ?? follower.bestTransferee());
       if (to === null || !node.transferLeadership(to)) return null;
       return awaitOtherLeader(core, config.id, () => clock.nowMs(), clock.nowMs() + timeoutMs);
     },
@@ -593,19 +594,17 @@ async function assemble<S extends StateMachine<unknown>, R>(
     backup: {
       clusterId: config.clusterId,
       take: async () => {
-        for (;;) {
-          const ticket = await input(() => replica.readBarrier("readIndex"));
-          const image = replica.stateMachine.snapshotStream();
-          if (replica.stillValid(ticket))
-            return {
-              index: image.appliedIndex,
-              term: core.log.term(image.appliedIndex) ?? 0,
-              sizeBytes: image.sizeBytes,
-              next: () => image.next(),
-              close: () => image.close(),
-            };
-          image.close();
-        }
+        // The image's view is taken in the read's own turn, after a ReadIndex round confirmed leadership.
+        const image = await node.read(() => replica.stateMachine.snapshotStream(), {
+          consistency: "readIndex",
+        });
+        return {
+          index: image.appliedIndex,
+          term: core.log.term(image.appliedIndex) ?? 0,
+          sizeBytes: image.sizeBytes,
+          next: () => image.next(),
+          close: () => image.close(),
+        };
       },
     },
   });

@@ -13,7 +13,7 @@ import { RaftKvError } from "../lib/errors.ts";
 import { DecodeError } from "./bytes.ts";
 import { FileStorage } from "./file-storage.ts";
 import type { FileHandle, FileSystem } from "./file-system.ts";
-import { errnoOf } from "./file-system.ts";
+import { errnoOf, parentOf } from "./file-system.ts";
 import type { Identity } from "./identity.ts";
 import { decodeSnapshotHeader, encodeSnapshotHeader } from "./snapshot-file.ts";
 import { FORMAT_VERSION } from "./wal-record.ts";
@@ -224,9 +224,4 @@ export async function restoreBackup(o: RestoreOptions): Promise<BackupInfo> {
     await storage.close();
   }
   return info;
-}
-
-function parentOf(path: string): string {
-  const at = path.lastIndexOf("/");
-  return at <= 0 ? (at === 0 ? "/" : ".") : path.slice(0, at);
 }
