@@ -5,6 +5,7 @@
 // linearizable (lease) read answered. `--checkout DIR` runs the nodes of another checkout (before/after).
 //
 // Run: npx tsx scripts/bench-scale.ts [--keys 200000] [--value-bytes 256] [--checkout DIR]
+//        [--serve-args "FLAGS"] (extra `raftkv serve` flags for every node, e.g. timing)
 
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
@@ -79,7 +80,9 @@ async function main(): Promise<void> {
   mkdirSync(out, { recursive: true });
   const dir = mkdtempSync(join(out, "scale-"));
   const basePort = 20_000 + Math.floor(Math.random() * 20_000);
-  const options = { dir, basePort, ...(checkout === undefined ? {} : { checkout }) };
+  // Extra `raftkv serve` flags for every node, e.g. --serve-args "--election-timeout-min-ms 1000".
+  const serveArgs = (arg("serve-args") ?? "").split(" ").filter((a) => a !== "");
+  const options = { dir, basePort, serveArgs, ...(checkout === undefined ? {} : { checkout }) };
   let cluster = await startRaftkvCluster(options);
   const endpoints = cluster.members.map((m) => m.endpoint);
   const gen = LoadGenerator.start(2);

@@ -12,7 +12,7 @@ import { NotLeaderError } from "../server/embed.ts";
 import type { Logger } from "../server/logging.ts";
 import type { MvccApi, MvccHeader } from "../server/mvcc-api.ts";
 import { ErrStopped, EtcdError, toEtcdError } from "./errors.ts";
-import { FORWARDED_METADATA, Forwarder } from "./forward.ts";
+import { Forwarder } from "./forward.ts";
 import type { EtcdKvLimits } from "./requests.ts";
 
 export interface EtcdMember {
@@ -173,15 +173,16 @@ export class EtcdCalls {
             const leader = method === undefined ? null : (this.forwarder?.target(err, call.metadata) ?? null);
             if (leader !== null && method !== undefined)
               return this.forwarder!.unary(leader, method, req, leftMs());
-            // No leader known (an election, or a follower that has not heard from the new leader yet):
-            // etcd's members hold such a request until a leader exists, and etcd clients do not retry
-            // a write, so wait for one within the call's budget and try again. Nothing was proposed.
+            // No leader known (an election, or a follower that has not heard from the new leader yet,
+            // or a leader a forwarded call reached just after it stepped down): etcd's members hold such
+            // a request until a leader exists, and etcd clients do not retry a write, so wait for one
+            // within the call's budget and try again (a forwarded call is then answered here: it is
+            // never forwarded twice). Nothing was proposed.
             const noLeader =
               err instanceof NotLeaderError &&
               err.leaderId === null &&
               method !== undefined &&
-              waits < MAX_NO_LEADER_WAITS &&
-              call.metadata.get(FORWARDED_METADATA).length === 0;
+              waits < MAX_NO_LEADER_WAITS;
             if (
               !noLeader ||
               !(await this.leaderKnown(

@@ -118,12 +118,21 @@ export class Replica<R> {
 
   // ---------------------------------------------------------------- inputs
 
-  tick(): void {
+  /** One tick; `held` after an event-loop stall, until releaseTimeouts() (Raft.tick). */
+  tick(held = false): void {
     if (this.stopped || this.failed !== null) return;
     this.ticks++;
-    this.o.core.tick();
+    this.o.core.tick(held);
     this.sendUrgent();
     this.kick(this.hardStateDue());
+  }
+
+  /** Once the input that arrived during a stall has been read: acts on timeouts the held ticks owe. */
+  releaseTimeouts(): void {
+    if (this.stopped || this.failed !== null) return;
+    this.o.core.releaseTimeouts();
+    this.sendUrgent();
+    this.kick(false);
   }
 
   /** Ticks until one can change anything here: the core's next timeout, or the write of a waiting
