@@ -196,6 +196,8 @@ export async function startEtcdCluster(o: EtcdClusterOptions): Promise<Cluster> 
 /** The no-op server (noop-server.ts) as a child process; resolves with its address and pid. */
 export async function startNoopServer(): Promise<{
   endpoint: string;
+  /** The same answers from a bare node:http2 server (unary only). */
+  http2Endpoint: string;
   pid: number;
   stop: () => Promise<void>;
 }> {
@@ -204,18 +206,20 @@ export async function startNoopServer(): Promise<{
     stdio: ["pipe", "pipe", "inherit"],
   });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const port = await new Promise<number>((resolve, reject) => {
+  const { port, http2Port } = await new Promise<{ port: number; http2Port: number }>((resolve, reject) => {
     let text = "";
     child.stdout?.on("data", (b: Buffer) => {
       text += b.toString();
       const line = text.split("\n")[0];
-      if (text.includes("\n") && line !== undefined) resolve((JSON.parse(line) as { port: number }).port);
+      if (text.includes("\n") && line !== undefined)
+        resolve(JSON.parse(line) as { port: number; http2Port: number });
     });
     child.once("exit", (code) => reject(new Error(`no-op server exited with ${code}`)));
   });
   if (child.pid === undefined) throw new Error("no-op server has no pid");
   return {
     endpoint: `127.0.0.1:${port}`,
+    http2Endpoint: `127.0.0.1:${http2Port}`,
     pid: child.pid,
     stop: async () => {
       child.kill("SIGTERM");

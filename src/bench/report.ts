@@ -6,9 +6,10 @@ import { ETCD_COUNTERPART, type RaftkvWorkload, type Workload } from "./workload
 
 /** One measured row of one repetition. */
 export interface RowResult {
-  /** "raftkv", "etcd", "noop" (the generator's ceiling against a server that does nothing), or "base"
+  /** "raftkv", "etcd", "noop" (the generator's ceiling against a grpc-js server that does nothing),
+   *  "noop-h2" (the same from a bare node:http2 server, unary only), or "base"
    *  (raftkv built from another checkout, for before/after comparisons in one run). */
-  readonly system: "raftkv" | "etcd" | "noop" | "base";
+  readonly system: "raftkv" | "etcd" | "noop" | "noop-h2" | "base";
   /** How the client sent requests: "stream" (raftkv Session) or "unary". */
   readonly path: "stream" | "unary";
   /** What the no-op server stood in for (noop rows only). */
@@ -58,7 +59,9 @@ export interface MedianRow {
 }
 
 export function labelOf(r: Pick<RowResult, "system" | "path" | "client">): string {
-  return r.system === "noop" ? `noop(${r.client}/${r.path})` : `${r.system}/${r.path}`;
+  return r.system === "noop" || r.system === "noop-h2"
+    ? `${r.system}(${r.client}/${r.path})`
+    : `${r.system}/${r.path}`;
 }
 
 export function medians(rows: readonly RowResult[]): MedianRow[] {

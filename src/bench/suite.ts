@@ -56,7 +56,7 @@ export interface SuiteOptions {
 
 /** A system as the rows see it: how to reach it and which processes to watch. */
 export interface System {
-  readonly name: "raftkv" | "etcd" | "noop" | "base";
+  readonly name: "raftkv" | "etcd" | "noop" | "noop-h2" | "base";
   readonly pids: readonly number[];
   readonly targets: readonly {
     readonly target: Target;
@@ -118,11 +118,39 @@ export async function runSuite(o: SuiteOptions): Promise<{ medians: MedianRow[];
               : []),
           ],
         };
-        o.log("generator ceiling (no-op server):");
+        // The same canned answers from a bare node:http2 server, unary only: what grpc-js's own server
+        // costs per call (issue 17), in the same run.
+        const h2ep = [noop.http2Endpoint];
+        const h2: System = {
+          name: "noop-h2",
+          pids: [noop.pid],
+          targets: [
+            ...(o.paths.includes("unary")
+              ? [
+                  {
+                    target: { system: "raftkv", endpoints: h2ep, path: "unary" } as const,
+                    path: "unary" as const,
+                    client: "raftkv" as const,
+                  },
+                ]
+              : []),
+            ...(o.etcd
+              ? [
+                  {
+                    target: { system: "etcd", endpoints: h2ep, leader: noop.http2Endpoint } as const,
+                    path: "unary" as const,
+                    client: "etcd" as const,
+                  },
+                ]
+              : []),
+          ],
+        };
+        o.log("generator ceiling (no-op servers: grpc-js, and bare node:http2 for unary):");
         for (let rep = 0; rep < o.reps; rep++)
           for (const c of o.concurrencies.filter((x) => x >= 64))
-            for (const t of s.targets)
-              await measure(s, t, t.client === "etcd" ? "get-linearizable" : "get-lease", c, rep);
+            for (const sys of [s, h2])
+              for (const t of sys.targets)
+                await measure(sys, t, t.client === "etcd" ? "get-linearizable" : "get-lease", c, rep);
       } finally {
         await noop.stop();
       }
@@ -337,7 +365,7 @@ export async function measureRow(
 }
 
 export function progressLine(r: RowResult): string {
-  const who = r.system === "noop" ? `noop(${r.client}/${r.path})` : `${r.system}/${r.path}`;
+  const who = labelOf(r);
   const cpu = Number.isFinite(r.serverCpuSecondsPerKop)
     ? ` srv ${r.serverCpuSecondsPerKop.toFixed(3)} s/kop`
     : "";
@@ -350,7 +378,7 @@ export function progressLine(r: RowResult): string {
 function sortRows(rows: readonly MedianRow[], etcd: boolean): MedianRow[] {
   const order = (r: MedianRow): string => {
     const w = r.system === "etcd" ? etcdAnchor(r.workload) : r.workload;
-    return `${r.system === "noop" ? 0 : 1}|${w}|${String(r.concurrency).padStart(4, "0")}|${r.system === "etcd" ? "z" : r.label}`;
+    return `${r.system === "noop" || r.system === "noop-h2" ? 0 : 1}|${w}|${String(r.concurrency).padStart(4, "0")}|${r.system === "etcd" ? "z" : r.label}`;
   };
   return [...rows]
     .sort((a, b) => (order(a) < order(b) ? -1 : order(a) > order(b) ? 1 : 0))
