@@ -15,6 +15,8 @@ export interface BenchArgs {
   readonly keySpace: number;
   readonly valueBytes: number;
   readonly ceiling: boolean;
+  /** bench:etcd: also drive raftkv through the etcd client (its etcd v3 API), the same client as etcd's. */
+  readonly etcdApi: boolean;
   readonly outDir: string;
   readonly endpoints: readonly string[] | null;
   /** Another checkout of raftkv to run beside this one, row by row ("base" rows, ratios against it). */
@@ -41,6 +43,8 @@ export const USAGE = `options:
   --path stream|unary|both  raftkv client path (default stream)
   --keys N                key space (default 10000); --value-bytes N (default 256)
   --no-ceiling            skip the generator-ceiling rows against the no-op server
+  --etcd-api              bench:etcd: also drive raftkv through the etcd client and its etcd v3 API
+                          (raftkv/etcd-api rows: the very same client path as etcd's)
   --out DIR               where JSON results go (default bench-out)
   --endpoints LIST        drive a running raftkv cluster instead of starting one (no CPU/RSS then)
   --compare-with DIR      also run raftkv from another checkout (e.g. a git worktree of the commit before
@@ -61,7 +65,7 @@ export function parseArgs(argv: readonly string[]): BenchArgs {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (!a.startsWith("--")) throw new Error(`unexpected argument ${a}\n${USAGE}`);
-    if (a === "--no-ceiling" || a === "--help" || a === "--idle-profile") bare.add(a);
+    if (a === "--no-ceiling" || a === "--help" || a === "--idle-profile" || a === "--etcd-api") bare.add(a);
     else {
       const v = argv[++i];
       if (v === undefined) throw new Error(`${a} needs a value\n${USAGE}`);
@@ -125,6 +129,7 @@ export function parseArgs(argv: readonly string[]): BenchArgs {
     keySpace: int("--keys", 10_000),
     valueBytes: int("--value-bytes", 256),
     ceiling: !bare.has("--no-ceiling"),
+    etcdApi: bare.has("--etcd-api"),
     outDir: flags.get("--out") ?? "bench-out",
     endpoints: list("--endpoints"),
     compareWith: flags.get("--compare-with") ?? null,

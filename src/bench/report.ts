@@ -59,9 +59,10 @@ export interface MedianRow {
 }
 
 export function labelOf(r: Pick<RowResult, "system" | "path" | "client">): string {
-  return r.system === "noop" || r.system === "noop-h2"
-    ? `${r.system}(${r.client}/${r.path})`
-    : `${r.system}/${r.path}`;
+  if (r.system === "noop" || r.system === "noop-h2") return `${r.system}(${r.client}/${r.path})`;
+  // raftkv driven through the etcd client, on its etcd v3 API.
+  if (r.system !== "etcd" && r.client === "etcd") return `${r.system}/etcd-api`;
+  return `${r.system}/${r.path}`;
 }
 
 export function medians(rows: readonly RowResult[]): MedianRow[] {
@@ -163,14 +164,16 @@ export function ratios(rows: readonly MedianRow[], other: "etcd" | "base" = "etc
   const out: Ratio[] = [];
   for (const r of rows) {
     if (r.system !== "raftkv") continue;
-    const w = r.workload as RaftkvWorkload;
-    const want = other === "etcd" ? ETCD_COUNTERPART[w] : w;
+    // A row through the etcd client already runs etcd's workload; shown as its raftkv counterpart.
+    const viaEtcd = r.client === "etcd";
+    const w = viaEtcd ? raftkvCounterpart(r.workload) : (r.workload as RaftkvWorkload);
+    const want = other === "etcd" ? ETCD_COUNTERPART[w] : viaEtcd ? r.workload : w;
     const e = rows.find(
       (x) =>
         x.system === other &&
         x.workload === want &&
         x.concurrency === r.concurrency &&
-        (other === "etcd" || x.path === r.path),
+        (other === "etcd" || (x.path === r.path && x.client === r.client)),
     );
     if (e === undefined) continue;
     out.push({
@@ -217,6 +220,38 @@ export interface FloorCheck {
   readonly floor: string;
   readonly met: boolean | null;
   readonly detail: string;
+}
+
+/** The raftkv workload an etcd workload stands for (raftkv's etcd API serves linearizable reads under
+ *  the lease and serializable ones from the node's own state). */
+function raftkvCounterpart(w: Workload): RaftkvWorkload {
+  const found = (Object.keys(ETCD_COUNTERPART) as RaftkvWorkload[]).find(
+    (k) => ETCD_COUNTERPART[k] === w && k !== "get-readIndex",
+  );
+  return found ?? (w as RaftkvWorkload);
+}
+
+/** Issue 18's floors for raftkv driven through the etcd client on its etcd API, against etcd. */
+export function checkEtcdApiFloors(rs: readonly Ratio[]): FloorCheck[] {
+  const at = (w: RaftkvWorkload, c: number): Ratio | undefined =>
+    rs.find((r) => r.raftkv === "raftkv/etcd-api" && r.workload === w && r.concurrency === c);
+  const row = (floor: string, r: Ratio | undefined, ok: (r: Ratio) => boolean, show: (r: Ratio) => string) =>
+    r === undefined ? { floor, met: null, detail: "not run" } : { floor, met: ok(r), detail: show(r) };
+  const tput = (r: Ratio): string =>
+    `${fmt(r.raftkvOpsPerSec, 0)} vs ${fmt(r.etcdOpsPerSec, 0)} ops/s = ${fmt(r.throughput, 2)}x`;
+  const cpu = (r: Ratio): string => `CPU per op ratio ${fmt(r.cpuPerOp, 2)}`;
+  return [
+    row("puts >= etcd's at c=64", at("put", 64), (r) => r.throughput >= 1, tput),
+    row("puts >= etcd's at c=256", at("put", 256), (r) => r.throughput >= 1, tput),
+    row("linearizable reads >= 2x etcd's at c=64", at("get-lease", 64), (r) => r.throughput >= 2, tput),
+    row("server CPU per put <= etcd's (c=64)", at("put", 64), (r) => r.cpuPerOp <= 1, cpu),
+    row(
+      "server CPU per linearizable read <= etcd's (c=64)",
+      at("get-lease", 64),
+      (r) => r.cpuPerOp <= 1,
+      cpu,
+    ),
+  ];
 }
 
 /** Issue 6's floors, on the medians of this run (null: the rows needed were not run). */

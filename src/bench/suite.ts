@@ -18,6 +18,7 @@ import { LoadGenerator } from "./generator.ts";
 import { randomBasePort } from "./ports.ts";
 import { cpuSecondsOf, machineBusySeconds, RssSampler } from "./proc-stats.ts";
 import {
+  checkEtcdApiFloors,
   checkFloors,
   floorsText,
   labelOf,
@@ -44,6 +45,8 @@ export interface SuiteOptions {
   readonly keySpace: number;
   readonly valueBytes: number;
   readonly ceiling: boolean;
+  /** Also drive raftkv through the etcd client (raftkv/etcd-api rows). */
+  readonly etcdApi?: boolean;
   readonly outDir: string;
   /** Existing raftkv endpoints to drive instead of starting a cluster (no CPU/RSS figures then). */
   readonly endpoints: readonly string[] | null;
@@ -163,7 +166,24 @@ export async function runSuite(o: SuiteOptions): Promise<{ medians: MedianRow[];
       const raftkv = await startRaftkvCluster({ dir: dataDir, basePort: randomBasePort(), serveArgs });
       clusters.push(raftkv);
       o.log(`raftkv nodes run ${raftkv.runs}`);
-      systems.push(raftkvSystem(await endpointsLeaderFirst(raftkv), pidsOf(raftkv), o.paths));
+      const eps = await endpointsLeaderFirst(raftkv);
+      const sys = raftkvSystem(eps, pidsOf(raftkv), o.paths);
+      systems.push(
+        o.etcdApi === true && o.etcd
+          ? {
+              ...sys,
+              targets: [
+                ...sys.targets,
+                // The etcd client etcd's rows use, pointed at raftkv's etcd v3 API (issue 18).
+                {
+                  target: { system: "etcd", endpoints: eps, leader: eps[0]! },
+                  path: "unary",
+                  client: "etcd",
+                },
+              ],
+            }
+          : sys,
+      );
     }
     if (o.compareWith !== null) {
       const base = await startRaftkvCluster({
@@ -221,7 +241,7 @@ export async function runSuite(o: SuiteOptions): Promise<{ medians: MedianRow[];
         for (const c of o.concurrencies)
           for (const s of systems)
             for (const t of s.targets) {
-              const workload = s.name === "etcd" ? ETCD_COUNTERPART[w] : w;
+              const workload = t.client === "etcd" ? ETCD_COUNTERPART[w] : w;
               // get-lease and get-readIndex share their etcd counterpart: measure it once per rep.
               const key = `${labelOf({ system: s.name, path: t.path, client: t.client })}|${workload}|${c}|${rep}`;
               if (done.has(key)) continue;
@@ -238,16 +258,19 @@ export async function runSuite(o: SuiteOptions): Promise<{ medians: MedianRow[];
   const rs = ratios(sorted);
   const vsBase = o.compareWith === null ? [] : ratios(sorted, "base");
   o.log(`\nmedians of ${o.reps} reps:\n${mediansTable(sorted)}`);
-  const floors = o.paths.flatMap((p) =>
-    checkFloors(rs, p).map((f) => ({ ...f, floor: `[${p}] ${f.floor}` })),
-  );
+  const floors = [
+    ...o.paths.flatMap((p) => checkFloors(rs, p).map((f) => ({ ...f, floor: `[${p}] ${f.floor}` }))),
+    ...(o.etcdApi === true
+      ? checkEtcdApiFloors(rs).map((f) => ({ ...f, floor: `[etcd-api] ${f.floor}` }))
+      : []),
+  ];
   if (vsBase.length > 0)
     o.log(`\nthis checkout / ${o.compareWith} (base), same run:\n${ratiosTable(vsBase, "base")}`);
   if (o.etcd) {
     o.log(
       `\nraftkv / etcd, same run (ops ratio > 1 and p50, CPU/op ratios < 1 favour raftkv):\n${ratiosTable(rs)}`,
     );
-    o.log(`\nfloors of issue 6:\n${floorsText(floors)}`);
+    o.log(`\nfloors of issues 6, 17 (unary) and 18 (etcd-api):\n${floorsText(floors)}`);
   }
   const file = join(o.outDir, `bench${o.etcd ? "-etcd" : ""}-${stamp}.json`);
   const options = { ...o, log: undefined };
