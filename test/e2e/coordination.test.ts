@@ -1,0 +1,226 @@
+// End-to-end, 3 real nodes: raftkv.v1's revisions, Txn, Watch and leases through the client library,
+// including a watch that resumes across a leader kill with no gaps or duplicates, and a lease kept
+// alive across a leader change and gone once no longer kept alive.
+
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { Compare, Op, type RaftKvClient, type WatchEvent } from "../../src/client/index.ts";
+import { TestCluster, waitFor } from "./harness.ts";
+
+let cluster: TestCluster;
+
+before(async () => {
+  cluster = await TestCluster.start({ nodes: 3 });
+  await cluster.waitForLeader(30_000);
+});
+
+after(async () => {
+  await cluster?.close();
+});
+
+const text = (b: Uint8Array): string => new TextDecoder().decode(b);
+
+/** Kills the leader (SIGKILL), waits for another, restarts the killed node; returns its id. */
+async function killLeader(): Promise<number> {
+  const old = await cluster.waitForLeader(30_000);
+  await cluster.kill(old.nodeId, "SIGKILL");
+  await cluster.waitForLeader(30_000, [old.nodeId]);
+  return old.nodeId;
+}
+
+async function restart(id: number): Promise<void> {
+  cluster.startNode(id);
+  await waitFor(
+    `node ${id} back`,
+    async () => ((await cluster.statuses()).some((s) => s.nodeId === id) ? true : undefined),
+    30_000,
+  );
+}
+
+async function collect(
+  events: AsyncIterator<WatchEvent>,
+  n: number,
+  timeoutMs: number,
+): Promise<WatchEvent[]> {
+  const out: WatchEvent[] = [];
+  const deadline = performance.now() + timeoutMs;
+  while (out.length < n) {
+    const left = deadline - performance.now();
+    if (left <= 0) throw new Error(`watch: ${out.length} of ${n} events within ${timeoutMs} ms`);
+    let timer: NodeJS.Timeout | undefined;
+    const next = await Promise.race([
+      events.next(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`watch: ${out.length} of ${n} events within ${timeoutMs} ms`)),
+          left,
+        );
+      }),
+    ]).finally(() => clearTimeout(timer));
+    if (next.done === true) throw new Error(`watch ended after ${out.length} of ${n} events`);
+    out.push(next.value);
+  }
+  return out;
+}
+
+function withClient<T>(fn: (c: RaftKvClient) => Promise<T>): Promise<T> {
+  const c = cluster.client(cluster.endpoints, 15_000);
+  return fn(c).finally(() => c.close());
+}
+
+test("revisions: one store revision per write, per key create/mod revision and version (reset by delete)", () =>
+  withClient(async (c) => {
+    const a = await c.put("rev/a", "1");
+    assert.ok(a.revision > 1, `a put has a store revision (got ${a.revision})`);
+    const b = await c.put("rev/a", "2");
+    assert.equal(b.revision, a.revision + 1, "the next write is the next revision");
+    const got = await c.getKv("rev/a");
+    assert.equal(got.revision >= b.revision, true);
+    assert.deepEqual(
+      { ...got.kv, value: text(got.kv!.value) },
+      {
+        key: "rev/a",
+        value: "2",
+        createRevision: a.revision,
+        modRevision: b.revision,
+        version: 2,
+        lease: 0n,
+      },
+    );
+    const del = await c.delete("rev/a");
+    assert.equal(del.deleted, true);
+    assert.equal(del.revision, b.revision + 1);
+    const again = await c.put("rev/a", "3");
+    const kv = (await c.getKv("rev/a")).kv!;
+    assert.equal(kv.createRevision, again.revision, "a delete resets create_revision");
+    assert.equal(kv.version, 1, "and version");
+    const cas = await c.cas("rev/a", "3", "4");
+    assert.equal(cas.swapped, true);
+    assert.equal(cas.revision, again.revision + 1);
+    const r = await c.range("rev/");
+    assert.equal(r.items.length, 1);
+    assert.equal(r.items[0]!.modRevision, cas.revision);
+    assert.equal(r.items[0]!.version, 2);
+    assert.equal(r.revision >= cas.revision, true);
+  }));
+
+test("txn: the success branch when the compares hold, the failure branch otherwise, atomically", () =>
+  withClient(async (c) => {
+    const create = () =>
+      c
+        .txn()
+        .if(Compare.version("txn/k", "=", 0))
+        .then(Op.put("txn/k", "first"), Op.put("txn/other", "x"))
+        .else(Op.get("txn/k"), Op.range("txn/"))
+        .commit();
+    const first = await create();
+    assert.equal(first.succeeded, true);
+    assert.deepEqual(first.results, [{ type: "put" }, { type: "put" }]);
+    const kv = (await c.getKv("txn/k")).kv!;
+    assert.equal(kv.modRevision, first.revision, "both puts are one revision");
+    assert.equal((await c.getKv("txn/other")).kv!.modRevision, first.revision);
+    const second = await create();
+    assert.equal(second.succeeded, false);
+    assert.equal(second.revision, first.revision, "a failed txn that only reads writes nothing");
+    const [get, range] = second.results;
+    assert.equal(get?.type, "get");
+    assert.equal(get?.type === "get" ? text(get.kv!.value) : "", "first");
+    assert.equal(range?.type === "range" ? range.items.map((i) => i.key).join(",") : "", "txn/k,txn/other");
+    // Compares on value and mod revision; a delete in the branch.
+    const swap = await c
+      .txn()
+      .if(Compare.value("txn/k", "=", "first"), Compare.modRevision("txn/k", "=", first.revision))
+      .then(Op.put("txn/k", "second"), Op.delete("txn/other"))
+      .commit();
+    assert.equal(swap.succeeded, true);
+    assert.deepEqual(swap.results[1], { type: "delete", deleted: 1 });
+    assert.equal(await c.getString("txn/k"), "second");
+    assert.equal(await c.get("txn/other"), null);
+    await assert.rejects(
+      c.txn().then(Op.put("txn/dup", "1"), Op.put("txn/dup", "2")).commit(),
+      (e: Error & { code?: string }) => e.code === "INVALID_ARGUMENT" && /duplicate key/.test(e.message),
+    );
+    await assert.rejects(
+      c.put("txn/leased", "v", { lease: 12345n }),
+      (e: Error & { code?: string }) => e.code === "INVALID_ARGUMENT" && /lease not found/.test(e.message),
+    );
+  }));
+
+test("watch: from a past revision it yields exactly the committed changes, resuming across a leader kill", () =>
+  withClient(async (c) => {
+    const start = (await c.put("w/start", "s")).revision + 1;
+    const total = 40;
+    const watcher = c.watch("w/k/", { prefix: true, startRevision: start, prevKv: true });
+    const it = watcher[Symbol.asyncIterator]();
+    await watcher.ready();
+    const writes = (async () => {
+      for (let i = 0; i < total; i++) {
+        await c.put(`w/k/${i % 7}`, String(i));
+        if (i === 9) await c.delete("w/k/3");
+      }
+    })();
+    const firstPart = await collect(it, 10, 20_000);
+    const killed = await killLeader();
+    await writes;
+    const rest = await collect(it, total + 1 - 10, 30_000);
+    const seen = [...firstPart, ...rest];
+    // The committed sequence, from a watch that nothing disturbed.
+    const replay = c.watch("w/k/", { prefix: true, startRevision: start, prevKv: true });
+    const committed = await collect(replay[Symbol.asyncIterator](), total + 1, 20_000);
+    replay.close();
+    const shape = (e: WatchEvent) =>
+      `${e.revision} ${e.type} ${e.kv.key}=${text(e.kv.value)} v${e.kv.version} prev=${e.prevKv === null ? "-" : text(e.prevKv.value)}`;
+    assert.deepEqual(seen.map(shape), committed.map(shape));
+    const revisions = seen.map((e) => e.revision);
+    assert.deepEqual(
+      revisions,
+      [...revisions].sort((x, y) => x - y),
+      "in revision order",
+    );
+    assert.equal(new Set(revisions).size, revisions.length, "no duplicates");
+    assert.equal(seen.filter((e) => e.type === "delete").length, 1);
+    assert.deepEqual(
+      seen.filter((e) => e.type === "put").map((e) => text(e.kv.value)),
+      Array.from({ length: total }, (_, i) => String(i)),
+      "every put, once, in order",
+    );
+    assert.ok(watcher.reconnectCount >= 1, "the watch was on the killed leader and moved");
+    watcher.close();
+    await restart(killed);
+  }));
+
+test("lease: kept alive across a leader change, its keys gone after the TTL once no longer kept alive", () =>
+  withClient(async (c) => {
+    const lease = await c.lease(3);
+    assert.ok(lease.ttlSeconds >= 3);
+    await c.put("lease/k", "held", { lease });
+    assert.equal((await c.getKv("lease/k")).kv?.lease, lease.id);
+    assert.ok((await c.leases()).includes(lease.id));
+    const ttl = await lease.timeToLive({ keys: true });
+    assert.deepEqual(ttl.keys, ["lease/k"]);
+    assert.equal(ttl.grantedTtlSeconds, lease.ttlSeconds);
+    const killed = await killLeader();
+    // Longer than the TTL after the kill: the lease is still renewed (by the new leader).
+    await new Promise((r) => setTimeout(r, (lease.ttlSeconds + 2) * 1000));
+    assert.equal(lease.isLostNow, false);
+    assert.equal(await c.getString("lease/k"), "held", "kept while kept alive");
+    await restart(killed);
+    lease.close();
+    const stoppedAt = performance.now();
+    await waitFor(
+      "the leased key to go",
+      async () => ((await c.get("lease/k")) === null ? true : undefined),
+      30_000,
+    );
+    const goneAfterMs = performance.now() - stoppedAt;
+    assert.ok(goneAfterMs < (lease.ttlSeconds + 5) * 1000, `gone ${goneAfterMs} ms after keepalives stopped`);
+    assert.equal((await c.leases()).includes(lease.id), false);
+    assert.equal((await c.leaseTimeToLive(lease.id)).ttlSeconds, -1);
+    // Revoke deletes at once.
+    const other = await c.lease(30);
+    await c.put("lease/r1", "a", { lease: other.id });
+    await c.put("lease/r2", "b", { lease: other.id });
+    await other.revoke();
+    assert.deepEqual((await c.range("lease/")).items, []);
+    assert.equal((await other.lost).code, "INVALID_ARGUMENT");
+  }));
