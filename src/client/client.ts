@@ -491,6 +491,19 @@ export class RaftKvClient {
     return new Lease(this.streamCore(), id, granted, o);
   }
 
+  /** Keeps an existing lease alive (as lease() does for one it grants); rejects when there is no
+   *  such lease. */
+  async keepAlive(id: bigint, o: RequestOptions = {}): Promise<Lease> {
+    const t = await this.leaseTimeToLive(id, o);
+    if (t.ttlSeconds < 0)
+      throw new RaftKvClientError({
+        code: "INVALID_ARGUMENT",
+        message: `lease ${id.toString(16)} not found (expired or revoked)`,
+        hint: "grant a new lease",
+      });
+    return new Lease(this.streamCore(), id, t.grantedTtlSeconds);
+  }
+
   async leaseGrant(
     ttlSeconds: number,
     o: RequestOptions & { readonly id?: bigint } = {},

@@ -3,7 +3,8 @@
 // opened again on the next endpoint. The lease is lost when the leader says it is gone (TTL 0: expired
 // or revoked elsewhere) or when no renewal succeeded for a whole TTL (it may have expired): `lost`
 // resolves with the reason and the "lost" event fires, once. close() stops renewing (the lease then
-// expires on its own); revoke() ends it at once, deleting its keys.
+// expires on its own); revoke() ends it at once, deleting its keys. A lease kept alive keeps the process
+// alive (as an open socket does) until one of them is called or the lease is lost.
 
 import { EventEmitter } from "node:events";
 import type * as grpc from "@grpc/grpc-js";
@@ -123,8 +124,8 @@ export class Lease extends EventEmitter<LeaseEvents> {
   private schedule(ms: number): void {
     if (this.stopped) return;
     if (this.timer !== null) clearTimeout(this.timer);
+    // Not unref'd: a lease being kept alive keeps the process alive, until close() or revoke().
     this.timer = setTimeout(() => this.tick(), ms);
-    this.timer.unref?.();
   }
 
   private tick(): void {

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { Compare, Op, type RaftKvClient, type WatchEvent } from "../../src/client/index.ts";
-import { TestCluster, waitFor } from "./harness.ts";
+import { runCli, TestCluster, waitFor } from "./harness.ts";
 
 let cluster: TestCluster;
 
@@ -224,3 +224,69 @@ test("lease: kept alive across a leader change, its keys gone after the TTL once
     assert.deepEqual((await c.range("lease/")).items, []);
     assert.equal((await other.lost).code, "INVALID_ARGUMENT");
   }));
+
+test("the CLI: lease grant|timetolive|list|keepalive|revoke, put --lease, txn from stdin, watch --rev", async () => {
+  const ep = ["--endpoints", cluster.endpoints.join(",")];
+  const grant = await runCli(["lease", "grant", "30", ...ep]);
+  assert.equal(grant.code, 0, grant.stderr);
+  const m = /^lease ([0-9a-f]+) granted with TTL\((\d+)s\)\n$/.exec(grant.stdout);
+  assert.ok(m !== null, grant.stdout);
+  const id = m[1]!;
+  const put = await runCli(["put", "cli/leased", "v1", "--lease", id, ...ep, "--json"]);
+  assert.equal(put.code, 0, put.stderr);
+  const first = JSON.parse(put.stdout) as { revision: number };
+  assert.ok(first.revision > 1);
+  const ttl = await runCli(["lease", "timetolive", id, "--keys", ...ep]);
+  assert.match(
+    ttl.stdout,
+    new RegExp(
+      `^lease ${id} granted with TTL\\(30s\\), remaining\\(\\d+s\\), attached keys\\(\\[cli/leased\\]\\)\\n$`,
+    ),
+  );
+  const list = await runCli(["lease", "list", ...ep, "--json"]);
+  assert.ok((JSON.parse(list.stdout) as { leases: string[] }).leases.includes(id));
+  const keep = await runCli(["lease", "keepalive", id, "--once", ...ep]);
+  assert.equal(keep.code, 0, keep.stderr);
+  assert.match(keep.stdout, new RegExp(`^lease ${id} keepalived with TTL\\(30\\)\\n$`));
+
+  // etcdctl's txn format: compares, blank line, success requests, blank line, failure requests.
+  const script =
+    'val("cli/leased") = "v1"\nversion("cli/none") = "0"\n\nput cli/t "from txn"\nget cli/leased\ndel cli/nothing\n\nget cli/t\n';
+  const ok = await runCli(["txn", ...ep], 30_000, new TextEncoder().encode(script));
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal(ok.stdout, "SUCCESS\n\nOK\n\ncli/leased\nv1\n\n0\n");
+  const failed = await runCli(
+    ["txn", ...ep],
+    30_000,
+    new TextEncoder().encode('mod("cli/t") < "2"\n\nput cli/t never\n\nget cli/t\n'),
+  );
+  assert.equal(failed.code, 3, "a failed comparison exits 3, as cas does");
+  assert.equal(failed.stdout, "FAILURE\n\ncli/t\nfrom txn\n");
+  const bad = await runCli(["txn", ...ep], 30_000, new TextEncoder().encode("mod(cli/t) < 2\n\n\n"));
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /txn: bad compare/);
+
+  // watch from the leased put's revision: the put, the txn's put, then the revoke's delete.
+  const watch = runCli([
+    "watch",
+    "cli/",
+    "--prefix",
+    "--rev",
+    String(first.revision),
+    "--prev-kv",
+    "--max-events",
+    "3",
+    ...ep,
+  ]);
+  const revoke = await runCli(["lease", "revoke", id, ...ep]);
+  assert.equal(revoke.stdout, `lease ${id} revoked\n`);
+  const w = await watch;
+  assert.equal(w.code, 0, w.stderr);
+  assert.equal(w.stdout, "PUT\ncli/leased\nv1\nPUT\ncli/t\nfrom txn\nDELETE\ncli/leased\nv1\ncli/leased\n\n");
+  const gone = await runCli(["lease", "timetolive", id, ...ep]);
+  assert.equal(gone.code, 3);
+  assert.equal(gone.stdout, `lease ${id} already expired\n`);
+  const badId = await runCli(["put", "cli/x", "v", "--lease", "zz", ...ep]);
+  assert.equal(badId.code, 2);
+  assert.match(badId.stderr, /not a hexadecimal lease id/);
+});
