@@ -30,6 +30,7 @@ export type {
   WriteResult,
 } from "./client.ts";
 export { CONSISTENCIES, RaftKvClient } from "./client.ts";
+export { Election, type Leader, Mutex } from "./concurrency.ts";
 export { isRetryable, RaftKvClientError } from "./errors.ts";
 export {
   hex as leaseIdHex,
