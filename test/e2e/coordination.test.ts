@@ -3,6 +3,7 @@
 // alive across a leader change and gone once no longer kept alive.
 
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { after, before, test } from "node:test";
 import { Compare, Op, type RaftKvClient, type WatchEvent } from "../../src/client/index.ts";
 import { runCli, TestCluster, waitFor } from "./harness.ts";
@@ -289,4 +290,53 @@ test("the CLI: lease grant|timetolive|list|keepalive|revoke, put --lease, txn fr
   const badId = await runCli(["put", "cli/x", "v", "--lease", "zz", ...ep]);
   assert.equal(badId.code, 2);
   assert.match(badId.stderr, /not a hexadecimal lease id/);
+});
+
+test("one store for both APIs: etcdctl sees raftkv.v1's keys, revisions and leases, and the other way round", async () => {
+  const etcdctl = (args: string[]) =>
+    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const p = spawn("etcdctl", [`--endpoints=${cluster.endpoints.join(",")}`, ...args], {
+        env: { ...process.env, ETCDCTL_API: "3" },
+      });
+      let stdout = "";
+      let stderr = "";
+      p.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+      p.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+      p.on("error", () => resolve({ code: -1, stdout, stderr: "etcdctl not found" }));
+      p.on("close", (code) => resolve({ code, stdout, stderr }));
+    });
+  const probe = await etcdctl(["version"]);
+  if (probe.code !== 0) {
+    process.stderr.write("skipped: etcdctl is not installed\n");
+    return;
+  }
+  await withClient(async (c) => {
+    const lease = await c.lease(30);
+    const put = await c.put("both/a", "from v1", { lease });
+    const got = await etcdctl(["get", "both/a", "-w", "json"]);
+    assert.equal(got.code, 0, got.stderr);
+    const kv = (JSON.parse(got.stdout) as { kvs: { value: string; lease: number; mod_revision: number }[] })
+      .kvs[0]!;
+    assert.equal(Buffer.from(kv.value, "base64").toString(), "from v1");
+    assert.equal(kv.mod_revision, put.revision, "the same revision counter");
+    assert.equal(BigInt(kv.lease), lease.id, "the same lease");
+    const ttl = await etcdctl(["lease", "timetolive", lease.id.toString(16), "--keys"]);
+    assert.match(ttl.stdout, /attached keys\(\[both\/a\]\)/);
+    const e = await etcdctl(["put", "both/b", "from etcd"]);
+    assert.equal(e.code, 0, e.stderr);
+    const b = (await c.getKv("both/b")).kv!;
+    assert.equal(text(b.value), "from etcd");
+    assert.equal(b.modRevision, put.revision + 1);
+    // A lease granted through etcd's API, kept alive and revoked through raftkv.v1.
+    const grant = await etcdctl(["lease", "grant", "30"]);
+    const hexId = /lease ([0-9a-f]+) granted/.exec(grant.stdout)?.[1];
+    assert.ok(hexId !== undefined, grant.stdout);
+    const kept = await c.keepAlive(BigInt(`0x${hexId}`));
+    await new Promise<void>((resolve) => kept.once("keepalive", () => resolve()));
+    await c.put("both/c", "leased by etcd", { lease: kept.id });
+    await kept.revoke();
+    assert.equal(await c.get("both/c"), null);
+    await lease.revoke();
+    assert.equal((await etcdctl(["get", "both/a", "--print-value-only"])).stdout, "");
+  });
 });
