@@ -5,7 +5,16 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { after, before, test } from "node:test";
+import * as grpc from "@grpc/grpc-js";
 import { Compare, Op, type RaftKvClient, type WatchEvent } from "../../src/client/index.ts";
+import { deadlineIn } from "../../src/clock/deadline.ts";
+import {
+  ClientServiceClient,
+  ErrorCode,
+  type LeaseGrantResponse,
+  type LeaseKeepAliveResponse,
+  type TxnResponse,
+} from "../../src/gen/raftkv/v1/client.ts";
 import { runCli, TestCluster, waitFor } from "./harness.ts";
 
 let cluster: TestCluster;
@@ -339,4 +348,44 @@ test("one store for both APIs: etcdctl sees raftkv.v1's keys, revisions and leas
     await lease.revoke();
     assert.equal((await etcdctl(["get", "both/a", "--print-value-only"])).stdout, "");
   });
+});
+
+test("a follower answers Txn, LeaseGrant and keepalives NOT_LEADER with the leader's address", async () => {
+  const leader = await cluster.waitForLeader(30_000);
+  const follower = cluster.nodes.find((n) => n.id !== leader.nodeId && n.proc !== null)!;
+  const raw = new ClientServiceClient(follower.address, grpc.credentials.createInsecure());
+  try {
+    const txn = await new Promise<TxnResponse>((resolve, reject) =>
+      raw.txn(
+        { compare: [], success: [Op.put("nl/k", "v").wire], failure: [] },
+        new grpc.Metadata(),
+        { deadline: deadlineIn(5000) },
+        (err, res) => (err === null ? resolve(res) : reject(err)),
+      ),
+    );
+    assert.equal(txn.header?.errorCode, ErrorCode.ERROR_CODE_NOT_LEADER);
+    assert.equal(txn.header?.leaderAddress, cluster.node(leader.nodeId).address);
+    const grant = await new Promise<LeaseGrantResponse>((resolve, reject) =>
+      raw.leaseGrant(
+        { ttlSeconds: 10n, id: 0n },
+        new grpc.Metadata(),
+        { deadline: deadlineIn(5000) },
+        (err, res) => (err === null ? resolve(res) : reject(err)),
+      ),
+    );
+    assert.equal(grant.header?.errorCode, ErrorCode.ERROR_CODE_NOT_LEADER);
+    assert.equal(grant.header?.leaderAddress, cluster.node(leader.nodeId).address);
+    const call = raw.leaseKeepAlive();
+    const answer = new Promise<LeaseKeepAliveResponse>((resolve, reject) => {
+      call.once("data", resolve);
+      call.once("error", reject);
+    });
+    call.write({ id: 1n });
+    const ka = await answer;
+    call.end();
+    assert.equal(ka.header?.errorCode, ErrorCode.ERROR_CODE_NOT_LEADER);
+    assert.equal(ka.header?.leaderAddress, cluster.node(leader.nodeId).address);
+  } finally {
+    raw.close();
+  }
 });
