@@ -24,6 +24,9 @@ export interface WatchOptions {
   readonly prevKv?: boolean;
   readonly noPut?: boolean;
   readonly noDelete?: boolean;
+  /** Ask the node for progress now and then (its progress interval): an idle watch then resumes from
+   *  a later revision after a reconnect. */
+  readonly progressNotify?: boolean;
   /** Events taken in but not yet read, beyond which the stream is paused (default 1000). */
   readonly maxBufferedEvents?: number;
 }
@@ -168,7 +171,7 @@ export class Watcher implements AsyncIterable<WatchEvent> {
       prevKv: this.o.prevKv ?? false,
       noPut: this.o.noPut ?? false,
       noDelete: this.o.noDelete ?? false,
-      progressNotify: false,
+      progressNotify: this.o.progressNotify ?? false,
     });
     this.call = call;
     let ended = false;

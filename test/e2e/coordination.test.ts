@@ -233,6 +233,15 @@ test("lease: kept alive across a leader change, its keys gone after the TTL once
     await other.revoke();
     assert.deepEqual((await c.range("lease/")).items, []);
     assert.equal((await other.lost).code, "INVALID_ARGUMENT");
+    // Revoked by someone else: the keepalive loop learns it (TTL 0) and the lease reports it lost.
+    const third = await c.lease(30);
+    let lostEvents = 0;
+    third.on("lost", () => lostEvents++);
+    await withClient((other2) => other2.leaseRevoke(third.id));
+    const why = await third.lost;
+    assert.match(why.message, /is gone \(expired or revoked\)/);
+    assert.equal(lostEvents, 1);
+    assert.equal(third.isLostNow, true);
   }));
 
 test("the CLI: lease grant|timetolive|list|keepalive|revoke, put --lease, txn from stdin, watch --rev", async () => {
