@@ -657,7 +657,7 @@ export class ClientApi {
 
   /** The core's "overloaded", naming the limit that was hit. */
   private overloaded(op: OpName): RaftKvError {
-    const write = op === "put" || op === "delete" || op === "cas";
+    const write = op === "put" || op === "delete" || op === "cas" || op === "txn" || op === "lease";
     const { maxPendingProposals, maxPendingReads } = this.d.settings;
     return new RaftKvError({
       code: "OVERLOADED",
@@ -670,16 +670,19 @@ export class ClientApi {
   }
 
   private timeoutError(op: OpName, budgetMs: number): RaftKvError {
-    const write = op === "put" || op === "delete" || op === "cas";
+    const sessioned = op === "put" || op === "delete" || op === "cas";
+    const write = sessioned || op === "txn" || op === "lease";
     return new RaftKvError({
       code: "DEADLINE_EXCEEDED",
       message: write
         ? `the ${op} did not complete within ${Math.round(budgetMs)} ms; it may still be applied`
         : `the ${op} did not complete within ${Math.round(budgetMs)} ms`,
       nodeId: this.d.nodeId,
-      hint: write
+      hint: sessioned
         ? "retry with the same client id and seq (it applies at most once), or with a longer deadline"
-        : "retry, or use a longer deadline; check that a majority of nodes is up",
+        : write
+          ? `read what the ${op} changes before sending it again (it carries no session), or use a longer deadline`
+          : "retry, or use a longer deadline; check that a majority of nodes is up",
     });
   }
 
