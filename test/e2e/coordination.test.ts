@@ -398,3 +398,33 @@ test("a follower answers Txn, LeaseGrant and keepalives NOT_LEADER with the lead
     raw.close();
   }
 });
+
+test("watch: a watcher that stops reading is canceled by the node as slow, and resumes with no gap", () =>
+  withClient(async (c) => {
+    const start = (await c.put("slow/start", "s")).revision + 1;
+    const watcher = c.watch("slow/k/", { prefix: true, startRevision: start, maxBufferedEvents: 20 });
+    await watcher.ready();
+    const total = 3000;
+    const filler = "x".repeat(300);
+    // Not read while the puts go in: the client pauses its stream, the node's queue for it grows.
+    for (let i = 0; i < total; i += 50)
+      await Promise.all(
+        Array.from({ length: 50 }, (_, j) => c.put(`slow/k/${(i + j) % 10}`, `${i + j} ${filler}`)),
+      );
+    const events = await collect(watcher[Symbol.asyncIterator](), total, 60_000);
+    const values = events.map((e) => Number(text(e.kv.value).split(" ")[0]));
+    assert.equal(new Set(values).size, total, "every put once");
+    const revisions = events.map((e) => e.revision);
+    for (let i = 1; i < revisions.length; i++)
+      assert.ok(revisions[i]! > revisions[i - 1]!, "increasing revisions");
+    const replay = c.watch("slow/k/", { prefix: true, startRevision: start });
+    const committed = await collect(replay[Symbol.asyncIterator](), total, 60_000);
+    replay.close();
+    assert.deepEqual(
+      events.map((e) => `${e.revision} ${text(e.kv.value).split(" ")[0]}`),
+      committed.map((e) => `${e.revision} ${text(e.kv.value).split(" ")[0]}`),
+      "exactly the committed sequence",
+    );
+    assert.ok(watcher.reconnectCount >= 1, "the node canceled the slow watcher and the client came back");
+    watcher.close();
+  }));
