@@ -5,8 +5,9 @@
 // linearizable (lease) read answered. `--checkout DIR` runs the nodes of another checkout (before/after).
 //
 // Run: npx tsx scripts/bench-scale.ts [--keys 200000] [--value-bytes 256] [--checkout DIR]
+//        [--serve-args "FLAGS"] (extra `raftkv serve` flags for every node, e.g. timing)
 
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { startRaftkvCluster } from "../src/bench/clusters.ts";
@@ -28,6 +29,39 @@ function num(name: string, fallback: number): number {
 
 const MB = 1024 * 1024;
 
+/** What each node's log says about its leadership during the fill: why leaders changed. */
+function logSummary(dir: string, ids: readonly number[]): string[] {
+  return ids.map((id) => {
+    let text = "";
+    try {
+      text = readFileSync(join(dir, `raftkv-${id}.stderr`), "utf8");
+    } catch {
+      return `  node ${id}: no log`;
+    }
+    let stalls = 0;
+    let maxLateMs = 0;
+    let elections = 0;
+    let stepDowns = 0;
+    let lapses = 0;
+    for (const line of text.split("\n")) {
+      if (!line.startsWith("{")) continue;
+      let rec: { msg?: string; event?: string; lateMs?: number };
+      try {
+        rec = JSON.parse(line) as typeof rec;
+      } catch {
+        continue;
+      }
+      if (rec.msg?.startsWith("event loop stalled") === true) {
+        stalls++;
+        maxLateMs = Math.max(maxLateMs, rec.lateMs ?? 0);
+      } else if (rec.msg?.startsWith("election timeout") === true) elections++;
+      else if (rec.event === "stepDown") stepDowns++;
+      else if (rec.msg?.startsWith("leader lease lapsed") === true) lapses++;
+    }
+    return `  node ${id}: ${elections} election timeouts, ${stepDowns} step-downs, ${lapses} lease lapses; ${stalls} event-loop stalls over half the election timeout (longest ${maxLateMs} ms late)`;
+  });
+}
+
 async function maxTerm(endpoints: string[]): Promise<number> {
   const client = new RaftKvClient({ endpoints, timeoutMs: 2000, path: "unary" });
   try {
@@ -46,7 +80,9 @@ async function main(): Promise<void> {
   mkdirSync(out, { recursive: true });
   const dir = mkdtempSync(join(out, "scale-"));
   const basePort = 20_000 + Math.floor(Math.random() * 20_000);
-  const options = { dir, basePort, ...(checkout === undefined ? {} : { checkout }) };
+  // Extra `raftkv serve` flags for every node, e.g. --serve-args "--election-timeout-min-ms 1000".
+  const serveArgs = (arg("serve-args") ?? "").split(" ").filter((a) => a !== "");
+  const options = { dir, basePort, serveArgs, ...(checkout === undefined ? {} : { checkout }) };
   let cluster = await startRaftkvCluster(options);
   const endpoints = cluster.members.map((m) => m.endpoint);
   const gen = LoadGenerator.start(2);
@@ -85,6 +121,11 @@ async function main(): Promise<void> {
     console.log(
       `fill ${fillSeconds.toFixed(0)} s; failed puts ${parts.reduce((n, p) => n + p.errors, 0)}; term ${termBefore} -> ${termAfter}; last/first tenth throughput ${(last.opsPerS / first.opsPerS).toFixed(2)}, p99 ${(last.p99Ms / first.p99Ms).toFixed(2)}; RSS ${rss.join(" / ")} MB`,
     );
+    for (const line of logSummary(
+      dir,
+      cluster.members.map((m) => m.id),
+    ))
+      console.log(line);
     for (const m of cluster.members) process.kill(m.pid, "SIGKILL");
     await cluster.stop();
     const restartAt = performance.now();

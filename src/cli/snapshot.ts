@@ -49,12 +49,16 @@ async function save(f: ClientFlags, file: string): Promise<BackupInfo> {
             first = false;
             await writer.begin(
               { clusterId: m.clusterId, nodeId: Number(m.nodeId) },
-              { index: Number(m.index), term: Number(m.term), sizeBytes: Number(m.sizeBytes) },
+              {
+                index: Number(m.index),
+                term: Number(m.term),
+                sizeBytes: m.sizeBytes === 0n ? null : Number(m.sizeBytes),
+              },
             );
           }
           if (m.data.length > 0) await writer.write(m.data);
           if (m.done) {
-            const info = await writer.finish(m.crc32c);
+            const info = await writer.finish(m.crc32c, m.sizeBytes === 0n ? null : Number(m.sizeBytes));
             settle(null, { errorCode: "", errorMessage: "", leaderAddress: "", info });
           }
         })

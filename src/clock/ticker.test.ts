@@ -65,6 +65,12 @@ class FakeTime implements TimerFunctions {
     this.timers.clear();
     for (const t of due) t.fn();
   }
+  /** Run the immediates queued now, not those they queue (one check phase). */
+  runImmediatesOnce(): void {
+    const batch = [...this.immediates.values()];
+    this.immediates.clear();
+    for (const fn of batch) fn();
+  }
   pendingImmediates(): number {
     return this.immediates.size;
   }
@@ -258,5 +264,66 @@ test("a wake-up later than the timeout it was set for is reported as a stall", (
   time.advance(500);
   assert.deepEqual(catchUps, [46]);
   assert.equal(ticker.ticks, 50);
+  ticker.stop();
+});
+
+test("a stall's catch-up is delivered held until the input that arrived meanwhile has been read", () => {
+  const time = new FakeTime();
+  const ticks: boolean[] = [];
+  let released = 0;
+  const ticker = new Ticker({
+    clock: time,
+    bootMs: 0,
+    tickMs: 10,
+    timers: time,
+    onTick: (held) => ticks.push(held),
+    onRelease: () => {
+      released++;
+      ticks.push(false); // marks the release in the sequence
+    },
+  });
+  ticker.start();
+  time.advance(50);
+  assert.deepEqual(ticks, [false, false, false, false, false], "on time: plain ticks");
+  time.stall(300);
+  time.fireTimersOnly(); // the late timer's turn: the 25 missed ticks, held
+  assert.equal(ticks.length, 30);
+  assert.ok(
+    ticks.slice(5).every((h) => h),
+    "the catch-up is held",
+  );
+  // Input read in this turn's poll phase sees the true tick count, still held.
+  time.now = 315;
+  ticker.sync();
+  assert.equal(ticks.length, 31);
+  assert.equal(ticks[30], true);
+  time.runImmediatesOnce(); // this turn's check phase: not yet (input queued by poll may follow)
+  assert.equal(released, 0);
+  time.runImmediatesOnce(); // after the next poll phase
+  assert.equal(released, 1);
+  time.advance(400);
+  assert.ok(
+    ticks.slice(32).every((h) => !h),
+    "after the release: plain ticks again",
+  );
+  assert.equal(released, 1);
+  ticker.stop();
+});
+
+test("without onRelease nothing is held (hosts that do not read input between ticks)", () => {
+  const time = new FakeTime();
+  const ticks: boolean[] = [];
+  const ticker = new Ticker({
+    clock: time,
+    bootMs: 0,
+    tickMs: 10,
+    timers: time,
+    onTick: (h) => ticks.push(h),
+  });
+  ticker.start();
+  time.stall(300);
+  time.advance(301);
+  assert.equal(ticks.length, 30);
+  assert.ok(ticks.every((h) => !h));
   ticker.stop();
 });

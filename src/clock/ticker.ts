@@ -11,6 +11,13 @@
 // calls sync() before every input, which delivers every tick already due, so each input still sees the
 // true tick count (a heartbeat counted at a stale tick would let a follower's election timer run early),
 // and rearm() after it, in case the input brought the next timeout closer (a new leader's heartbeats).
+//
+// A stall's catch-up is delivered *held* (onTick(true)): what arrived during the stall (the leader's
+// heartbeats, a follower's acks) is still unread in the sockets, so the core must not conclude silence
+// from counting the missed ticks alone. Once libuv's poll phase has read that input (two setImmediate
+// hops: the first runs in this turn's check phase, the second after the next poll), onRelease lets the
+// core act on any timeout still due. Without it a node back from a 250 ms stall stepped down or
+// campaigned with its peers' answers waiting to be read (seen on a saturated 2-core machine).
 
 import type { MonotonicTime } from "./monotonic-clock.ts";
 
@@ -35,8 +42,10 @@ export interface TickerOptions {
   readonly bootMs: number;
   /** Tick length in ms (> 0). */
   readonly tickMs: number;
-  /** Called once per tick, in order. */
-  readonly onTick: () => void;
+  /** Called once per tick, in order; `held` while catching up after a stall, until onRelease. */
+  readonly onTick: (held: boolean) => void;
+  /** Called once the input that arrived during a stall has been read (after held ticks). */
+  readonly onRelease?: () => void;
   /** Called when a wake-up finds more than one tick due: the event loop stalled for `lateMs`. */
   readonly onCatchUp?: (missedTicks: number, lateMs: number) => void;
   /** Ticks until the next one that can change anything (>= 1); default 1: wake on every tick. */
@@ -55,6 +64,8 @@ export class Ticker {
   private wakeTick = 0;
   private timer: unknown = null;
   private immediate: unknown = null;
+  /** A release is pending: ticks are delivered held until it runs. */
+  private release: unknown = null;
   private running = false;
 
   constructor(o: TickerOptions) {
@@ -88,8 +99,10 @@ export class Ticker {
     this.running = false;
     if (this.timer !== null) this.timers.clearTimeout(this.timer);
     if (this.immediate !== null) this.timers.clearImmediate(this.immediate);
+    if (this.release !== null) this.timers.clearImmediate(this.release);
     this.timer = null;
     this.immediate = null;
+    this.release = null;
   }
 
   /** Delivers every tick whose due time has come, at once (call before each input; see the top). */
@@ -98,9 +111,10 @@ export class Ticker {
     const now = this.o.clock.nowMs();
     if (now < this.dueAtMs(this.delivered + 1)) return; // the usual case: nothing due yet
     const due = this.dueTicks(now);
+    const held = this.release !== null;
     while (this.running && this.delivered < due) {
       this.delivered++;
-      this.o.onTick();
+      this.o.onTick(held);
     }
   }
 
@@ -126,6 +140,18 @@ export class Ticker {
     return Math.max(k, 0);
   }
 
+  /** Ticks are held until the input waiting in the sockets has been read: after libuv's next poll. */
+  private holdUntilInputRead(): void {
+    if (this.release !== null || this.o.onRelease === undefined) return;
+    this.release = this.timers.setImmediate(() => {
+      if (!this.running) return;
+      this.release = this.timers.setImmediate(() => {
+        this.release = null;
+        if (this.running) this.o.onRelease?.();
+      });
+    });
+  }
+
   private schedule(): void {
     if (!this.running) return;
     this.wakeTick = this.nextWakeTick();
@@ -142,11 +168,15 @@ export class Ticker {
     const due = this.dueTicks(now);
     // Late: more than the tick the timer was set for is due (ticks before it were quiet by design).
     const missed = due - Math.max(this.delivered, this.wakeTick - 1);
-    if (missed > 1 && !continuing) this.o.onCatchUp?.(missed, now - this.dueAtMs(this.wakeTick));
+    if (missed > 1 && !continuing) {
+      this.o.onCatchUp?.(missed, now - this.dueAtMs(this.wakeTick));
+      this.holdUntilInputRead();
+    }
     const target = Math.min(due, this.delivered + this.maxTicksPerTurn);
+    const held = this.release !== null;
     while (this.running && this.delivered < target) {
       this.delivered++;
-      this.o.onTick();
+      this.o.onTick(held);
     }
     if (!this.running) return;
     if (this.delivered < due) {

@@ -110,6 +110,8 @@ export class Raft {
   private electionElapsed = 0;
   private randomizedElectionTimeout = 0;
   private heartbeatElapsed = 0;
+  /** A timeout came due during held ticks (tick(true)) and waits for releaseTimeouts(). */
+  private timeoutHeld = false;
   /** Tick at which we last heard from a live leader (or were one). Boot counts: a restarted node
    *  cannot know whose lease it helped build, so it refuses votes for an election timeout. */
   private leaderContactTick = 0;
@@ -265,10 +267,29 @@ export class Raft {
 
   // ---------------------------------------------------------------- inputs
 
-  tick(): void {
+  /**
+   * One tick. `held`: the host is delivering ticks it owes after its event loop stalled, before it has
+   * read the messages that arrived meanwhile (a leader's heartbeats, a follower's acks, sitting in its
+   * socket). Counters advance as always, but the timeouts that act on silence, an election and
+   * check-quorum's step-down, wait for releaseTimeouts(), which the host calls once it has read what
+   * arrived. Holding only delays those two actions, as a slower local clock would (safe: thesis §6.4.1
+   * needs a node's timers never to run early); leases, votes and heartbeats go by the tick count.
+   */
+  tick(held = false): void {
     this.now++;
-    if (this.role === "leader") this.tickLeader();
-    else this.tickElection();
+    if (this.role === "leader") this.tickLeader(held);
+    else this.tickElection(held);
+  }
+
+  /** Acts on a timeout that came due during held ticks, if it is still due now (see tick). */
+  releaseTimeouts(): void {
+    if (!this.timeoutHeld) return;
+    this.timeoutHeld = false;
+    if (this.role === "leader") this.checkQuorum(false);
+    else if (this.isVoterSelf() && this.electionElapsed >= this.randomizedElectionTimeout) {
+      this.electionElapsed = 0;
+      this.campaign(this.cfg.preVote, false);
+    }
   }
 
   propose(data: Uint8Array): ProposeResult {
@@ -702,7 +723,7 @@ export class Raft {
 
   // ---------------------------------------------------------------- time
 
-  private tickElection(): void {
+  private tickElection(held: boolean): void {
     // Learners, removed nodes and nodes waiting to be added never campaign (thesis §4.2.2, §4.2.3).
     if (!this.isVoterSelf()) {
       this.electionElapsed = 0;
@@ -711,12 +732,16 @@ export class Raft {
     }
     this.electionElapsed++;
     if (this.electionElapsed >= this.randomizedElectionTimeout) {
+      if (held) {
+        this.timeoutHeld = true;
+        return;
+      }
       this.electionElapsed = 0;
       this.campaign(this.cfg.preVote, false);
     }
   }
 
-  private tickLeader(): void {
+  private tickLeader(held: boolean): void {
     if (this.now === this.oldLeaseUntilTick) this.needBroadcast = true; // replication may start now
     this.heartbeatElapsed++;
     if (this.heartbeatElapsed >= this.cfg.heartbeatTicks) {
@@ -729,10 +754,16 @@ export class Raft {
       // (leaseRemainingTicks), so the new leader commits nothing until this lease has run out.
       this.transferee = null;
     }
-    // Check quorum (thesis §6.2): a leader no majority acknowledged within an election timeout steps down.
+    this.checkQuorum(held);
+  }
+
+  /** Check quorum (thesis §6.2): a leader no majority acknowledged within an election timeout steps
+   *  down; during held ticks that waits for releaseTimeouts(), when the acks that arrived are read. */
+  private checkQuorum(held: boolean): void {
     const acked = this.quorumRoundSentTick() ?? this.leaderSinceTick;
     if (this.cfg.checkQuorum && this.now - acked >= this.cfg.electionTimeoutMinTicks) {
-      this.becomeFollower(this.term, null);
+      if (held) this.timeoutHeld = true;
+      else this.becomeFollower(this.term, null);
     }
   }
 

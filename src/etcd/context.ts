@@ -8,6 +8,7 @@ import type { NodeId } from "../core/types.ts";
 import type { ResponseHeader } from "../gen/etcd/etcdserverpb/rpc.ts";
 import type { KeyValue as WireKeyValue } from "../gen/etcd/mvccpb/kv.ts";
 import type { KeyValue } from "../kv/mvcc-types.ts";
+import { NotLeaderError } from "../server/embed.ts";
 import type { Logger } from "../server/logging.ts";
 import type { MvccApi, MvccHeader } from "../server/mvcc-api.ts";
 import { ErrStopped, EtcdError, toEtcdError } from "./errors.ts";
@@ -109,6 +110,13 @@ export class Refused {
   constructor(readonly error: EtcdError) {}
 }
 
+/** A call that met "no leader" waits this long at most for one (within its budget) before it fails. */
+const NO_LEADER_WAIT_MS = 3000;
+/** ...and keeps this much of its budget for the call itself once a leader is known. */
+const NO_LEADER_SLACK_MS = 100;
+const MAX_NO_LEADER_WAITS = 2;
+const LEADER_POLL_MS = 20;
+
 /** The frame every etcd service runs its calls in. */
 export class EtcdCalls {
   readonly d: EtcdServiceDeps;
@@ -155,13 +163,37 @@ export class EtcdCalls {
         return;
       }
       this.inflight++;
-      const budgetMs = this.budget(remainingMs(call.getDeadline()));
-      fn(req, budgetMs)
-        .catch((err: unknown) => {
-          const leader = method === undefined ? null : (this.forwarder?.target(err, call.metadata) ?? null);
-          if (leader === null || method === undefined) throw err;
-          return this.forwarder!.unary(leader, method, req, budgetMs);
-        })
+      const endMs = performance.now() + this.budget(remainingMs(call.getDeadline()));
+      const leftMs = (): number => Math.max(1, endMs - performance.now());
+      const attempt = async (): Promise<Res> => {
+        for (let waits = 0; ; waits++) {
+          try {
+            return await fn(req, leftMs());
+          } catch (err) {
+            const leader = method === undefined ? null : (this.forwarder?.target(err, call.metadata) ?? null);
+            if (leader !== null && method !== undefined)
+              return this.forwarder!.unary(leader, method, req, leftMs());
+            // No leader known (an election, or a follower that has not heard from the new leader yet,
+            // or a leader a forwarded call reached just after it stepped down): etcd's members hold such
+            // a request until a leader exists, and etcd clients do not retry a write, so wait for one
+            // within the call's budget and try again (a forwarded call is then answered here: it is
+            // never forwarded twice). Nothing was proposed.
+            const noLeader =
+              err instanceof NotLeaderError &&
+              err.leaderId === null &&
+              method !== undefined &&
+              waits < MAX_NO_LEADER_WAITS;
+            if (
+              !noLeader ||
+              !(await this.leaderKnown(
+                Math.min(endMs - NO_LEADER_SLACK_MS, performance.now() + NO_LEADER_WAIT_MS),
+              ))
+            )
+              throw err;
+          }
+        }
+      };
+      attempt()
         .then(
           (res) => reply(null, res),
           (err: unknown) => {
@@ -172,6 +204,16 @@ export class EtcdCalls {
         )
         .finally(() => this.done());
     };
+  }
+
+  /** Waits until this node knows a leader (true), or until `untilMs` (performance.now() time) or a drain
+   *  (false). */
+  private async leaderKnown(untilMs: number): Promise<boolean> {
+    for (;;) {
+      if (this.d.status().leaderId !== null) return true;
+      if (this.draining || performance.now() + LEADER_POLL_MS > untilMs) return false;
+      await new Promise((resolve) => setTimeout(resolve, LEADER_POLL_MS));
+    }
   }
 
   /** Opens a stream slot, or refuses it (draining, maxStreams); the returned function closes it. */

@@ -49,8 +49,9 @@ export interface KvEntry {
 /** The state machine's image at one applied index, read chunk by chunk (see snapshotStream). */
 export interface SnapshotStream {
   readonly appliedIndex: number;
-  /** Total bytes of all the chunks. */
-  readonly sizeBytes: number;
+  /** Total bytes of all the chunks; null when known only once the last chunk is out (an image written
+   *  in one pass over the store, store-image.ts): the consumer counts. */
+  readonly sizeBytes: number | null;
   /** The next chunk, or null after the last one. */
   next(): Uint8Array | null;
   /** Lets go of the values the stream holds; call it once, after the last chunk or to give up early. */

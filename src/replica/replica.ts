@@ -8,8 +8,9 @@ import { AssertionError, assert } from "../lib/assert.ts";
 import { RaftKvError } from "../lib/errors.ts";
 import type { Clock, MessageSender, ReplicaStorage, RestoreStateMachine, StateMachine } from "./seams.ts";
 
-/** Snapshot bytes read at a time when restoring from an installed snapshot. */
-const RESTORE_CHUNK_BYTES = 4 * 1024 * 1024;
+/** Snapshot bytes read at a time when restoring from an installed snapshot: each is decoded and loaded
+ *  in one event-loop turn (the loop answers heartbeats between them), so it stays small. */
+const RESTORE_CHUNK_BYTES = 256 * 1024;
 
 export type Consistency = "lease" | "readIndex" | "stale";
 
@@ -117,12 +118,21 @@ export class Replica<R> {
 
   // ---------------------------------------------------------------- inputs
 
-  tick(): void {
+  /** One tick; `held` after an event-loop stall, until releaseTimeouts() (Raft.tick). */
+  tick(held = false): void {
     if (this.stopped || this.failed !== null) return;
     this.ticks++;
-    this.o.core.tick();
+    this.o.core.tick(held);
     this.sendUrgent();
     this.kick(this.hardStateDue());
+  }
+
+  /** Once the input that arrived during a stall has been read: acts on timeouts the held ticks owe. */
+  releaseTimeouts(): void {
+    if (this.stopped || this.failed !== null) return;
+    this.o.core.releaseTimeouts();
+    this.sendUrgent();
+    this.kick(false);
   }
 
   /** Ticks until one can change anything here: the core's next timeout, or the write of a waiting

@@ -9,7 +9,7 @@ export interface ReplicaStorage {
   /** Saves this node's snapshot from its chunks (null after the last); returns the meta with the
    *  image's CRC32C. */
   saveSnapshotStream(
-    meta: Omit<SnapshotMeta, "crc32c">,
+    meta: Omit<SnapshotMeta, "crc32c" | "sizeBytes"> & { readonly sizeBytes: number | null },
     nextChunk: () => Uint8Array | null,
   ): Promise<SnapshotMeta>;
   writeSnapshotChunk(meta: SnapshotMeta, offset: number, data: Uint8Array): Promise<void>;
@@ -28,7 +28,8 @@ export interface MessageSender {
 /** A state machine's image at one applied index, read in chunks so it is never in memory whole. */
 export interface SnapshotSource {
   readonly appliedIndex: number;
-  readonly sizeBytes: number;
+  /** Total bytes of all the chunks; null when known only after the last one (the consumer counts). */
+  readonly sizeBytes: number | null;
   /** The next chunk, or null after the last. */
   next(): Uint8Array | null;
   /** Called once, when done with it (read to the end or not). */

@@ -20,7 +20,8 @@ export const MAX_BACKUPS = 2;
 export interface BackupSource {
   readonly index: number;
   readonly term: number;
-  readonly sizeBytes: number;
+  /** null: known only after the last chunk (sent in the stream's last message). */
+  readonly sizeBytes: number | null;
   next(): Uint8Array | null;
   close(): void;
 }
@@ -85,7 +86,7 @@ async function stream(
     SnapshotChunk.fromPartial({
       index: BigInt(s.index),
       term: BigInt(s.term),
-      sizeBytes: BigInt(s.sizeBytes),
+      sizeBytes: BigInt(s.sizeBytes ?? 0),
       clusterId: d.clusterId,
       nodeId: BigInt(d.nodeId),
     }),
@@ -104,13 +105,13 @@ async function stream(
       if (call.cancelled) return;
     }
   }
-  if (sent !== s.sizeBytes)
+  if (s.sizeBytes !== null && sent !== s.sizeBytes)
     throw new RaftKvError({
       code: "INTERNAL",
       message: `the state machine's image at index ${s.index} was ${sent} bytes, announced ${s.sizeBytes}`,
       nodeId: d.nodeId,
     });
-  call.write(SnapshotChunk.fromPartial({ done: true, crc32c: crc }));
+  call.write(SnapshotChunk.fromPartial({ done: true, crc32c: crc, sizeBytes: BigInt(sent) }));
   call.end();
 }
 

@@ -18,14 +18,14 @@ function refusal(input: Record<string, unknown>): string {
   assert.fail("expected a refusal");
 }
 
-test("defaults convert to the core's ticks: 10 ms ticks, heartbeat 10, election 30..60, the max safe lease", () => {
+test("defaults convert to the core's ticks: 10 ms ticks, heartbeat 10, election 100..200, the max safe lease", () => {
   const c = resolveServerConfig(base);
   const core = toCoreConfig(c, 7);
   assert.equal(core.heartbeatTicks, 10);
-  assert.equal(core.electionTimeoutMinTicks, 30);
-  assert.equal(core.electionTimeoutMaxTicks, 60);
-  assert.equal(core.leaseTicks, 25); // floor(29 / 1.1) - 1
-  assert.equal(maxSafeLeaseMs(DEFAULT_SETTINGS), 250);
+  assert.equal(core.electionTimeoutMinTicks, 100);
+  assert.equal(core.electionTimeoutMaxTicks, 200);
+  assert.equal(core.leaseTicks, 88); // floor(99 / 1.1) - 1 (99 / 1.1 is 89.99... in floating point)
+  assert.equal(maxSafeLeaseMs(DEFAULT_SETTINGS), 880);
   assert.deepEqual(core.peers, [0, 1, 2]);
   assert.equal(c.listen, "127.0.0.1:7000", "listen defaults to this node's peer address");
   assert.equal(c.clusterId, "raftkv");
@@ -34,20 +34,20 @@ test("defaults convert to the core's ticks: 10 ms ticks, heartbeat 10, election 
 
 test("thesis §6.4.1: a lease longer than the election timeout allows under the drift bound is refused", () => {
   assert.match(
-    refusal({ ...base, leaseMs: 300 }),
-    /invalid setting leaseMs: a lease of 300 ms is unsafe.*at most 250 ms/,
+    refusal({ ...base, leaseMs: 1000 }),
+    /invalid setting leaseMs: a lease of 1000 ms is unsafe.*at most 880 ms/,
   );
   assert.match(
-    refusal({ ...base, leaseMs: 250, driftBound: 1.5 }),
-    /invalid setting leaseMs: .* at most 180 ms/,
+    refusal({ ...base, leaseMs: 880, driftBound: 1.5 }),
+    /invalid setting leaseMs: .* at most 650 ms/,
     "a larger drift bound shrinks the safe lease",
   );
   assert.equal(toCoreConfig(resolveServerConfig({ ...base, leaseMs: 120 }), 1).leaseTicks, 12);
 });
 
 test("settings are validated with the setting's name", () => {
-  assert.match(refusal({ ...base, heartbeatMs: 200 }), /invalid setting heartbeatMs: must be at most half/);
-  assert.match(refusal({ ...base, electionTimeoutMaxMs: 100 }), /invalid setting electionTimeoutMaxMs/);
+  assert.match(refusal({ ...base, heartbeatMs: 600 }), /invalid setting heartbeatMs: must be at most half/);
+  assert.match(refusal({ ...base, electionTimeoutMaxMs: 900 }), /invalid setting electionTimeoutMaxMs/);
   assert.match(refusal({ ...base, driftBound: 3 }), /invalid setting driftBound: must be in \[1, 2\]/);
   assert.match(refusal({ ...base, tickMs: "ten" }), /invalid setting tickMs: expected a number, got "ten"/);
   assert.match(

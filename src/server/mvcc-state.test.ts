@@ -33,7 +33,8 @@ function fill(state: MvccState, from: number, to: number): void {
 function copy(from: MvccState, into: MvccState): void {
   const image = from.snapshot();
   const index = from.current.appliedIndex;
-  const w = into.restore({ index, term: 1, sizeBytes: image.sizeBytes });
+  assert.notEqual(image.sizeBytes, null, "MvccState sizes its image before it is read");
+  const w = into.restore({ index, term: 1, sizeBytes: image.sizeBytes ?? 0 });
   for (let c = image.next(); c !== null; c = image.next()) w.push(c);
   image.close();
   w.finish();

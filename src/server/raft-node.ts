@@ -657,8 +657,13 @@ async function assemble<S extends StateMachine<unknown>, R>(
     bootMs,
     tickMs: config.tickMs,
     ticksToNextTimeout: () => replica.ticksToNextTimeout(),
-    onTick: () => {
-      replica.tick();
+    onTick: (held) => {
+      replica.tick(held);
+      observer.check();
+      follower.check();
+    },
+    onRelease: () => {
+      replica.releaseTimeouts();
       observer.check();
       follower.check();
     },

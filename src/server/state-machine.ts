@@ -67,8 +67,8 @@ export interface StateMachine<R = unknown> {
 
 /** A state image being read, chunk by chunk, so it never needs to be in memory whole. */
 export interface SnapshotReader {
-  /** Total bytes of all the chunks. */
-  readonly sizeBytes: number;
+  /** Total bytes of all the chunks; null when known only once the last chunk is out (the node counts). */
+  readonly sizeBytes: number | null;
   /** The next chunk (any size, at least one byte), or null after the last. */
   next(): Uint8Array | null;
   /** Called once, when the node is done with the image (read to the end or not). */

@@ -66,6 +66,8 @@ export class SimNode {
   private generation = 0;
   private booting: Promise<void> | null = null;
   private pausedUntilUs = 0;
+  /** Ticks are being delivered held (a catch-up after a pause) until the queued release runs. */
+  private holdPending = false;
   private bootLocalMs = 0;
   private ticks = 0;
   restarts = 0;
@@ -195,6 +197,7 @@ export class SimNode {
     if (this.retired) return;
     if (!evenIfDown && this.replica === null && this.booting === null) return;
     this.generation++;
+    this.holdPending = false; // its release belonged to the crashed incarnation
     this.replica?.stop("crashed by the simulator");
     this.replica = null;
     this.service = null;
@@ -239,13 +242,26 @@ export class SimNode {
     this.o.queue.at(atUs, () => {
       if (gen !== this.generation) return;
       this.run(() => {
-        while (
-          this.replica !== null &&
-          this.localMs() >= this.bootLocalMs + (this.ticks + 1) * this.o.tickMs
-        ) {
+        // More than one tick due: a catch-up after a pause. As the real Ticker does, those ticks are
+        // held (no election or check-quorum step-down on silence) until what arrived meanwhile is read:
+        // the release runs after every delivery already due at this instant.
+        const due = (k: number): boolean =>
+          this.localMs() >= this.bootLocalMs + (this.ticks + k) * this.o.tickMs;
+        const held = this.holdPending || due(2);
+        while (this.replica !== null && due(1)) {
           this.ticks++;
           if (this.ticks % STORE_FLUSH_TICKS === 0) this.store.makeDurable();
-          this.replica.tick();
+          this.replica.tick(held);
+        }
+        if (held && !this.holdPending) {
+          this.holdPending = true;
+          this.o.queue.after(1, () => {
+            if (gen !== this.generation) return;
+            this.run(() => {
+              this.holdPending = false;
+              this.replica?.releaseTimeouts();
+            });
+          });
         }
         this.scheduleTick(gen);
       });

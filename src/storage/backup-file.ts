@@ -22,6 +22,8 @@ import { FORMAT_VERSION } from "./wal-record.ts";
 const HEADER_READ_BYTES = 64 * 1024;
 /** Bytes read at once when checking or copying an image. */
 const COPY_CHUNK_BYTES = 4 * 1024 * 1024;
+/** Most image bytes a backup stream that did not announce its size may send (1 TiB). */
+export const MAX_BACKUP_IMAGE_BYTES = 2 ** 40;
 
 export interface BackupInfo {
   /** The cluster and node the backup was taken from. */
@@ -46,7 +48,7 @@ export class BackupWriter {
   private headerBytes = 0;
   private written = 0;
   private crc = 0;
-  private meta: Omit<SnapshotMeta, "crc32c"> | null = null;
+  private meta: { index: number; term: number; sizeBytes: number | null } | null = null;
   private source: Identity | null = null;
 
   constructor(
@@ -60,42 +62,51 @@ export class BackupWriter {
 
   async begin(
     source: { clusterId: string; nodeId: NodeId },
-    meta: { index: number; term: number; sizeBytes: number },
+    meta: { index: number; term: number; sizeBytes: number | null },
   ): Promise<void> {
     this.source = { formatVersion: FORMAT_VERSION, clusterId: source.clusterId, nodeId: source.nodeId };
     this.meta = { index: meta.index, term: meta.term, sizeBytes: meta.sizeBytes };
     this.handle = await this.fs.open(this.partFile, "overwrite");
-    const header = encodeSnapshotHeader(this.source, { ...this.meta, crc32c: 0 });
+    // Written again in finish(); its length does not depend on the size and checksum it holds.
+    const header = encodeSnapshotHeader(this.source, { ...this.meta, sizeBytes: 0, crc32c: 0 });
     this.headerBytes = header.length;
     await this.handle.writeAt(0, header);
   }
 
   async write(data: Uint8Array): Promise<void> {
     if (this.handle === null || this.meta === null) throw new Error("BackupWriter.write before begin");
-    if (this.written + data.length > this.meta.sizeBytes)
+    const most = this.meta.sizeBytes ?? MAX_BACKUP_IMAGE_BYTES;
+    if (this.written + data.length > most)
       throw new RaftKvError({
         code: "CORRUPT",
-        message: `the backup stream sent more than the ${this.meta.sizeBytes} bytes it announced`,
+        message:
+          this.meta.sizeBytes === null
+            ? `the backup stream sent more than ${MAX_BACKUP_IMAGE_BYTES} bytes, the most a backup may hold`
+            : `the backup stream sent more than the ${most} bytes it announced`,
       });
     await this.handle.writeAt(this.headerBytes + this.written, data);
     this.written += data.length;
     this.crc = crc32c(data, this.crc);
   }
 
-  async finish(sentCrc32c: number): Promise<BackupInfo> {
+  /** `sentSizeBytes`: the size the last message gave, when the first did not (null: it said none). */
+  async finish(sentCrc32c: number, sentSizeBytes: number | null = null): Promise<BackupInfo> {
     const { handle, meta, source } = this;
     if (handle === null || meta === null || source === null)
       throw new Error("BackupWriter.finish before begin");
-    if (this.written !== meta.sizeBytes || this.crc !== sentCrc32c)
+    const sizeBytes = meta.sizeBytes ?? sentSizeBytes;
+    if (sizeBytes === null || this.written !== sizeBytes || this.crc !== sentCrc32c)
       throw new RaftKvError({
         code: "CORRUPT",
         message:
-          this.written !== meta.sizeBytes
-            ? `the backup stream ended after ${this.written} of ${meta.sizeBytes} bytes`
-            : "the backup's bytes do not match the checksum the node sent",
+          sizeBytes === null
+            ? "the backup stream ended without saying the image's size"
+            : this.written !== sizeBytes
+              ? `the backup stream ended after ${this.written} of ${sizeBytes} bytes`
+              : "the backup's bytes do not match the checksum the node sent",
         hint: "take the backup again",
       });
-    const full: SnapshotMeta = { ...meta, crc32c: this.crc };
+    const full: SnapshotMeta = { index: meta.index, term: meta.term, sizeBytes, crc32c: this.crc };
     await handle.writeAt(0, encodeSnapshotHeader(source, full));
     await handle.sync();
     await handle.close();
@@ -106,7 +117,7 @@ export class BackupWriter {
       source,
       meta: full,
       headerBytes: this.headerBytes,
-      fileBytes: this.headerBytes + meta.sizeBytes,
+      fileBytes: this.headerBytes + sizeBytes,
     };
   }
 

@@ -355,8 +355,12 @@ export class FileStorage implements Storage {
     const wal = this.writable();
     if (streamMeta.index <= this.log.snapshot.index) {
       let crc = 0; // an older snapshot than ours: nothing to write, but the caller gets its meta
-      for (let chunk = nextChunk(); chunk !== null; chunk = nextChunk()) crc = crc32c(chunk, crc);
-      return { ...streamMeta, crc32c: crc };
+      let size = 0;
+      for (let chunk = nextChunk(); chunk !== null; chunk = nextChunk()) {
+        crc = crc32c(chunk, crc);
+        size += chunk.length;
+      }
+      return { ...streamMeta, sizeBytes: size, crc32c: crc };
     }
     this.checkSnapshotInLog(streamMeta);
     return await this.writing("writing a snapshot", this.layout.snapDir, async () => {

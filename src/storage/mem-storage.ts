@@ -152,15 +152,24 @@ export class MemStorage implements Storage {
     streamMeta: SnapshotStreamMeta,
     nextChunk: () => Uint8Array | null,
   ): Promise<SnapshotMeta> {
-    const image = new Uint8Array(streamMeta.sizeBytes);
+    const chunks: Uint8Array[] = [];
     let size = 0;
     for (let chunk = nextChunk(); chunk !== null; chunk = nextChunk()) {
-      assert(size + chunk.length <= image.length, () => `snapshot image exceeds ${image.length} bytes`);
-      image.set(chunk, size);
+      chunks.push(chunk.slice());
       size += chunk.length;
     }
-    assert(size === image.length, () => `snapshot image is ${size} bytes, not ${image.length}`);
-    const meta = { ...streamMeta, crc32c: crc32c(image) };
+    const announced = streamMeta.sizeBytes;
+    assert(
+      announced === null || size === announced,
+      () => `snapshot image is ${size} bytes, not ${announced}`,
+    );
+    const image = new Uint8Array(size);
+    let at = 0;
+    for (const c of chunks) {
+      image.set(c, at);
+      at += c.length;
+    }
+    const meta = { ...streamMeta, sizeBytes: size, crc32c: crc32c(image) };
     await this.saveSnapshot(meta, image);
     return meta;
   }

@@ -14,6 +14,7 @@ import { parseSnapshotName, snapshotName } from "./data-dir.ts";
 import type { FileHandle, FileSystem } from "./file-system.ts";
 import { joinPath } from "./file-system.ts";
 import type { Identity } from "./identity.ts";
+import type { SnapshotStreamMeta } from "./storage.ts";
 import { corruptError, StorageError } from "./storage-error.ts";
 import { MAX_CLUSTER_ID_BYTES } from "./wal-record.ts";
 
@@ -184,7 +185,7 @@ export async function writeSnapshotFile(
   fs: FileSystem,
   snapDir: string,
   owner: Identity,
-  streamMeta: Omit<SnapshotMeta, "crc32c">,
+  streamMeta: SnapshotStreamMeta,
   nextChunk: () => Uint8Array | null,
 ): Promise<{ path: string; meta: SnapshotMeta }> {
   const path = joinPath(snapDir, snapshotName(streamMeta.index, streamMeta.term));
@@ -199,12 +200,13 @@ export async function writeSnapshotTemp(
   fs: FileSystem,
   tmp: string,
   owner: Identity,
-  streamMeta: Omit<SnapshotMeta, "crc32c">,
+  streamMeta: SnapshotStreamMeta,
   nextChunk: () => Uint8Array | null,
 ): Promise<SnapshotMeta> {
   const h = await fs.open(tmp, "overwrite");
   try {
-    const placeholder = encodeSnapshotHeader(owner, { ...streamMeta, crc32c: 0 });
+    // The header's length does not depend on the size or checksum it holds: it is written again at the end.
+    const placeholder = encodeSnapshotHeader(owner, { ...streamMeta, sizeBytes: 0, crc32c: 0 });
     await h.append(placeholder);
     let crc = 0;
     let size = 0;
@@ -213,11 +215,12 @@ export async function writeSnapshotTemp(
       size += chunk.length;
       await h.append(chunk);
     }
+    const announced = streamMeta.sizeBytes;
     assert(
-      size === streamMeta.sizeBytes,
-      () => `snapshot image is ${size} bytes, not ${streamMeta.sizeBytes}`,
+      announced === null || size === announced,
+      () => `snapshot image is ${size} bytes, not ${announced}`,
     );
-    const meta = { ...streamMeta, crc32c: crc };
+    const meta = { ...streamMeta, sizeBytes: size, crc32c: crc };
     const header = encodeSnapshotHeader(owner, meta);
     assert(header.length === placeholder.length, () => "snapshot header changed length");
     await h.writeAt(0, header);

@@ -11,8 +11,11 @@ export interface RecoveredState {
   entries: Entry[];
 }
 
-/** A snapshot's meta before its image has been read: the CRC32C is not known yet. */
-export type SnapshotStreamMeta = Omit<SnapshotMeta, "crc32c">;
+/** A snapshot's meta before its image has been read: the CRC32C is not known yet, and the size is known
+ *  only when the image was sized before it was written (null: counted while writing). */
+export type SnapshotStreamMeta = Omit<SnapshotMeta, "crc32c" | "sizeBytes"> & {
+  readonly sizeBytes: number | null;
+};
 
 export interface Storage {
   /** Open (creating if needed), lock the folder, check identity, recover. */

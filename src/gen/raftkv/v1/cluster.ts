@@ -102,7 +102,11 @@ export interface SnapshotChunk {
   errorCode: string;
   errorMessage: string;
   leaderAddress: string;
-  /** First message: the log index and term the image is at, its size, and the source's identity. */
+  /**
+   * First message: the log index and term the image is at, its size, and the source's identity.
+   * size_bytes is 0 in the first message when the image is sized while it is sent (a store image is
+   * written in one pass); the last message then carries it.
+   */
   index: bigint;
   term: bigint;
   sizeBytes: bigint;
@@ -110,7 +114,10 @@ export interface SnapshotChunk {
   nodeId: bigint;
   /** The image's next bytes. */
   data: Uint8Array;
-  /** Last message: the image is complete; its CRC32C (Castagnoli). */
+  /**
+   * Last message: the image is complete; its CRC32C (Castagnoli), and its size (size_bytes) when the
+   * first message did not say.
+   */
   done: boolean;
   crc32c: number;
 }
