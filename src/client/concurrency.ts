@@ -8,9 +8,9 @@
 // most the server's maxRangeItems contenders.
 
 import type { RaftKvClient } from "./client.ts";
-import { RaftKvClientError } from "./errors.ts";
+import { isRetryable, RaftKvClientError } from "./errors.ts";
 import type { Lease } from "./lease.ts";
-import { Compare, type KeyValueRecord, Op } from "./txn.ts";
+import { Compare, type KeyValueRecord, Op, type TxnResult } from "./txn.ts";
 
 import type { Bytes } from "./values.ts";
 
@@ -83,19 +83,35 @@ async function waitForTurn(
   }
 }
 
-/** Creates the own key if absent; its create_revision (the contender's place in line) and value. */
+/** A txn that is safe to send again after an unknown outcome (its compares make a second application
+ *  a no-op or a read), sent until it gets an answer: up to 5 times while the errors are retryable. */
+async function commitIdempotent(send: () => Promise<TxnResult>): Promise<TxnResult> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await send();
+    } catch (err) {
+      if (!(err instanceof RaftKvClientError) || !isRetryable(err.code) || attempt >= 5) throw err;
+      await new Promise((r) => setTimeout(r, 50 * attempt));
+    }
+  }
+}
+
+/** Creates the own key if absent; its create_revision (the contender's place in line) and value.
+ *  Sent again after an unknown outcome: a second try finds the key and reads it. */
 async function enter(
   client: RaftKvClient,
   key: string,
   value: Bytes,
   lease: Lease,
 ): Promise<{ createRevision: number; value: Uint8Array }> {
-  const r = await client
-    .txn()
-    .if(Compare.createRevision(key, "=", 0))
-    .then(Op.put(key, value, { lease: lease.id }))
-    .else(Op.get(key))
-    .commit();
+  const r = await commitIdempotent(() =>
+    client
+      .txn()
+      .if(Compare.createRevision(key, "=", 0))
+      .then(Op.put(key, value, { lease: lease.id }))
+      .else(Op.get(key))
+      .commit(),
+  );
   if (r.succeeded)
     return {
       createRevision: r.revision,
@@ -225,11 +241,13 @@ export class Election {
 
   /** Sets the leader's value; rejects unless this contender is campaigning (or leads). */
   async proclaim(value: Bytes): Promise<void> {
-    const r = await this.client
-      .txn()
-      .if(Compare.createRevision(this.key, "=", this.myRevision))
-      .then(Op.put(this.key, value, { lease: this.lease.id }))
-      .commit();
+    const r = await commitIdempotent(() =>
+      this.client
+        .txn()
+        .if(Compare.createRevision(this.key, "=", this.myRevision))
+        .then(Op.put(this.key, value, { lease: this.lease.id }))
+        .commit(),
+    );
     if (this.myRevision === 0 || !r.succeeded)
       throw new RaftKvClientError({
         code: "INVALID_ARGUMENT",
@@ -240,11 +258,13 @@ export class Election {
   /** Steps down (deletes the own key); the next contender leads. */
   async resign(): Promise<void> {
     if (this.myRevision === 0) return;
-    await this.client
-      .txn()
-      .if(Compare.createRevision(this.key, "=", this.myRevision))
-      .then(Op.delete(this.key))
-      .commit();
+    await commitIdempotent(() =>
+      this.client
+        .txn()
+        .if(Compare.createRevision(this.key, "=", this.myRevision))
+        .then(Op.delete(this.key))
+        .commit(),
+    );
     this.myRevision = 0;
   }
 

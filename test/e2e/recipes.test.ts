@@ -157,3 +157,50 @@ test("Election: campaign, proclaim, observe; the leader hands over on resign and
     for (const c of [c1, c2, c3, watcher]) c.close();
   }
 });
+
+test("Mutex: mutual exclusion holds across a leader kill (leases are kept, lock txns are sent again)", async () => {
+  const clients = [0, 1].map(() => cluster.client(cluster.endpoints, 20_000));
+  try {
+    await clients[0]!.put("mxk/counter", "0");
+    const rounds = 10;
+    let holding = 0;
+    let maxHolding = 0;
+    let done = 0;
+    const work = Promise.all(
+      clients.map(async (c) => {
+        const lease = await c.lease(10);
+        const m = new Mutex(c, lease, "mxk/lock");
+        try {
+          for (let i = 0; i < rounds; i++) {
+            await m.lock();
+            holding++;
+            maxHolding = Math.max(maxHolding, holding);
+            const n = Number(await c.getString("mxk/counter"));
+            await sleep(20);
+            await c.put("mxk/counter", String(n + 1));
+            holding--;
+            done++;
+            await m.unlock();
+          }
+        } finally {
+          await lease.revoke();
+        }
+      }),
+    );
+    await waitFor("a few rounds", () => (done >= 4 ? true : undefined), 30_000, 20);
+    const old = await cluster.waitForLeader(30_000);
+    await cluster.kill(old.nodeId, "SIGKILL");
+    const doneAtKill = done;
+    await work;
+    assert.ok(
+      doneAtKill < 2 * rounds,
+      `the leader died mid-work (${doneAtKill} of ${2 * rounds} rounds done)`,
+    );
+    assert.equal(maxHolding, 1, "never two holders at once");
+    assert.equal(await clients[0]!.getString("mxk/counter"), String(2 * rounds), "no lost update");
+    cluster.startNode(old.nodeId);
+    await cluster.waitForLeader(30_000);
+  } finally {
+    for (const c of clients) c.close();
+  }
+});
