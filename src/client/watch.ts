@@ -66,6 +66,7 @@ export class Watcher implements AsyncIterable<WatchEvent> {
   private readonly maxBuffered: number;
   private readonly started: Promise<void>;
   private markStarted: () => void = () => undefined;
+  private failStart: (err: RaftKvClientError) => void = () => undefined;
 
   constructor(
     private readonly core: WatchCore,
@@ -80,9 +81,11 @@ export class Watcher implements AsyncIterable<WatchEvent> {
       });
     this.next = start;
     this.maxBuffered = o.maxBufferedEvents ?? 1000;
-    this.started = new Promise((r) => {
-      this.markStarted = r;
+    this.started = new Promise((resolve, reject) => {
+      this.markStarted = resolve;
+      this.failStart = reject;
     });
+    this.started.catch(() => undefined); // the iterator reports the same error
     this.open();
   }
 
@@ -101,7 +104,8 @@ export class Watcher implements AsyncIterable<WatchEvent> {
     return this.reconnects;
   }
 
-  /** Resolves once the first stream is registered on a node: changes committed after this are seen. */
+  /** Resolves once the first stream is registered on a node (changes committed after this are seen);
+   *  rejects when the watch fails before that (a bad key, a compacted start, a closed client). */
   ready(): Promise<void> {
     return this.started;
   }
@@ -110,6 +114,7 @@ export class Watcher implements AsyncIterable<WatchEvent> {
   close(): void {
     if (this.done) return;
     this.done = true;
+    this.failStart(new RaftKvClientError({ code: "UNAVAILABLE", message: "the watch was closed" }));
     this.call?.cancel();
     this.call = null;
     this.push({ end: true });
@@ -151,6 +156,7 @@ export class Watcher implements AsyncIterable<WatchEvent> {
   private fail(err: RaftKvClientError): void {
     if (this.done) return;
     this.done = true;
+    this.failStart(err);
     this.call?.cancel();
     this.call = null;
     this.push({ error: err });

@@ -428,3 +428,18 @@ test("watch: a watcher that stops reading is canceled by the node as slow, and r
     assert.ok(watcher.reconnectCount >= 1, "the node canceled the slow watcher and the client came back");
     watcher.close();
   }));
+
+test("watch: a bad key rejects ready() and the iterator with INVALID_ARGUMENT (no retry loop)", () =>
+  withClient(async (c) => {
+    const w = c.watch("");
+    await assert.rejects(
+      w.ready(),
+      (e: Error & { code?: string }) => e.code === "INVALID_ARGUMENT" && /key is empty/.test(e.message),
+    );
+    await assert.rejects(
+      (async () => {
+        for await (const _ of w) assert.fail("no events");
+      })(),
+      (e: Error & { code?: string }) => e.code === "INVALID_ARGUMENT",
+    );
+  }));
