@@ -24,6 +24,7 @@ const HEADER: ResponseHeader = {
   term: 1n,
   errorCode: 0,
   errorMessage: "",
+  revision: 0n,
 };
 const VALUE = Buffer.alloc(256, 7);
 const PUT = PutResponse.create({ header: HEADER, index: 1n });

@@ -181,13 +181,16 @@ export function addKvCommands(program: Command, setExit: (code: number) => void)
       .command("put")
       .description("set a key to a value (the value from stdin when left out: raftkv put KEY < file)")
       .argument("<key>")
-      .argument("[value]"),
+      .argument("[value]")
+      .option("--lease <id>", "attach the key to this lease (hex id from `raftkv lease grant`)"),
     { reads: false },
-  ).action(async (key: string, value: string | undefined, f: ClientFlags) => {
+  ).action(async (key: string, value: string | undefined, f: ClientFlags & { lease?: string }) => {
+    const { parseLeaseId } = await import("./coord-commands.ts");
+    const lease = f.lease === undefined ? {} : { lease: parseLeaseId(f.lease) };
     const v = await valueArg(value, "put");
-    const r = await withClient(f, (c) => c.put(key, v));
-    if (f.json) printJson({ ok: true, key, index: r.index });
-    else process.stdout.write(`OK (index ${r.index})\n`);
+    const r = await withClient(f, (c) => c.put(key, v, lease));
+    if (f.json) printJson({ ok: true, key, index: r.index, revision: r.revision });
+    else process.stdout.write(r.index > 0 ? `OK (index ${r.index})\n` : `OK (revision ${r.revision})\n`);
   });
 
   withClientOptions(program.command("get").description("print a key's value").argument("<key>"), {

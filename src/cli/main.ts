@@ -1,7 +1,9 @@
-// The `raftkv` command: serve, put/get/del/cas/range, status, local and wal dump/verify; one-line errors, exit codes.
+// The `raftkv` command: serve, put/get/del/cas/range, watch/txn/lease, status, local and wal dump/verify;
+// one-line errors, exit codes.
 
 import { Command, CommanderError } from "commander";
 import { packageVersion } from "../lib/version.ts";
+import { addCoordCommands } from "./coord-commands.ts";
 import { addEndpointCommands } from "./endpoint.ts";
 import { addKvCommands } from "./kv-commands.ts";
 import { addLocalCommand } from "./local.ts";
@@ -34,6 +36,7 @@ Exit codes: 0 ok, 1 the request failed (unreachable, no leader, deadline), 2 bad
     });
   addServeCommand(program);
   addKvCommands(program, (code) => (exitCode = code));
+  addCoordCommands(program, (code) => (exitCode = code));
   addLocalCommand(program);
   addMemberCommands(program);
   addEndpointCommands(program, (code) => (exitCode = code));

@@ -230,7 +230,9 @@ async function serve(f: ServeFlags): Promise<void> {
     ...(dashboard === null ? {} : { operatorRoutes: dashboard.kvDashboard(config, members, process.env) }),
     ...(etcd === null
       ? {}
-      : { services: (server, raft, context) => etcd.addEtcdApi(server, raft, context, config) }),
+      : {
+          services: (server, raft, context, mvcc) => etcd.addEtcdApi(server, raft, context, config, { mvcc }),
+        }),
   });
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals): void => {

@@ -16,15 +16,19 @@ import {
   RangeResponse,
   type ResponseHeader,
   StatusResponse,
+  type TxnRequest,
   Consistency as WireConsistency,
   ErrorCode as WireErrorCode,
   Role as WireRole,
 } from "../gen/raftkv/v1/client.ts";
 import { Prng } from "../lib/prng.ts";
 import { codeFromWire, fromGrpcError, isRetryable, RaftKvClientError } from "./errors.ts";
+import { Lease, type LeaseCore, type LeaseOptions, type LeaseTimeToLive } from "./lease.ts";
 import { SessionStream, type StreamOp, type StreamResult } from "./session-stream.ts";
 import { type ClientTlsOptions, clientTlsCredentials } from "./tls.ts";
+import { recordOf, TxnBuilder, type TxnResult, txnOpResultOf } from "./txn.ts";
 import { type Bytes, plainBytes, toBytes } from "./values.ts";
+import { type WatchCore, Watcher, type WatchOptions } from "./watch.ts";
 
 export type Consistency = "lease" | "readIndex" | "stale";
 
@@ -73,8 +77,17 @@ export interface ReadOptions extends RequestOptions {
 }
 
 export interface WriteResult {
-  /** Log index at which the write was applied. */
+  /** Log index at which the write was applied (0 for a put with a lease). */
   readonly index: number;
+  /** The store revision after the write (etcd's header.revision; 0 from older nodes). For a retried
+   *  write answered from its session, the store revision at the retry. */
+  readonly revision: number;
+}
+
+export interface PutOptions extends RequestOptions {
+  /** Attach the key to this lease (a Lease or its id): it is deleted when the lease ends. A put with
+   *  a lease is not exactly-once: it is retried only when the answer says it did not apply. */
+  readonly lease?: bigint | { readonly id: bigint };
 }
 
 export interface DeleteResult extends WriteResult {
@@ -91,6 +104,17 @@ export interface CasResult extends WriteResult {
 export interface KeyValue {
   readonly key: string;
   readonly value: Uint8Array;
+  readonly createRevision: number;
+  readonly modRevision: number;
+  readonly version: number;
+  /** 0n: none. */
+  readonly lease: bigint;
+}
+
+/** getKv(): the key with its revisions, and the store revision the read was served at. */
+export interface GetKvResult {
+  readonly kv: KeyValue | null;
+  readonly revision: number;
 }
 
 /** Options of range(). */
@@ -115,6 +139,8 @@ export interface RangeResult {
   readonly more: boolean;
   /** Applied index the range was served at. */
   readonly index: number;
+  /** Store revision the range was served at (0 from older nodes). */
+  readonly revision: number;
 }
 
 export type RoleName = "follower" | "preCandidate" | "candidate" | "leader" | "unknown";
@@ -293,19 +319,35 @@ export class RaftKvClient {
 
   // ---------------------------------------------------------------- writes
 
-  async put(key: string, value: Bytes, o: RequestOptions = {}): Promise<WriteResult> {
+  async put(key: string, value: Bytes, o: PutOptions = {}): Promise<WriteResult> {
     const bytes = toBytes(value);
+    const lease = o.lease === undefined ? 0n : typeof o.lease === "bigint" ? o.lease : o.lease.id;
+    if (lease !== 0n) {
+      const res = await this.run(
+        "put",
+        o,
+        "lease",
+        (target, ms) =>
+          this.call(
+            this.channel(target).put.bind(this.channel(target)),
+            { key, value: bytes, clientId: "", seq: 0n, lease },
+            deadlineIn(ms),
+          ),
+        false,
+      );
+      return { index: Number(res.index), revision: revisionOf(res.header) };
+    }
     const res = await this.write("put", o, (target, clientId, seq, ms) =>
-      this.send(target, "put", { key, value: bytes, clientId, seq }, ms, bytes.length),
+      this.send(target, "put", { key, value: bytes, clientId, seq, lease: 0n }, ms, bytes.length),
     );
-    return { index: Number(res.index) };
+    return { index: Number(res.index), revision: revisionOf(res.header) };
   }
 
   async delete(key: string, o: RequestOptions = {}): Promise<DeleteResult> {
     const res = await this.write("delete", o, (target, clientId, seq, ms) =>
       this.send(target, "delete", { key, clientId, seq }, ms),
     );
-    return { index: Number(res.index), deleted: res.deleted };
+    return { index: Number(res.index), revision: revisionOf(res.header), deleted: res.deleted };
   }
 
   /** Sets `key` to `value` only if its current value equals `expected` (null: only if absent). */
@@ -319,6 +361,7 @@ export class RaftKvClient {
     );
     return {
       index: Number(res.index),
+      revision: revisionOf(res.header),
       swapped: res.swapped,
       current: res.swapped ? val : res.found ? plainBytes(res.currentValue) : null,
     };
@@ -333,6 +376,25 @@ export class RaftKvClient {
       this.send(target, "get", { key, consistency: WIRE_CONSISTENCY[consistency] }, ms),
     );
     return res.found ? plainBytes(res.value) : null;
+  }
+
+  /** The key with its revisions and lease (null: absent), and the store revision of the read. */
+  async getKv(key: string, o: ReadOptions = {}): Promise<GetKvResult> {
+    const consistency = this.readConsistency(o.consistency);
+    const res = await this.run("get", o, consistency, (target, ms) =>
+      this.send(target, "get", { key, consistency: WIRE_CONSISTENCY[consistency] }, ms),
+    );
+    const kv = res.found
+      ? {
+          key,
+          value: plainBytes(res.value),
+          createRevision: Number(res.createRevision),
+          modRevision: Number(res.modRevision),
+          version: Number(res.version),
+          lease: res.lease,
+        }
+      : null;
+    return { kv, revision: revisionOf(res.header) };
   }
 
   /** The value decoded as UTF-8, or null when the key is absent. */
@@ -359,9 +421,10 @@ export class RaftKvClient {
       ),
     );
     return {
-      items: res.items.map((kv) => ({ key: kv.key, value: plainBytes(kv.value) })),
+      items: res.items.map(recordOf),
       more: res.more,
       index: Number(res.index),
+      revision: revisionOf(res.header),
     };
   }
 
@@ -384,6 +447,139 @@ export class RaftKvClient {
       if (!page.more || last === undefined) return;
       after = last.key;
     }
+  }
+
+  // ---------------------------------------------------------------- txn, watch, leases
+
+  /** A transaction: client.txn().if(Compare...).then(Op...).else(Op...).commit() (txn.ts). */
+  txn(o: RequestOptions = {}): TxnBuilder {
+    return new TxnBuilder((req) => this.commitTxn(req, o));
+  }
+
+  private async commitTxn(req: TxnRequest, o: RequestOptions): Promise<TxnResult> {
+    const res = await this.run(
+      "txn",
+      o,
+      "lease",
+      (target, ms) => this.call(this.channel(target).txn.bind(this.channel(target)), req, deadlineIn(ms)),
+      false,
+    );
+    return {
+      succeeded: res.succeeded,
+      revision: revisionOf(res.header),
+      results: res.results.map(txnOpResultOf),
+    };
+  }
+
+  /**
+   * Changes of `key` (or, with `prefix`, of every key starting with it) as an async iterator, from
+   * `startRevision` (default: after now). It survives node failures and leader changes, resuming on
+   * another node from the revision after the last one it took in: no gaps, no duplicates.
+   * `for await (const e of client.watch("jobs/", { prefix: true })) ...`; close() ends it.
+   */
+  watch(key: string, o: WatchOptions = {}): Watcher {
+    return new Watcher(this.streamCore(), key, o);
+  }
+
+  /** Grants a lease of `ttlSeconds` (the node may raise it to its minimum) and keeps it alive until
+   *  close() or revoke() (keepAlive: false to renew by hand). */
+  async lease(
+    ttlSeconds: number,
+    o: LeaseOptions & RequestOptions & { readonly id?: bigint } = {},
+  ): Promise<Lease> {
+    const { id, ttlSeconds: granted } = await this.leaseGrant(ttlSeconds, o);
+    return new Lease(this.streamCore(), id, granted, o);
+  }
+
+  /** Keeps an existing lease alive (as lease() does for one it grants); rejects when there is no
+   *  such lease. */
+  async keepAlive(id: bigint, o: RequestOptions = {}): Promise<Lease> {
+    const t = await this.leaseTimeToLive(id, o);
+    if (t.ttlSeconds < 0)
+      throw new RaftKvClientError({
+        code: "INVALID_ARGUMENT",
+        message: `lease ${id.toString(16)} not found (expired or revoked)`,
+        hint: "grant a new lease",
+      });
+    return new Lease(this.streamCore(), id, t.grantedTtlSeconds);
+  }
+
+  async leaseGrant(
+    ttlSeconds: number,
+    o: RequestOptions & { readonly id?: bigint } = {},
+  ): Promise<{ id: bigint; ttlSeconds: number }> {
+    if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds < 1)
+      throw invalidOption("ttlSeconds", `${ttlSeconds} is not a whole number of seconds >= 1`);
+    const req = { ttlSeconds: BigInt(ttlSeconds), id: o.id ?? 0n };
+    const res = await this.run(
+      "lease grant",
+      o,
+      "lease",
+      (target, ms) =>
+        this.call(this.channel(target).leaseGrant.bind(this.channel(target)), req, deadlineIn(ms)),
+      false,
+    );
+    return { id: res.id, ttlSeconds: Number(res.ttlSeconds) };
+  }
+
+  /** Revokes a lease, deleting its keys at one revision. */
+  async leaseRevoke(id: bigint, o: RequestOptions = {}): Promise<{ revision: number }> {
+    const res = await this.run("lease revoke", o, "lease", (target, ms) =>
+      this.call(this.channel(target).leaseRevoke.bind(this.channel(target)), { id }, deadlineIn(ms)),
+    );
+    return { revision: revisionOf(res.header) };
+  }
+
+  async leaseTimeToLive(
+    id: bigint,
+    o: RequestOptions & { readonly keys?: boolean } = {},
+  ): Promise<LeaseTimeToLive> {
+    const req = { id, keys: o.keys ?? false };
+    const res = await this.run("lease timetolive", o, "lease", (target, ms) =>
+      this.call(this.channel(target).leaseTimeToLive.bind(this.channel(target)), req, deadlineIn(ms)),
+    );
+    return {
+      id: res.id,
+      ttlSeconds: Number(res.ttlSeconds),
+      grantedTtlSeconds: Number(res.grantedTtlSeconds),
+      keys: res.keys,
+    };
+  }
+
+  /** The ids of the leases that exist. */
+  async leases(o: RequestOptions = {}): Promise<bigint[]> {
+    const res = await this.run("lease list", o, "lease", (target, ms) =>
+      this.call(this.channel(target).leaseList.bind(this.channel(target)), {}, deadlineIn(ms)),
+    );
+    return res.ids;
+  }
+
+  /** What watchers and leases use of the client. */
+  private streamCore(): WatchCore & LeaseCore {
+    const self = this;
+    return {
+      get closed() {
+        return self.closed;
+      },
+      endpoint: (avoid) => {
+        if (self.leader !== null && self.leader !== avoid) return self.leader;
+        if (self.leader === avoid) self.leader = null;
+        return self.pickEndpoint(avoid);
+      },
+      channel: (address) => self.channel(address),
+      noteLeader: (address) => {
+        self.leader = address;
+      },
+      backoff: (n) => {
+        const cap = Math.min(self.backoffMaxMs, self.backoffMinMs * 2 ** Math.min(n, 20));
+        return new Promise((r) => setTimeout(r, self.prng.next() * cap + 10));
+      },
+      revoke: async (id) => {
+        await self.leaseRevoke(id);
+      },
+      timeToLive: (id, keys) => self.leaseTimeToLive(id, { keys }),
+      now: () => performance.now(),
+    };
   }
 
   // ---------------------------------------------------------------- status
@@ -479,11 +675,15 @@ export class RaftKvClient {
     }
   }
 
+  /** `idempotent` false (a txn, a put with a lease, a lease grant): retried only where the request
+   *  surely did not apply (refused before it ran: not leader, no leader, overloaded, shutting down;
+   *  or no connection); an unknown outcome is thrown at once, saying so. */
   private async run<Res extends { header: ResponseHeader | undefined }>(
     op: string,
     o: RequestOptions,
     consistency: Consistency,
     attempt: (target: string, timeoutMs: number) => Promise<Res>,
+    idempotent = true,
   ): Promise<Res> {
     if (this.closed) throw new RaftKvClientError({ code: "UNAVAILABLE", message: "the client is closed" });
     const timeoutMs = positive("timeoutMs", o.timeoutMs ?? this.timeoutMs);
@@ -510,6 +710,7 @@ export class RaftKvClient {
           t.unreachableWhy.set(target, e.detail.replace(`cannot reach ${target}: `, ""));
         }
         if (!isRetryable(e.code)) throw e;
+        if (!idempotent && !notConnected(e)) throw maybeApplied(op, e);
         if (this.leader === target) this.leader = null;
         target = this.pickEndpoint(target);
         redirectsInRow = 0;
@@ -525,6 +726,7 @@ export class RaftKvClient {
       const e = headerError(h, target, n);
       t.last = e;
       if (!isRetryable(e.code)) throw e;
+      if (!idempotent && !REFUSED_BEFORE_RUNNING.has(e.code)) throw maybeApplied(op, e);
       switch (e.code) {
         case "NOT_LEADER":
           if (h.leaderAddress !== "" && h.leaderAddress !== target) {
@@ -692,6 +894,34 @@ export class RaftKvClient {
     if (waiter !== undefined) waiter(s);
     else this.freeSessions.push(s);
   }
+}
+
+/** Header codes of requests refused before they ran (so a non-idempotent one may be sent again). */
+const REFUSED_BEFORE_RUNNING = new Set(["NOT_LEADER", "NO_LEADER", "OVERLOADED", "SHUTTING_DOWN"]);
+
+/** A transport failure before the request left (no connection to the node). */
+function notConnected(e: RaftKvClientError): boolean {
+  const cause = e.cause as Partial<grpc.ServiceError> | undefined;
+  return (
+    e.code === "UNAVAILABLE" &&
+    typeof cause?.details === "string" &&
+    /No connection established|ECONNREFUSED|connect E/.test(cause.details)
+  );
+}
+
+function maybeApplied(op: string, e: RaftKvClientError): RaftKvClientError {
+  return new RaftKvClientError({
+    code: e.code,
+    message: `${op}: ${e.detail}; it may or may not have been applied`,
+    hint: `read the keys it touches before sending it again (a ${op} is not exactly-once)`,
+    cause: e,
+    attempts: e.attempts,
+    ...(e.endpoint === undefined ? {} : { endpoint: e.endpoint }),
+  });
+}
+
+function revisionOf(h: ResponseHeader | undefined): number {
+  return Number(h?.revision ?? 0n);
 }
 
 function rowId(r: NodeStatusRow): number {

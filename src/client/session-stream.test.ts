@@ -23,6 +23,7 @@ const OK: ResponseHeader = {
   term: 1n,
   errorCode: 0,
   errorMessage: "",
+  revision: 0n,
 };
 
 type SessionHandler = (call: grpc.ServerDuplexStream<ClientRequest, ClientResponse>) => void;

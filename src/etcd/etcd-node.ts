@@ -12,7 +12,7 @@ import {
   type ServiceContext,
   startRaftNode,
 } from "../server/embed.ts";
-import { MvccNode, type MvccStateHolder, mvccHostOf } from "../server/mvcc-node.ts";
+import { MvccNode, type MvccStateHolder, minLeaseTtlSeconds, mvccHostOf } from "../server/mvcc-node.ts";
 import { MvccState } from "../server/mvcc-state.ts";
 import { DEFAULT_LIMITS, type EtcdLimits } from "./context.ts";
 import { EtcdError, grpcStatus } from "./errors.ts";
@@ -38,10 +38,7 @@ export interface EtcdNode {
   stop(reason?: string): Promise<void>;
 }
 
-/** etcd's minimum lease TTL: 1.5 election timeouts, in whole seconds (rounded up). */
-export function minLeaseTtlSeconds(config: NodeConfig): number {
-  return Math.max(1, Math.ceil((1.5 * config.electionTimeoutMaxMs) / 1000));
-}
+export { minLeaseTtlSeconds } from "../server/mvcc-node.ts";
 
 export async function startEtcdNode(config: NodeConfig, o: EtcdNodeOptions = {}): Promise<EtcdNode> {
   let api: EtcdApi | null = null;
@@ -79,13 +76,20 @@ export function addEtcdApi<S extends MvccStateHolder>(
   node: RaftNode<S, StoreResult>,
   context: ServiceContext,
   config: NodeConfig,
-  o: Pick<EtcdNodeOptions, "limits" | "linearizableRead"> = {},
+  o: Pick<EtcdNodeOptions, "limits" | "linearizableRead"> & {
+    /** The node's MvccNode when it has one already (the KV server's, shared with raftkv.v1): one
+     *  watch hub and one lease keeper per node. Closed by its owner, not here. */
+    readonly mvcc?: MvccNode;
+  } = {},
 ): EtcdApi {
   const minTtl = minLeaseTtlSeconds(config);
-  const mvcc = new MvccNode(mvccHostOf(node), {
-    minLeaseTtlSeconds: minTtl,
-    linearizableRead: o.linearizableRead ?? "lease",
-  });
+  const owned = o.mvcc === undefined;
+  const mvcc =
+    o.mvcc ??
+    new MvccNode(mvccHostOf(node), {
+      minLeaseTtlSeconds: minTtl,
+      linearizableRead: o.linearizableRead ?? "lease",
+    });
   const url = (id: number): string => `http://${node.peers.get(id) ?? "unknown"}`;
   const services = addEtcdServices(server, {
     mvcc,
@@ -160,7 +164,7 @@ export function addEtcdApi<S extends MvccStateHolder>(
     mvcc,
     drain: async (graceMs) => {
       await services.drain(graceMs);
-      mvcc.close();
+      if (owned) mvcc.close();
     },
   };
 }

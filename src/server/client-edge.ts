@@ -17,6 +17,15 @@ import {
   DeleteResponse,
   GetRequest,
   GetResponse,
+  LeaseGrantRequest,
+  LeaseGrantResponse,
+  LeaseKeepAliveRequest,
+  LeaseListRequest,
+  LeaseListResponse,
+  LeaseRevokeRequest,
+  LeaseRevokeResponse,
+  LeaseTimeToLiveRequest,
+  LeaseTimeToLiveResponse,
   PutRequest,
   PutResponse,
   RangeRequest,
@@ -24,6 +33,9 @@ import {
   type ResponseHeader,
   StatusRequest,
   StatusResponse,
+  TxnRequest,
+  TxnResponse,
+  WatchRequest,
   ErrorCode as WireErrorCode,
 } from "../gen/raftkv/v1/client.ts";
 import { RaftKvError } from "../lib/errors.ts";
@@ -53,6 +65,7 @@ const PUT_REQUEST: MessageShape = {
     2: { name: "value", wire: LEN },
     3: { name: "client_id", wire: LEN },
     4: { name: "seq", wire: VARINT },
+    5: { name: "lease", wire: VARINT },
   },
 };
 const GET_REQUEST: MessageShape = {
@@ -87,6 +100,70 @@ const RANGE_REQUEST: MessageShape = {
   },
 };
 const STATUS_REQUEST: MessageShape = { name: "StatusRequest", fields: {} };
+const COMPARE: MessageShape = {
+  name: "Compare",
+  fields: {
+    1: { name: "key", wire: LEN },
+    2: { name: "prefix", wire: VARINT },
+    3: { name: "result", wire: VARINT },
+    4: { name: "value", wire: LEN },
+    5: { name: "version", wire: VARINT },
+    6: { name: "create_revision", wire: VARINT },
+    7: { name: "mod_revision", wire: VARINT },
+    8: { name: "lease", wire: VARINT },
+  },
+};
+const DELETE_PREFIX_REQUEST: MessageShape = {
+  name: "DeletePrefixRequest",
+  fields: { 1: { name: "prefix", wire: LEN } },
+};
+const TXN_OP: MessageShape = {
+  name: "TxnOp",
+  fields: {
+    1: { name: "put", wire: LEN, message: PUT_REQUEST },
+    2: { name: "get", wire: LEN, message: GET_REQUEST },
+    3: { name: "delete", wire: LEN, message: DELETE_REQUEST },
+    4: { name: "range", wire: LEN, message: RANGE_REQUEST },
+    5: { name: "delete_prefix", wire: LEN, message: DELETE_PREFIX_REQUEST },
+  },
+};
+const TXN_REQUEST: MessageShape = {
+  name: "TxnRequest",
+  fields: {
+    1: { name: "compare", wire: LEN, message: COMPARE },
+    2: { name: "success", wire: LEN, message: TXN_OP },
+    3: { name: "failure", wire: LEN, message: TXN_OP },
+  },
+};
+const WATCH_REQUEST: MessageShape = {
+  name: "WatchRequest",
+  fields: {
+    1: { name: "key", wire: LEN },
+    2: { name: "prefix", wire: VARINT },
+    3: { name: "start_revision", wire: VARINT },
+    4: { name: "prev_kv", wire: VARINT },
+    5: { name: "no_put", wire: VARINT },
+    6: { name: "no_delete", wire: VARINT },
+    7: { name: "progress_notify", wire: VARINT },
+  },
+};
+const LEASE_GRANT_REQUEST: MessageShape = {
+  name: "LeaseGrantRequest",
+  fields: { 1: { name: "ttl_seconds", wire: VARINT }, 2: { name: "id", wire: VARINT } },
+};
+const LEASE_REVOKE_REQUEST: MessageShape = {
+  name: "LeaseRevokeRequest",
+  fields: { 1: { name: "id", wire: VARINT } },
+};
+const LEASE_KEEP_ALIVE_REQUEST: MessageShape = {
+  name: "LeaseKeepAliveRequest",
+  fields: { 1: { name: "id", wire: VARINT } },
+};
+const LEASE_TIME_TO_LIVE_REQUEST: MessageShape = {
+  name: "LeaseTimeToLiveRequest",
+  fields: { 1: { name: "id", wire: VARINT }, 2: { name: "keys", wire: VARINT } },
+};
+const LEASE_LIST_REQUEST: MessageShape = { name: "LeaseListRequest", fields: {} };
 const CLIENT_REQUEST: MessageShape = {
   name: "ClientRequest",
   fields: {
@@ -110,6 +187,16 @@ export const CLIENT_REQUEST_SHAPES: readonly MessageShape[] = [
   RANGE_REQUEST,
   STATUS_REQUEST,
   CLIENT_REQUEST,
+  COMPARE,
+  DELETE_PREFIX_REQUEST,
+  TXN_OP,
+  TXN_REQUEST,
+  WATCH_REQUEST,
+  LEASE_GRANT_REQUEST,
+  LEASE_REVOKE_REQUEST,
+  LEASE_KEEP_ALIVE_REQUEST,
+  LEASE_TIME_TO_LIVE_REQUEST,
+  LEASE_LIST_REQUEST,
 ];
 
 /**
@@ -133,9 +220,10 @@ const UNDECODABLE = Symbol("undecodable");
 
 type MarkedRequest = ClientRequest & { [UNDECODABLE]?: RaftKvError };
 
-/** For a Session-stream request that could not be decoded (it arrives with no operation): why. */
-export function undecodableReason(req: ClientRequest): RaftKvError | undefined {
-  return (req as MarkedRequest)[UNDECODABLE];
+/** For a streamed request that could not be decoded (a Session request arrives with no operation, a
+ *  keepalive with id 0, a watch with its defaults): why. */
+export function undecodableReason(req: object): RaftKvError | undefined {
+  return (req as { [UNDECODABLE]?: RaftKvError })[UNDECODABLE];
 }
 
 interface Decoder<T> {
@@ -194,16 +282,60 @@ export function addClientService(
     status: unary(s.status, StatusRequest, STATUS_REQUEST, handlers.status, (header) =>
       StatusResponse.create({ header }),
     ),
+    txn: unary(s.txn, TxnRequest, TXN_REQUEST, handlers.txn, (header) => TxnResponse.create({ header })),
+    leaseGrant: unary(s.leaseGrant, LeaseGrantRequest, LEASE_GRANT_REQUEST, handlers.leaseGrant, (header) =>
+      LeaseGrantResponse.create({ header }),
+    ),
+    leaseRevoke: unary(
+      s.leaseRevoke,
+      LeaseRevokeRequest,
+      LEASE_REVOKE_REQUEST,
+      handlers.leaseRevoke,
+      (header) => LeaseRevokeResponse.create({ header }),
+    ),
+    leaseTimeToLive: unary(
+      s.leaseTimeToLive,
+      LeaseTimeToLiveRequest,
+      LEASE_TIME_TO_LIVE_REQUEST,
+      handlers.leaseTimeToLive,
+      (header) => LeaseTimeToLiveResponse.create({ header }),
+    ),
+    leaseList: unary(s.leaseList, LeaseListRequest, LEASE_LIST_REQUEST, handlers.leaseList, (header) =>
+      LeaseListResponse.create({ header }),
+    ),
   };
+  // Streams: a request that cannot be decoded arrives as the message's defaults, marked with why.
+  const marked =
+    <T extends object>(decoder: Decoder<T>, shape: MessageShape) =>
+    (b: Buffer): T => {
+      const r = edge.decode(b, decoder, shape);
+      if (!(r instanceof Undecodable)) return r;
+      const blank = decoder.decode(new Uint8Array(0)) as T & { [UNDECODABLE]?: RaftKvError };
+      blank[UNDECODABLE] = r.error;
+      return blank;
+    };
   const definition: grpc.ServiceDefinition = {
     ...Object.fromEntries(Object.entries(methods).map(([name, [def]]) => [name, def])),
     session: { ...s.session, requestDeserialize: (b: Buffer) => edge.decodeStreamed(b) },
+    watch: { ...s.watch, requestDeserialize: marked(WatchRequest, WATCH_REQUEST) },
+    leaseKeepAlive: {
+      ...s.leaseKeepAlive,
+      requestDeserialize: marked(LeaseKeepAliveRequest, LEASE_KEEP_ALIVE_REQUEST),
+    },
   };
   server.addService(definition, {
     ...Object.fromEntries(Object.entries(methods).map(([name, [, handler]]) => [name, handler])),
     session: (call: Parameters<ClientServiceServer["session"]>[0]) => {
       d.onCall?.(call.getPeer());
       handlers.session(call);
+    },
+    watch: (call: Parameters<ClientServiceServer["watch"]>[0]) => {
+      d.onCall?.(call.getPeer());
+      handlers.watch(call);
+    },
+    leaseKeepAlive: (call: Parameters<ClientServiceServer["leaseKeepAlive"]>[0]) => {
+      d.onCall?.(call.getPeer());
+      handlers.leaseKeepAlive(call);
     },
   });
 }
@@ -291,6 +423,7 @@ class ClientEdge {
       errorCode:
         code === "TOO_LARGE" ? WireErrorCode.ERROR_CODE_TOO_LARGE : WireErrorCode.ERROR_CODE_INVALID_ARGUMENT,
       errorMessage: u.error.message.slice(code.length + 2),
+      revision: 0n,
     };
   }
 

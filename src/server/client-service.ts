@@ -15,26 +15,49 @@ import {
   DeleteResponse,
   type GetRequest,
   GetResponse,
+  type LeaseGrantRequest,
+  LeaseGrantResponse,
+  type LeaseKeepAliveRequest,
+  LeaseKeepAliveResponse,
+  LeaseListResponse,
+  type LeaseRevokeRequest,
+  LeaseRevokeResponse,
   LeaseState,
+  type LeaseTimeToLiveRequest,
+  LeaseTimeToLiveResponse,
   type PutRequest,
   PutResponse,
   type RangeRequest,
   RangeResponse,
   type ResponseHeader,
   StatusResponse,
+  type TxnRequest,
+  TxnResponse,
   Consistency as WireConsistency,
   ErrorCode as WireErrorCode,
   Role as WireRole,
 } from "../gen/raftkv/v1/client.ts";
 import type { ClientSession } from "../kv/command.ts";
 import { type KvLimits, validateClientId, validateKey, validateSeq, validateValue } from "../kv/limits.ts";
+import type { MvccResult, PutOp, TxnOp } from "../kv/mvcc-types.ts";
 import { type ErrorCode, RaftKvError } from "../lib/errors.ts";
 import { type Consistency, NotLeaderError } from "../replica/replica.ts";
 import { undecodableReason } from "./client-edge.ts";
+import {
+  DEFAULT_MAX_TXN_OPS,
+  leasedPut,
+  leaseIdOf,
+  mvccFailure,
+  ttlOf,
+  txnOf,
+  txnResults,
+} from "./client-mvcc.ts";
+import { ClientStreams } from "./client-streams.ts";
 import type { ServerSettings } from "./config.ts";
 import type { KvOps, WriteOutcome } from "./kv-ops.ts";
 import type { Logger } from "./logging.ts";
 import type { ClientMetrics, OpName } from "./metrics.ts";
+import type { MvccApi } from "./mvcc-api.ts";
 import type { LeaseView, NodeView } from "./node-view.ts";
 import { RequestDeadlines } from "./request-deadlines.ts";
 import { TurnSlicer } from "./turn-slicer.ts";
@@ -54,6 +77,9 @@ export interface ClientApiDeps {
   readonly nowMs: () => number;
   readonly log: Logger;
   readonly metrics: ClientMetrics | null;
+  /** The node's MVCC service (shared with the etcd API): Txn, Watch, leases, puts with a lease.
+   *  Absent: those answer UNAVAILABLE. */
+  readonly mvcc?: MvccApi | undefined;
 }
 
 const WIRE_ERROR: Record<ErrorCode, WireErrorCode> = {
@@ -119,10 +145,14 @@ export class ClientApi {
       "put",
       budgetMs,
       async () => {
+        if (req.lease !== 0n) return this.leasedPut(req, budgetMs);
         const session = this.session(req.clientId, req.seq);
         this.checkValue(req.value);
         const out = await this.propose(() => this.d.kv.put(req.key, req.value, session));
-        return PutResponse.create({ header: this.header(null), index: BigInt(revisionOf(out)) });
+        return PutResponse.create({
+          header: this.header(null, out.storeRevision),
+          index: BigInt(revisionOf(out)),
+        });
       },
       (header) => PutResponse.create({ header }),
     );
@@ -136,7 +166,11 @@ export class ClientApi {
         const session = this.session(req.clientId, req.seq);
         const out = await this.propose(() => this.d.kv.delete(req.key, session));
         const deleted = out.result.type === "delete" && out.result.existed;
-        return DeleteResponse.create({ header: this.header(null), deleted, index: BigInt(revisionOf(out)) });
+        return DeleteResponse.create({
+          header: this.header(null, out.storeRevision),
+          deleted,
+          index: BigInt(revisionOf(out)),
+        });
       },
       (header) => DeleteResponse.create({ header }),
     );
@@ -155,7 +189,7 @@ export class ClientApi {
         const r = out.result;
         if (r.type !== "cas") throw internal(`cas applied as ${r.type}`, this.d.nodeId);
         return CompareAndSwapResponse.create({
-          header: this.header(null),
+          header: this.header(null, out.storeRevision),
           swapped: r.succeeded,
           found: r.current !== null,
           currentValue: r.current ?? EMPTY,
@@ -172,12 +206,20 @@ export class ClientApi {
       budgetMs,
       async () => {
         const consistency = this.consistency(req.consistency);
-        const value = await this.d.kv.get(req.key, consistency);
+        const { record, revision } = await this.d.kv.getRecord(req.key, consistency);
         return GetResponse.create({
-          header: this.header(null),
-          found: value !== null,
-          value: value ?? EMPTY,
+          header: this.header(null, revision),
+          found: record !== null,
+          value: record?.value ?? EMPTY,
           index: BigInt(this.d.appliedIndex()),
+          ...(record === null
+            ? {}
+            : {
+                createRevision: BigInt(record.createRevision),
+                modRevision: BigInt(record.modRevision),
+                version: BigInt(record.version),
+                lease: record.lease,
+              }),
         });
       },
       (header) => GetResponse.create({ header }),
@@ -197,11 +239,24 @@ export class ClientApi {
         const after = req.startAfter === "" ? undefined : req.startAfter;
         // Bounded while it reads: the state machine stops before maxRangeBytes (at least one item goes),
         // so a range over large values reads no more of them than the answer carries.
-        const r = await this.d.kv.range(req.prefix, limit, consistency, after, this.d.settings.maxRangeBytes);
-        const items = r.entries.map((e) => ({ key: e.key, value: e.value }));
+        const r = await this.d.kv.rangeRecords(
+          req.prefix,
+          limit,
+          consistency,
+          after,
+          this.d.settings.maxRangeBytes,
+        );
+        const items = r.entries.map(({ key, record: k }) => ({
+          key,
+          value: k.value,
+          createRevision: BigInt(k.createRevision),
+          modRevision: BigInt(k.modRevision),
+          version: BigInt(k.version),
+          lease: k.lease,
+        }));
         const more = r.more || (req.limit > max && r.entries.length === max);
         return RangeResponse.create({
-          header: this.header(null),
+          header: this.header(null, r.revision),
           items,
           more,
           index: BigInt(this.d.appliedIndex()),
@@ -241,6 +296,161 @@ export class ClientApi {
       },
       (header) => StatusResponse.create({ header }),
     );
+  }
+
+  // ---------------------------------------------------------------- MVCC operations (client-mvcc.ts)
+
+  private leasedPut(req: PutRequest, budgetMs: number): Promise<PutResponse> {
+    const op = leasedPut(req, this.limits);
+    return this.mvccWrite(op, budgetMs, (header) => PutResponse.create({ header }));
+  }
+
+  txn(req: TxnRequest, budgetMs: number): Promise<TxnResponse> {
+    return this.execute(
+      "txn",
+      budgetMs,
+      async () => {
+        const cmd = txnOf(req, {
+          ...this.limits,
+          maxTxnOps: DEFAULT_MAX_TXN_OPS,
+          maxRangeItems: this.d.settings.maxRangeItems,
+        });
+        return this.mvccWrite(cmd, budgetMs, (header, r) => {
+          if (r.op !== "txn") throw internal(`txn applied as ${r.op}`, this.d.nodeId);
+          return TxnResponse.create({ header, succeeded: r.succeeded, results: txnResults(req, r) });
+        });
+      },
+      (header) => TxnResponse.create({ header }),
+    );
+  }
+
+  /** A write through the MVCC service, its MVCC error as INVALID_ARGUMENT. */
+  private async mvccWrite<R>(
+    cmd: PutOp | TxnOp,
+    budgetMs: number,
+    answer: (header: ResponseHeader, r: MvccResult) => R,
+  ): Promise<R> {
+    const { header, result } = await this.propose(() => this.mvcc().write(cmd, budgetMs));
+    throwIf(mvccFailure(result));
+    return answer(this.header(null, header.revision), result);
+  }
+
+  leaseGrant(req: LeaseGrantRequest, budgetMs: number): Promise<LeaseGrantResponse> {
+    return this.execute(
+      "lease",
+      budgetMs,
+      async () => {
+        const ttl = ttlOf(req.ttlSeconds);
+        const id = leaseIdOf(req.id, "id");
+        const { header, result } = await this.propose(() => this.mvcc().leaseGrant(id, ttl, budgetMs));
+        throwIf(mvccFailure(result));
+        if (result.op !== "leaseGrant") throw internal(`lease grant applied as ${result.op}`, this.d.nodeId);
+        return LeaseGrantResponse.create({
+          header: this.header(null, header.revision),
+          id: result.id,
+          ttlSeconds: BigInt(result.ttlSeconds),
+        });
+      },
+      (header) => LeaseGrantResponse.create({ header }),
+    );
+  }
+
+  leaseRevoke(req: LeaseRevokeRequest, budgetMs: number): Promise<LeaseRevokeResponse> {
+    return this.execute(
+      "lease",
+      budgetMs,
+      async () => {
+        const id = leaseIdOf(req.id, "id");
+        const { header, result } = await this.propose(() => this.mvcc().leaseRevoke(id, budgetMs));
+        throwIf(mvccFailure(result));
+        return LeaseRevokeResponse.create({ header: this.header(null, header.revision) });
+      },
+      (header) => LeaseRevokeResponse.create({ header }),
+    );
+  }
+
+  leaseTimeToLive(req: LeaseTimeToLiveRequest, budgetMs: number): Promise<LeaseTimeToLiveResponse> {
+    return this.execute(
+      "lease",
+      budgetMs,
+      async () => {
+        const id = leaseIdOf(req.id, "id");
+        const { header, info } = await this.mvcc().leaseTimeToLive(id, req.keys);
+        return LeaseTimeToLiveResponse.create({
+          header: this.header(null, header.revision),
+          id,
+          ttlSeconds: BigInt(info?.ttlSeconds ?? -1),
+          grantedTtlSeconds: BigInt(info?.grantedTtlSeconds ?? 0),
+          keys: (info?.keys ?? []).map((k) => new TextDecoder().decode(k)),
+        });
+      },
+      (header) => LeaseTimeToLiveResponse.create({ header }),
+    );
+  }
+
+  leaseList(budgetMs: number): Promise<LeaseListResponse> {
+    return this.execute(
+      "lease",
+      budgetMs,
+      async () => {
+        const { header, ids } = await this.mvcc().leases();
+        return LeaseListResponse.create({ header: this.header(null, header.revision), ids: [...ids] });
+      },
+      (header) => LeaseListResponse.create({ header }),
+    );
+  }
+
+  /** One keepalive on a LeaseKeepAlive stream (the leader's lease keeper renews it). */
+  keepAliveOnce(req: LeaseKeepAliveRequest, budgetMs: number): Promise<LeaseKeepAliveResponse> {
+    return this.execute(
+      "lease",
+      budgetMs,
+      async () => {
+        const id = leaseIdOf(req.id, "id");
+        const { header, ttlSeconds } = await this.mvcc().leaseKeepAlive(id);
+        return LeaseKeepAliveResponse.create({
+          header: this.header(null, header.revision),
+          id,
+          ttlSeconds: BigInt(ttlSeconds ?? 0),
+        });
+      },
+      (header) => LeaseKeepAliveResponse.create({ header, id: req.id }),
+    );
+  }
+
+  /** The answer to a request refused before it ran (not served here, undecodable, ...). */
+  refusal(err: unknown): ResponseHeader {
+    return this.header(err);
+  }
+
+  /** Whether new streams are refused (shutting down). */
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  private mvcc(): MvccApi {
+    if (this.d.mvcc === undefined)
+      throw new RaftKvError({
+        code: "UNAVAILABLE",
+        message: "this node does not serve Txn, Watch or leases",
+        nodeId: this.d.nodeId,
+        hint: "run a raftkv version that does",
+      });
+    return this.d.mvcc;
+  }
+
+  private streamsOf: ClientStreams | null = null;
+
+  private mvccStreams(): ClientStreams {
+    this.streamsOf ??= new ClientStreams(this, {
+      nodeId: this.d.nodeId,
+      limits: this.limits,
+      maxStreams: this.d.settings.maxConcurrentStreams,
+      budgetMs: this.d.settings.requestTimeoutMs,
+      mvcc: () => this.mvcc(),
+      term: () => this.d.softState().term,
+    });
+    return this.streamsOf;
   }
 
   /** One Session-stream request. */
@@ -296,6 +506,13 @@ export class ClientApi {
       range: unary((r: RangeRequest, b) => this.range(r, b)),
       status: unary((_r: unknown, b) => this.status(b)),
       session: (call) => this.serveSession(call),
+      txn: unary((r: TxnRequest, b) => this.txn(r, b)),
+      leaseGrant: unary((r: LeaseGrantRequest, b) => this.leaseGrant(r, b)),
+      leaseRevoke: unary((r: LeaseRevokeRequest, b) => this.leaseRevoke(r, b)),
+      leaseTimeToLive: unary((r: LeaseTimeToLiveRequest, b) => this.leaseTimeToLive(r, b)),
+      leaseList: unary((_r: unknown, b) => this.leaseList(b)),
+      watch: (call) => this.mvccStreams().watch(call),
+      leaseKeepAlive: (call) => this.mvccStreams().keepAlive(call),
     };
   }
 
@@ -440,7 +657,7 @@ export class ClientApi {
 
   /** The core's "overloaded", naming the limit that was hit. */
   private overloaded(op: OpName): RaftKvError {
-    const write = op === "put" || op === "delete" || op === "cas";
+    const write = op === "put" || op === "delete" || op === "cas" || op === "txn" || op === "lease";
     const { maxPendingProposals, maxPendingReads } = this.d.settings;
     return new RaftKvError({
       code: "OVERLOADED",
@@ -453,20 +670,23 @@ export class ClientApi {
   }
 
   private timeoutError(op: OpName, budgetMs: number): RaftKvError {
-    const write = op === "put" || op === "delete" || op === "cas";
+    const sessioned = op === "put" || op === "delete" || op === "cas";
+    const write = sessioned || op === "txn" || op === "lease";
     return new RaftKvError({
       code: "DEADLINE_EXCEEDED",
       message: write
         ? `the ${op} did not complete within ${Math.round(budgetMs)} ms; it may still be applied`
         : `the ${op} did not complete within ${Math.round(budgetMs)} ms`,
       nodeId: this.d.nodeId,
-      hint: write
+      hint: sessioned
         ? "retry with the same client id and seq (it applies at most once), or with a longer deadline"
-        : "retry, or use a longer deadline; check that a majority of nodes is up",
+        : write
+          ? `read what the ${op} changes before sending it again (it carries no session), or use a longer deadline`
+          : "retry, or use a longer deadline; check that a majority of nodes is up",
     });
   }
 
-  private header(err: unknown): ResponseHeader {
+  private header(err: unknown, revision = 0): ResponseHeader {
     const soft = this.d.softState();
     let leaderId = soft.leaderId;
     if (err instanceof NotLeaderError && err.leaderId !== null) leaderId = err.leaderId;
@@ -493,6 +713,7 @@ export class ClientApi {
       term: BigInt(soft.term),
       errorCode,
       errorMessage,
+      revision: BigInt(errorCode === WireErrorCode.ERROR_CODE_UNSPECIFIED ? revision : 0),
     };
   }
 

@@ -6,15 +6,30 @@ import { type ClientSession, encodeCommand, type KvCommand } from "../kv/command
 import { type KvLimits, validateKey } from "../kv/limits.ts";
 import type { KvResult } from "../kv/result.ts";
 import type { KvRange } from "../kv/state-machine.ts";
-import type { StoreResult } from "../kv/store-state-machine.ts";
+import type { KeyRecord, StoreResult } from "../kv/store-state-machine.ts";
 import { RaftKvError } from "../lib/errors.ts";
 import type { Consistency, RaftNode } from "./embed.ts";
-import type { KvState } from "./kv-state.ts";
+import { type KvState, storeRevisionOf } from "./kv-state.ts";
 
 export interface WriteOutcome {
   /** The log index that applied the write (for a deduplicated retry: the first application's). */
   readonly revision: number;
+  /** The store revision after the entry (for a deduplicated retry: at the retry). */
+  readonly storeRevision: number;
   readonly result: KvResult;
+}
+
+/** A key's record with the store revision the read was served at. */
+export interface RecordRead {
+  readonly record: KeyRecord | null;
+  readonly revision: number;
+}
+
+/** A range with each entry's record and the store revision it was served at. */
+export interface RecordRange {
+  readonly entries: readonly { readonly key: string; readonly record: KeyRecord }[];
+  readonly more: boolean;
+  readonly revision: number;
 }
 
 export class KvOps {
@@ -54,6 +69,37 @@ export class KvOps {
     return this.node.read((kv) => kv.current.get(key), { consistency });
   }
 
+  /** The key's record (revisions, lease, value) and the store revision, read together. */
+  getRecord(key: string, consistency: Consistency): Promise<RecordRead> {
+    const err = validateKey(key, this.limits);
+    if (err !== null) return Promise.reject(err);
+    return this.node.read((kv) => ({ record: kv.current.getRecord(key), revision: kv.current.revision }), {
+      consistency,
+    });
+  }
+
+  /** As range(), with each key's record and the store revision, read together. */
+  rangeRecords(
+    prefix: string,
+    limit: number,
+    consistency: Consistency,
+    startAfter?: string,
+    maxBytes?: number,
+  ): Promise<RecordRange> {
+    return this.node.read(
+      (kv) => {
+        const sm = kv.current;
+        const r = sm.range(prefix, limit, startAfter, maxBytes);
+        const entries = r.entries.flatMap((e) => {
+          const record = sm.getRecord(e.key);
+          return record === null ? [] : [{ key: e.key, record }];
+        });
+        return { entries, more: r.more, revision: sm.revision };
+      },
+      { consistency },
+    );
+  }
+
   /** Keys with the prefix in order, after `startAfter` when given (paging), up to `limit` entries and
    *  `maxBytes` of keys and values (the state machine stops reading there). */
   range(
@@ -83,6 +129,6 @@ export class KvOps {
         nodeId: this.node.id,
       });
     }
-    return { revision: result.revision, result };
+    return { revision: result.revision, storeRevision: storeRevisionOf(answer), result };
   }
 }

@@ -27,6 +27,12 @@ import { MemDurableStore } from "../store/mem-durable-store.ts";
 import type { SnapshotInfo, SnapshotReader, SnapshotWriter, StateMachine } from "./embed.ts";
 
 const CURRENT_FILE = "CURRENT";
+const STORE_REVISION = Symbol("storeRevision");
+
+/** The store revision after the raftkv.v1 write that answered `r` (0 when it is not known). */
+export function storeRevisionOf(r: StoreResult): number {
+  return (r as { [STORE_REVISION]?: number })[STORE_REVISION] ?? 0;
+}
 const GENERATION_RE = /^\d{1,15}$/;
 
 export interface KvStateOptions {
@@ -92,9 +98,14 @@ export class KvState implements StateMachine<StoreResult> {
     return this.current.appliedIndex;
   }
 
-  /** raftkv.v1 commands answer with a KvResult, MVCC commands (issue 18) with an MvccResult. */
+  /** raftkv.v1 commands answer with a KvResult, MVCC commands (issue 18) with an MvccResult. A
+   *  KvResult (a fresh object, never the one the session table keeps) also carries the store revision
+   *  after the entry (storeRevisionOf), for raftkv.v1's response header. */
   apply(command: Uint8Array, index: number): StoreResult {
-    return this.current.applyAny(index, command);
+    const sm = this.current;
+    const r = sm.applyAny(index, command);
+    if (!("type" in r)) return r;
+    return Object.assign({}, r, { [STORE_REVISION]: sm.revision });
   }
 
   applyNoop(index: number): void {

@@ -16,7 +16,7 @@ const MEMORY_KINDS = ["rss", "heapUsed", "heapTotal", "external", "arrayBuffers"
 const EVENT_LOOP_SAMPLE_MS = 100;
 
 /** Client operations timed by requestDuration. */
-export type OpName = "put" | "get" | "delete" | "cas" | "range" | "status";
+export type OpName = "put" | "get" | "delete" | "cas" | "range" | "status" | "txn" | "lease";
 
 /** Totals the peer transport keeps since start. */
 export interface TransportTotals {

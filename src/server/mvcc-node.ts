@@ -91,6 +91,11 @@ export interface MvccNodeOptions {
 
 const MAX_LEASE_TTL_SECONDS = 9_000_000_000;
 
+/** etcd's minimum lease TTL: 1.5 election timeouts, in whole seconds (rounded up). */
+export function minLeaseTtlSeconds(config: { readonly electionTimeoutMaxMs: number }): number {
+  return Math.max(1, Math.ceil((1.5 * config.electionTimeoutMaxMs) / 1000));
+}
+
 function deadline<T>(p: Promise<T>, budgetMs: number, nodeId: NodeId, what: string): Promise<T> {
   if (!Number.isFinite(budgetMs)) return p;
   let timer: NodeJS.Timeout | undefined;

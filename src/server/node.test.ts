@@ -125,7 +125,7 @@ test("the Session stream multiplexes requests and answers each by request_id", a
   call.write({
     requestId: 1n,
     timeoutMs: 0,
-    op: { $case: "put", value: { key: "s", value, clientId: "", seq: 0n } },
+    op: { $case: "put", value: { key: "s", value, clientId: "", seq: 0n, lease: 0n } },
   });
   call.write({ requestId: 2n, timeoutMs: 2000, op: { $case: "status", value: {} } });
   call.write({ requestId: 3n, timeoutMs: 0, op: undefined });

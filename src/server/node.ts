@@ -21,6 +21,7 @@ import {
 import { KvOps } from "./kv-ops.ts";
 import { KvState } from "./kv-state.ts";
 import { ClientMetrics } from "./metrics.ts";
+import { MvccNode, minLeaseTtlSeconds, mvccHostOf } from "./mvcc-node.ts";
 
 export interface StartNodeOptions {
   /** Local monotonic clock (default performance.now()). */
@@ -37,6 +38,8 @@ export interface StartNodeOptions {
     server: grpc.Server,
     node: RaftNode<KvState, StoreResult>,
     context: ServiceContext,
+    /** The node's MVCC service, which raftkv.v1 serves Txn, Watch and leases from: share it. */
+    mvcc: MvccNode,
   ) => HostedServices;
 }
 
@@ -68,6 +71,7 @@ export interface RaftKvNode {
 export async function startNode(config: NodeConfig, options: StartNodeOptions = {}): Promise<RaftKvNode> {
   let api: ClientApi | null = null;
   let hosted: HostedServices | null = null;
+  let mvcc: MvccNode | null = null;
   const { services, ...rest } = options;
   const node = await startRaftNode({
     config,
@@ -80,7 +84,10 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
     ...rest,
     services: (server, raft, context) => {
       const metrics = new ClientMetrics(raft.registry);
+      const shared = new MvccNode(mvccHostOf(raft), { minLeaseTtlSeconds: minLeaseTtlSeconds(config) });
+      mvcc = shared;
       api = new ClientApi({
+        mvcc: shared,
         nodeId: config.id,
         clusterId: config.clusterId,
         version: raft.status().version,
@@ -101,12 +108,13 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
         metrics,
         onCall: (peerAddress) => context.noteCall(peerAddress),
       });
-      hosted = services?.(server, raft, context) ?? null;
+      hosted = services?.(server, raft, context, shared) ?? null;
     },
     beforeStop: async () => {
       await hosted?.drain(config.shutdownGraceMs);
       if (api === null) return;
       await api.drain(config.shutdownGraceMs);
+      (mvcc as MvccNode | null)?.close(); // ends the watch streams, stops the lease keeper
       if (api.inflightRequests > 0)
         node.logger.warn(
           { inflight: api.inflightRequests },

@@ -114,25 +114,25 @@ test("a retried write (same client id and seq) applies exactly once", async () =
     );
   try {
     const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
-    const first = await put({ key: "once", value: enc("v1"), clientId: "e2e-once", seq: 1n });
+    const first = await put({ key: "once", value: enc("v1"), clientId: "e2e-once", seq: 1n, lease: 0n });
     assert.equal(first.header?.errorCode, 0, first.header?.errorMessage);
-    const second = await put({ key: "once", value: enc("v2"), clientId: "e2e-once", seq: 2n });
+    const second = await put({ key: "once", value: enc("v2"), clientId: "e2e-once", seq: 2n, lease: 0n });
     assert.equal(second.header?.errorCode, 0, second.header?.errorMessage);
-    const retry = await put({ key: "once", value: enc("v1"), clientId: "e2e-once", seq: 1n });
+    const retry = await put({ key: "once", value: enc("v1"), clientId: "e2e-once", seq: 1n, lease: 0n });
     assert.equal(retry.header?.errorCode, 0, "a retry of an older seq within the window is answered");
     assert.equal(retry.index, first.index, "with its original result, not applied again");
-    const again = await put({ key: "once", value: enc("v2"), clientId: "e2e-once", seq: 2n });
+    const again = await put({ key: "once", value: enc("v2"), clientId: "e2e-once", seq: 2n, lease: 0n });
     assert.equal(again.header?.errorCode, 0);
     assert.equal(again.index, second.index, "a retry of the last seq returns the original result");
     // Five writes pipelined on one client id, all in flight at once: each applies exactly once.
     const pipelined = await Promise.all(
       [3n, 4n, 5n, 6n, 7n].map((seq) =>
-        put({ key: `pipe/${seq}`, value: enc("p"), clientId: "e2e-once", seq }),
+        put({ key: `pipe/${seq}`, value: enc("p"), clientId: "e2e-once", seq, lease: 0n }),
       ),
     );
     for (const r of pipelined) assert.equal(r.header?.errorCode, 0, r.header?.errorMessage);
     assert.equal(new Set(pipelined.map((r) => r.index)).size, 5);
-    const stale = await put({ key: "once", value: enc("v1"), clientId: "e2e-once", seq: 2n });
+    const stale = await put({ key: "once", value: enc("v1"), clientId: "e2e-once", seq: 2n, lease: 0n });
     assert.equal(stale.header?.errorCode, 4, "5 or more below the highest seq: refused (INVALID_ARGUMENT)");
     assert.match(stale.header?.errorMessage ?? "", /stale sequence number/);
   } finally {

@@ -134,11 +134,11 @@ test("the tarball holds the build, declarations and their sources, and no tests,
   assert.ok(!existsSync(join(app, "node_modules/tsx")), "an install does not pull tsx");
 });
 
-/** The README's library snippet: the ```js block that starts with "// app.mjs". */
-function readmeSnippet(): string {
+/** A README library snippet: the ```js block that starts with "// <name>". */
+function readmeSnippet(name = "app.mjs"): string {
   const readme = readFileSync(join(ROOT, "README.md"), "utf8");
-  const m = /```js\n(\/\/ app\.mjs[\s\S]*?)```/.exec(readme);
-  assert.ok(m !== null, "README.md has a ```js block starting with // app.mjs");
+  const m = new RegExp(`\`\`\`js\\n(// ${name.replace(".", "\\.")}[\\s\\S]*?)\`\`\``).exec(readme);
+  assert.ok(m !== null, `README.md has a \`\`\`js block starting with // ${name}`);
   return m[1]!;
 }
 
@@ -195,6 +195,17 @@ test("installed from the tarball: the CLI runs a 3-node cluster, and plain node 
     assert.equal(cjs.stdout, "hi\n");
     const get = node([bin, "get", "greeting", "--endpoints", endpoints.join(",")]);
     assert.equal(get.stdout, "hi\n");
+    // The coordination snippet: watch, txn, lease, Mutex.
+    writeFileSync(
+      join(app, "app2.mjs"),
+      readmeSnippet("app2.mjs").replace(defaults, JSON.stringify(endpoints)),
+    );
+    const run2 = node(["app2.mjs"]);
+    assert.equal(run2.code, 0, run2.stderr);
+    assert.match(
+      run2.stdout,
+      /^true (\d+)\nput jobs\/1 queued (\d+)\nput jobs\/1 running \1\nput jobs\/owner me \1\nlocked, fencing token \d+\n$/,
+    );
     for (const n of nodes)
       assert.doesNotMatch(n.err(), /tsx|through tsx/, "an installed package runs its build");
   } finally {

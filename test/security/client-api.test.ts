@@ -49,7 +49,7 @@ describe("one node: keys, values, request bytes and consistency levels", () => {
 
   test("an empty key is INVALID_ARGUMENT for every operation", async () => {
     const checks = [
-      ask(raw.put.bind(raw), { key: "", value: new Uint8Array(1), clientId: "", seq: 0n }),
+      ask(raw.put.bind(raw), { key: "", value: new Uint8Array(1), clientId: "", seq: 0n, lease: 0n }),
       ask(raw.get.bind(raw), { key: "", consistency: 0 }),
       ask(raw.delete.bind(raw), { key: "", clientId: "", seq: 0n }),
       ask(raw.compareAndSwap.bind(raw), { key: "", newValue: new Uint8Array(1), clientId: "", seq: 0n }),
@@ -67,6 +67,7 @@ describe("one node: keys, values, request bytes and consistency levels", () => {
       value: new Uint8Array(1),
       clientId: "",
       seq: 0n,
+      lease: 0n,
     });
     assert.equal(a.code, ErrorCode.ERROR_CODE_TOO_LARGE);
     assert.match(a.message, /^key is 65 bytes, the limit is 64/);
@@ -78,13 +79,14 @@ describe("one node: keys, values, request bytes and consistency levels", () => {
       value: new Uint8Array(1),
       clientId: "",
       seq: 0n,
+      lease: 0n,
     });
     assert.equal(exactly.code, ErrorCode.ERROR_CODE_UNSPECIFIED, "a key of exactly maxKeyBytes is fine");
   });
 
   test("a value over maxValueBytes is TOO_LARGE, for put and both cas values", async () => {
     const big = new Uint8Array(1025);
-    const put = await ask(raw.put.bind(raw), { key: "v", value: big, clientId: "", seq: 0n });
+    const put = await ask(raw.put.bind(raw), { key: "v", value: big, clientId: "", seq: 0n, lease: 0n });
     assert.equal(put.code, ErrorCode.ERROR_CODE_TOO_LARGE);
     assert.match(put.message, /^value is 1025 bytes, the limit is 1024/);
     const cas = await ask(raw.compareAndSwap.bind(raw), {
@@ -102,6 +104,7 @@ describe("one node: keys, values, request bytes and consistency levels", () => {
       value: new Uint8Array(1024),
       clientId: "",
       seq: 0n,
+      lease: 0n,
     });
     assert.equal(exactly.code, ErrorCode.ERROR_CODE_UNSPECIFIED);
   });
@@ -219,7 +222,13 @@ describe("one node: keys, values, request bytes and consistency levels", () => {
 
   test("duplicate request ids: a retried write applies once and answers its first index", async () => {
     const put = (value: string, seq: bigint) =>
-      ask(raw.put.bind(raw), { key: "dup", value: Buffer.from(value), clientId: "dup-client", seq });
+      ask(raw.put.bind(raw), {
+        key: "dup",
+        value: Buffer.from(value),
+        clientId: "dup-client",
+        seq,
+        lease: 0n,
+      });
     const first = await put("a", 1n);
     const retry = await put("a", 1n);
     assert.equal(first.code, ErrorCode.ERROR_CODE_UNSPECIFIED);
@@ -240,6 +249,7 @@ describe("one node: keys, values, request bytes and consistency levels", () => {
       value: Buffer.from("x"),
       clientId: "",
       seq: 7n,
+      lease: 0n,
     });
     assert.equal(noClient.code, ErrorCode.ERROR_CODE_INVALID_ARGUMENT);
     assert.match(noClient.message, /^seq is set but client_id is empty/);
@@ -248,6 +258,7 @@ describe("one node: keys, values, request bytes and consistency levels", () => {
       value: Buffer.from("x"),
       clientId: "z",
       seq: 0n,
+      lease: 0n,
     });
     assert.equal(zero.code, ErrorCode.ERROR_CODE_INVALID_ARGUMENT);
     assert.match(zero.message, /^sequence number 0 is not a safe integer >= 1/);
@@ -255,7 +266,10 @@ describe("one node: keys, values, request bytes and consistency levels", () => {
 
   test("the Session stream: duplicate request ids are each answered; undecodable requests are rejected", async () => {
     const value = Buffer.from("s");
-    const op = { $case: "put" as const, value: { key: "s/dup", value, clientId: "sess", seq: 1n } };
+    const op = {
+      $case: "put" as const,
+      value: { key: "s/dup", value, clientId: "sess", seq: 1n, lease: 0n },
+    };
     const answers = await session(address, [
       { requestId: 5n, timeoutMs: 0, op },
       { requestId: 5n, timeoutMs: 0, op },
@@ -323,6 +337,7 @@ describe("three nodes: followers, no leader, deadlines", () => {
         value: Buffer.from("w"),
         clientId: "",
         seq: 0n,
+        lease: 0n,
       });
       assert.equal(put.code, ErrorCode.ERROR_CODE_NOT_LEADER);
       assert.equal(put.header?.leaderAddress, c.addresses[leader]);
@@ -349,7 +364,11 @@ describe("three nodes: followers, no leader, deadlines", () => {
     try {
       await Promise.all([0, 1, 2].filter((id) => id !== leader).map((id) => c.stopNode(id)));
       const put = (i: number, deadlineMs: number) =>
-        ask(raw.put.bind(raw), { key: `p/${i}`, value: Buffer.from("x"), clientId: "", seq: 0n }, deadlineMs);
+        ask(
+          raw.put.bind(raw),
+          { key: `p/${i}`, value: Buffer.from("x"), clientId: "", seq: 0n, lease: 0n },
+          deadlineMs,
+        );
       // Nothing can commit now. Four writes wait (maxPendingProposals); the fifth is refused at once.
       const pending = [1, 2, 3, 4].map((i) => put(i, 2000).catch(grpcDeadline));
       const started = performance.now();

@@ -31,7 +31,13 @@ async function ownConnection(address: string): Promise<ClientServiceClient> {
   const k = new ClientServiceClient(address, grpc.credentials.createInsecure(), {
     "grpc.use_local_subchannel_pool": 1,
   });
-  const a = await ask(k.put.bind(k), { key: "c/1", value: Buffer.from("v"), clientId: "", seq: 0n });
+  const a = await ask(k.put.bind(k), {
+    key: "c/1",
+    value: Buffer.from("v"),
+    clientId: "",
+    seq: 0n,
+    lease: 0n,
+  });
   assert.equal(a.code, ErrorCode.ERROR_CODE_UNSPECIFIED);
   return k;
 }
@@ -167,7 +173,7 @@ describe("Session streams", () => {
       timeoutMs: 800,
       op: {
         $case: "put" as const,
-        value: { key: `i/${id}`, value: Buffer.from("v"), clientId: "", seq: 0n },
+        value: { key: `i/${id}`, value: Buffer.from("v"), clientId: "", seq: 0n, lease: 0n },
       },
     });
     s.call.write(put(1n));

@@ -65,7 +65,13 @@ function requestBytes(prng: Prng, decoder: number): Uint8Array {
     Consistency.CONSISTENCY_READ_INDEX,
     Consistency.CONSISTENCY_STALE,
   ]);
-  const put = { key: key(prng), value: bytes(prng), clientId: prng.chance(0.5) ? "c1" : "", seq: u64(prng) };
+  const put = {
+    key: key(prng),
+    value: bytes(prng),
+    clientId: prng.chance(0.5) ? "c1" : "",
+    seq: u64(prng),
+    lease: 0n,
+  };
   const get = { key: key(prng), consistency };
   const del = { key: key(prng), clientId: "c2", seq: u64(prng) };
   const cas = {
@@ -101,8 +107,17 @@ function requestBytes(prng: Prng, decoder: number): Uint8Array {
     case 6:
       return StatusRequest.encode({}).finish();
     default: {
-      const header = { nodeId: 1n, leaderAddress: "127.0.0.1:1", term: 3n, errorCode: 0, errorMessage: "" };
-      const items = [{ key: key(prng), value: bytes(prng) }];
+      const header = {
+        nodeId: 1n,
+        leaderAddress: "127.0.0.1:1",
+        term: 3n,
+        errorCode: 0,
+        errorMessage: "",
+        revision: 0n,
+      };
+      const items = [
+        { key: key(prng), value: bytes(prng), createRevision: 2n, modRevision: 3n, version: 2n, lease: 0n },
+      ];
       return ClientResponse.encode({
         requestId: u64(prng),
         result: { $case: "range", value: { header, items, more: false, index: 9n } },

@@ -12,8 +12,10 @@ import {
   Client,
   type ClientDuplexStream,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
   type handleBidiStreamingCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -88,6 +90,22 @@ export enum LeaseState {
   UNRECOGNIZED = -1,
 }
 
+export enum CompareResult {
+  COMPARE_RESULT_UNSPECIFIED = 0,
+  COMPARE_RESULT_EQUAL = 1,
+  COMPARE_RESULT_NOT_EQUAL = 2,
+  COMPARE_RESULT_GREATER = 3,
+  COMPARE_RESULT_LESS = 4,
+  UNRECOGNIZED = -1,
+}
+
+export enum EventType {
+  EVENT_TYPE_UNSPECIFIED = 0,
+  EVENT_TYPE_PUT = 1,
+  EVENT_TYPE_DELETE = 2,
+  UNRECOGNIZED = -1,
+}
+
 /** Carried by every response. */
 export interface ResponseHeader {
   /** The node that answered. */
@@ -103,6 +121,12 @@ export interface ResponseHeader {
   errorCode: ErrorCode;
   /** Human-readable detail for error_code; empty on success. */
   errorMessage: string;
+  /**
+   * The store revision the answer reflects (etcd's header.revision): after a write, the revision
+   * including it; for a read, the revision it was served at; 0 on errors and from older nodes. For a
+   * retried write answered from its session (exactly-once), the store revision at the retry.
+   */
+  revision: bigint;
 }
 
 export interface PutRequest {
@@ -110,13 +134,18 @@ export interface PutRequest {
   value: Uint8Array;
   clientId: string;
   seq: bigint;
+  /**
+   * Attach the key to this lease (0: none); the key is deleted when the lease expires or is revoked.
+   * A put with a lease goes without client_id and seq (INVALID_ARGUMENT otherwise).
+   */
+  lease: bigint;
 }
 
 export interface PutResponse {
   header:
     | ResponseHeader
     | undefined;
-  /** Log index at which the write was applied. */
+  /** Log index at which the write was applied (0 for a put with a lease; header.revision is its revision). */
   index: bigint;
 }
 
@@ -131,6 +160,11 @@ export interface GetResponse {
   value: Uint8Array;
   /** Applied index the read was served at. */
   index: bigint;
+  /** When found: the key's revisions (see the conventions) and lease (0: none). */
+  createRevision: bigint;
+  modRevision: bigint;
+  version: bigint;
+  lease: bigint;
 }
 
 export interface DeleteRequest {
@@ -185,6 +219,11 @@ export interface RangeRequest {
 export interface KeyValue {
   key: string;
   value: Uint8Array;
+  createRevision: bigint;
+  modRevision: bigint;
+  /** 0 for the key of a delete event. */
+  version: bigint;
+  lease: bigint;
 }
 
 export interface RangeResponse {
@@ -261,8 +300,193 @@ export interface ClientResponse {
     | undefined;
 }
 
+/**
+ * `key`'s field named by `against` compared with the value given there. A key that does not exist has
+ * version, create_revision, mod_revision and lease 0 and compares false against any value. With
+ * prefix, every key starting with `key` must satisfy it.
+ */
+export interface Compare {
+  key: string;
+  prefix: boolean;
+  result: CompareResult;
+  against:
+    | { $case: "value"; value: Uint8Array }
+    | { $case: "version"; value: bigint }
+    | { $case: "createRevision"; value: bigint }
+    | { $case: "modRevision"; value: bigint }
+    | { $case: "lease"; value: bigint }
+    | undefined;
+}
+
+/** Deletes every key starting with prefix (non-empty). */
+export interface DeletePrefixRequest {
+  prefix: string;
+}
+
+/**
+ * One operation of a Txn branch. The requests are the unary ones: client_id, seq and consistency
+ * must be left unset (a Txn is one write, or a linearizable read when no branch writes).
+ */
+export interface TxnOp {
+  op:
+    | { $case: "put"; value: PutRequest }
+    | { $case: "get"; value: GetRequest }
+    | { $case: "delete"; value: DeleteRequest }
+    | { $case: "range"; value: RangeRequest }
+    | { $case: "deletePrefix"; value: DeletePrefixRequest }
+    | undefined;
+}
+
+export interface TxnRequest {
+  compare: Compare[];
+  success: TxnOp[];
+  failure: TxnOp[];
+}
+
+export interface TxnPutResult {
+}
+
+export interface TxnGetResult {
+  found: boolean;
+  kv: KeyValue | undefined;
+}
+
+export interface TxnDeleteResult {
+  /** Keys deleted. */
+  deleted: bigint;
+}
+
+export interface TxnRangeResult {
+  items: KeyValue[];
+  more: boolean;
+}
+
+/** The result of the TxnOp at the same position of the branch that ran. */
+export interface TxnOpResult {
+  result:
+    | { $case: "put"; value: TxnPutResult }
+    | { $case: "get"; value: TxnGetResult }
+    | { $case: "delete"; value: TxnDeleteResult }
+    | { $case: "range"; value: TxnRangeResult }
+    | { $case: "deletePrefix"; value: TxnDeleteResult }
+    | undefined;
+}
+
+export interface TxnResponse {
+  header:
+    | ResponseHeader
+    | undefined;
+  /** Whether every compare held (the success branch ran) or not (the failure branch ran). */
+  succeeded: boolean;
+  results: TxnOpResult[];
+}
+
+export interface WatchRequest {
+  key: string;
+  /** Watch every key starting with key (an empty key with prefix: every key). */
+  prefix: boolean;
+  /**
+   * First revision to report (0: changes after the current revision). Below the compacted revision
+   * the watch is canceled at once with compact_revision set.
+   */
+  startRevision: bigint;
+  /** Events carry the key as it was before the change. */
+  prevKv: boolean;
+  noPut: boolean;
+  noDelete: boolean;
+  /**
+   * Send an empty response now and then (the node's progress interval) saying nothing changed up to
+   * header.revision.
+   */
+  progressNotify: boolean;
+}
+
+export interface WatchEvent {
+  type: EventType;
+  /** For a delete: the key with mod_revision the deleting revision, version 0 and an empty value. */
+  kv:
+    | KeyValue
+    | undefined;
+  /** The key before the change, when prev_kv was asked for and there was one. */
+  prevKv: KeyValue | undefined;
+}
+
+export interface WatchResponse {
+  /** header.revision: the revision of these events (or of the progress, or the start when created). */
+  header:
+    | ResponseHeader
+    | undefined;
+  /**
+   * The first response of the stream: the watch is registered, starting after header.revision
+   * (when start_revision was 0) or at start_revision.
+   */
+  created: boolean;
+  events: WatchEvent[];
+  /** The last response of the stream: the watch ended, for cancel_reason. */
+  canceled: boolean;
+  cancelReason: string;
+  /** When canceled because start_revision is compacted: the compacted revision (watch from it or later). */
+  compactRevision: bigint;
+}
+
+export interface LeaseGrantRequest {
+  /** Seconds; the node raises it to its minimum (1.5 election timeouts, rounded up). */
+  ttlSeconds: bigint;
+  /** 0: the node picks one. */
+  id: bigint;
+}
+
+export interface LeaseGrantResponse {
+  header: ResponseHeader | undefined;
+  id: bigint;
+  /** The TTL granted. */
+  ttlSeconds: bigint;
+}
+
+export interface LeaseRevokeRequest {
+  id: bigint;
+}
+
+export interface LeaseRevokeResponse {
+  header: ResponseHeader | undefined;
+}
+
+export interface LeaseKeepAliveRequest {
+  id: bigint;
+}
+
+export interface LeaseKeepAliveResponse {
+  header: ResponseHeader | undefined;
+  id: bigint;
+  /** The TTL renewed, in seconds; 0 when there is no such lease (expired or revoked). */
+  ttlSeconds: bigint;
+}
+
+export interface LeaseTimeToLiveRequest {
+  id: bigint;
+  /** List the keys attached. */
+  keys: boolean;
+}
+
+export interface LeaseTimeToLiveResponse {
+  header: ResponseHeader | undefined;
+  id: bigint;
+  /** Seconds left; -1 when there is no such lease. */
+  ttlSeconds: bigint;
+  grantedTtlSeconds: bigint;
+  keys: string[];
+}
+
+export interface LeaseListRequest {
+}
+
+export interface LeaseListResponse {
+  header: ResponseHeader | undefined;
+  ids: bigint[];
+}
+
 function createBaseResponseHeader(): ResponseHeader {
-  return { nodeId: 0n, leaderId: undefined, leaderAddress: "", term: 0n, errorCode: 0, errorMessage: "" };
+  return { nodeId: 0n, leaderId: undefined, leaderAddress: "", term: 0n, errorCode: 0, errorMessage: "", revision: 0n };
 }
 
 export const ResponseHeader: MessageFns<ResponseHeader> = {
@@ -293,6 +517,12 @@ export const ResponseHeader: MessageFns<ResponseHeader> = {
     }
     if (message.errorMessage !== "") {
       writer.uint32(50).string(message.errorMessage);
+    }
+    if (message.revision !== 0n) {
+      if (BigInt.asUintN(64, message.revision) !== message.revision) {
+        throw new globalThis.Error("value provided for field message.revision of type uint64 too large");
+      }
+      writer.uint32(56).uint64(message.revision);
     }
     return writer;
   },
@@ -358,6 +588,14 @@ export const ResponseHeader: MessageFns<ResponseHeader> = {
             message.errorMessage = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.revision = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -383,12 +621,13 @@ export const ResponseHeader: MessageFns<ResponseHeader> = {
     message.term = (object.term !== undefined && object.term !== null) ? BigInt(object.term) : 0n;
     message.errorCode = object.errorCode ?? 0;
     message.errorMessage = object.errorMessage ?? "";
+    message.revision = (object.revision !== undefined && object.revision !== null) ? BigInt(object.revision) : 0n;
     return message;
   },
 };
 
 function createBasePutRequest(): PutRequest {
-  return { key: "", value: new Uint8Array(0), clientId: "", seq: 0n };
+  return { key: "", value: new Uint8Array(0), clientId: "", seq: 0n, lease: 0n };
 }
 
 export const PutRequest: MessageFns<PutRequest> = {
@@ -407,6 +646,12 @@ export const PutRequest: MessageFns<PutRequest> = {
         throw new globalThis.Error("value provided for field message.seq of type uint64 too large");
       }
       writer.uint32(32).uint64(message.seq);
+    }
+    if (message.lease !== 0n) {
+      if (BigInt.asIntN(64, message.lease) !== message.lease) {
+        throw new globalThis.Error("value provided for field message.lease of type int64 too large");
+      }
+      writer.uint32(40).int64(message.lease);
     }
     return writer;
   },
@@ -456,6 +701,14 @@ export const PutRequest: MessageFns<PutRequest> = {
             message.seq = reader.uint64() as bigint;
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.lease = reader.int64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -477,6 +730,7 @@ export const PutRequest: MessageFns<PutRequest> = {
     message.value = object.value ?? new Uint8Array(0);
     message.clientId = object.clientId ?? "";
     message.seq = (object.seq !== undefined && object.seq !== null) ? BigInt(object.seq) : 0n;
+    message.lease = (object.lease !== undefined && object.lease !== null) ? BigInt(object.lease) : 0n;
     return message;
   },
 };
@@ -621,7 +875,16 @@ export const GetRequest: MessageFns<GetRequest> = {
 };
 
 function createBaseGetResponse(): GetResponse {
-  return { header: undefined, found: false, value: new Uint8Array(0), index: 0n };
+  return {
+    header: undefined,
+    found: false,
+    value: new Uint8Array(0),
+    index: 0n,
+    createRevision: 0n,
+    modRevision: 0n,
+    version: 0n,
+    lease: 0n,
+  };
 }
 
 export const GetResponse: MessageFns<GetResponse> = {
@@ -640,6 +903,30 @@ export const GetResponse: MessageFns<GetResponse> = {
         throw new globalThis.Error("value provided for field message.index of type uint64 too large");
       }
       writer.uint32(32).uint64(message.index);
+    }
+    if (message.createRevision !== 0n) {
+      if (BigInt.asUintN(64, message.createRevision) !== message.createRevision) {
+        throw new globalThis.Error("value provided for field message.createRevision of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.createRevision);
+    }
+    if (message.modRevision !== 0n) {
+      if (BigInt.asUintN(64, message.modRevision) !== message.modRevision) {
+        throw new globalThis.Error("value provided for field message.modRevision of type uint64 too large");
+      }
+      writer.uint32(48).uint64(message.modRevision);
+    }
+    if (message.version !== 0n) {
+      if (BigInt.asUintN(64, message.version) !== message.version) {
+        throw new globalThis.Error("value provided for field message.version of type uint64 too large");
+      }
+      writer.uint32(56).uint64(message.version);
+    }
+    if (message.lease !== 0n) {
+      if (BigInt.asIntN(64, message.lease) !== message.lease) {
+        throw new globalThis.Error("value provided for field message.lease of type int64 too large");
+      }
+      writer.uint32(64).int64(message.lease);
     }
     return writer;
   },
@@ -689,6 +976,38 @@ export const GetResponse: MessageFns<GetResponse> = {
             message.index = reader.uint64() as bigint;
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.createRevision = reader.uint64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.modRevision = reader.uint64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.version = reader.uint64() as bigint;
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.lease = reader.int64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -712,6 +1031,14 @@ export const GetResponse: MessageFns<GetResponse> = {
     message.found = object.found ?? false;
     message.value = object.value ?? new Uint8Array(0);
     message.index = (object.index !== undefined && object.index !== null) ? BigInt(object.index) : 0n;
+    message.createRevision = (object.createRevision !== undefined && object.createRevision !== null)
+      ? BigInt(object.createRevision)
+      : 0n;
+    message.modRevision = (object.modRevision !== undefined && object.modRevision !== null)
+      ? BigInt(object.modRevision)
+      : 0n;
+    message.version = (object.version !== undefined && object.version !== null) ? BigInt(object.version) : 0n;
+    message.lease = (object.lease !== undefined && object.lease !== null) ? BigInt(object.lease) : 0n;
     return message;
   },
 };
@@ -1188,7 +1515,7 @@ export const RangeRequest: MessageFns<RangeRequest> = {
 };
 
 function createBaseKeyValue(): KeyValue {
-  return { key: "", value: new Uint8Array(0) };
+  return { key: "", value: new Uint8Array(0), createRevision: 0n, modRevision: 0n, version: 0n, lease: 0n };
 }
 
 export const KeyValue: MessageFns<KeyValue> = {
@@ -1198,6 +1525,30 @@ export const KeyValue: MessageFns<KeyValue> = {
     }
     if (message.value.length !== 0) {
       writer.uint32(18).bytes(message.value);
+    }
+    if (message.createRevision !== 0n) {
+      if (BigInt.asUintN(64, message.createRevision) !== message.createRevision) {
+        throw new globalThis.Error("value provided for field message.createRevision of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.createRevision);
+    }
+    if (message.modRevision !== 0n) {
+      if (BigInt.asUintN(64, message.modRevision) !== message.modRevision) {
+        throw new globalThis.Error("value provided for field message.modRevision of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.modRevision);
+    }
+    if (message.version !== 0n) {
+      if (BigInt.asUintN(64, message.version) !== message.version) {
+        throw new globalThis.Error("value provided for field message.version of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.version);
+    }
+    if (message.lease !== 0n) {
+      if (BigInt.asIntN(64, message.lease) !== message.lease) {
+        throw new globalThis.Error("value provided for field message.lease of type int64 too large");
+      }
+      writer.uint32(48).int64(message.lease);
     }
     return writer;
   },
@@ -1231,6 +1582,38 @@ export const KeyValue: MessageFns<KeyValue> = {
             message.value = reader.bytes();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.createRevision = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.modRevision = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.version = reader.uint64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.lease = reader.int64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1250,6 +1633,14 @@ export const KeyValue: MessageFns<KeyValue> = {
     const message = createBaseKeyValue();
     message.key = object.key ?? "";
     message.value = object.value ?? new Uint8Array(0);
+    message.createRevision = (object.createRevision !== undefined && object.createRevision !== null)
+      ? BigInt(object.createRevision)
+      : 0n;
+    message.modRevision = (object.modRevision !== undefined && object.modRevision !== null)
+      ? BigInt(object.modRevision)
+      : 0n;
+    message.version = (object.version !== undefined && object.version !== null) ? BigInt(object.version) : 0n;
+    message.lease = (object.lease !== undefined && object.lease !== null) ? BigInt(object.lease) : 0n;
     return message;
   },
 };
@@ -2105,6 +2496,1986 @@ export const ClientResponse: MessageFns<ClientResponse> = {
   },
 };
 
+function createBaseCompare(): Compare {
+  return { key: "", prefix: false, result: 0, against: undefined };
+}
+
+export const Compare: MessageFns<Compare> = {
+  encode(message: Compare, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.prefix !== false) {
+      writer.uint32(16).bool(message.prefix);
+    }
+    if (message.result !== 0) {
+      writer.uint32(24).int32(message.result);
+    }
+    switch (message.against?.$case) {
+      case "value":
+        writer.uint32(34).bytes(message.against.value);
+        break;
+      case "version":
+        if (BigInt.asUintN(64, message.against.value) !== message.against.value) {
+          throw new globalThis.Error("value provided for field message.against.value of type uint64 too large");
+        }
+        writer.uint32(40).uint64(message.against.value);
+        break;
+      case "createRevision":
+        if (BigInt.asUintN(64, message.against.value) !== message.against.value) {
+          throw new globalThis.Error("value provided for field message.against.value of type uint64 too large");
+        }
+        writer.uint32(48).uint64(message.against.value);
+        break;
+      case "modRevision":
+        if (BigInt.asUintN(64, message.against.value) !== message.against.value) {
+          throw new globalThis.Error("value provided for field message.against.value of type uint64 too large");
+        }
+        writer.uint32(56).uint64(message.against.value);
+        break;
+      case "lease":
+        if (BigInt.asIntN(64, message.against.value) !== message.against.value) {
+          throw new globalThis.Error("value provided for field message.against.value of type int64 too large");
+        }
+        writer.uint32(64).int64(message.against.value);
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Compare {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompare();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.prefix = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.result = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.against = { $case: "value", value: reader.bytes() };
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.against = { $case: "version", value: reader.uint64() as bigint };
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.against = { $case: "createRevision", value: reader.uint64() as bigint };
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.against = { $case: "modRevision", value: reader.uint64() as bigint };
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.against = { $case: "lease", value: reader.int64() as bigint };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<Compare>): Compare {
+    return Compare.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Compare>): Compare {
+    const message = createBaseCompare();
+    message.key = object.key ?? "";
+    message.prefix = object.prefix ?? false;
+    message.result = object.result ?? 0;
+    switch (object.against?.$case) {
+      case "value": {
+        if (object.against?.value !== undefined && object.against?.value !== null) {
+          message.against = { $case: "value", value: object.against.value };
+        }
+        break;
+      }
+      case "version": {
+        if (object.against?.value !== undefined && object.against?.value !== null) {
+          message.against = { $case: "version", value: BigInt(object.against.value) };
+        }
+        break;
+      }
+      case "createRevision": {
+        if (object.against?.value !== undefined && object.against?.value !== null) {
+          message.against = { $case: "createRevision", value: BigInt(object.against.value) };
+        }
+        break;
+      }
+      case "modRevision": {
+        if (object.against?.value !== undefined && object.against?.value !== null) {
+          message.against = { $case: "modRevision", value: BigInt(object.against.value) };
+        }
+        break;
+      }
+      case "lease": {
+        if (object.against?.value !== undefined && object.against?.value !== null) {
+          message.against = { $case: "lease", value: BigInt(object.against.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseDeletePrefixRequest(): DeletePrefixRequest {
+  return { prefix: "" };
+}
+
+export const DeletePrefixRequest: MessageFns<DeletePrefixRequest> = {
+  encode(message: DeletePrefixRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.prefix !== "") {
+      writer.uint32(10).string(message.prefix);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeletePrefixRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeletePrefixRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.prefix = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<DeletePrefixRequest>): DeletePrefixRequest {
+    return DeletePrefixRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeletePrefixRequest>): DeletePrefixRequest {
+    const message = createBaseDeletePrefixRequest();
+    message.prefix = object.prefix ?? "";
+    return message;
+  },
+};
+
+function createBaseTxnOp(): TxnOp {
+  return { op: undefined };
+}
+
+export const TxnOp: MessageFns<TxnOp> = {
+  encode(message: TxnOp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.op?.$case) {
+      case "put":
+        PutRequest.encode(message.op.value, writer.uint32(10).fork()).join();
+        break;
+      case "get":
+        GetRequest.encode(message.op.value, writer.uint32(18).fork()).join();
+        break;
+      case "delete":
+        DeleteRequest.encode(message.op.value, writer.uint32(26).fork()).join();
+        break;
+      case "range":
+        RangeRequest.encode(message.op.value, writer.uint32(34).fork()).join();
+        break;
+      case "deletePrefix":
+        DeletePrefixRequest.encode(message.op.value, writer.uint32(42).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TxnOp {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTxnOp();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.op = { $case: "put", value: PutRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.op = { $case: "get", value: GetRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.op = { $case: "delete", value: DeleteRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.op = { $case: "range", value: RangeRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.op = { $case: "deletePrefix", value: DeletePrefixRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<TxnOp>): TxnOp {
+    return TxnOp.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TxnOp>): TxnOp {
+    const message = createBaseTxnOp();
+    switch (object.op?.$case) {
+      case "put": {
+        if (object.op?.value !== undefined && object.op?.value !== null) {
+          message.op = { $case: "put", value: PutRequest.fromPartial(object.op.value) };
+        }
+        break;
+      }
+      case "get": {
+        if (object.op?.value !== undefined && object.op?.value !== null) {
+          message.op = { $case: "get", value: GetRequest.fromPartial(object.op.value) };
+        }
+        break;
+      }
+      case "delete": {
+        if (object.op?.value !== undefined && object.op?.value !== null) {
+          message.op = { $case: "delete", value: DeleteRequest.fromPartial(object.op.value) };
+        }
+        break;
+      }
+      case "range": {
+        if (object.op?.value !== undefined && object.op?.value !== null) {
+          message.op = { $case: "range", value: RangeRequest.fromPartial(object.op.value) };
+        }
+        break;
+      }
+      case "deletePrefix": {
+        if (object.op?.value !== undefined && object.op?.value !== null) {
+          message.op = { $case: "deletePrefix", value: DeletePrefixRequest.fromPartial(object.op.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseTxnRequest(): TxnRequest {
+  return { compare: [], success: [], failure: [] };
+}
+
+export const TxnRequest: MessageFns<TxnRequest> = {
+  encode(message: TxnRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.compare) {
+      Compare.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.success) {
+      TxnOp.encode(v!, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.failure) {
+      TxnOp.encode(v!, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TxnRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTxnRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.compare.push(Compare.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.success.push(TxnOp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.failure.push(TxnOp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<TxnRequest>): TxnRequest {
+    return TxnRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TxnRequest>): TxnRequest {
+    const message = createBaseTxnRequest();
+    message.compare = object.compare?.map((e) => Compare.fromPartial(e)) || [];
+    message.success = object.success?.map((e) => TxnOp.fromPartial(e)) || [];
+    message.failure = object.failure?.map((e) => TxnOp.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseTxnPutResult(): TxnPutResult {
+  return {};
+}
+
+export const TxnPutResult: MessageFns<TxnPutResult> = {
+  encode(_: TxnPutResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TxnPutResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTxnPutResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<TxnPutResult>): TxnPutResult {
+    return TxnPutResult.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<TxnPutResult>): TxnPutResult {
+    const message = createBaseTxnPutResult();
+    return message;
+  },
+};
+
+function createBaseTxnGetResult(): TxnGetResult {
+  return { found: false, kv: undefined };
+}
+
+export const TxnGetResult: MessageFns<TxnGetResult> = {
+  encode(message: TxnGetResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.found !== false) {
+      writer.uint32(8).bool(message.found);
+    }
+    if (message.kv !== undefined) {
+      KeyValue.encode(message.kv, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TxnGetResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTxnGetResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.found = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kv = KeyValue.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<TxnGetResult>): TxnGetResult {
+    return TxnGetResult.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TxnGetResult>): TxnGetResult {
+    const message = createBaseTxnGetResult();
+    message.found = object.found ?? false;
+    message.kv = (object.kv !== undefined && object.kv !== null) ? KeyValue.fromPartial(object.kv) : undefined;
+    return message;
+  },
+};
+
+function createBaseTxnDeleteResult(): TxnDeleteResult {
+  return { deleted: 0n };
+}
+
+export const TxnDeleteResult: MessageFns<TxnDeleteResult> = {
+  encode(message: TxnDeleteResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.deleted !== 0n) {
+      if (BigInt.asUintN(64, message.deleted) !== message.deleted) {
+        throw new globalThis.Error("value provided for field message.deleted of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.deleted);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TxnDeleteResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTxnDeleteResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.deleted = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<TxnDeleteResult>): TxnDeleteResult {
+    return TxnDeleteResult.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TxnDeleteResult>): TxnDeleteResult {
+    const message = createBaseTxnDeleteResult();
+    message.deleted = (object.deleted !== undefined && object.deleted !== null) ? BigInt(object.deleted) : 0n;
+    return message;
+  },
+};
+
+function createBaseTxnRangeResult(): TxnRangeResult {
+  return { items: [], more: false };
+}
+
+export const TxnRangeResult: MessageFns<TxnRangeResult> = {
+  encode(message: TxnRangeResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.items) {
+      KeyValue.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.more !== false) {
+      writer.uint32(16).bool(message.more);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TxnRangeResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTxnRangeResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.items.push(KeyValue.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.more = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<TxnRangeResult>): TxnRangeResult {
+    return TxnRangeResult.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TxnRangeResult>): TxnRangeResult {
+    const message = createBaseTxnRangeResult();
+    message.items = object.items?.map((e) => KeyValue.fromPartial(e)) || [];
+    message.more = object.more ?? false;
+    return message;
+  },
+};
+
+function createBaseTxnOpResult(): TxnOpResult {
+  return { result: undefined };
+}
+
+export const TxnOpResult: MessageFns<TxnOpResult> = {
+  encode(message: TxnOpResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.result?.$case) {
+      case "put":
+        TxnPutResult.encode(message.result.value, writer.uint32(10).fork()).join();
+        break;
+      case "get":
+        TxnGetResult.encode(message.result.value, writer.uint32(18).fork()).join();
+        break;
+      case "delete":
+        TxnDeleteResult.encode(message.result.value, writer.uint32(26).fork()).join();
+        break;
+      case "range":
+        TxnRangeResult.encode(message.result.value, writer.uint32(34).fork()).join();
+        break;
+      case "deletePrefix":
+        TxnDeleteResult.encode(message.result.value, writer.uint32(42).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TxnOpResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTxnOpResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.result = { $case: "put", value: TxnPutResult.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.result = { $case: "get", value: TxnGetResult.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.result = { $case: "delete", value: TxnDeleteResult.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.result = { $case: "range", value: TxnRangeResult.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.result = { $case: "deletePrefix", value: TxnDeleteResult.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<TxnOpResult>): TxnOpResult {
+    return TxnOpResult.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TxnOpResult>): TxnOpResult {
+    const message = createBaseTxnOpResult();
+    switch (object.result?.$case) {
+      case "put": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "put", value: TxnPutResult.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "get": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "get", value: TxnGetResult.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "delete": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "delete", value: TxnDeleteResult.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "range": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "range", value: TxnRangeResult.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "deletePrefix": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "deletePrefix", value: TxnDeleteResult.fromPartial(object.result.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseTxnResponse(): TxnResponse {
+  return { header: undefined, succeeded: false, results: [] };
+}
+
+export const TxnResponse: MessageFns<TxnResponse> = {
+  encode(message: TxnResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.header !== undefined) {
+      ResponseHeader.encode(message.header, writer.uint32(10).fork()).join();
+    }
+    if (message.succeeded !== false) {
+      writer.uint32(16).bool(message.succeeded);
+    }
+    for (const v of message.results) {
+      TxnOpResult.encode(v!, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TxnResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTxnResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.header = ResponseHeader.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.succeeded = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.results.push(TxnOpResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<TxnResponse>): TxnResponse {
+    return TxnResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TxnResponse>): TxnResponse {
+    const message = createBaseTxnResponse();
+    message.header = (object.header !== undefined && object.header !== null)
+      ? ResponseHeader.fromPartial(object.header)
+      : undefined;
+    message.succeeded = object.succeeded ?? false;
+    message.results = object.results?.map((e) => TxnOpResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseWatchRequest(): WatchRequest {
+  return {
+    key: "",
+    prefix: false,
+    startRevision: 0n,
+    prevKv: false,
+    noPut: false,
+    noDelete: false,
+    progressNotify: false,
+  };
+}
+
+export const WatchRequest: MessageFns<WatchRequest> = {
+  encode(message: WatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.prefix !== false) {
+      writer.uint32(16).bool(message.prefix);
+    }
+    if (message.startRevision !== 0n) {
+      if (BigInt.asUintN(64, message.startRevision) !== message.startRevision) {
+        throw new globalThis.Error("value provided for field message.startRevision of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.startRevision);
+    }
+    if (message.prevKv !== false) {
+      writer.uint32(32).bool(message.prevKv);
+    }
+    if (message.noPut !== false) {
+      writer.uint32(40).bool(message.noPut);
+    }
+    if (message.noDelete !== false) {
+      writer.uint32(48).bool(message.noDelete);
+    }
+    if (message.progressNotify !== false) {
+      writer.uint32(56).bool(message.progressNotify);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.prefix = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.startRevision = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.prevKv = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.noPut = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.noDelete = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.progressNotify = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<WatchRequest>): WatchRequest {
+    return WatchRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WatchRequest>): WatchRequest {
+    const message = createBaseWatchRequest();
+    message.key = object.key ?? "";
+    message.prefix = object.prefix ?? false;
+    message.startRevision = (object.startRevision !== undefined && object.startRevision !== null)
+      ? BigInt(object.startRevision)
+      : 0n;
+    message.prevKv = object.prevKv ?? false;
+    message.noPut = object.noPut ?? false;
+    message.noDelete = object.noDelete ?? false;
+    message.progressNotify = object.progressNotify ?? false;
+    return message;
+  },
+};
+
+function createBaseWatchEvent(): WatchEvent {
+  return { type: 0, kv: undefined, prevKv: undefined };
+}
+
+export const WatchEvent: MessageFns<WatchEvent> = {
+  encode(message: WatchEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.type !== 0) {
+      writer.uint32(8).int32(message.type);
+    }
+    if (message.kv !== undefined) {
+      KeyValue.encode(message.kv, writer.uint32(18).fork()).join();
+    }
+    if (message.prevKv !== undefined) {
+      KeyValue.encode(message.prevKv, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.type = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kv = KeyValue.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.prevKv = KeyValue.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<WatchEvent>): WatchEvent {
+    return WatchEvent.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WatchEvent>): WatchEvent {
+    const message = createBaseWatchEvent();
+    message.type = object.type ?? 0;
+    message.kv = (object.kv !== undefined && object.kv !== null) ? KeyValue.fromPartial(object.kv) : undefined;
+    message.prevKv = (object.prevKv !== undefined && object.prevKv !== null)
+      ? KeyValue.fromPartial(object.prevKv)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseWatchResponse(): WatchResponse {
+  return { header: undefined, created: false, events: [], canceled: false, cancelReason: "", compactRevision: 0n };
+}
+
+export const WatchResponse: MessageFns<WatchResponse> = {
+  encode(message: WatchResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.header !== undefined) {
+      ResponseHeader.encode(message.header, writer.uint32(10).fork()).join();
+    }
+    if (message.created !== false) {
+      writer.uint32(16).bool(message.created);
+    }
+    for (const v of message.events) {
+      WatchEvent.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.canceled !== false) {
+      writer.uint32(32).bool(message.canceled);
+    }
+    if (message.cancelReason !== "") {
+      writer.uint32(42).string(message.cancelReason);
+    }
+    if (message.compactRevision !== 0n) {
+      if (BigInt.asUintN(64, message.compactRevision) !== message.compactRevision) {
+        throw new globalThis.Error("value provided for field message.compactRevision of type uint64 too large");
+      }
+      writer.uint32(48).uint64(message.compactRevision);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.header = ResponseHeader.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.created = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.events.push(WatchEvent.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.canceled = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.cancelReason = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.compactRevision = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<WatchResponse>): WatchResponse {
+    return WatchResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WatchResponse>): WatchResponse {
+    const message = createBaseWatchResponse();
+    message.header = (object.header !== undefined && object.header !== null)
+      ? ResponseHeader.fromPartial(object.header)
+      : undefined;
+    message.created = object.created ?? false;
+    message.events = object.events?.map((e) => WatchEvent.fromPartial(e)) || [];
+    message.canceled = object.canceled ?? false;
+    message.cancelReason = object.cancelReason ?? "";
+    message.compactRevision = (object.compactRevision !== undefined && object.compactRevision !== null)
+      ? BigInt(object.compactRevision)
+      : 0n;
+    return message;
+  },
+};
+
+function createBaseLeaseGrantRequest(): LeaseGrantRequest {
+  return { ttlSeconds: 0n, id: 0n };
+}
+
+export const LeaseGrantRequest: MessageFns<LeaseGrantRequest> = {
+  encode(message: LeaseGrantRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ttlSeconds !== 0n) {
+      if (BigInt.asIntN(64, message.ttlSeconds) !== message.ttlSeconds) {
+        throw new globalThis.Error("value provided for field message.ttlSeconds of type int64 too large");
+      }
+      writer.uint32(8).int64(message.ttlSeconds);
+    }
+    if (message.id !== 0n) {
+      if (BigInt.asIntN(64, message.id) !== message.id) {
+        throw new globalThis.Error("value provided for field message.id of type int64 too large");
+      }
+      writer.uint32(16).int64(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaseGrantRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaseGrantRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.ttlSeconds = reader.int64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.id = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<LeaseGrantRequest>): LeaseGrantRequest {
+    return LeaseGrantRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LeaseGrantRequest>): LeaseGrantRequest {
+    const message = createBaseLeaseGrantRequest();
+    message.ttlSeconds = (object.ttlSeconds !== undefined && object.ttlSeconds !== null)
+      ? BigInt(object.ttlSeconds)
+      : 0n;
+    message.id = (object.id !== undefined && object.id !== null) ? BigInt(object.id) : 0n;
+    return message;
+  },
+};
+
+function createBaseLeaseGrantResponse(): LeaseGrantResponse {
+  return { header: undefined, id: 0n, ttlSeconds: 0n };
+}
+
+export const LeaseGrantResponse: MessageFns<LeaseGrantResponse> = {
+  encode(message: LeaseGrantResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.header !== undefined) {
+      ResponseHeader.encode(message.header, writer.uint32(10).fork()).join();
+    }
+    if (message.id !== 0n) {
+      if (BigInt.asIntN(64, message.id) !== message.id) {
+        throw new globalThis.Error("value provided for field message.id of type int64 too large");
+      }
+      writer.uint32(16).int64(message.id);
+    }
+    if (message.ttlSeconds !== 0n) {
+      if (BigInt.asIntN(64, message.ttlSeconds) !== message.ttlSeconds) {
+        throw new globalThis.Error("value provided for field message.ttlSeconds of type int64 too large");
+      }
+      writer.uint32(24).int64(message.ttlSeconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaseGrantResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaseGrantResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.header = ResponseHeader.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.id = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.ttlSeconds = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<LeaseGrantResponse>): LeaseGrantResponse {
+    return LeaseGrantResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LeaseGrantResponse>): LeaseGrantResponse {
+    const message = createBaseLeaseGrantResponse();
+    message.header = (object.header !== undefined && object.header !== null)
+      ? ResponseHeader.fromPartial(object.header)
+      : undefined;
+    message.id = (object.id !== undefined && object.id !== null) ? BigInt(object.id) : 0n;
+    message.ttlSeconds = (object.ttlSeconds !== undefined && object.ttlSeconds !== null)
+      ? BigInt(object.ttlSeconds)
+      : 0n;
+    return message;
+  },
+};
+
+function createBaseLeaseRevokeRequest(): LeaseRevokeRequest {
+  return { id: 0n };
+}
+
+export const LeaseRevokeRequest: MessageFns<LeaseRevokeRequest> = {
+  encode(message: LeaseRevokeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0n) {
+      if (BigInt.asIntN(64, message.id) !== message.id) {
+        throw new globalThis.Error("value provided for field message.id of type int64 too large");
+      }
+      writer.uint32(8).int64(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaseRevokeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaseRevokeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<LeaseRevokeRequest>): LeaseRevokeRequest {
+    return LeaseRevokeRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LeaseRevokeRequest>): LeaseRevokeRequest {
+    const message = createBaseLeaseRevokeRequest();
+    message.id = (object.id !== undefined && object.id !== null) ? BigInt(object.id) : 0n;
+    return message;
+  },
+};
+
+function createBaseLeaseRevokeResponse(): LeaseRevokeResponse {
+  return { header: undefined };
+}
+
+export const LeaseRevokeResponse: MessageFns<LeaseRevokeResponse> = {
+  encode(message: LeaseRevokeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.header !== undefined) {
+      ResponseHeader.encode(message.header, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaseRevokeResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaseRevokeResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.header = ResponseHeader.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<LeaseRevokeResponse>): LeaseRevokeResponse {
+    return LeaseRevokeResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LeaseRevokeResponse>): LeaseRevokeResponse {
+    const message = createBaseLeaseRevokeResponse();
+    message.header = (object.header !== undefined && object.header !== null)
+      ? ResponseHeader.fromPartial(object.header)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseLeaseKeepAliveRequest(): LeaseKeepAliveRequest {
+  return { id: 0n };
+}
+
+export const LeaseKeepAliveRequest: MessageFns<LeaseKeepAliveRequest> = {
+  encode(message: LeaseKeepAliveRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0n) {
+      if (BigInt.asIntN(64, message.id) !== message.id) {
+        throw new globalThis.Error("value provided for field message.id of type int64 too large");
+      }
+      writer.uint32(8).int64(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaseKeepAliveRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaseKeepAliveRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<LeaseKeepAliveRequest>): LeaseKeepAliveRequest {
+    return LeaseKeepAliveRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LeaseKeepAliveRequest>): LeaseKeepAliveRequest {
+    const message = createBaseLeaseKeepAliveRequest();
+    message.id = (object.id !== undefined && object.id !== null) ? BigInt(object.id) : 0n;
+    return message;
+  },
+};
+
+function createBaseLeaseKeepAliveResponse(): LeaseKeepAliveResponse {
+  return { header: undefined, id: 0n, ttlSeconds: 0n };
+}
+
+export const LeaseKeepAliveResponse: MessageFns<LeaseKeepAliveResponse> = {
+  encode(message: LeaseKeepAliveResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.header !== undefined) {
+      ResponseHeader.encode(message.header, writer.uint32(10).fork()).join();
+    }
+    if (message.id !== 0n) {
+      if (BigInt.asIntN(64, message.id) !== message.id) {
+        throw new globalThis.Error("value provided for field message.id of type int64 too large");
+      }
+      writer.uint32(16).int64(message.id);
+    }
+    if (message.ttlSeconds !== 0n) {
+      if (BigInt.asIntN(64, message.ttlSeconds) !== message.ttlSeconds) {
+        throw new globalThis.Error("value provided for field message.ttlSeconds of type int64 too large");
+      }
+      writer.uint32(24).int64(message.ttlSeconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaseKeepAliveResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaseKeepAliveResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.header = ResponseHeader.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.id = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.ttlSeconds = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<LeaseKeepAliveResponse>): LeaseKeepAliveResponse {
+    return LeaseKeepAliveResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LeaseKeepAliveResponse>): LeaseKeepAliveResponse {
+    const message = createBaseLeaseKeepAliveResponse();
+    message.header = (object.header !== undefined && object.header !== null)
+      ? ResponseHeader.fromPartial(object.header)
+      : undefined;
+    message.id = (object.id !== undefined && object.id !== null) ? BigInt(object.id) : 0n;
+    message.ttlSeconds = (object.ttlSeconds !== undefined && object.ttlSeconds !== null)
+      ? BigInt(object.ttlSeconds)
+      : 0n;
+    return message;
+  },
+};
+
+function createBaseLeaseTimeToLiveRequest(): LeaseTimeToLiveRequest {
+  return { id: 0n, keys: false };
+}
+
+export const LeaseTimeToLiveRequest: MessageFns<LeaseTimeToLiveRequest> = {
+  encode(message: LeaseTimeToLiveRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0n) {
+      if (BigInt.asIntN(64, message.id) !== message.id) {
+        throw new globalThis.Error("value provided for field message.id of type int64 too large");
+      }
+      writer.uint32(8).int64(message.id);
+    }
+    if (message.keys !== false) {
+      writer.uint32(16).bool(message.keys);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaseTimeToLiveRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaseTimeToLiveRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = reader.int64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.keys = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<LeaseTimeToLiveRequest>): LeaseTimeToLiveRequest {
+    return LeaseTimeToLiveRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LeaseTimeToLiveRequest>): LeaseTimeToLiveRequest {
+    const message = createBaseLeaseTimeToLiveRequest();
+    message.id = (object.id !== undefined && object.id !== null) ? BigInt(object.id) : 0n;
+    message.keys = object.keys ?? false;
+    return message;
+  },
+};
+
+function createBaseLeaseTimeToLiveResponse(): LeaseTimeToLiveResponse {
+  return { header: undefined, id: 0n, ttlSeconds: 0n, grantedTtlSeconds: 0n, keys: [] };
+}
+
+export const LeaseTimeToLiveResponse: MessageFns<LeaseTimeToLiveResponse> = {
+  encode(message: LeaseTimeToLiveResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.header !== undefined) {
+      ResponseHeader.encode(message.header, writer.uint32(10).fork()).join();
+    }
+    if (message.id !== 0n) {
+      if (BigInt.asIntN(64, message.id) !== message.id) {
+        throw new globalThis.Error("value provided for field message.id of type int64 too large");
+      }
+      writer.uint32(16).int64(message.id);
+    }
+    if (message.ttlSeconds !== 0n) {
+      if (BigInt.asIntN(64, message.ttlSeconds) !== message.ttlSeconds) {
+        throw new globalThis.Error("value provided for field message.ttlSeconds of type int64 too large");
+      }
+      writer.uint32(24).int64(message.ttlSeconds);
+    }
+    if (message.grantedTtlSeconds !== 0n) {
+      if (BigInt.asIntN(64, message.grantedTtlSeconds) !== message.grantedTtlSeconds) {
+        throw new globalThis.Error("value provided for field message.grantedTtlSeconds of type int64 too large");
+      }
+      writer.uint32(32).int64(message.grantedTtlSeconds);
+    }
+    for (const v of message.keys) {
+      writer.uint32(42).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaseTimeToLiveResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaseTimeToLiveResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.header = ResponseHeader.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.id = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.ttlSeconds = reader.int64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.grantedTtlSeconds = reader.int64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.keys.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<LeaseTimeToLiveResponse>): LeaseTimeToLiveResponse {
+    return LeaseTimeToLiveResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LeaseTimeToLiveResponse>): LeaseTimeToLiveResponse {
+    const message = createBaseLeaseTimeToLiveResponse();
+    message.header = (object.header !== undefined && object.header !== null)
+      ? ResponseHeader.fromPartial(object.header)
+      : undefined;
+    message.id = (object.id !== undefined && object.id !== null) ? BigInt(object.id) : 0n;
+    message.ttlSeconds = (object.ttlSeconds !== undefined && object.ttlSeconds !== null)
+      ? BigInt(object.ttlSeconds)
+      : 0n;
+    message.grantedTtlSeconds = (object.grantedTtlSeconds !== undefined && object.grantedTtlSeconds !== null)
+      ? BigInt(object.grantedTtlSeconds)
+      : 0n;
+    message.keys = object.keys?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseLeaseListRequest(): LeaseListRequest {
+  return {};
+}
+
+export const LeaseListRequest: MessageFns<LeaseListRequest> = {
+  encode(_: LeaseListRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaseListRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaseListRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<LeaseListRequest>): LeaseListRequest {
+    return LeaseListRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<LeaseListRequest>): LeaseListRequest {
+    const message = createBaseLeaseListRequest();
+    return message;
+  },
+};
+
+function createBaseLeaseListResponse(): LeaseListResponse {
+  return { header: undefined, ids: [] };
+}
+
+export const LeaseListResponse: MessageFns<LeaseListResponse> = {
+  encode(message: LeaseListResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.header !== undefined) {
+      ResponseHeader.encode(message.header, writer.uint32(10).fork()).join();
+    }
+    if (message.ids.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.ids) {
+        if (BigInt.asIntN(64, v) !== v) {
+          throw new globalThis.Error("a value provided in array field ids of type int64 is too large");
+        }
+        writer.int64(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaseListResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaseListResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.header = ResponseHeader.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.ids.push(reader.int64() as bigint);
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.ids.push(reader.int64() as bigint);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<LeaseListResponse>): LeaseListResponse {
+    return LeaseListResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LeaseListResponse>): LeaseListResponse {
+    const message = createBaseLeaseListResponse();
+    message.header = (object.header !== undefined && object.header !== null)
+      ? ResponseHeader.fromPartial(object.header)
+      : undefined;
+    message.ids = object.ids?.map((e) => BigInt(e)) || [];
+    return message;
+  },
+};
+
 /** Client-facing service of every node. */
 export type ClientServiceService = typeof ClientServiceService;
 export const ClientServiceService = {
@@ -2177,6 +4548,82 @@ export const ClientServiceService = {
     responseSerialize: (value: ClientResponse): Buffer => Buffer.from(ClientResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ClientResponse => ClientResponse.decode(value),
   },
+  /** Compares, then the success or the failure operations, atomically at one store revision. */
+  txn: {
+    path: "/raftkv.v1.ClientService/Txn" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: TxnRequest): Buffer => Buffer.from(TxnRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): TxnRequest => TxnRequest.decode(value),
+    responseSerialize: (value: TxnResponse): Buffer => Buffer.from(TxnResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): TxnResponse => TxnResponse.decode(value),
+  },
+  /**
+   * Changes of a key or a prefix from a revision on, in revision order with no gaps or duplicates.
+   * Served by any node from its applied state. The first response has created = true and, in its
+   * header, the revision the watch starts after; the stream ends with canceled = true and a reason
+   * (compacted start, slow watcher, node stopping) or by the client cancelling it.
+   */
+  watch: {
+    path: "/raftkv.v1.ClientService/Watch" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchRequest): Buffer => Buffer.from(WatchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchRequest => WatchRequest.decode(value),
+    responseSerialize: (value: WatchResponse): Buffer => Buffer.from(WatchResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WatchResponse => WatchResponse.decode(value),
+  },
+  leaseGrant: {
+    path: "/raftkv.v1.ClientService/LeaseGrant" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: LeaseGrantRequest): Buffer => Buffer.from(LeaseGrantRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): LeaseGrantRequest => LeaseGrantRequest.decode(value),
+    responseSerialize: (value: LeaseGrantResponse): Buffer => Buffer.from(LeaseGrantResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): LeaseGrantResponse => LeaseGrantResponse.decode(value),
+  },
+  /** Revokes a lease and deletes its keys at one revision. */
+  leaseRevoke: {
+    path: "/raftkv.v1.ClientService/LeaseRevoke" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: LeaseRevokeRequest): Buffer => Buffer.from(LeaseRevokeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): LeaseRevokeRequest => LeaseRevokeRequest.decode(value),
+    responseSerialize: (value: LeaseRevokeResponse): Buffer => Buffer.from(LeaseRevokeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): LeaseRevokeResponse => LeaseRevokeResponse.decode(value),
+  },
+  /** Renews leases at the leader: one response per request, in order (followers answer NOT_LEADER). */
+  leaseKeepAlive: {
+    path: "/raftkv.v1.ClientService/LeaseKeepAlive" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: LeaseKeepAliveRequest): Buffer =>
+      Buffer.from(LeaseKeepAliveRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): LeaseKeepAliveRequest => LeaseKeepAliveRequest.decode(value),
+    responseSerialize: (value: LeaseKeepAliveResponse): Buffer =>
+      Buffer.from(LeaseKeepAliveResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): LeaseKeepAliveResponse => LeaseKeepAliveResponse.decode(value),
+  },
+  leaseTimeToLive: {
+    path: "/raftkv.v1.ClientService/LeaseTimeToLive" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: LeaseTimeToLiveRequest): Buffer =>
+      Buffer.from(LeaseTimeToLiveRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): LeaseTimeToLiveRequest => LeaseTimeToLiveRequest.decode(value),
+    responseSerialize: (value: LeaseTimeToLiveResponse): Buffer =>
+      Buffer.from(LeaseTimeToLiveResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): LeaseTimeToLiveResponse => LeaseTimeToLiveResponse.decode(value),
+  },
+  leaseList: {
+    path: "/raftkv.v1.ClientService/LeaseList" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: LeaseListRequest): Buffer => Buffer.from(LeaseListRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): LeaseListRequest => LeaseListRequest.decode(value),
+    responseSerialize: (value: LeaseListResponse): Buffer => Buffer.from(LeaseListResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): LeaseListResponse => LeaseListResponse.decode(value),
+  },
 } as const;
 
 export interface ClientServiceServer extends UntypedServiceImplementation {
@@ -2191,6 +4638,22 @@ export interface ClientServiceServer extends UntypedServiceImplementation {
    * Responses may arrive out of order.
    */
   session: handleBidiStreamingCall<ClientRequest, ClientResponse>;
+  /** Compares, then the success or the failure operations, atomically at one store revision. */
+  txn: handleUnaryCall<TxnRequest, TxnResponse>;
+  /**
+   * Changes of a key or a prefix from a revision on, in revision order with no gaps or duplicates.
+   * Served by any node from its applied state. The first response has created = true and, in its
+   * header, the revision the watch starts after; the stream ends with canceled = true and a reason
+   * (compacted start, slow watcher, node stopping) or by the client cancelling it.
+   */
+  watch: handleServerStreamingCall<WatchRequest, WatchResponse>;
+  leaseGrant: handleUnaryCall<LeaseGrantRequest, LeaseGrantResponse>;
+  /** Revokes a lease and deletes its keys at one revision. */
+  leaseRevoke: handleUnaryCall<LeaseRevokeRequest, LeaseRevokeResponse>;
+  /** Renews leases at the leader: one response per request, in order (followers answer NOT_LEADER). */
+  leaseKeepAlive: handleBidiStreamingCall<LeaseKeepAliveRequest, LeaseKeepAliveResponse>;
+  leaseTimeToLive: handleUnaryCall<LeaseTimeToLiveRequest, LeaseTimeToLiveResponse>;
+  leaseList: handleUnaryCall<LeaseListRequest, LeaseListResponse>;
 }
 
 export interface ClientServiceClient extends Client {
@@ -2285,6 +4748,99 @@ export interface ClientServiceClient extends Client {
   session(): ClientDuplexStream<ClientRequest, ClientResponse>;
   session(options: Partial<CallOptions>): ClientDuplexStream<ClientRequest, ClientResponse>;
   session(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<ClientRequest, ClientResponse>;
+  /** Compares, then the success or the failure operations, atomically at one store revision. */
+  txn(request: TxnRequest, callback: (error: ServiceError | null, response: TxnResponse) => void): ClientUnaryCall;
+  txn(
+    request: TxnRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: TxnResponse) => void,
+  ): ClientUnaryCall;
+  txn(
+    request: TxnRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: TxnResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Changes of a key or a prefix from a revision on, in revision order with no gaps or duplicates.
+   * Served by any node from its applied state. The first response has created = true and, in its
+   * header, the revision the watch starts after; the stream ends with canceled = true and a reason
+   * (compacted start, slow watcher, node stopping) or by the client cancelling it.
+   */
+  watch(request: WatchRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchResponse>;
+  watch(
+    request: WatchRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchResponse>;
+  leaseGrant(
+    request: LeaseGrantRequest,
+    callback: (error: ServiceError | null, response: LeaseGrantResponse) => void,
+  ): ClientUnaryCall;
+  leaseGrant(
+    request: LeaseGrantRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: LeaseGrantResponse) => void,
+  ): ClientUnaryCall;
+  leaseGrant(
+    request: LeaseGrantRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: LeaseGrantResponse) => void,
+  ): ClientUnaryCall;
+  /** Revokes a lease and deletes its keys at one revision. */
+  leaseRevoke(
+    request: LeaseRevokeRequest,
+    callback: (error: ServiceError | null, response: LeaseRevokeResponse) => void,
+  ): ClientUnaryCall;
+  leaseRevoke(
+    request: LeaseRevokeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: LeaseRevokeResponse) => void,
+  ): ClientUnaryCall;
+  leaseRevoke(
+    request: LeaseRevokeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: LeaseRevokeResponse) => void,
+  ): ClientUnaryCall;
+  /** Renews leases at the leader: one response per request, in order (followers answer NOT_LEADER). */
+  leaseKeepAlive(): ClientDuplexStream<LeaseKeepAliveRequest, LeaseKeepAliveResponse>;
+  leaseKeepAlive(options: Partial<CallOptions>): ClientDuplexStream<LeaseKeepAliveRequest, LeaseKeepAliveResponse>;
+  leaseKeepAlive(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<LeaseKeepAliveRequest, LeaseKeepAliveResponse>;
+  leaseTimeToLive(
+    request: LeaseTimeToLiveRequest,
+    callback: (error: ServiceError | null, response: LeaseTimeToLiveResponse) => void,
+  ): ClientUnaryCall;
+  leaseTimeToLive(
+    request: LeaseTimeToLiveRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: LeaseTimeToLiveResponse) => void,
+  ): ClientUnaryCall;
+  leaseTimeToLive(
+    request: LeaseTimeToLiveRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: LeaseTimeToLiveResponse) => void,
+  ): ClientUnaryCall;
+  leaseList(
+    request: LeaseListRequest,
+    callback: (error: ServiceError | null, response: LeaseListResponse) => void,
+  ): ClientUnaryCall;
+  leaseList(
+    request: LeaseListRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: LeaseListResponse) => void,
+  ): ClientUnaryCall;
+  leaseList(
+    request: LeaseListRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: LeaseListResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const ClientServiceClient = makeGenericClientConstructor(
