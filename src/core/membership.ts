@@ -134,6 +134,34 @@ export function unboundMembers(m: Membership): NodeId[] {
   return members(m).filter((id) => incarnationOf(m, id) === undefined);
 }
 
+/** Every bound member's incarnation, by id. */
+export function bindingsOf(m: Membership): Map<NodeId, string> {
+  const out = new Map<NodeId, string>();
+  for (const a of m.addresses) if (a.incarnation !== undefined) out.set(a.id, a.incarnation);
+  return out;
+}
+
+/**
+ * The `bind` changes a leader (`self`, of incarnation `selfIncarnation`) proposes for the members of `m`
+ * not bound yet: its own incarnation, the others' from their messages (`seen`). None until every member
+ * has shown one: a member that gives none may run a version before incarnations, which refuses a
+ * configuration carrying them, and a rolling upgrade must not stall replication to it.
+ */
+export function bindChanges(
+  m: Membership,
+  self: NodeId,
+  selfIncarnation: string,
+  seen: ReadonlyMap<NodeId, string>,
+): ConfChange[] {
+  for (const id of members(m)) if (id !== self && !isIncarnation(seen.get(id))) return [];
+  const out: ConfChange[] = [];
+  for (const id of unboundMembers(m)) {
+    const incarnation = id === self ? selfIncarnation : seen.get(id);
+    if (incarnation !== undefined && isIncarnation(incarnation)) out.push({ type: "bind", id, incarnation });
+  }
+  return out;
+}
+
 /** The id a new member should get: above every id this cluster ever knew, so none is reused. */
 export function nextId(m: Membership): NodeId {
   let max = -1;

@@ -5,6 +5,8 @@
 
 import {
   addressOf,
+  bindChanges,
+  bindingsOf,
   bootstrapMembership,
   type ConfChange,
   describeMembership,
@@ -15,7 +17,6 @@ import {
   type Membership,
   members,
   nextId,
-  unboundMembers,
 } from "../core/membership.ts";
 import type { Raft } from "../core/raft.ts";
 import type { ConfChangeResult, NodeId } from "../core/types.ts";
@@ -104,9 +105,7 @@ export class MembershipFollower {
     const latest = this.o.core.latestConfiguration();
     if (latest === this.bindingsOf) return;
     this.bindingsOf = latest;
-    const bindings = new Map<NodeId, string>();
-    for (const a of latest.addresses) if (a.incarnation !== undefined) bindings.set(a.id, a.incarnation);
-    this.o.setTransportBindings(bindings);
+    this.o.setTransportBindings(bindingsOf(latest));
   }
 
   /**
@@ -121,12 +120,7 @@ export class MembershipFollower {
     const now = this.o.nowMs();
     if (now < this.nextBindMs) return;
     const m = core.latestConfiguration();
-    const seen = this.o.seenIncarnations();
-    const changes: ConfChange[] = [];
-    for (const id of unboundMembers(m)) {
-      const incarnation = id === this.o.id ? this.o.incarnation : seen.get(id);
-      if (incarnation !== undefined && incarnation !== "") changes.push({ type: "bind", id, incarnation });
-    }
+    const changes = bindChanges(m, this.o.id, this.o.incarnation, this.o.seenIncarnations());
     if (changes.length === 0) return;
     this.nextBindMs = now + BIND_RETRY_MS;
     const r = this.o.coreCall((c) => c.proposeConfChange(changes));

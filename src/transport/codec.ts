@@ -485,18 +485,8 @@ class Validator {
   private incarnations(from: NodeId, h: WireHeader): void {
     const fromInc = incarnation("header.from_incarnation", h.fromIncarnation);
     const toInc = incarnation("header.to_incarnation", h.toIncarnation);
-    const own = this.ctx.incarnation ?? "";
-    if (toInc !== "" && own !== "" && toInc !== own)
-      refuse(
-        "recipientIncarnation",
-        `node ${from} knows node ${this.ctx.self} as incarnation ${toInc}, this data folder is incarnation ${own}`,
-      );
-    const bound = this.ctx.bindings?.get(from);
-    if (bound !== undefined && fromInc !== bound)
-      refuse(
-        "senderIncarnation",
-        `the configuration binds node ${from} to incarnation ${bound}, the message comes from incarnation ${fromInc === "" ? "(none)" : fromInc}: its data folder was created empty or restored`,
-      );
+    const r = incarnationRefusal(this.ctx, from, fromInc, toInc);
+    if (r !== null) refuse(r.reason, r.detail);
     this.fromIncarnation = fromInc;
   }
 
@@ -667,6 +657,33 @@ function entryKind(i: number, kind: EntryKind): Entry["kind"] {
 function uint(field: string, v: bigint): number {
   if (v < 0n || v > MAX_WIRE) refuse("unsafeInteger", `${field} ${v} is outside 0..2^52`);
   return Number(v);
+}
+
+/**
+ * Why a message from `from` whose header gives `fromInc` and `toInc` (both valid or "") is refused by a
+ * node (`self`, of incarnation `incarnation`, whose latest configuration binds members as `bindings`),
+ * or null: addressed to another incarnation of this node, or from a bound member's other incarnation.
+ * The codec checks every message with it; the simulator's network, which carries no bytes, too.
+ */
+export function incarnationRefusal(
+  ctx: Pick<CodecContext, "self" | "incarnation" | "bindings">,
+  from: NodeId,
+  fromInc: string,
+  toInc: string,
+): { reason: "recipientIncarnation" | "senderIncarnation"; detail: string } | null {
+  const own = ctx.incarnation ?? "";
+  if (toInc !== "" && own !== "" && toInc !== own)
+    return {
+      reason: "recipientIncarnation",
+      detail: `node ${from} knows node ${ctx.self} as incarnation ${toInc}, this data folder is incarnation ${own}`,
+    };
+  const bound = ctx.bindings?.get(from);
+  if (bound !== undefined && fromInc !== bound)
+    return {
+      reason: "senderIncarnation",
+      detail: `the configuration binds node ${from} to incarnation ${bound}, the message comes from incarnation ${fromInc === "" ? "(none)" : fromInc}: its data folder was created empty or restored`,
+    };
+  return null;
 }
 
 /**
