@@ -73,6 +73,7 @@ export class MembershipFollower {
   private waiters: Waiter[] = [];
   private bindingsOf: Membership | null = null;
   private nextBindMs = 0;
+  private bindRefusals = 0;
 
   constructor(o: MembershipFollowerOptions) {
     this.o = o;
@@ -129,8 +130,12 @@ export class MembershipFollower {
         { index: r.index, bindings: Object.fromEntries(changes.map((c) => [c.id, incarnationFor(c)])) },
         `binding members ${changes.map((c) => c.id).join(", ")} to the incarnations of their data folders`,
       );
-    else if (r.reason === "invalid")
-      this.o.log.warn({ reason: r.detail }, "could not bind members to their incarnations");
+    else if (r.reason === "invalid" && Number.isInteger(Math.log2(++this.bindRefusals)))
+      // Our bug if ever (only unbound members are proposed): the 1st, 2nd, 4th... refusal is logged.
+      this.o.log.warn(
+        { reason: r.detail, refused: this.bindRefusals },
+        "could not bind members to their incarnations",
+      );
   }
 
   private follow(m: Membership, index: number): void {
