@@ -334,6 +334,12 @@ test("a node restarted on a wiped data folder under its old id is refused by its
       30_000,
     );
     assert.notEqual(idOf(`node-${wiped}`), old.incarnation, "the empty folder got a new incarnation");
+    const line =
+      nodes
+        .log(wiped)
+        .split("\n")
+        .find((l) => remedy.test(l)) ?? "";
+    process.stdout.write(`# the wiped node logs: ${(JSON.parse(line) as { msg: string }).msg}\n`);
     // Its status says so (it answers from its own view: it knows no leader).
     const status = await runCli(["status", "--endpoints", nodes.addresses[wiped]!], 30_000);
     assert.match(
