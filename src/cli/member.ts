@@ -82,9 +82,11 @@ function membersTable(r: MemberListResponse): string {
     m.role.toLowerCase(),
     Number(m.id) === Number(r.leaderId) ? "yes" : "",
     m.progressState === "" ? "" : `${m.matchIndex}/${r.lastIndex} ${m.progressState}`,
+    m.incarnation,
   ]);
-  const table = formatTable(["ID", "PEER ADDRESS", "ROLE", "LEADER", "PROGRESS"], rows);
-  return `${table}\nconfiguration: ${r.description}${r.joint ? " (joint)" : ""}, from log index ${r.configIndex}`;
+  const table = formatTable(["ID", "PEER ADDRESS", "ROLE", "LEADER", "PROGRESS", "INCARNATION"], rows);
+  const refused = r.refused === "" ? "" : `\nREFUSED: ${r.refused}`;
+  return `${table}\nconfiguration: ${r.description}${r.joint ? " (joint)" : ""}, from log index ${r.configIndex}${refused}`;
 }
 
 function membersJson(r: MemberListResponse): unknown {
@@ -100,7 +102,9 @@ function membersJson(r: MemberListResponse): unknown {
       role: m.role.toLowerCase(),
       matchIndex: Number(m.matchIndex),
       progress: m.progressState,
+      incarnation: m.incarnation,
     })),
+    ...(r.refused === "" ? {} : { refused: r.refused }),
   };
 }
 

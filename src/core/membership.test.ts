@@ -10,9 +10,11 @@ import {
   decodeMembership,
   describeMembership,
   encodeMembership,
+  incarnationOf,
   isVoter,
   leaveJoint,
   type Membership,
+  unboundMembers,
   votersOnly,
 } from "./membership.ts";
 import { jointTally, jointValue, majority } from "./quorum.ts";
@@ -563,4 +565,99 @@ test("thesis §4.3 a leader elected with a joint entry and the entry leaving it 
   assert.ok(l.log.committed >= noop);
   assert.equal(conf(l), "voters {0,1,3}");
   assert.deepEqual(commands(c.node(3).applied), ["a", "b"]);
+});
+
+const INC_A = "a1b2c3d4e5f60718";
+const INC_B = "0f1e2d3c4b5a6978";
+
+test("bind: a member gets its incarnation; voters, learners and removed ids stay, and no joint step is taken", () => {
+  const base = applyChanges(votersOnly([0, 1, 2]), [{ type: "addLearner", id: 3, address: "h:3" }]);
+  assert.ok(typeof base !== "string", String(base));
+  assert.deepEqual(unboundMembers(base), [0, 1, 2, 3]);
+  const bound = applyChanges(base, [
+    { type: "bind", id: 1, incarnation: INC_A },
+    { type: "bind", id: 3, incarnation: INC_B },
+  ]);
+  assert.ok(typeof bound !== "string", String(bound));
+  assert.deepEqual(bound.voters, base.voters);
+  assert.deepEqual(bound.learners, base.learners);
+  assert.deepEqual(bound.outgoing, [], "a bind changes no quorum: no joint configuration");
+  assert.deepEqual(bound.removed, base.removed);
+  assert.equal(incarnationOf(bound, 1), INC_A);
+  assert.equal(incarnationOf(bound, 3), INC_B);
+  assert.equal(bound.addresses.find((a) => a.id === 3)?.address, "h:3", "the address is kept");
+  assert.deepEqual(unboundMembers(bound), [0, 2]);
+  // A binding is for good: neither the same incarnation again nor another one (a wiped folder) replaces it.
+  assert.match(String(applyChanges(bound, [{ type: "bind", id: 1, incarnation: INC_A }])), /already/);
+  assert.match(
+    String(applyChanges(bound, [{ type: "bind", id: 1, incarnation: INC_B }])),
+    /remove the member and add it as a new one/,
+  );
+  assert.match(String(applyChanges(bound, [{ type: "bind", id: 9, incarnation: INC_A }])), /not a member/);
+  for (const bad of ["", "A1B2C3D4E5F60718", "a1b2", `${INC_A}0`, "g1b2c3d4e5f60718"])
+    assert.match(
+      String(applyChanges(base, [{ type: "bind", id: 0, incarnation: bad }])),
+      /not 16 lowercase hex digits/,
+      bad,
+    );
+  // Bindings survive a voter change through the joint step, and go with the member when it is removed.
+  const joint = applyChanges(bound, [{ type: "remove", id: 1 }]);
+  assert.ok(typeof joint !== "string", String(joint));
+  assert.equal(incarnationOf(joint, 1), INC_A, "an outgoing voter keeps its binding while joint");
+  const left = leaveJoint(joint);
+  assert.equal(incarnationOf(left, 1), undefined);
+  assert.equal(incarnationOf(left, 3), INC_B);
+  assert.ok(left.removed.includes(1));
+});
+
+test("bind encoding: bound members encode with their incarnation, entries written before bindings still decode as unbound", () => {
+  const m = applyChanges(votersOnly([0, 1, 2]), [{ type: "bind", id: 2, incarnation: INC_A }]);
+  assert.ok(typeof m !== "string", String(m));
+  const text = new TextDecoder().decode(encodeMembership(m));
+  assert.match(text, /\[2,"","a1b2c3d4e5f60718"\]/);
+  assert.match(text, /\[0,""\]/, "an unbound member keeps the old [id, address] shape");
+  assert.deepEqual(decodeMembership(encodeMembership(m)), m);
+  // An entry as older versions wrote it: no incarnations anywhere.
+  const old =
+    '{"v":1,"voters":[0,1,2],"outgoing":[],"learners":[],"addresses":[[0,"a:0"],[1,"a:1"],[2,"a:2"]],"removed":[]}';
+  const decoded = decodeMembership(enc.encode(old));
+  assert.ok(typeof decoded !== "string", String(decoded));
+  assert.deepEqual(unboundMembers(decoded), [0, 1, 2]);
+  assert.equal(new TextDecoder().decode(encodeMembership(decoded)), old, "re-encodes to the same bytes");
+  const withBad = (inc: string): string =>
+    `{"v":1,"voters":[0],"outgoing":[],"learners":[],"addresses":[[0,"a:0",${JSON.stringify(inc)}]],"removed":[]}`;
+  assert.match(String(decodeMembership(enc.encode(withBad("xyz")))), /incarnation of 0 is not 16/);
+  assert.match(
+    String(decodeMembership(enc.encode(withBad("")))),
+    /incarnation of 0 is not 16/,
+    "a bound member has a real incarnation; unbound ones have no third element",
+  );
+});
+
+test("thesis §4.3 bind obeys one change in flight: a second change is refused until it commits, then the binding takes effect", () => {
+  const c = cluster3();
+  const l = c.raft(0);
+  c.cut.add("0->1").add("0->2");
+  const r = l.proposeConfChange([{ type: "bind", id: 1, incarnation: INC_A }]);
+  assert.ok(r.ok, JSON.stringify(r));
+  assert.equal(incarnationOf(l.latestConfiguration(), 1), INC_A, "the leader's log holds the binding");
+  assert.equal(incarnationOf(l.configuration().membership, 1), undefined, "not in effect before it commits");
+  const second = l.proposeConfChange([{ type: "bind", id: 2, incarnation: INC_B }]);
+  assert.ok(!second.ok && second.reason === "changeInFlight", JSON.stringify(second));
+  // A follower whose log holds the entry knows the binding at once, before it learns the commit.
+  c.cut.delete("0->1");
+  hop(c);
+  assert.equal(incarnationOf(c.raft(1).latestConfiguration(), 1), INC_A);
+  assert.equal(incarnationOf(c.raft(1).configuration().membership, 1), undefined, "commit not known yet");
+  c.heal();
+  c.run(20);
+  for (const id of [0, 1, 2]) {
+    const m = c.raft(id).configuration().membership;
+    assert.equal(incarnationOf(m, 1), INC_A, `node ${id}`);
+    assert.equal(conf(c.raft(id)), "voters {0,1,2}", "the voters are unchanged");
+  }
+  assert.ok(
+    l.proposeConfChange([{ type: "bind", id: 2, incarnation: INC_B }]).ok,
+    "free again once committed",
+  );
 });

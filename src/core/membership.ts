@@ -1,14 +1,19 @@
 // Cluster membership as replicated data (thesis §4.3, joint consensus; etcd-io/raft's ConfChangeV2):
 // the configuration type, the changes an operator asks for, how a change turns into the next
 // configuration (entering a joint configuration whenever the voters change, leaving it automatically),
-// and the byte encoding carried by config entries and snapshot metadata.
+// each member's incarnation binding (which data folder the cluster knows it by), and the byte encoding
+// carried by config entries and snapshot metadata.
 
 import type { NodeId } from "./types.ts";
 
-/** One member's peer address, opaque to the core (the transport dials it). */
+/** One member's peer address, opaque to the core (the transport dials it), and its incarnation. */
 export interface MemberAddress {
   readonly id: NodeId;
   readonly address: string;
+  /** The incarnation (a random id made with the member's data folder, INCARNATION_HEX_DIGITS lowercase hex
+   *  digits) the cluster bound this member to with a `bind` change; absent while not bound yet. A peer
+   *  speaking for the member from another folder (wiped, restored) is refused: its vote and log are gone. */
+  readonly incarnation?: string;
 }
 
 /** A configuration. Outside a joint configuration `outgoing` is empty; while joint, every quorum needs a
@@ -31,7 +36,9 @@ export type ConfChange =
   | { readonly type: "addVoter"; readonly id: NodeId; readonly address: string }
   | { readonly type: "addLearner"; readonly id: NodeId; readonly address: string }
   | { readonly type: "promote"; readonly id: NodeId }
-  | { readonly type: "remove"; readonly id: NodeId };
+  | { readonly type: "remove"; readonly id: NodeId }
+  /** Binds a member not bound yet to the incarnation of its data folder; voters and learners stay. */
+  | { readonly type: "bind"; readonly id: NodeId; readonly incarnation: string };
 
 /** Most members a configuration may hold (every member gets a progress, a link and a queue). */
 export const MAX_MEMBERS = 64;
@@ -40,6 +47,15 @@ export const MAX_REMOVED_IDS = 1024;
 export const MAX_ADDRESS_BYTES = 255;
 /** A learner is caught up, and may be promoted, once within this many entries of the leader's log. */
 export const PROMOTE_WITHIN_ENTRIES = 512;
+
+/** Hex digits of an incarnation: 64 random bits. */
+export const INCARNATION_HEX_DIGITS = 16;
+const INCARNATION_RE = /^[0-9a-f]{16}$/;
+
+/** An incarnation as data folders, configurations and the wire carry it: 16 lowercase hex digits. */
+export function isIncarnation(s: unknown): s is string {
+  return typeof s === "string" && INCARNATION_RE.test(s);
+}
 
 export const EMPTY_MEMBERSHIP: Membership = {
   voters: [],
@@ -68,15 +84,22 @@ export function votersOnly(ids: readonly NodeId[]): Membership {
 }
 
 export function normalize(m: Membership): Membership {
-  const byId = new Map<NodeId, string>();
-  for (const a of m.addresses) byId.set(a.id, a.address);
+  const byId = new Map<NodeId, MemberAddress>();
+  for (const a of m.addresses) byId.set(a.id, a);
   return {
     voters: sorted(m.voters),
     outgoing: sorted(m.outgoing),
     learners: sorted(m.learners),
-    addresses: [...byId].sort((a, b) => a[0] - b[0]).map(([id, address]) => ({ id, address })),
+    addresses: [...byId.values()].sort((a, b) => a.id - b.id).map(memberAddress),
     removed: sorted(m.removed),
   };
+}
+
+/** A MemberAddress in its canonical shape: no incarnation property while unbound. */
+function memberAddress(a: MemberAddress): MemberAddress {
+  return a.incarnation === undefined || a.incarnation === ""
+    ? { id: a.id, address: a.address }
+    : { id: a.id, address: a.address, incarnation: a.incarnation };
 }
 
 export function isJoint(m: Membership): boolean {
@@ -101,6 +124,44 @@ export function addressOf(m: Membership, id: NodeId): string | undefined {
   return m.addresses.find((a) => a.id === id)?.address;
 }
 
+/** The incarnation member `id` is bound to, or undefined while it is not bound (or not a member). */
+export function incarnationOf(m: Membership, id: NodeId): string | undefined {
+  return m.addresses.find((a) => a.id === id)?.incarnation;
+}
+
+/** Members not bound to an incarnation yet, sorted. */
+export function unboundMembers(m: Membership): NodeId[] {
+  return members(m).filter((id) => incarnationOf(m, id) === undefined);
+}
+
+/** Every bound member's incarnation, by id. */
+export function bindingsOf(m: Membership): Map<NodeId, string> {
+  const out = new Map<NodeId, string>();
+  for (const a of m.addresses) if (a.incarnation !== undefined) out.set(a.id, a.incarnation);
+  return out;
+}
+
+/**
+ * The `bind` changes a leader (`self`, of incarnation `selfIncarnation`) proposes for the members of `m`
+ * not bound yet: its own incarnation, the others' from their messages (`seen`). None until every member
+ * has shown one: a member that gives none may run a version before incarnations, which refuses a
+ * configuration carrying them, and a rolling upgrade must not stall replication to it.
+ */
+export function bindChanges(
+  m: Membership,
+  self: NodeId,
+  selfIncarnation: string,
+  seen: ReadonlyMap<NodeId, string>,
+): ConfChange[] {
+  for (const id of members(m)) if (id !== self && !isIncarnation(seen.get(id))) return [];
+  const out: ConfChange[] = [];
+  for (const id of unboundMembers(m)) {
+    const incarnation = id === self ? selfIncarnation : seen.get(id);
+    if (incarnation !== undefined && isIncarnation(incarnation)) out.push({ type: "bind", id, incarnation });
+  }
+  return out;
+}
+
 /** The id a new member should get: above every id this cluster ever knew, so none is reused. */
 export function nextId(m: Membership): NodeId {
   let max = -1;
@@ -121,7 +182,10 @@ export function sameMembership(a: Membership, b: Membership): boolean {
 function sameAddresses(a: Membership, b: Membership): boolean {
   return (
     a.addresses.length === b.addresses.length &&
-    a.addresses.every((x, i) => x.id === b.addresses[i]!.id && x.address === b.addresses[i]!.address)
+    a.addresses.every((x, i) => {
+      const y = b.addresses[i]!;
+      return x.id === y.id && x.address === y.address && x.incarnation === y.incarnation;
+    })
   );
 }
 
@@ -139,7 +203,7 @@ export function applyChanges(m: Membership, changes: readonly ConfChange[]): Mem
   if (changes.length === 0) return "no change given";
   const voters = new Set(m.voters);
   const learners = new Set(m.learners);
-  const addresses = new Map(m.addresses.map((a) => [a.id, a.address] as const));
+  const addresses = new Map(m.addresses.map((a) => [a.id, a] as const));
   const removed = new Set(m.removed);
   const touched = new Set<NodeId>();
   for (const c of changes) {
@@ -156,9 +220,10 @@ export function applyChanges(m: Membership, changes: readonly ConfChange[]): Mem
         const bad = addressProblem(c.address);
         if (bad !== null) return `address of node ${c.id} ${bad}`;
         for (const [id, a] of addresses)
-          if (a === c.address && a !== "") return `node ${id} already has address ${a}`;
+          if (a.address === c.address && a.address !== "")
+            return `node ${id} already has address ${a.address}`;
         (c.type === "addVoter" ? voters : learners).add(c.id);
-        addresses.set(c.id, c.address);
+        addresses.set(c.id, { id: c.id, address: c.address });
         break;
       }
       case "promote":
@@ -172,6 +237,18 @@ export function applyChanges(m: Membership, changes: readonly ConfChange[]): Mem
         voters.delete(c.id);
         learners.delete(c.id);
         break;
+      case "bind": {
+        if (!known) return `node ${c.id} is not a member`;
+        if (!isIncarnation(c.incarnation))
+          return `incarnation ${JSON.stringify(String(c.incarnation).slice(0, 32))} of node ${c.id} is not ${INCARNATION_HEX_DIGITS} lowercase hex digits`;
+        const a = addresses.get(c.id) ?? { id: c.id, address: "" };
+        if (a.incarnation !== undefined)
+          return a.incarnation === c.incarnation
+            ? `node ${c.id} is bound to incarnation ${a.incarnation} already`
+            : `node ${c.id} is bound to incarnation ${a.incarnation}; a data folder of another incarnation cannot take its place: remove the member and add it as a new one`;
+        addresses.set(c.id, { ...a, incarnation: c.incarnation });
+        break;
+      }
     }
   }
   if (voters.size === 0) return "the change would leave no voter";
@@ -200,7 +277,7 @@ export function applyChanges(m: Membership, changes: readonly ConfChange[]): Mem
 export function leaveJoint(m: Membership): Membership {
   const voters = new Set(m.voters);
   const learners = new Set(m.learners);
-  const addresses = new Map(m.addresses.map((a) => [a.id, a.address] as const));
+  const addresses = new Map(m.addresses.map((a) => [a.id, a] as const));
   const removed = new Set(m.removed);
   for (const id of m.outgoing)
     if (!voters.has(id) && !learners.has(id)) {
@@ -214,7 +291,7 @@ function finish(
   voters: Set<NodeId>,
   outgoing: readonly NodeId[],
   learners: Set<NodeId>,
-  addresses: Map<NodeId, string>,
+  addresses: Map<NodeId, MemberAddress>,
   removed: Set<NodeId>,
 ): Membership {
   const keptRemoved = sorted(removed);
@@ -222,7 +299,7 @@ function finish(
     voters: [...voters],
     outgoing,
     learners: [...learners],
-    addresses: [...addresses].map(([id, address]) => ({ id, address })),
+    addresses: [...addresses.values()],
     removed: keptRemoved.slice(Math.max(0, keptRemoved.length - MAX_REMOVED_IDS)),
   });
 }
@@ -238,7 +315,9 @@ function addressProblem(address: string): string | null {
 
 const FORMAT = 1;
 
-/** Canonical bytes of a configuration: equal configurations encode to equal bytes. */
+/** Canonical bytes of a configuration: equal configurations encode to equal bytes. An address is
+ *  [id, address] while the member is unbound, [id, address, incarnation] once bound (older entries, all
+ *  of the first shape, still decode: their members are unbound). */
 export function encodeMembership(m: Membership): Uint8Array {
   const n = normalize(m);
   const body = {
@@ -246,7 +325,9 @@ export function encodeMembership(m: Membership): Uint8Array {
     voters: n.voters,
     outgoing: n.outgoing,
     learners: n.learners,
-    addresses: n.addresses.map((a) => [a.id, a.address]),
+    addresses: n.addresses.map((a) =>
+      a.incarnation === undefined ? [a.id, a.address] : [a.id, a.address, a.incarnation],
+    ),
     removed: n.removed,
   };
   return new TextEncoder().encode(JSON.stringify(body));
@@ -281,10 +362,19 @@ export function decodeMembership(bytes: Uint8Array): Membership | string {
     return "configuration addresses is not a list";
   const addresses: MemberAddress[] = [];
   for (const a of rawAddresses) {
-    if (!Array.isArray(a) || a.length !== 2 || !Number.isSafeInteger(a[0]) || typeof a[1] !== "string")
-      return "configuration address is not [id, address]";
+    if (
+      !Array.isArray(a) ||
+      (a.length !== 2 && a.length !== 3) ||
+      !Number.isSafeInteger(a[0]) ||
+      typeof a[1] !== "string"
+    )
+      return "configuration address is not [id, address] or [id, address, incarnation]";
     if (addressProblem(a[1]) !== null) return `configuration address of ${a[0]} ${addressProblem(a[1])}`;
-    addresses.push({ id: a[0], address: a[1] });
+    if (a.length === 3 && !isIncarnation(a[2]))
+      return `configuration incarnation of ${a[0]} is not ${INCARNATION_HEX_DIGITS} lowercase hex digits`;
+    addresses.push(
+      a.length === 3 ? { id: a[0], address: a[1], incarnation: a[2] } : { id: a[0], address: a[1] },
+    );
   }
   const m = normalize({
     voters: voters as NodeId[],

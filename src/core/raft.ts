@@ -97,6 +97,13 @@ export class Raft {
    *  when elected), in index order. Each takes effect when it commits, so a commit past one needs a
    *  majority of it as well (maybeCommit), and the leader replicates to its members already. */
   private logConfigs: { index: number; membership: Membership }[] = [];
+  /** latestConfiguration()'s answer, and the log position it was computed at. */
+  private latestCache: {
+    lastIndex: number;
+    lastTerm: number;
+    committed: number;
+    membership: Membership;
+  } | null = null;
 
   private term = 0;
   private votedFor: NodeId | null = null;
@@ -199,6 +206,35 @@ export class Raft {
   /** The configuration in effect, and the index of the entry it came from. */
   configuration(): { membership: Membership; index: number } {
     return { membership: this.membership, index: this.membershipIndex };
+  }
+
+  /**
+   * The configuration of the last config entry in the log, committed or not; the one in effect when the
+   * log holds none past the commit index. Quorums follow the configuration in effect (configuration());
+   * incarnation bindings follow this one, so that a binding counts from the moment a log holds it: a
+   * candidate whose log has a `bind` refuses the member's old vote from a wiped folder even before it
+   * learns the entry committed. Cached on (last index, last term, commit): by Log Matching, equal last
+   * index and term mean an equal log.
+   */
+  latestConfiguration(): Membership {
+    const lastIndex = this.log.lastIndex();
+    const lastTerm = this.log.lastTerm();
+    const committed = this.log.committed;
+    const c = this.latestCache;
+    if (c !== null && c.lastIndex === lastIndex && c.lastTerm === lastTerm && c.committed === committed)
+      return c.membership;
+    let membership = this.membership;
+    for (let i = lastIndex; i > committed; i--) {
+      const e = this.log.entry(i);
+      if (e === undefined || e.kind !== "config") continue;
+      const m = decodeMembership(e.data);
+      // Config entries are validated where they enter (codec, WAL reader) and written by leaders.
+      assert(typeof m !== "string", () => `config entry ${i} does not decode: ${String(m)}`);
+      membership = m;
+      break;
+    }
+    this.latestCache = { lastIndex, lastTerm, committed, membership };
+    return membership;
   }
 
   /** The configuration in effect at a committed index at or after the log's base (for snapshot metadata). */
@@ -1358,6 +1394,7 @@ export class Raft {
     );
     this.membership = m;
     this.membershipIndex = index;
+    this.latestCache = null;
     this.logConfigs = this.logConfigs.filter((c) => c.index > index);
     this.syncPeers();
     if (this.role !== "leader") return;

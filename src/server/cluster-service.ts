@@ -27,6 +27,8 @@ export interface ClusterServiceDeps {
   readonly changeTimeoutMs: number;
   readonly transferTimeoutMs: number;
   readonly onCall?: (peerAddress: string) => void;
+  /** Why peers refuse this node's data folder and the remedy; "" when none does. */
+  readonly refused: () => string;
   /** The backup stream (Snapshot): the state machine's image after a linearizable read barrier. */
   readonly backup: Pick<BackupDeps, "clusterId" | "take">;
 }
@@ -102,6 +104,7 @@ function list(d: ClusterServiceDeps): MemberListResponse {
       role: role(id),
       matchIndex: BigInt(self ? d.core.log.lastIndex() : (p?.match ?? 0)),
       progressState: self ? "leader" : (p?.state ?? ""),
+      incarnation: m.addresses.find((a) => a.id === id)?.incarnation ?? "",
     };
   });
   const leader = d.core.softState().leaderId;
@@ -116,6 +119,7 @@ function list(d: ClusterServiceDeps): MemberListResponse {
     lastIndex: BigInt(d.core.log.lastIndex()),
     errorCode: "",
     errorMessage: "",
+    refused: d.refused(),
   };
 }
 

@@ -1,9 +1,12 @@
 // The node's side of membership change: the bootstrap configuration from the flags, peer links that
-// follow the configuration the core has in effect, the flags-versus-log mismatch warning, changes
-// proposed and awaited until committed, and leadership transfer. The core decides; this only follows.
+// follow the configuration the core has in effect, incarnation bindings that follow the latest one in
+// the log (and, on the leader, members bound at first contact), the flags-versus-log mismatch warning,
+// changes proposed and awaited until committed, and leadership transfer. The core decides; this follows.
 
 import {
   addressOf,
+  bindChanges,
+  bindingsOf,
   bootstrapMembership,
   type ConfChange,
   describeMembership,
@@ -35,6 +38,12 @@ export interface MembershipFollowerOptions {
   /** Kept equal to the members' addresses in place: everything that reads peers shares it. */
   readonly livePeers: Map<NodeId, string>;
   readonly setTransportPeers: (peers: ReadonlyMap<NodeId, string>) => void;
+  /** This node's data folder's incarnation. */
+  readonly incarnation: string;
+  /** Given the members' bindings of the latest configuration in the log, whenever they change. */
+  readonly setTransportBindings: (bindings: ReadonlyMap<NodeId, string>) => void;
+  /** The incarnation each member's messages last gave (the transport saw it). */
+  readonly seenIncarnations: () => ReadonlyMap<NodeId, string>;
   /** Runs a core call inside the replica's loop (so that its Ready is handled). */
   readonly coreCall: <T>(fn: (core: Raft) => T) => T;
   readonly log: Logger;
@@ -51,6 +60,9 @@ interface Waiter {
 
 /** Bound on changes awaited at once (each RPC waits for one). */
 const MAX_WAITERS = 64;
+/** A leader proposes a bind change at most this often (one change is in flight at a time; a refused
+ *  or lost one is proposed again after this). */
+export const BIND_RETRY_MS = 250;
 
 export class MembershipFollower {
   private readonly o: MembershipFollowerOptions;
@@ -59,6 +71,9 @@ export class MembershipFollower {
   private recorded = false;
   private warnedRemoved = false;
   private waiters: Waiter[] = [];
+  private bindingsOf: Membership | null = null;
+  private nextBindMs = 0;
+  private bindRefusals = 0;
 
   constructor(o: MembershipFollowerOptions) {
     this.o = o;
@@ -81,7 +96,46 @@ export class MembershipFollower {
       if (r.ok || r.reason === "invalid") this.recorded = true;
       if (r.ok) this.o.log.info({ index: r.index }, "wrote the bootstrap configuration into the log");
     }
+    this.followBindings();
+    if (this.recorded) this.maybeBind();
     if (this.waiters.length > 0) this.settle();
+  }
+
+  /** Bindings count from the moment the log holds them (Raft.latestConfiguration). */
+  private followBindings(): void {
+    const latest = this.o.core.latestConfiguration();
+    if (latest === this.bindingsOf) return;
+    this.bindingsOf = latest;
+    this.o.setTransportBindings(bindingsOf(latest));
+  }
+
+  /**
+   * Leader: bind the members not bound yet whose incarnation is known (its own; the others' from their
+   * messages) in one `bind` change, so that a folder wiped later is refused. New clusters and clusters
+   * upgraded from versions before incarnations get their bindings this way within a few heartbeats.
+   * Rate-limited (BIND_RETRY_MS); a change in flight (the operator's, or the last bind) defers it.
+   */
+  private maybeBind(): void {
+    const core = this.o.core;
+    if (core.softState().role !== "leader") return;
+    const now = this.o.nowMs();
+    if (now < this.nextBindMs) return;
+    const m = core.latestConfiguration();
+    const changes = bindChanges(m, this.o.id, this.o.incarnation, this.o.seenIncarnations());
+    if (changes.length === 0) return;
+    this.nextBindMs = now + BIND_RETRY_MS;
+    const r = this.o.coreCall((c) => c.proposeConfChange(changes));
+    if (r.ok)
+      this.o.log.info(
+        { index: r.index, bindings: Object.fromEntries(changes.map((c) => [c.id, incarnationFor(c)])) },
+        `binding members ${changes.map((c) => c.id).join(", ")} to the incarnations of their data folders`,
+      );
+    else if (r.reason === "invalid" && Number.isInteger(Math.log2(++this.bindRefusals)))
+      // Our bug if ever (only unbound members are proposed): the 1st, 2nd, 4th... refusal is logged.
+      this.o.log.warn(
+        { reason: r.detail, refused: this.bindRefusals },
+        "could not bind members to their incarnations",
+      );
   }
 
   private follow(m: Membership, index: number): void {
@@ -223,6 +277,10 @@ export class MembershipFollower {
     }
     return best;
   }
+}
+
+function incarnationFor(c: ConfChange): string {
+  return c.type === "bind" ? c.incarnation : "";
 }
 
 function show(peers: ReadonlyMap<NodeId, string>): string {

@@ -13,7 +13,7 @@ import type { CoreConfig } from "../core/config.ts";
 import type { ConfChange, Membership } from "../core/membership.ts";
 import { Raft } from "../core/raft.ts";
 import type { NodeId, Role, SnapshotMeta } from "../core/types.ts";
-import { AssertionError } from "../lib/assert.ts";
+import { AssertionError, assert } from "../lib/assert.ts";
 import { RaftKvError } from "../lib/errors.ts";
 import { packageVersion } from "../lib/version.ts";
 import { type Consistency, NotLeaderError, Replica } from "../replica/replica.ts";
@@ -32,6 +32,7 @@ import { NodeMetrics } from "./metrics.ts";
 import { type NodeView, type ViewSources, viewNode } from "./node-view.ts";
 import { type NodeEvent, NodeObserver } from "./observer.ts";
 import { type OperatorRoute, startOperatorServer } from "./operator-http.ts";
+import { RefusedFolder } from "./refused-folder.ts";
 import { AppliedStateMachine, type StateMachine } from "./state-machine.ts";
 import { clockFor, fileSystemFor } from "./test-switches.ts";
 import { timedWal } from "./timed-file-system.ts";
@@ -297,7 +298,10 @@ async function start<S extends StateMachine<unknown>, R>(options: Options<S, R>)
       entries: recovered.entries,
       membership: bootMembership(config.peers, config.join),
     });
-    return await assemble(options, { coreConfig, core, tls, storage, applied, nodeLog, clock }, (m) => {
+    const incarnation = recovered.incarnation ?? "";
+    assert(incarnation !== "", () => "FileStorage.open reported no incarnation");
+    const parts = { coreConfig, core, tls, storage, applied, nodeLog, clock, incarnation };
+    return await assemble(options, parts, (m) => {
       metrics = m;
     });
   } catch (err) {
@@ -367,6 +371,8 @@ interface Parts<R> {
   readonly applied: AppliedStateMachine<R>;
   readonly nodeLog: NodeLog;
   readonly clock: MonotonicTime;
+  /** The data folder's incarnation. */
+  readonly incarnation: string;
 }
 
 async function assemble<S extends StateMachine<unknown>, R>(
@@ -379,6 +385,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
   const log = p.nodeLog.logger;
   const version = packageVersion();
   let metrics: NodeMetrics | null = null;
+  const refusedFolder = new RefusedFolder(config.id, p.incarnation, log);
   const transport = new GrpcPeerTransport({
     nodeId: config.id,
     clusterId: config.clusterId,
@@ -388,7 +395,12 @@ async function assemble<S extends StateMachine<unknown>, R>(
     maxEntriesPerMessage: config.maxEntriesPerMessage,
     logger: log.child({ component: "transport" }),
     seed: p.coreConfig.seed,
-    onRefusal: (r) => metrics?.peerRefusals.inc({ reason: r.reason }),
+    onRefusal: (r) => {
+      metrics?.peerRefusals.inc({ reason: r.reason });
+      refusedFolder.refusedInbound(r);
+    },
+    incarnation: p.incarnation,
+    onRefusedByPeer: (peer, _code, details) => refusedFolder.refusedByPeer(peer, details),
     // An exception out of the replica is our own invariant failing: stop the node, never swallow it.
     onHandlerError: (err) => fatal(err),
     onServerCall: (peerAddress) => gate.noteCall(peerAddress),
@@ -447,6 +459,9 @@ async function assemble<S extends StateMachine<unknown>, R>(
     flagPeers: config.peers,
     livePeers,
     setTransportPeers: (peers) => transport.setPeers(peers),
+    incarnation: p.incarnation,
+    setTransportBindings: (bindings) => transport.setBindings(bindings),
+    seenIncarnations: () => transport.seenIncarnations(),
     coreCall: (fn) => replica.coreCall(fn),
     log: log.child({ component: "membership" }),
     nowMs: () => clock.nowMs(),
@@ -587,6 +602,7 @@ async function assemble<S extends StateMachine<unknown>, R>(
     core,
     follower,
     livePeers,
+    refused: () => refusedFolder.text(),
     transferLeadership: (to) => node.transferLeadership(to),
     changeTimeoutMs: Math.max(config.requestTimeoutMs, 4 * config.electionTimeoutMaxMs),
     transferTimeoutMs: 4 * config.electionTimeoutMaxMs,

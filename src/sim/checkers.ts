@@ -100,7 +100,9 @@ export class SafetyChecker {
       if (id === n.id) return true;
       const other = this.nodeOf(id);
       const log = other?.replica?.core.log;
-      if (other === undefined || log === undefined) return true;
+      // Down: its disk unseen. Wiped: its old disk acknowledged what it held, truly then; its peers
+      // refuse the empty one, so it counts in no quorum again (issue 13; unless the run turns that off).
+      if (other === undefined || log === undefined || (other.wiped && other.checksIncarnations)) return true;
       return (
         log.snapshotIndex >= index || (log.term(index) === core.log.term(index) && log.persisted >= index)
       );

@@ -12,6 +12,7 @@ import { KvService, type RequestPoint } from "../replica/kv-service.ts";
 import { Replica } from "../replica/replica.ts";
 import type { ReplicaStorage } from "../replica/seams.ts";
 import { MemStore } from "../store/mem-store.ts";
+import { incarnationRefusal } from "../transport/codec.ts";
 import type { EventQueue } from "./event-queue.ts";
 import type { TimedFileSystem } from "./timed-file-system.ts";
 
@@ -22,6 +23,13 @@ export interface SimDisk extends ReplicaStorage {
   crash(prng: Prng): void;
   /** The timed device under it, if any (its operations take simulated time themselves). */
   readonly timed?: TimedFileSystem | undefined;
+}
+
+/** What a message's header says about incarnations (the simulated network carries objects, not bytes):
+ *  the sender's folder, and the one the sender's latest configuration binds the receiver to. */
+export interface SimEnvelope {
+  readonly fromIncarnation: string;
+  readonly toIncarnation: string;
 }
 
 export interface SimNodeHooks {
@@ -52,6 +60,10 @@ export interface SimNodeOptions {
   keepEntriesAfterSnapshot: number;
   hooks: SimNodeHooks;
   prng: Prng;
+  /** The incarnation of this node's disk (made with it; a wiped disk is a new node object). */
+  folderIncarnation: string;
+  /** Incarnation checks on delivery, as the codec makes them (default true). */
+  checkIncarnations?: boolean;
 }
 
 /** The state store is made durable every this many ticks. */
@@ -76,6 +88,13 @@ export class SimNode {
   /** The state store: it survives crashes as far as it was made durable (every few ticks, as LMDB
    *  flushes in the background). */
   private store = new MemStore();
+  /** The incarnation each member's delivered messages last gave (as the transport records it). */
+  readonly seenIncarnations = new Map<NodeId, string>();
+  /** Restarted on an empty disk under the id of a member whose disk was wiped (the checkers count the
+   *  acknowledgements of its lost disk as they were: true when made). */
+  wiped = false;
+  /** Messages refused on delivery for their incarnations. */
+  refusedByIncarnation = 0;
 
   constructor(o: SimNodeOptions) {
     this.id = o.id;
@@ -227,8 +246,39 @@ export class SimNode {
     this.pausedUntilUs = Math.max(this.pausedUntilUs, this.o.queue.nowUs + durationUs);
   }
 
-  deliver(m: Message): void {
-    this.run(() => this.replica?.receive(m));
+  get checksIncarnations(): boolean {
+    return this.o.checkIncarnations !== false;
+  }
+
+  get folderIncarnation(): string {
+    return this.o.folderIncarnation;
+  }
+
+  /** The header a message from this node to `to` carries (its binding read at send, as the transport does). */
+  envelopeTo(to: NodeId): SimEnvelope {
+    const m = this.replica?.core.latestConfiguration();
+    const bound = m?.addresses.find((a) => a.id === to)?.incarnation;
+    return { fromIncarnation: this.o.folderIncarnation, toIncarnation: bound ?? "" };
+  }
+
+  deliver(m: Message, env?: SimEnvelope): void {
+    this.run(() => {
+      const replica = this.replica;
+      if (replica === null) return;
+      if (env !== undefined) {
+        const bindings = new Map<NodeId, string>();
+        const bound = replica.core.latestConfiguration().addresses.find((a) => a.id === m.from)?.incarnation;
+        if (bound !== undefined) bindings.set(m.from, bound);
+        const ctx = { self: this.id, incarnation: this.o.folderIncarnation, bindings };
+        const refused = incarnationRefusal(ctx, m.from, env.fromIncarnation, env.toIncarnation) !== null;
+        if (refused && this.o.checkIncarnations !== false) {
+          this.refusedByIncarnation++;
+          return;
+        }
+        if (!refused && env.fromIncarnation !== "") this.seenIncarnations.set(m.from, env.fromIncarnation);
+      }
+      replica.receive(m);
+    });
   }
 
   /** Ticks at local-clock boundaries; after a pause, the missed ticks arrive at once (catch-up). */

@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { RaftKvError } from "../lib/errors.ts";
+import { Prng } from "../lib/prng.ts";
 import { segmentName } from "./data-dir.ts";
 import { FileStorage } from "./file-storage.ts";
 import { MemFileSystem } from "./mem-file-system.ts";
@@ -376,4 +377,49 @@ test("real files: a folder locked by a live process is refused; a stale lock is 
   } finally {
     await rm(root, { recursive: true, force: true });
   }
+});
+
+test("incarnation: made with a new folder and kept across opens; an older folder gets one at its first open, persisted; a bad one refuses", async () => {
+  const fs = new MemFileSystem();
+  const s0 = open(fs);
+  const first = await s0.open();
+  assert.match(first.incarnation ?? "", /^[0-9a-f]{16}$/);
+  const idText = (): string => new TextDecoder().decode(fs.peek("/data/identity.json"));
+  assert.equal(JSON.parse(idText()).incarnation, first.incarnation);
+  await s0.save({ term: 1, votedFor: 1, commitIndex: 0 }, entries(1, 3, 1), true);
+  await s0.close();
+  const s = open(fs);
+  assert.equal((await s.open()).incarnation, first.incarnation, "the same folder, the same incarnation");
+  await s.close();
+
+  // A folder as versions before incarnations wrote it: identity.json without one.
+  const old = JSON.parse(idText()) as Record<string, unknown>;
+  delete old["incarnation"];
+  fs.poke("/data/identity.json", new TextEncoder().encode(`${JSON.stringify(old)}\n`));
+  const upgraded = open(fs);
+  const got = await upgraded.open();
+  assert.match(got.incarnation ?? "", /^[0-9a-f]{16}$/);
+  assert.notEqual(got.incarnation, first.incarnation);
+  assert.deepEqual(
+    got.entries.map((e) => e.index),
+    [1, 2, 3],
+    "the log is kept",
+  );
+  await upgraded.close();
+  // Persisted durably (written atomically and the folder synced): a power loss keeps it.
+  fs.crash(new Prng(7));
+  const again = open(fs);
+  assert.equal((await again.open()).incarnation, got.incarnation);
+  await again.close();
+
+  // A wiped folder (empty) under the same id is a new incarnation.
+  const fresh = new MemFileSystem();
+  assert.notEqual((await open(fresh).open()).incarnation, got.incarnation);
+
+  const bad = JSON.parse(idText()) as Record<string, unknown>;
+  bad["incarnation"] = "XYZ";
+  fs.poke("/data/identity.json", new TextEncoder().encode(JSON.stringify(bad)));
+  const refused = await refusal(open(fs));
+  assert.equal(refused.code, "CORRUPT");
+  assert.match(refused.message, /incarnation is not 16 lowercase hex digits/);
 });

@@ -9,7 +9,7 @@ import { layoutOf, snapshotName } from "./data-dir.ts";
 import type { DirLock, FileHandle, FileSystem } from "./file-system.ts";
 import { errnoOf, joinPath, parentOf } from "./file-system.ts";
 import type { Identity } from "./identity.ts";
-import { writeIdentity } from "./identity.ts";
+import { newIncarnation, writeIdentity } from "./identity.ts";
 import { LogBounds } from "./log-bounds.ts";
 import type { RecoveryPlan } from "./recovery.ts";
 import { planRecovery } from "./recovery.ts";
@@ -45,6 +45,9 @@ export interface FileStorageOptions {
   /** Snapshot files kept (newest first). Default 2. */
   readonly retainSnapshots?: number;
   readonly logger?: StorageLogger;
+  /** Makes the incarnation of a new folder (or of an older folder without one). Default: 64 bits from
+   *  the operating system's random source; the simulator passes a seeded one. */
+  readonly newIncarnation?: () => string;
 }
 
 interface SnapshotFileRef {
@@ -96,6 +99,8 @@ export class FileStorage implements Storage {
   private readonly preallocBytes: number;
   private readonly retainSnapshots: number;
   private readonly logger: StorageLogger;
+  private readonly newIncarnation: () => string;
+  private incarnation: string | null = null;
 
   private status: "closed" | "opening" | "open" = "closed";
   private lock: DirLock | null = null;
@@ -135,6 +140,7 @@ export class FileStorage implements Storage {
     this.preallocBytes = Math.min(MAX_PREALLOC_BYTES, maxSegmentBytes);
     this.retainSnapshots = retainSnapshots;
     this.logger = options.logger ?? stderrLogger;
+    this.newIncarnation = options.newIncarnation ?? newIncarnation;
   }
 
   get nodeId(): number {
@@ -187,7 +193,18 @@ export class FileStorage implements Storage {
       state = { hardState: EMPTY_HARD_STATE, snapshot: null, entries: [] };
     } else {
       state = await this.applyPlan(plan);
+      if (plan.incarnation === null) {
+        // A folder from a version before incarnations: it gets one now, kept from then on.
+        this.incarnation = this.newIncarnation();
+        await writeIdentity(fs, layout.identityFile, this.owner, this.incarnation);
+        this.logger.info(
+          { dir: layout.root, nodeId: this.nodeId, incarnation: this.incarnation },
+          "gave the data folder an incarnation (it was written by an older version)",
+        );
+      } else this.incarnation = plan.incarnation;
     }
+    assert(this.incarnation !== null, () => "FileStorage.open: no incarnation");
+    state.incarnation = this.incarnation;
     this.status = "open";
     return state;
   }
@@ -211,8 +228,12 @@ export class FileStorage implements Storage {
       term: 0,
     });
     // Last: a folder with an identity file always has a complete WAL.
-    await writeIdentity(fs, layout.identityFile, this.owner);
-    this.logger.info({ dir: layout.root, nodeId: this.nodeId }, "initialized a new data folder");
+    this.incarnation = this.newIncarnation();
+    await writeIdentity(fs, layout.identityFile, this.owner, this.incarnation);
+    this.logger.info(
+      { dir: layout.root, nodeId: this.nodeId, incarnation: this.incarnation },
+      "initialized a new data folder",
+    );
   }
 
   private async applyPlan(plan: RecoveryPlan): Promise<RecoveredState> {

@@ -27,6 +27,8 @@ interface MemState {
 export interface MemStorageOptions {
   readonly nodeId?: number;
   readonly retainSnapshots?: number;
+  /** The incarnation open() reports (a FileStorage makes one with its folder); none when absent. */
+  readonly incarnation?: string;
 }
 
 function copyEntry(e: Entry): Entry {
@@ -62,6 +64,7 @@ function sameMeta(a: SnapshotMeta, b: SnapshotMeta): boolean {
 export class MemStorage implements Storage {
   readonly nodeId: number;
   private readonly retainSnapshots: number;
+  private readonly incarnation: string | undefined;
   private durable: MemState = {
     hardState: EMPTY_HARD_STATE,
     base: { index: 0, term: 0 },
@@ -80,6 +83,7 @@ export class MemStorage implements Storage {
   constructor(options: MemStorageOptions = {}) {
     this.nodeId = options.nodeId ?? 0;
     this.retainSnapshots = options.retainSnapshots ?? DEFAULT_RETAIN_SNAPSHOTS;
+    this.incarnation = options.incarnation;
   }
 
   /** Power loss: whatever was saved with sync=false since the last sync is gone; the "process" is down. */
@@ -109,7 +113,13 @@ export class MemStorage implements Storage {
     const s = this.current;
     this.log = new LogBounds(s.base, s.entries);
     const newest = s.snapshots[s.snapshots.length - 1];
-    return { hardState: s.hardState, snapshot: newest?.meta ?? null, entries: s.entries.map(copyEntry) };
+    const state: RecoveredState = {
+      hardState: s.hardState,
+      snapshot: newest?.meta ?? null,
+      entries: s.entries.map(copyEntry),
+    };
+    if (this.incarnation !== undefined) state.incarnation = this.incarnation;
+    return state;
   }
 
   async save(hardState: HardState | null, entries: readonly Entry[], sync: boolean): Promise<void> {

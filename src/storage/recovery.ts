@@ -31,6 +31,9 @@ export interface SegmentInfo {
 
 export interface RecoveryPlan {
   readonly kind: "recovered";
+  /** The folder's incarnation from its identity file; null when the file predates incarnations (the
+   *  open gives the folder one) or is missing from a pristine folder. */
+  readonly incarnation: string | null;
   readonly hardState: HardState;
   readonly snapshot: LoadedSnapshot | null;
   readonly entries: Entry[];
@@ -59,9 +62,11 @@ export async function planRecovery(
 ): Promise<RecoveryPlan | FreshPlan> {
   const nodeId = owner.nodeId;
   const hasIdentity = await fs.exists(layout.identityFile);
+  let incarnation: string | null = null;
   if (hasIdentity) {
     const found = decodeIdentity(await fs.readFile(layout.identityFile), layout.identityFile, nodeId);
     checkIdentity(found, owner, layout.identityFile);
+    incarnation = found.incarnation;
   }
   const walFiles = (await fs.exists(layout.walDir)) ? await listSegments(fs, layout.walDir, nodeId) : [];
   const walNames = (await fs.exists(layout.walDir)) ? await fs.readdir(layout.walDir) : [];
@@ -73,7 +78,7 @@ export async function planRecovery(
   if (!hasIdentity && walFiles.length === 0 && !snapNames.some((n) => n.endsWith(".snap")))
     return { kind: "fresh", leftovers };
 
-  const plan = await planFromFiles(fs, layout, owner, walFiles);
+  const plan = { ...(await planFromFiles(fs, layout, owner, walFiles)), incarnation };
   if (hasIdentity) return plan;
   // No identity file but data: a first start that stopped before its last step is harmless to redo;
   // anything else is a folder we must not adopt.
@@ -98,7 +103,7 @@ async function planFromFiles(
   layout: DataDirLayout,
   owner: Identity,
   walFiles: { path: string; seq: number; firstIndex: number }[],
-): Promise<RecoveryPlan> {
+): Promise<Omit<RecoveryPlan, "incarnation">> {
   const nodeId = owner.nodeId;
   const repairs: Repair[] = [];
   const warnings: { message: string; file: string; offset?: number }[] = [];

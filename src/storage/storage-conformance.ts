@@ -80,7 +80,7 @@ export function runStorageConformance(factory: StorageFactory): void {
   };
 
   withStorage("a fresh storage recovers the empty state", async (h, s) => {
-    const state = await s.open();
+    const { incarnation, ...state } = await s.open();
     assert.deepEqual(state, {
       hardState: { term: 0, votedFor: null, commitIndex: 0 },
       snapshot: null,
@@ -89,6 +89,7 @@ export function runStorageConformance(factory: StorageFactory): void {
     assert.equal(await s.loadSnapshotImage(), null);
     const again = await reopen(h, s);
     assert.deepEqual(again.state.entries, []);
+    assert.equal(again.state.incarnation, incarnation, "a folder keeps its incarnation (if it has one)");
     await again.storage.close();
   });
 

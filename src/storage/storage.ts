@@ -9,6 +9,9 @@ export interface RecoveredState {
   snapshot: SnapshotMeta | null;
   /** Log entries after the snapshot, contiguous, in order. */
   entries: Entry[];
+  /** The data folder's incarnation (identity.ts): made with the folder, kept for its life. Absent from
+   *  a storage that keeps none (the in-memory twin, unless given one). */
+  incarnation?: string;
 }
 
 /** A snapshot's meta before its image has been read: the CRC32C is not known yet, and the size is known

@@ -66,11 +66,22 @@ function viaWire(w: PeerMessage): Decoded {
   return decodeMessage(PeerMessage.encode(w).finish(), ctx, ADDR);
 }
 
-const header = (over: Partial<{ clusterId: string; from: bigint; to: bigint; term: bigint }> = {}) => ({
+const header = (
+  over: Partial<{
+    clusterId: string;
+    from: bigint;
+    to: bigint;
+    term: bigint;
+    fromIncarnation: string;
+    toIncarnation: string;
+  }> = {},
+) => ({
   clusterId: CLUSTER,
   from: 0n,
   to: 1n,
   term: 5n,
+  fromIncarnation: "",
+  toIncarnation: "",
   ...over,
 });
 
@@ -419,5 +430,65 @@ describe("codec refusals", () => {
     const batch = decodeBatch(new Uint8Array([0x0a, 0x7f, 1, 2]), ctx, ADDR);
     assert.equal(batch.ok, false);
     assert.equal(!batch.ok && batch.reason, "malformed");
+  });
+});
+
+describe("incarnations (issue 13: a wiped folder under a known id is refused)", () => {
+  const OURS = "1111111111111111";
+  const OLD = "aaaaaaaaaaaaaaaa";
+  const WIPED = "bbbbbbbbbbbbbbbb";
+  // This node (1) is incarnation OURS; its latest configuration binds node 0 to OLD, node 2 not at all.
+  const bound: CodecContext = { ...ctx, incarnation: OURS, bindings: new Map([[0, OLD]]) };
+  const decode = (h: ReturnType<typeof header>, c: CodecContext = bound): Decoded =>
+    decodeMessage(PeerMessage.encode(append({ header: h })).finish(), c, ADDR);
+
+  test("a message addressed to another incarnation of this node is refused: this folder is not the one the sender knows", () => {
+    const d = decode(header({ fromIncarnation: OLD, toIncarnation: WIPED }));
+    expectRefused(d, "recipientIncarnation");
+    assert.ok(!d.ok);
+    assert.match(
+      d.detail,
+      /node 0 knows node 1 as incarnation bbbbbbbbbbbbbbbb, this data folder is incarnation 1111111111111111/,
+    );
+    assert.equal(d.from, 0);
+  });
+
+  test("a message from a bound member's other incarnation is refused, and so is one that gives none", () => {
+    const d = decode(header({ fromIncarnation: WIPED, toIncarnation: OURS }));
+    expectRefused(d, "senderIncarnation");
+    assert.match(
+      !d.ok ? d.detail : "",
+      /binds node 0 to incarnation aaaaaaaaaaaaaaaa, the message comes from incarnation bbbbbbbbbbbbbbbb/,
+    );
+    expectRefused(decode(header({ fromIncarnation: "", toIncarnation: OURS })), "senderIncarnation");
+  });
+
+  test("matching, unbound and unknown incarnations are accepted; the sender's is reported", () => {
+    const ok = decode(header({ fromIncarnation: OLD, toIncarnation: OURS }));
+    assert.ok(ok.ok && ok.fromIncarnation === OLD);
+    // Node 2 is not bound yet: any incarnation of it passes (the leader binds it at first contact).
+    const unbound = decode(header({ from: 2n, fromIncarnation: WIPED }));
+    assert.ok(unbound.ok && unbound.fromIncarnation === WIPED);
+    // A sender that does not know our binding (to_incarnation empty) is not refused for it.
+    assert.ok(decode(header({ fromIncarnation: OLD })).ok);
+    // Without incarnations of our own (an older storage), nothing is checked against them.
+    assert.ok(decode(header({ fromIncarnation: OLD, toIncarnation: WIPED }), ctx).ok);
+  });
+
+  test("malformed incarnations are refused", () => {
+    for (const bad of ["xyz", "AAAAAAAAAAAAAAAA", `${OLD}0`])
+      for (const h of [header({ fromIncarnation: bad }), header({ toIncarnation: bad })])
+        expectRefused(decode(h), "badField");
+  });
+
+  test("encodeMessage carries both incarnations in the header", () => {
+    const m = expectOk(viaWire(append()));
+    const bytes = encodeMessage(m, CLUSTER, { from: OLD, to: OURS });
+    const w = PeerMessage.decode(bytes);
+    assert.ok(w.body?.$case === "appendEntries");
+    assert.equal(w.body.value.header?.fromIncarnation, OLD);
+    assert.equal(w.body.value.header?.toIncarnation, OURS);
+    const d = decodeMessage(bytes, bound, ADDR);
+    assert.ok(d.ok && d.fromIncarnation === OLD);
   });
 });

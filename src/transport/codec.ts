@@ -1,7 +1,7 @@
 // Peer codec: untrusted wire bytes to validated core Messages (or a refusal with its reason), and back.
 
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
-import { decodeMembership, encodeMembership } from "../core/membership.ts";
+import { decodeMembership, encodeMembership, isIncarnation } from "../core/membership.ts";
 import type { Entry, Message, NodeId, SnapshotMeta } from "../core/types.ts";
 import {
   AppendEntriesRequest,
@@ -39,7 +39,22 @@ export interface CodecContext {
   /** The member the connection is authenticated as (its TLS certificate): a message claiming another
    *  sender is refused (senderMismatch). Absent in plaintext, where the claimed sender is all there is. */
   readonly sender?: NodeId;
+  /** This node's data folder's incarnation: a message addressed to another one is refused
+   *  (recipientIncarnation). Absent or "": not checked. */
+  readonly incarnation?: string;
+  /** The incarnation the latest configuration binds each member to (unbound members absent): a message
+   *  from a bound member sent from another incarnation is refused (senderIncarnation). */
+  readonly bindings?: ReadonlyMap<NodeId, string>;
 }
+
+/** The incarnations a message's header carries: its sender's data folder, and the one the sender's
+ *  configuration binds the receiver to ("" for unknown or unbound). */
+export interface WireIncarnations {
+  readonly from: string;
+  readonly to: string;
+}
+
+export const NO_INCARNATIONS: WireIncarnations = { from: "", to: "" };
 
 export const REFUSAL_REASONS = [
   "malformed",
@@ -63,6 +78,11 @@ export const REFUSAL_REASONS = [
   "noPeerIdentity",
   /** Peer identity (TLS): the message claims a sender other than the member the certificate names. */
   "senderMismatch",
+  /** Addressed to an incarnation of this node other than its data folder's: this folder was created
+   *  empty or restored under an id the cluster knows by another folder (its vote and log are gone). */
+  "recipientIncarnation",
+  /** From a member the configuration binds to another incarnation: the sender's folder was wiped. */
+  "senderIncarnation",
 ] as const;
 
 /** Why an inbound message was refused; a closed set, usable as a metrics label. */
@@ -79,7 +99,14 @@ export interface Refusal {
   readonly from: NodeId | null;
 }
 
-export type Decoded = { readonly ok: true; readonly message: Message } | Refusal;
+export type Decoded =
+  | {
+      readonly ok: true;
+      readonly message: Message;
+      /** The sender's incarnation as its header gives it ("" when it gives none). */
+      readonly fromIncarnation: string;
+    }
+  | Refusal;
 
 export type BatchDecoded = { readonly ok: true; readonly results: readonly Decoded[] } | Refusal;
 
@@ -102,8 +129,19 @@ export function maxWireBytes(limits: CodecLimits): number {
 
 /** Core message to its protobuf form. The message must come from the core: terms, indexes and
  *  sizes are non-negative safe integers (BigInt() throws on a fraction, which is our bug). */
-export function toWire(m: Message, clusterId: string): PeerMessage {
-  const header: WireHeader = { clusterId, from: BigInt(m.from), to: BigInt(m.to), term: BigInt(m.term) };
+export function toWire(
+  m: Message,
+  clusterId: string,
+  incarnations: WireIncarnations = NO_INCARNATIONS,
+): PeerMessage {
+  const header: WireHeader = {
+    clusterId,
+    from: BigInt(m.from),
+    to: BigInt(m.to),
+    term: BigInt(m.term),
+    fromIncarnation: incarnations.from,
+    toIncarnation: incarnations.to,
+  };
   switch (m.type) {
     case "append":
       return {
@@ -213,8 +251,12 @@ function metaToWire(m: SnapshotMeta): WireSnapshotMeta {
 }
 
 /** Core message to the bytes of one PeerMessage. */
-export function encodeMessage(m: Message, clusterId: string): Uint8Array {
-  return PeerMessage.encode(toWire(m, clusterId)).finish();
+export function encodeMessage(
+  m: Message,
+  clusterId: string,
+  incarnations: WireIncarnations = NO_INCARNATIONS,
+): Uint8Array {
+  return PeerMessage.encode(toWire(m, clusterId, incarnations)).finish();
 }
 
 /** Bytes that `frame` (one encoded PeerMessage) takes inside a PeerBatch. */
@@ -331,8 +373,9 @@ function decodeUnaryBody(kind: UnaryKind, bytes: Uint8Array): PeerMessage["body"
 export function encodeUnaryResponse(
   m: Extract<Message, { type: "appendResponse" | "voteResponse" | "snapshotResponse" }>,
   clusterId: string,
+  incarnations: WireIncarnations = NO_INCARNATIONS,
 ): Uint8Array {
-  const body = toWire(m, clusterId).body;
+  const body = toWire(m, clusterId, incarnations).body;
   switch (body?.$case) {
     case "appendEntriesResponse":
       return AppendEntriesResponse.encode(body.value).finish();
@@ -350,7 +393,8 @@ export function encodeUnaryResponse(
 export function fromWire(wire: PeerMessage, ctx: CodecContext, peerAddress: string): Decoded {
   const v = new Validator(ctx);
   try {
-    return { ok: true, message: v.message(wire) };
+    const message = v.message(wire);
+    return { ok: true, message, fromIncarnation: v.fromIncarnation };
   } catch (e) {
     if (e instanceof Refused) return refusal(e.reason, e.detail, peerAddress, v.from);
     throw e;
@@ -387,6 +431,7 @@ interface Header {
 /** Validates one message; remembers the claimed sender for the refusal. */
 class Validator {
   from: NodeId | null = null;
+  fromIncarnation = "";
 
   constructor(private readonly ctx: CodecContext) {}
 
@@ -431,8 +476,18 @@ class Validator {
       );
     const to = uint("header.to", h.to);
     if (to !== this.ctx.self) refuse("wrongRecipient", `addressed to node ${to}, this is ${this.ctx.self}`);
+    this.incarnations(from, h);
     const term = termRequired ? positive("header.term", h.term, "zeroTerm") : uint("header.term", h.term);
     return { from, to, term };
+  }
+
+  /** The header's incarnations against ours and the configuration's bindings (see CodecContext). */
+  private incarnations(from: NodeId, h: WireHeader): void {
+    const fromInc = incarnation("header.from_incarnation", h.fromIncarnation);
+    const toInc = incarnation("header.to_incarnation", h.toIncarnation);
+    const r = incarnationRefusal(this.ctx, from, fromInc, toInc);
+    if (r !== null) refuse(r.reason, r.detail);
+    this.fromIncarnation = fromInc;
   }
 
   private append(w: AppendEntriesRequest): Message {
@@ -602,6 +657,51 @@ function entryKind(i: number, kind: EntryKind): Entry["kind"] {
 function uint(field: string, v: bigint): number {
   if (v < 0n || v > MAX_WIRE) refuse("unsafeInteger", `${field} ${v} is outside 0..2^52`);
   return Number(v);
+}
+
+/**
+ * Why a message from `from` whose header gives `fromInc` and `toInc` (both valid or "") is refused by a
+ * node (`self`, of incarnation `incarnation`, whose latest configuration binds members as `bindings`),
+ * or null: addressed to another incarnation of this node, or from a bound member's other incarnation.
+ * The codec checks every message with it; the simulator's network, which carries no bytes, too.
+ */
+export function incarnationRefusal(
+  ctx: Pick<CodecContext, "self" | "incarnation" | "bindings">,
+  from: NodeId,
+  fromInc: string,
+  toInc: string,
+): { reason: "recipientIncarnation" | "senderIncarnation"; detail: string } | null {
+  const own = ctx.incarnation ?? "";
+  if (toInc !== "" && own !== "" && toInc !== own)
+    return {
+      reason: "recipientIncarnation",
+      detail: `node ${from} knows node ${ctx.self} as incarnation ${toInc}, this data folder is incarnation ${own}`,
+    };
+  const bound = ctx.bindings?.get(from);
+  if (bound !== undefined && fromInc !== bound)
+    return {
+      reason: "senderIncarnation",
+      detail: `the configuration binds node ${from} to incarnation ${bound}, the message comes from incarnation ${fromInc === "" ? "(none)" : fromInc}: its data folder was created empty or restored`,
+    };
+  return null;
+}
+
+/**
+ * The incarnations a recipientIncarnation or senderIncarnation refusal's detail names (as Validator
+ * writes them; a peer ending our stream sends it back in its status): the one the cluster knows the
+ * node by, then the folder's other one ("" for none). Null when the detail names no incarnation.
+ */
+export function incarnationsOfRefusal(detail: string): { known: string; other: string } | null {
+  const m = /incarnation ([0-9a-f]{16})\b.*?incarnation ([0-9a-f]{16}|\(none\))/.exec(detail);
+  if (m === null) return null;
+  return { known: m[1]!, other: m[2] === "(none)" ? "" : m[2]! };
+}
+
+/** An incarnation field: empty (unknown) or INCARNATION_HEX_DIGITS lowercase hex digits. */
+function incarnation(field: string, v: string): string {
+  if (v !== "" && !isIncarnation(v))
+    refuse("badField", `${field} ${quote(v)} is not 16 lowercase hex digits`);
+  return v;
 }
 
 function positive(field: string, v: bigint, reasonIfZero: RefusalReason): number {

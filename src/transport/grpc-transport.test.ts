@@ -406,3 +406,59 @@ test("peer links follow the configuration: setPeers opens links to new members a
     await c.close();
   }
 });
+
+test("incarnations (issue 13): a wiped folder under a known id is refused both ways with FAILED_PRECONDITION, an unbound one is accepted and its incarnation seen", async () => {
+  const INC = ["0000000000000a00", "0000000000000a01", "0000000000000b02"];
+  const OLD2 = "0000000000000a02"; // node 2's folder before it was wiped; it is INC[2] now
+  const byPeer: { at: NodeId; peer: NodeId; code: grpc.status; details: string }[] = [];
+  const c = await makeCluster(3, (id) => ({
+    incarnation: INC[id]!,
+    onRefusedByPeer: (peer, code, details) => byPeer.push({ at: id, peer, code, details }),
+  }));
+  try {
+    const [t0, t1, t2] = c.transports as [GrpcPeerTransport, GrpcPeerTransport, GrpcPeerTransport];
+    const [in0, in1, in2] = [new Inbox(t0), new Inbox(t1), new Inbox(t2)];
+    // Node 0's configuration binds every member, node 2 to its old folder; node 1's binds none yet.
+    t0.setBindings(
+      new Map([
+        [0, INC[0]!],
+        [1, INC[1]!],
+        [2, OLD2],
+      ]),
+    );
+    // Unbound: node 1 accepts node 2 (and node 0), and sees their incarnations.
+    t2.send([heartbeat(2, 1, 1)]);
+    t0.send([heartbeat(0, 1, 1)]);
+    await in1.waitFor(2, () => {});
+    assert.equal(t1.seenIncarnations().get(2), INC[2]);
+    assert.equal(t1.seenIncarnations().get(0), INC[0]);
+    // Node 0 addresses node 2 as its old folder: node 2 refuses it (recipientIncarnation).
+    t0.send([heartbeat(0, 2, 1)]);
+    await until(() => t2.stats().refused.recipientIncarnation >= 1, "node 2 refusing node 0's message");
+    await until(() => byPeer.some((b) => b.at === 0 && b.peer === 2), "node 0 told its stream was refused");
+    const to2 = byPeer.find((b) => b.at === 0 && b.peer === 2)!;
+    assert.equal(to2.code, grpc.status.FAILED_PRECONDITION);
+    assert.match(
+      to2.details,
+      /^recipientIncarnation: node 0 knows node 2 as incarnation 0000000000000a02, this data folder is incarnation 0000000000000b02/,
+    );
+    // Node 2 sends to node 0 from its new folder: node 0 refuses it (senderIncarnation), and node 2 learns why.
+    t2.send([heartbeat(2, 0, 1)]);
+    await until(() => t0.stats().refused.senderIncarnation >= 1, "node 0 refusing node 2's message");
+    await until(() => byPeer.some((b) => b.at === 2 && b.peer === 0), "node 2 told its stream was refused");
+    const from2 = byPeer.find((b) => b.at === 2 && b.peer === 0)!;
+    assert.equal(from2.code, grpc.status.FAILED_PRECONDITION);
+    assert.match(
+      from2.details,
+      /^senderIncarnation: the configuration binds node 2 to incarnation 0000000000000a02, the message comes from incarnation 0000000000000b02/,
+    );
+    // Nothing of either reached the other's handler; node 0 and node 1 still talk.
+    assert.ok(!in0.messages.some((m) => m.from === 2), "node 2's message never reached node 0's core");
+    assert.ok(!in2.messages.some((m) => m.from === 0), "node 0's message never reached node 2's core");
+    t1.send([heartbeat(1, 0, 1)]);
+    await in0.waitFor(1, () => {});
+    assert.equal(t0.seenIncarnations().get(1), INC[1]);
+  } finally {
+    await c.close();
+  }
+});

@@ -58,6 +58,12 @@ export interface GrpcPeerTransportOptions {
   readonly seed?: number;
   /** Called for every refused inbound message, e.g. to count it in metrics by reason. */
   readonly onRefusal?: (r: Refusal) => void;
+  /** This node's data folder's incarnation, sent in every header and checked in every message
+   *  addressed here (default "": none, nothing checked). */
+  readonly incarnation?: string;
+  /** Called when a peer ends our stream refusing it (FAILED_PRECONDITION, PERMISSION_DENIED,
+   *  UNAUTHENTICATED), with its details ("reason: detail"): e.g. a wiped folder learns it is refused. */
+  readonly onRefusedByPeer?: (peer: NodeId, code: grpc.status, details: string) => void;
   /** With TLS: the member a PeerService call's connection is (its certificate). Every stream and unary
    *  call is checked, and each message's sender must be that member. Absent (plaintext): claimed
    *  senders are trusted, as nothing proves them. */
@@ -188,6 +194,13 @@ export class GrpcPeerTransport implements Transport {
   private readonly ctx: CodecContext;
   /** Ids messages are accepted from (the codec's context reads it); setPeers changes it. */
   private readonly memberIds = new Set<NodeId>();
+  /** This node's incarnation ("" when it has none). */
+  readonly incarnation: string;
+  /** The incarnation the latest configuration binds each member to (the codec's context reads it);
+   *  setBindings changes it. */
+  private readonly bindings = new Map<NodeId, string>();
+  /** @internal */
+  readonly onRefusedByPeer: ((peer: NodeId, code: grpc.status, details: string) => void) | null;
   private readonly newLink: (id: NodeId, address: string) => PeerLink;
   private readonly inbox: PeerInbox;
   private readonly authenticatePeer: ((call: PeerCall) => PeerAuthentication) | null;
@@ -227,7 +240,16 @@ export class GrpcPeerTransport implements Transport {
       maxBytesPerMessage: o.maxBytesPerMessage,
       maxEntriesPerMessage: this.maxEntriesPerMessage,
     };
-    this.ctx = { clusterId: o.clusterId, self: o.nodeId, peers: this.memberIds, limits };
+    this.incarnation = o.incarnation ?? "";
+    this.onRefusedByPeer = o.onRefusedByPeer ?? null;
+    this.ctx = {
+      clusterId: o.clusterId,
+      self: o.nodeId,
+      peers: this.memberIds,
+      limits,
+      incarnation: this.incarnation,
+      bindings: this.bindings,
+    };
     for (const id of o.peers.keys()) this.memberIds.add(id);
     const rethrow = (err: unknown): void => {
       process.nextTick(() => {
@@ -284,6 +306,18 @@ export class GrpcPeerTransport implements Transport {
       this.links.set(id, link);
       link.connect();
     }
+  }
+
+  /** The incarnations the latest configuration binds members to (unbound members absent): headers to
+   *  them carry it, and messages from a bound member's other incarnation are refused. */
+  setBindings(bindings: ReadonlyMap<NodeId, string>): void {
+    this.bindings.clear();
+    for (const [id, inc] of bindings) this.bindings.set(id, inc);
+  }
+
+  /** The incarnation each member's accepted messages last gave (members only: bounded). */
+  seenIncarnations(): ReadonlyMap<NodeId, string> {
+    return this.inbox.seenIncarnations();
   }
 
   send(messages: readonly Message[]): void {
@@ -361,10 +395,14 @@ export class GrpcPeerTransport implements Transport {
 
   /** @internal */
   encode(m: Message): Uint8Array | null {
-    const frame = encodeMessage(m, this.clusterId);
+    const frame = encodeMessage(m, this.clusterId, this.incarnationsTo(m.to));
     if (frame.length <= maxWireBytes(this.ctx.limits)) return frame;
     this.counters.drop("tooLarge", m);
     return null;
+  }
+
+  private incarnationsTo(to: NodeId): { from: string; to: string } {
+    return { from: this.incarnation, to: this.bindings.get(to) ?? "" };
   }
 
   /** @internal */
@@ -453,7 +491,7 @@ export class GrpcPeerTransport implements Transport {
     }
     const answerType = UNARY_ANSWER[kind];
     if (answerType === null) {
-      const r = this.inbox.deliver(d.message, call.getPeer());
+      const r = this.inbox.deliver(d.message, call.getPeer(), d.fromIncarnation);
       reply(r === "delivered" ? null : this.notDelivered(r), Buffer.alloc(0));
       return;
     }
@@ -475,7 +513,7 @@ export class GrpcPeerTransport implements Transport {
       clearTimeout(waiter.timer);
       removeFrom(waiters, waiter);
     });
-    const r = this.inbox.deliver(d.message, call.getPeer());
+    const r = this.inbox.deliver(d.message, call.getPeer(), d.fromIncarnation);
     // Not delivered, and not answered by then (a handler may answer and then throw): answer now.
     if (r === "delivered" || !waiters.includes(waiter)) return;
     clearTimeout(waiter.timer);
@@ -527,7 +565,7 @@ export class GrpcPeerTransport implements Transport {
     const waiter = this.unaryWaiters.get(`${m.to}>${m.type}`)?.shift();
     if (waiter === undefined) return false;
     clearTimeout(waiter.timer);
-    waiter.reply(null, toBuffer(encodeUnaryResponse(m, this.clusterId)));
+    waiter.reply(null, toBuffer(encodeUnaryResponse(m, this.clusterId, this.incarnationsTo(m.to))));
     this.counters.sentMessages++;
     return true;
   }
@@ -684,6 +722,7 @@ class PeerLink {
     // A refusal is a misconfiguration: warn on the 1st, 2nd, 4th, 8th... in a row, not every retry.
     if (REFUSED_BY_PEER.has(s.code)) {
       if (Number.isInteger(Math.log2(this.attempt))) this.t.logger.warn(info, "peer refused our stream");
+      this.t.onRefusedByPeer?.(this.peerId, s.code, s.details);
     } else this.t.logger.debug(info, wasReady ? "peer stream down" : "peer unreachable");
     this.timer = setTimeout(() => {
       this.timer = null;
@@ -701,6 +740,8 @@ function statusForRefusal(reason: RefusalReason): grpc.status {
   switch (reason) {
     case "clusterMismatch":
     case "wrongRecipient":
+    case "recipientIncarnation":
+    case "senderIncarnation":
       return grpc.status.FAILED_PRECONDITION;
     case "unknownSender":
     case "fromSelf":

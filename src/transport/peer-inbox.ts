@@ -44,13 +44,21 @@ export interface BatchOutcome {
 export type Delivery = "delivered" | "notReady" | "failed";
 
 /** Refusals that end the stream they arrive on: the peer is misconfigured or lying, not just wrong once. */
-const ENDS_STREAM: ReadonlySet<RefusalReason> = new Set(["clusterMismatch", "senderMismatch"]);
+const ENDS_STREAM: ReadonlySet<RefusalReason> = new Set([
+  "clusterMismatch",
+  "senderMismatch",
+  // A wiped or restored folder under a known id: every message would be refused alike.
+  "recipientIncarnation",
+  "senderIncarnation",
+]);
 
 export class PeerInbox {
   private handler: ((m: Message) => void) | null = null;
   private closed = false;
   /** The remote address that last delivered a message claiming each sender (members only: bounded). */
   private readonly lastAddress = new Map<NodeId, string>();
+  /** The incarnation each sender's delivered messages last gave (members only: bounded). */
+  private readonly seen = new Map<NodeId, string>();
 
   constructor(
     private readonly ctx: CodecContext,
@@ -113,7 +121,7 @@ export class PeerInbox {
         if (ENDS_STREAM.has(d.reason)) return { accepted, refused, end: d, failed: false };
         continue;
       }
-      const r = this.deliver(d.message, stream.peerAddress);
+      const r = this.deliver(d.message, stream.peerAddress, d.fromIncarnation);
       if (r === "failed") return { accepted, refused, end: null, failed: true };
       if (r === "delivered") accepted++;
       else refused++;
@@ -138,7 +146,7 @@ export class PeerInbox {
 
   /** Hands a validated message (from `peerAddress`) to the handler. A throw is ours: onHandlerError,
    *  never swallowed. */
-  deliver(m: Message, peerAddress: string): Delivery {
+  deliver(m: Message, peerAddress: string, fromIncarnation = ""): Delivery {
     if (this.closed) return "notReady";
     if (this.handler === null) {
       this.counters.drop("noHandler", m);
@@ -146,6 +154,10 @@ export class PeerInbox {
     }
     this.counters.receivedMessages++;
     this.lastAddress.set(m.from, peerAddress);
+    if (fromIncarnation !== "") this.seen.set(m.from, fromIncarnation);
+    // Senders are members (the codec refuses others); drop those the configuration no longer lists.
+    if (this.seen.size > this.ctx.peers.size)
+      for (const id of this.seen.keys()) if (!this.ctx.peers.has(id)) this.seen.delete(id);
     try {
       this.handler(m);
     } catch (err) {
@@ -153,6 +165,11 @@ export class PeerInbox {
       return "failed";
     }
     return "delivered";
+  }
+
+  /** The incarnation each member's delivered messages last gave. */
+  seenIncarnations(): ReadonlyMap<NodeId, string> {
+    return this.seen;
   }
 
   /** The remote address that last delivered a message claiming to come from `from` (for a log line

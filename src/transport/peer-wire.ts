@@ -15,6 +15,8 @@ const HEADER: MessageShape = {
     2: { name: "from", wire: VARINT },
     3: { name: "to", wire: VARINT },
     4: { name: "term", wire: VARINT },
+    5: { name: "from_incarnation", wire: LEN },
+    6: { name: "to_incarnation", wire: LEN },
   },
 };
 const header = { name: "header", wire: LEN, message: HEADER } as const;

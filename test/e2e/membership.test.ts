@@ -79,7 +79,7 @@ interface Listing {
   leaderId: number | null;
   configuration: string;
   joint: boolean;
-  members: { id: number; role: string; matchIndex: number; progress: string }[];
+  members: { id: number; role: string; matchIndex: number; progress: string; incarnation: string }[];
 }
 
 async function cli(args: readonly string[]): Promise<{ code: number | null; json: unknown; stderr: string }> {
@@ -215,11 +215,16 @@ test("grow 3 -> 5 and shrink to 3 under writes with the CLI, the leader removed,
   }
 });
 
-test("a failed node replaced: removed, its data folder wiped, added back as a new member at the same address, it catches up by snapshot and votes", async () => {
+/** A 3-node cluster (ids 0..2) compacting every 50 entries, whose failed node a new member (id 3) replaces
+ *  at its address: `fail` stops (or wipes) a follower and returns its id; then the remedy follows. */
+async function replaceFailedNode(
+  dirPrefix: string,
+  fail: (ctx: ReplaceContext) => Promise<number>,
+): Promise<void> {
   const [a0, a1, a2] = (await freePorts(3)).map((p) => `127.0.0.1:${p}`);
   // Id 3 is the replacement of the failed node, at the same address (Nodes numbers addresses by id).
   const addresses = [a0!, a1!, a2!, ""];
-  const nodes = new Nodes(mkdtempSync(join(tmpdir(), "raftkv-e2e-replace-")), addresses);
+  const nodes = new Nodes(mkdtempSync(join(tmpdir(), dirPrefix)), addresses);
   const compact = ["--snapshot-every-entries", "50"];
   const client = new RaftKvClient({ endpoints: [a0!, a1!, a2!], timeoutMs: 10_000 });
   try {
@@ -231,10 +236,9 @@ test("a failed node replaced: removed, its data folder wiped, added back as a ne
       return r.json as Listing;
     };
     const leader = await waitFor("a leader", async () => (await listing()).leaderId ?? undefined, 60_000);
-    // The failed node: a follower; the replacement takes its address (the e2e harness numbers by id).
-    const failed = leader === 2 ? 1 : 2;
+    const failed = await fail({ nodes, client, listing, leader, compact, all });
+    // The replacement takes the failed node's address (the e2e harness numbers by id).
     addresses[3] = addresses[failed]!;
-    await nodes.stop(failed, "SIGKILL");
     for (let i = 0; i < 150; i++) await client.put(`r/${i}`, `before-${i}`);
     const removed = await cli(["member", "remove", String(failed), "--endpoints", all]);
     assert.equal(removed.code, 0, removed.stderr);
@@ -274,4 +278,87 @@ test("a failed node replaced: removed, its data folder wiped, added back as a ne
     client.close();
     await nodes.close();
   }
+}
+
+interface ReplaceContext {
+  readonly nodes: Nodes;
+  readonly client: RaftKvClient;
+  readonly listing: () => Promise<Listing>;
+  readonly leader: number;
+  readonly compact: readonly string[];
+  /** Every original member's address, comma-separated. */
+  readonly all: string;
+}
+
+test("a failed node replaced: removed, its data folder wiped, added back as a new member at the same address, it catches up by snapshot and votes", async () => {
+  await replaceFailedNode("raftkv-e2e-replace-", async ({ nodes, leader }) => {
+    const failed = leader === 2 ? 1 : 2;
+    await nodes.stop(failed, "SIGKILL");
+    return failed;
+  });
+});
+
+test("a node restarted on a wiped data folder under its old id is refused by its peers with the remedy, never counts in a vote, and the remedy works", async () => {
+  await replaceFailedNode("raftkv-e2e-wiped-", async ({ nodes, client, listing, leader, compact }) => {
+    const wiped = leader === 2 ? 1 : 2;
+    const ids = [0, 1, 2];
+    // Bound at first contact: the leader binds every member to its folder's incarnation within a few
+    // heartbeats; the member list shows them.
+    const bound = await waitFor(
+      "every member bound to an incarnation",
+      async () => {
+        const l = await listing();
+        return l.members.length === 3 && l.members.every((m) => /^[0-9a-f]{16}$/.test(m.incarnation))
+          ? l
+          : undefined;
+      },
+      30_000,
+    );
+    const old = bound.members.find((m) => m.id === wiped)!;
+    const idOf = (dir: string): string =>
+      (JSON.parse(readFileSync(join(nodes.root, dir, "identity.json"), "utf8")) as { incarnation: string })
+        .incarnation;
+    assert.equal(old.incarnation, idOf(`node-${wiped}`), "bound to the folder's own incarnation");
+    for (let i = 0; i < 30; i++) await client.put(`w/${i}`, `v${i}`);
+    await nodes.stop(wiped, "SIGKILL");
+    rmSync(join(nodes.root, `node-${wiped}`), { recursive: true, force: true });
+    const before = await client.status(nodes.addresses[leader]!);
+    // The same id and flags, an empty folder: a new incarnation, its vote and log gone.
+    nodes.start(wiped, ids, compact);
+    const remedy = new RegExp(
+      `node ${wiped}: peers refuse this data folder: the cluster knows node ${wiped} as incarnation ${old.incarnation}, this folder is incarnation [0-9a-f]{16} \\(created empty or restored\\)\\. Its vote and log are gone, so it cannot rejoin as node ${wiped}: run 'raftkv member remove ${wiped}', then add it as a new member \\('raftkv member add ADDR'\\)`,
+    );
+    await waitFor(
+      "the wiped node's log naming the remedy",
+      () => (remedy.test(nodes.log(wiped)) ? true : undefined),
+      30_000,
+    );
+    assert.notEqual(idOf(`node-${wiped}`), old.incarnation, "the empty folder got a new incarnation");
+    const line =
+      nodes
+        .log(wiped)
+        .split("\n")
+        .find((l) => remedy.test(l)) ?? "";
+    process.stdout.write(`# the wiped node logs: ${(JSON.parse(line) as { msg: string }).msg}\n`);
+    // Its status says so (it answers from its own view: it knows no leader).
+    const status = await runCli(["status", "--endpoints", nodes.addresses[wiped]!], 30_000);
+    assert.match(
+      status.stdout,
+      /REFUSED: node \d+: peers refuse this data folder/,
+      status.stdout + status.stderr,
+    );
+    // The cluster keeps serving writes; the wiped node learned nothing and never counted in a vote: the
+    // leader and its term are unchanged (its campaigns never reached a core), and it leads nothing.
+    for (let i = 0; i < 30; i++) await client.put(`w/after/${i}`, `v${i}`);
+    const w = await client.status(nodes.addresses[wiped]!);
+    assert.notEqual(w.role, "leader");
+    assert.equal(w.commitIndex, 0, "the wiped node received no entry");
+    const after = await client.status(nodes.addresses[leader]!);
+    assert.equal(after.role, "leader");
+    assert.equal(after.term, before.term, "no election: the wiped node's votes never counted");
+    const survivors = ids.filter((id) => id !== wiped);
+    for (const id of survivors) assert.doesNotMatch(nodes.log(id), /peers refuse this data folder/);
+    await nodes.stop(wiped, "SIGKILL");
+    return wiped;
+  });
 });

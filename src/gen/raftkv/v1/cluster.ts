@@ -38,6 +38,8 @@ export interface Member {
   /** Leader's view: highest index known replicated (0 when not known), and probe/replicate/snapshot. */
   matchIndex: bigint;
   progressState: string;
+  /** The incarnation (data folder) the configuration binds the member to; empty while not bound yet. */
+  incarnation: string;
 }
 
 export interface MemberListRequest {
@@ -56,6 +58,11 @@ export interface MemberListResponse {
   lastIndex: bigint;
   errorCode: string;
   errorMessage: string;
+  /**
+   * Non-empty when peers refuse this node's data folder (it was wiped or restored under an id the
+   * cluster knows by another incarnation): what is wrong and the remedy.
+   */
+  refused: string;
 }
 
 export interface MemberAddRequest {
@@ -123,7 +130,7 @@ export interface SnapshotChunk {
 }
 
 function createBaseMember(): Member {
-  return { id: 0n, peerAddress: "", role: "", matchIndex: 0n, progressState: "" };
+  return { id: 0n, peerAddress: "", role: "", matchIndex: 0n, progressState: "", incarnation: "" };
 }
 
 export const Member: MessageFns<Member> = {
@@ -148,6 +155,9 @@ export const Member: MessageFns<Member> = {
     }
     if (message.progressState !== "") {
       writer.uint32(42).string(message.progressState);
+    }
+    if (message.incarnation !== "") {
+      writer.uint32(50).string(message.incarnation);
     }
     return writer;
   },
@@ -205,6 +215,14 @@ export const Member: MessageFns<Member> = {
             message.progressState = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.incarnation = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -229,6 +247,7 @@ export const Member: MessageFns<Member> = {
       ? BigInt(object.matchIndex)
       : 0n;
     message.progressState = object.progressState ?? "";
+    message.incarnation = object.incarnation ?? "";
     return message;
   },
 };
@@ -288,6 +307,7 @@ function createBaseMemberListResponse(): MemberListResponse {
     lastIndex: 0n,
     errorCode: "",
     errorMessage: "",
+    refused: "",
   };
 }
 
@@ -334,6 +354,9 @@ export const MemberListResponse: MessageFns<MemberListResponse> = {
     }
     if (message.errorMessage !== "") {
       writer.uint32(82).string(message.errorMessage);
+    }
+    if (message.refused !== "") {
+      writer.uint32(90).string(message.refused);
     }
     return writer;
   },
@@ -431,6 +454,14 @@ export const MemberListResponse: MessageFns<MemberListResponse> = {
             message.errorMessage = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.refused = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -460,6 +491,7 @@ export const MemberListResponse: MessageFns<MemberListResponse> = {
     message.lastIndex = (object.lastIndex !== undefined && object.lastIndex !== null) ? BigInt(object.lastIndex) : 0n;
     message.errorCode = object.errorCode ?? "";
     message.errorMessage = object.errorMessage ?? "";
+    message.refused = object.refused ?? "";
     return message;
   },
 };

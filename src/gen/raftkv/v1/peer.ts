@@ -56,6 +56,19 @@ export interface PeerHeader {
    * except in a refused pre-vote answer from a node that has never seen a term.
    */
   term: bigint;
+  /**
+   * The incarnation of the sender's data folder: 16 lowercase hex digits (64 random bits made with the
+   * folder), or empty when unknown (a sender before incarnations). A receiver whose latest configuration
+   * binds the sender to another incarnation refuses the message: the folder was wiped or restored, and
+   * its vote and log are gone.
+   */
+  fromIncarnation: string;
+  /**
+   * The incarnation the sender's latest configuration binds the receiver to, or empty when unbound. A
+   * receiver refuses a message addressed to an incarnation other than its own (it is a wiped or restored
+   * folder being addressed as its old self), so that its refusal names the remedy.
+   */
+  toIncarnation: string;
 }
 
 /** One log entry. */
@@ -202,7 +215,7 @@ export interface PeerAck {
 }
 
 function createBasePeerHeader(): PeerHeader {
-  return { clusterId: "", from: 0n, to: 0n, term: 0n };
+  return { clusterId: "", from: 0n, to: 0n, term: 0n, fromIncarnation: "", toIncarnation: "" };
 }
 
 export const PeerHeader: MessageFns<PeerHeader> = {
@@ -227,6 +240,12 @@ export const PeerHeader: MessageFns<PeerHeader> = {
         throw new globalThis.Error("value provided for field message.term of type uint64 too large");
       }
       writer.uint32(32).uint64(message.term);
+    }
+    if (message.fromIncarnation !== "") {
+      writer.uint32(42).string(message.fromIncarnation);
+    }
+    if (message.toIncarnation !== "") {
+      writer.uint32(50).string(message.toIncarnation);
     }
     return writer;
   },
@@ -276,6 +295,22 @@ export const PeerHeader: MessageFns<PeerHeader> = {
             message.term = reader.uint64() as bigint;
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.fromIncarnation = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.toIncarnation = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -297,6 +332,8 @@ export const PeerHeader: MessageFns<PeerHeader> = {
     message.from = (object.from !== undefined && object.from !== null) ? BigInt(object.from) : 0n;
     message.to = (object.to !== undefined && object.to !== null) ? BigInt(object.to) : 0n;
     message.term = (object.term !== undefined && object.term !== null) ? BigInt(object.term) : 0n;
+    message.fromIncarnation = object.fromIncarnation ?? "";
+    message.toIncarnation = object.toIncarnation ?? "";
     return message;
   },
 };
@@ -1721,7 +1758,7 @@ export const PeerServiceService = {
   /**
    * The fast path: a long-lived stream from one node to one peer carrying batches of messages
    * (snapshot chunks included). The receiver answers with a PeerAck after the first batch it
-   * accepts, and ends the stream with FAILED_PRECONDITION on a cluster id mismatch.
+   * accepts, and ends the stream with FAILED_PRECONDITION on a cluster id or incarnation mismatch.
    */
   stream: {
     path: "/raftkv.v1.PeerService/Stream" as const,
@@ -1749,7 +1786,7 @@ export interface PeerServiceServer extends UntypedServiceImplementation {
   /**
    * The fast path: a long-lived stream from one node to one peer carrying batches of messages
    * (snapshot chunks included). The receiver answers with a PeerAck after the first batch it
-   * accepts, and ends the stream with FAILED_PRECONDITION on a cluster id mismatch.
+   * accepts, and ends the stream with FAILED_PRECONDITION on a cluster id or incarnation mismatch.
    */
   stream: handleBidiStreamingCall<PeerBatch, PeerAck>;
 }
@@ -1825,7 +1862,7 @@ export interface PeerServiceClient extends Client {
   /**
    * The fast path: a long-lived stream from one node to one peer carrying batches of messages
    * (snapshot chunks included). The receiver answers with a PeerAck after the first batch it
-   * accepts, and ends the stream with FAILED_PRECONDITION on a cluster id mismatch.
+   * accepts, and ends the stream with FAILED_PRECONDITION on a cluster id or incarnation mismatch.
    */
   stream(): ClientDuplexStream<PeerBatch, PeerAck>;
   stream(options: Partial<CallOptions>): ClientDuplexStream<PeerBatch, PeerAck>;
