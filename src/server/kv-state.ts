@@ -84,6 +84,8 @@ export class KvState implements StateMachine<StoreResult> {
   /** Sets where the MVCC changes of each applied batch go (MvccNode's watch hub). */
   setChangeListener(listener: ((changes: readonly RevisionChanges[]) => void) | null): void {
     this.changeListener = listener;
+    // After close() nothing applies any more: there is nothing to listen to (and no store to open).
+    if (this.closed) return;
     this.current.setChangeListener(listener);
   }
 

@@ -121,6 +121,10 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
           "in-flight requests did not finish in time; failing them",
         );
     },
+  }).catch((err: unknown) => {
+    // The node did not start (a port in use, ...): the MVCC service's timers must not outlive it.
+    (mvcc as MvccNode | null)?.close();
+    throw err;
   });
   return {
     id: node.id,

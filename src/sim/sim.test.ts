@@ -133,7 +133,9 @@ test("wipe (issue 13): members restarted on an empty disk under their old id are
   let wipes = 0;
   let refused = 0;
   let caught = 0;
-  for (const seed of [1, 3, 6]) {
+  // Seeds whose unsafe run breaks safety on this build (which seeds do changes with every change to the
+  // core or the simulator: re-pick them from a scan when this fails; 7 of seeds 1-16 did at 937c155).
+  for (const seed of [3, 4, 8]) {
     const safe = await runSeed(quiet(seed, true));
     assert.ok(safe.ok, `seed ${seed}: ${safe.violations.join("\n")}`);
     wipes += safe.wipes;

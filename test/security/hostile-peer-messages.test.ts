@@ -4,6 +4,8 @@
 // stops, the cluster keeps serving, and a node that received the snapshot restarts fine.
 
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { AppendEntries, InstallSnapshot, Message } from "../../src/core/types.ts";
 import { AppendEntriesRequest, InstallSnapshotRequest } from "../../src/gen/raftkv/v1/peer.ts";
@@ -23,8 +25,19 @@ before(async () => {
 });
 after(() => c.close());
 
+/** The incarnation of node `id`'s data folder (identity.json). */
+function incarnationOf(id: number): string {
+  const identity = JSON.parse(readFileSync(join(c.configs[id]!.dataDir, "identity.json"), "utf8")) as {
+    incarnation?: string;
+  };
+  return identity.incarnation ?? "";
+}
+
+/** A forged message as the member it claims to come from would send it, incarnations included: once the
+ *  leader has bound the members to their folders, a message without them is refused before any of the
+ *  checks these tests are about (senderIncarnation). */
 function wire(m: Message): Buffer {
-  const body = toWire(m, "sec").body;
+  const body = toWire(m, "sec", { from: incarnationOf(m.from), to: incarnationOf(m.to) }).body;
   if (body?.$case === "appendEntries") return Buffer.from(AppendEntriesRequest.encode(body.value).finish());
   if (body?.$case === "installSnapshot")
     return Buffer.from(InstallSnapshotRequest.encode(body.value).finish());
