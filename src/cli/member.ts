@@ -18,8 +18,8 @@ import { formatTable, printJson, usageError } from "./output.ts";
 export type Reply = { errorCode: string; errorMessage: string; leaderAddress: string };
 
 /** Calls `method` at each endpoint until one answers other than NOT_LEADER/NO_LEADER, following the
- *  leader's address when one is named, and asking again while no node knows a leader (until the
- *  --timeout deadline); throws the last error. */
+ *  leader's address when one is named, and asking them all again while none leads (until the --timeout
+ *  deadline); throws the last error. */
 export async function clusterCall<R extends Reply>(
   f: ClientFlags,
   method: (
@@ -38,8 +38,9 @@ export async function clusterCall<R extends Reply>(
   let last: RaftKvError | null = null;
   while (Date.now() < deadline.getTime()) {
     if (queue.length === 0) {
-      // Every endpoint said NO_LEADER (an election or a transfer under way): ask them all again shortly.
-      if (last?.code !== "NO_LEADER") break;
+      // Every endpoint said NO_LEADER or NOT_LEADER (an election or a transfer under way, or a follower
+      // still naming the leader before the last one): ask them all again shortly, until the deadline.
+      if (last?.code !== "NO_LEADER" && last?.code !== "NOT_LEADER") break;
       await new Promise((r) => setTimeout(r, 200));
       tried.clear();
       queue.push(...endpoints);

@@ -90,7 +90,8 @@ async function cli(args: readonly string[]): Promise<{ code: number | null; json
   } catch {
     // printed nothing parseable: the assertion below shows stderr
   }
-  return { code: r.code, json, stderr: r.stderr };
+  // With --json an error is printed on stdout: show it when stderr is empty.
+  return { code: r.code, json, stderr: r.stderr === "" ? r.stdout : r.stderr };
 }
 
 test("grow 3 -> 5 and shrink to 3 under writes with the CLI, the leader removed, no acknowledged write lost", async () => {
