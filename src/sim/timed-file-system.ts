@@ -109,6 +109,11 @@ export class TimedFileSystem implements FileSystem {
     this.corruptReads += count;
   }
 
+  /** The corrupted reads not delivered yet are dropped (the liveness phase heals the disks). */
+  clearCorruptReads(): void {
+    this.corruptReads = 0;
+  }
+
   /** A read's bytes as the device returns them (sometimes corrupted, see corruptSnapshotReads). */
   deliverRead(path: string, offset: number, data: Uint8Array): Uint8Array {
     if (this.corruptReads === 0 || offset === 0 || data.length === 0 || !path.includes(".snap")) return data;
