@@ -110,7 +110,9 @@ describe("a TLS cluster whose node certificates name their members", () => {
   before(async () => {
     c = await startCluster({
       size: 3,
-      settings: { metricsPort: 0 },
+      // Long election timeouts: these tests assert that forged messages moved no leader, which a busy
+      // machine's event-loop stalls must not do instead (a CI run beside a simulator run did, at 1-2 s).
+      settings: { metricsPort: 0, heartbeatMs: 100, electionTimeoutMinMs: 4000, electionTimeoutMaxMs: 5000 },
       perNode: (id) => ({
         tlsCaFile: ca.caFile,
         tlsCertFile: nodeCerts[id]!.cert,
