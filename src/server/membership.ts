@@ -200,13 +200,12 @@ export class MembershipFollower {
     for (;;) {
       r = this.o.coreCall((c) => c.proposeConfChange(changes));
       if (r.ok) break;
-      // "In flight" while the configuration in effect has committed and is not joint means a new leader
-      // whose first entry has not committed yet (the core's guard of Ongaro's single-server fix): that
-      // clears within a round trip, so wait for it instead of refusing (seen: a change right after a
-      // leadership transfer). A real change in flight is still refused at once.
-      const cfg = this.o.core.configuration();
-      const leaderNotReady =
-        r.reason === "changeInFlight" && !isJoint(cfg.membership) && cfg.index <= this.o.core.log.committed;
+      // "In flight" is a step the leader completes by itself: a new leader's first entry (the core's
+      // guard of Ongaro's single-server fix), the leave step of a committed joint configuration (seen:
+      // a remove right after the leader itself was removed, before its successor left the joint
+      // configuration), or the previous change committing. Wait for it within the change's timeout
+      // instead of refusing (seen also: a change right after a leadership transfer).
+      const leaderNotReady = r.reason === "changeInFlight";
       if (!leaderNotReady || this.o.nowMs() >= deadlineMs) throw changeRefused(this.o.id, r);
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
